@@ -1,0 +1,415 @@
+"""MeshesClient: one typed async method per documented endpoint (38), nothing MCP-specific.
+
+Callers pass validated request models; path ids are checked here so a malformed id never becomes a
+request. Every call mints a fresh machine token. Reads are retried with exponential backoff and
+jitter on 429/502/503/504 and transport failures; writes are retried only when the request
+certainly did not take effect (429, or a connection that was never established), so a write
+happens once or fails with an error that says whether it may have been applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx2
+
+from meshes_mcp import __version__
+from meshes_mcp.api import models as m
+from meshes_mcp.api.auth import PUBLISHABLE_KEY_HEADER, MachineKey
+from meshes_mcp.api.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    ConfigurationError,
+    error_for_status,
+)
+from meshes_mcp.api.problems import InvalidRequest, Problem
+
+USER_AGENT = f"meshes-mcp/{__version__} (+https://pypi.org/project/meshes-mcp/)"
+RETRYABLE_READ_STATUSES = frozenset({429, 502, 503, 504})
+MAX_RETRY_AFTER = 20.0
+
+R = TypeVar("R")
+
+
+def require_uuid(param: str, value: str) -> str:
+    if not isinstance(value, str) or not m.UUID_RE.match(value):
+        raise InvalidRequest([Problem(param, 'must be a UUID, e.g. "3f0c9a52-8d1e-4a7b-9c55-0e4b1f2a6d10"')])
+    return value
+
+
+def _require_session_id(value: str) -> str:
+    # Session ids are opaque strings (docs example: sess_<uuid>); only refuse what cannot be a path segment.
+    if not isinstance(value, str) or not value or not all(c.isalnum() or c in "_-" for c in value):
+        raise InvalidRequest([Problem("session_id", 'must be a session id, e.g. "sess_3f0c9a52-8d1e-4a7b-9c55"')])
+    return value
+
+
+def _query(params: dict[str, Any]) -> dict[str, Any]:
+    """Drop unset filters; booleans travel as true/false."""
+    return {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in params.items() if v is not None}
+
+
+class MeshesClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        machine_key: MachineKey | None = None,
+        publishable_key: str | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_retries: int = 2,
+        retry_base: float = 0.5,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.machine_key = machine_key
+        self.publishable_key = publishable_key
+        self.max_retries = max_retries
+        self.retry_base = retry_base
+        self._http = httpx2.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx2.Timeout(read_timeout, connect=connect_timeout),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> MeshesClient:
+        return cls(
+            settings.base_url,
+            machine_key=settings.machine_key(),
+            publishable_key=settings.publishable_key.get_secret_value() if settings.publishable_key else None,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> MeshesClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def has_machine_key(self) -> bool:
+        return self.machine_key is not None
+
+    # --- transport ----------------------------------------------------------------------------
+
+    def _auth_headers(self, *, publishable_ok: bool) -> dict[str, str]:
+        if self.machine_key is not None:
+            return self.machine_key.headers()
+        if publishable_ok and self.publishable_key:
+            return {PUBLISHABLE_KEY_HEADER: self.publishable_key}
+        raise ConfigurationError("No Meshes machine key is configured.")
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        publishable_ok: bool = False,
+    ) -> Any:
+        idempotent = method in ("GET", "HEAD")
+        attempt = 0
+        while True:
+            headers = self._auth_headers(publishable_ok=publishable_ok)  # fresh token per attempt
+            try:
+                response = await self._http.request(
+                    method, path, json=json, params=_query(params or {}), headers=headers
+                )
+            except httpx2.ConnectError as exc:
+                # Never connected: nothing was sent, so even a write may be retried.
+                if attempt < self.max_retries:
+                    attempt += 1
+                    await asyncio.sleep(self._backoff(attempt))
+                    continue
+                raise APIConnectionError(f"Could not connect to {self.base_url}: {exc}", sent=False) from exc
+            except httpx2.TimeoutException as exc:
+                sent = not isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout)
+                if (idempotent or not sent) and attempt < self.max_retries:
+                    attempt += 1
+                    await asyncio.sleep(self._backoff(attempt))
+                    continue
+                raise APITimeoutError(f"{method} {path} timed out", sent=sent) from exc
+            except httpx2.TransportError as exc:
+                if idempotent and attempt < self.max_retries:
+                    attempt += 1
+                    await asyncio.sleep(self._backoff(attempt))
+                    continue
+                raise APIConnectionError(f"{method} {path} failed: {type(exc).__name__}", sent=True) from exc
+
+            if response.status_code < 400:
+                return _decode(response)
+            retry_after = _retry_after(response)
+            retryable = response.status_code == 429 or (idempotent and response.status_code in RETRYABLE_READ_STATUSES)
+            if retryable and attempt < self.max_retries:
+                attempt += 1
+                await asyncio.sleep(min(retry_after, MAX_RETRY_AFTER) if retry_after else self._backoff(attempt))
+                continue
+            raise error_for_status(response.status_code, _decode(response), retry_after=retry_after)
+
+    def _backoff(self, attempt: int) -> float:
+        # Full jitter: spreads simultaneous retries from many agents instead of synchronising them.
+        return random.uniform(0, self.retry_base * 2 ** (attempt - 1))
+
+    # --- integrations -------------------------------------------------------------------------
+
+    async def list_integrations(self) -> m.Page[m.Integration]:
+        return m.Page[m.Integration].model_validate(await self._request("GET", "/integrations"))
+
+    # --- workspaces ---------------------------------------------------------------------------
+
+    async def list_workspaces(self, *, limit: int | None = None, cursor: str | None = None) -> m.Page[m.Workspace]:
+        # Paging parameters are undocumented for this list; sent only when the caller asks.
+        data = await self._request("GET", "/workspaces", params={"limit": limit, "cursor": cursor})
+        return m.Page[m.Workspace].model_validate(data)
+
+    async def create_workspace(self, request: m.CreateWorkspaceRequest) -> m.Workspace:
+        data = await self._request("POST", "/workspaces", json=request.body())
+        return m.Workspace.model_validate(data.get("workspace", data))
+
+    async def get_workspace(self, workspace_id: str) -> m.Workspace:
+        require_uuid("workspace_id", workspace_id)
+        return m.Workspace.model_validate(await self._request("GET", f"/workspaces/{workspace_id}"))
+
+    async def update_workspace(self, workspace_id: str, request: m.UpdateWorkspaceRequest) -> m.Workspace:
+        require_uuid("workspace_id", workspace_id)
+        body = request.body()
+        body.setdefault("description", request.description)  # the API's PUT always carries it; null clears
+        data = await self._request("PUT", f"/workspaces/{workspace_id}", json=body)
+        return m.Workspace.model_validate(data.get("workspace", data))
+
+    async def list_workspace_connections(
+        self, workspace_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> m.Page[m.Connection]:
+        require_uuid("workspace_id", workspace_id)
+        data = await self._request(
+            "GET", f"/workspaces/{workspace_id}/connections", params={"limit": limit, "cursor": cursor}
+        )
+        return m.Page[m.Connection].model_validate(data)
+
+    async def list_event_types(self, workspace_id: str) -> list[m.CatalogEntry]:
+        require_uuid("workspace_id", workspace_id)
+        data = await self._request("GET", f"/workspaces/{workspace_id}/event-types")
+        return [m.CatalogEntry.model_validate(item) for item in _records(data)]
+
+    async def list_resources(self, workspace_id: str) -> list[m.CatalogEntry]:
+        require_uuid("workspace_id", workspace_id)
+        data = await self._request("GET", f"/workspaces/{workspace_id}/resources")
+        return [m.CatalogEntry.model_validate(item) for item in _records(data)]
+
+    async def list_workspace_events(
+        self, workspace_id: str, query: m.WorkspaceEventQuery | None = None
+    ) -> m.Page[m.Event]:
+        require_uuid("workspace_id", workspace_id)
+        params = query.body() if query else {}
+        data = await self._request("GET", f"/workspaces/{workspace_id}/events", params=params)
+        return m.Page[m.Event].model_validate(data)
+
+    async def list_workspace_rules(
+        self, workspace_id: str, filters: m.RuleFilters | None = None, *, limit: int | None = None,
+        cursor: str | None = None,
+    ) -> m.Page[m.Rule]:
+        require_uuid("workspace_id", workspace_id)
+        params = {**(filters.body() if filters else {}), "limit": limit, "cursor": cursor}
+        data = await self._request("GET", f"/workspaces/{workspace_id}/rules", params=params)
+        return m.Page[m.Rule].model_validate(data)
+
+    # --- connections --------------------------------------------------------------------------
+
+    async def list_connections(self, *, limit: int | None = None, cursor: str | None = None) -> m.Page[m.Connection]:
+        data = await self._request("GET", "/connections", params={"limit": limit, "cursor": cursor})
+        return m.Page[m.Connection].model_validate(data)
+
+    async def create_connection(self, request: m.CreateConnectionRequest) -> m.Connection:
+        data = await self._request("POST", "/connections", json=request.body())
+        return m.Connection.model_validate(data.get("connection", data))
+
+    async def get_connection(self, connection_id: str) -> m.Connection:
+        require_uuid("connection_id", connection_id)
+        return m.Connection.model_validate(await self._request("GET", f"/connections/{connection_id}"))
+
+    async def update_connection(self, connection_id: str, request: m.UpdateConnectionRequest) -> m.Connection:
+        require_uuid("connection_id", connection_id)
+        data = await self._request("PUT", f"/connections/{connection_id}", json=request.body())
+        return m.Connection.model_validate(data.get("connection", data))
+
+    async def delete_connection(self, connection_id: str, *, force_delete: bool = False) -> m.DeletedConnection:
+        require_uuid("connection_id", connection_id)
+        # Like the official clients, a body is sent only when forcing.
+        body = {"force_delete": True} if force_delete else None
+        return m.DeletedConnection.model_validate(
+            await self._request("DELETE", f"/connections/{connection_id}", json=body)
+        )
+
+    async def get_connection_actions(self, connection_id: str) -> dict[str, Any]:
+        require_uuid("connection_id", connection_id)
+        data = await self._request("GET", f"/connections/{connection_id}/actions")
+        return data if isinstance(data, dict) else {}
+
+    async def get_connection_fields(self, connection_id: str, *, refresh: bool = False) -> m.ConnectionFieldCatalog:
+        require_uuid("connection_id", connection_id)
+        data = await self._request(
+            "GET", f"/connections/{connection_id}/fields", params={"refresh": True if refresh else None}
+        )
+        return m.ConnectionFieldCatalog.model_validate(data)
+
+    async def get_connection_mappings(self, connection_id: str) -> m.DefaultMappingResult:
+        require_uuid("connection_id", connection_id)
+        data = await self._request("GET", f"/connections/{connection_id}/mappings/default")
+        return m.DefaultMappingResult.model_validate(data)
+
+    async def update_connection_mappings(
+        self, connection_id: str, request: m.UpdateMappingsRequest
+    ) -> m.DefaultMappingResult:
+        require_uuid("connection_id", connection_id)
+        data = await self._request("PUT", f"/connections/{connection_id}/mappings/default", json=request.body())
+        return m.DefaultMappingResult.model_validate(data)
+
+    # --- rules --------------------------------------------------------------------------------
+
+    async def list_rules(
+        self, filters: m.RuleFilters | None = None, *, limit: int | None = None, cursor: str | None = None
+    ) -> m.Page[m.Rule]:
+        params = {**(filters.body() if filters else {}), "limit": limit, "cursor": cursor}
+        return m.Page[m.Rule].model_validate(await self._request("GET", "/rules", params=params))
+
+    async def create_rule(self, request: m.CreateRuleRequest) -> m.Rule:
+        data = await self._request("POST", "/rules", json=request.body())
+        return m.Rule.model_validate(data.get("rule", data))
+
+    async def get_rule(self, rule_id: str) -> m.Rule:
+        require_uuid("rule_id", rule_id)
+        return m.Rule.model_validate(await self._request("GET", f"/rules/{rule_id}"))
+
+    async def delete_rule(self, rule_id: str) -> m.DeletedRule:
+        require_uuid("rule_id", rule_id)
+        return m.DeletedRule.model_validate(await self._request("DELETE", f"/rules/{rule_id}"))
+
+    # --- events -------------------------------------------------------------------------------
+
+    async def list_events(self, query: m.EventListQuery | None = None) -> m.Page[m.Event]:
+        params = query.body() if query else {}
+        return m.Page[m.Event].model_validate(await self._request("GET", "/events", params=params))
+
+    async def emit_event(self, request: m.EmitEventRequest) -> m.Event:
+        data = await self._request("POST", "/events", json=request.body(), publishable_ok=True)
+        return m.Event.model_validate(data.get("event", data))
+
+    async def emit_events(self, requests: list[m.EmitEventRequest]) -> m.BulkResult:
+        if not 1 <= len(requests) <= m.BULK_LIMIT:
+            raise InvalidRequest([Problem("events", f"a bulk request carries 1 to {m.BULK_LIMIT} events")])
+        body = [r.body() for r in requests]
+        return m.BulkResult.model_validate(
+            await self._request("POST", "/events/bulk", json=body, publishable_ok=True)
+        )
+
+    async def get_event(self, event_id: str, *, include_payload: bool = False) -> m.Event:
+        require_uuid("event_id", event_id)
+        path = f"/events/{event_id}/payload" if include_payload else f"/events/{event_id}"
+        return m.Event.model_validate(await self._request("GET", path))
+
+    async def retry_rule_event(self, event_id: str, rule_id: str) -> m.RuleEvent:
+        require_uuid("event_id", event_id)
+        require_uuid("rule_id", rule_id)
+        return m.RuleEvent.model_validate(await self._request("POST", f"/events/{event_id}/rules/{rule_id}/retry"))
+
+    async def cancel_rule_event(self, event_id: str, rule_id: str) -> m.RuleEvent:
+        require_uuid("event_id", event_id)
+        require_uuid("rule_id", rule_id)
+        return m.RuleEvent.model_validate(await self._request("POST", f"/events/{event_id}/rules/{rule_id}/cancel"))
+
+    async def cancel_event(self, event_id: str) -> m.Event:
+        require_uuid("event_id", event_id)
+        data = await self._request("POST", f"/events/{event_id}/cancel")
+        return m.Event.model_validate(data.get("event", data))
+
+    async def list_rule_attempts(
+        self, event_id: str, rule_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> m.Page[m.Attempt]:
+        require_uuid("event_id", event_id)
+        require_uuid("rule_id", rule_id)
+        data = await self._request(
+            "GET", f"/events/{event_id}/rules/{rule_id}/attempts", params={"limit": limit, "cursor": cursor}
+        )
+        return m.Page[m.Attempt].model_validate(data)
+
+    async def get_rule_attempt(self, event_id: str, rule_id: str, attempt_id: str) -> m.Attempt:
+        require_uuid("event_id", event_id)
+        require_uuid("rule_id", rule_id)
+        require_uuid("attempt_id", attempt_id)
+        return m.Attempt.model_validate(
+            await self._request("GET", f"/events/{event_id}/rules/{rule_id}/attempts/{attempt_id}")
+        )
+
+    async def get_attempt_response(self, event_id: str, rule_id: str, attempt_id: str) -> m.ResponseDetails:
+        require_uuid("event_id", event_id)
+        require_uuid("rule_id", rule_id)
+        require_uuid("attempt_id", attempt_id)
+        # Path inferred from the docs' "companion /response-details endpoint".
+        path = f"/events/{event_id}/rules/{rule_id}/attempts/{attempt_id}/response-details"
+        return m.ResponseDetails.model_validate(await self._request("GET", path))
+
+    # --- sessions -----------------------------------------------------------------------------
+
+    async def create_session(self, request: m.CreateSessionRequest) -> m.CreatedSession:
+        return m.CreatedSession.model_validate(await self._request("POST", "/sessions", json=request.body()))
+
+    async def list_sessions(self, query: m.SessionListQuery) -> m.Page[m.SessionSummary]:
+        return m.Page[m.SessionSummary].model_validate(await self._request("GET", "/sessions", params=query.body()))
+
+    async def refresh_session(self, session_id: str) -> m.SessionToken:
+        _require_session_id(session_id)
+        return m.SessionToken.model_validate(await self._request("POST", f"/sessions/{session_id}/refresh"))
+
+    async def revoke_session(self, session_id: str) -> m.RevokedSession:
+        _require_session_id(session_id)
+        return m.RevokedSession.model_validate(await self._request("DELETE", f"/sessions/{session_id}"))
+
+
+async def iterate_pages(
+    fetch: Callable[..., Awaitable[m.Page[R]]], *args: Any, max_pages: int = 1000, **kwargs: Any
+) -> AsyncIterator[R]:
+    """Every record of a paginated list, following `next_cursor` so callers never hand-roll the loop."""
+    cursor: str | None = None
+    for _ in range(max_pages):
+        page = await fetch(*args, cursor=cursor, **kwargs)
+        for record in page.records:
+            yield record
+        if not page.next_cursor or page.next_cursor == cursor:
+            return
+        cursor = page.next_cursor
+
+
+def _decode(response: httpx2.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _records(data: Any) -> list[Any]:
+    # Documented as a bare array; accept the list envelope too in case the API aligns it later.
+    if isinstance(data, dict):
+        return list(data.get("records") or [])
+    return list(data or [])
+
+
+def _retry_after(response: httpx2.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None

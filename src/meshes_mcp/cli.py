@@ -1,0 +1,179 @@
+"""Command line: serve the MCP server (stdio or HTTP), optionally on the embedded sandbox; run the
+sandbox alone; a guided demo; a configuration check.
+
+Only argparse is imported up front: a stdio server is judged by how fast it answers `initialize`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+# Settings a flag can set. Flags override the environment; unset flags leave it alone.
+SETTING_FLAGS = ("access_key", "secret_key", "org_id", "api_url", "workspace_id", "publishable_key", "toolsets")
+
+
+def default_data_dir() -> Path:
+    """Per-user data directory for the sandbox's database (XDG on Linux, the platform's own elsewhere)."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "meshes-mcp" / "sandbox"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meshes-mcp",
+        description="MCP server for Meshes. With no command it serves MCP over stdio.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    add_server_options(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="serve MCP (default command)")
+    add_server_options(serve)
+
+    sandbox = commands.add_parser("sandbox", help="serve the local Meshes sandbox API alone (for curl and SDKs)")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8787)
+    sandbox.add_argument("--data-dir", type=Path, help="where the sandbox keeps its database")
+    add_delivery_options(sandbox)
+
+    demo = commands.add_parser("demo", help="a guided walk-through on a throwaway sandbox")
+    demo.add_argument("--data-dir", type=Path, help="keep the demo's sandbox data here")
+
+    doctor = commands.add_parser("doctor", help="check configuration and reach the Meshes API")
+    add_server_options(doctor)
+    return parser
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    d = argparse.SUPPRESS  # so a subcommand's absent flag does not overwrite the top-level one
+    parser.add_argument("--access-key", default=d, help="machine access key (MESHES_ACCESS_KEY)")
+    parser.add_argument("--secret-key", default=d, help="machine secret key (MESHES_SECRET_KEY)")
+    parser.add_argument("--org-id", default=d, help="organization UUID (MESHES_ORG_ID)")
+    parser.add_argument("--api-url", default=d, help="API base URL (MESHES_API_URL, default https://api.meshes.io)")
+    parser.add_argument("--workspace", dest="workspace_id", default=d, help="default workspace (MESHES_WORKSPACE_ID)")
+    parser.add_argument("--publishable-key", default=d, help="workspace publishable key (MESHES_PUBLISHABLE_KEY)")
+    parser.add_argument("--toolsets", default=d, help="comma list of toolsets, or all (MESHES_TOOLSETS)")
+    parser.add_argument("--read-only", action="store_true", default=d, help="only tools that change nothing")
+    parser.add_argument("--sandbox", action="store_true", default=d, help="run against the embedded local sandbox")
+    parser.add_argument("--data-dir", type=Path, default=d, help="sandbox data directory (with --sandbox)")
+    parser.add_argument(
+        "--transport", choices=("stdio", "http"), default=d, help="stdio (default) or streamable HTTP"
+    )
+    parser.add_argument("--host", default=d, help="HTTP host (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=d, help="HTTP port (default 8000)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=d, help="debug logging on stderr")
+    add_delivery_options(parser)
+
+
+def add_delivery_options(parser: argparse.ArgumentParser) -> None:
+    d = argparse.SUPPRESS
+    parser.add_argument("--retry-base", type=float, default=d, help="sandbox: first retry delay in seconds")
+    parser.add_argument("--max-attempts", type=int, default=d, help="sandbox: delivery attempts per rule event")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    options = vars(args)
+    # Logs go to stderr: stdout belongs to the MCP protocol.
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if options.get("verbose") else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    command = options.get("command") or "serve"
+    try:
+        if command == "sandbox":
+            run_sandbox_command(options)
+        elif command == "demo":
+            from meshes_mcp.demo import run_demo
+
+            run_demo(options.get("data_dir"))
+        elif command == "doctor":
+            from meshes_mcp.doctor import run_doctor
+
+            sys.exit(run_doctor(settings_from(options)))
+        else:
+            serve(options)
+    except KeyboardInterrupt:
+        pass
+    except ValueError as exc:  # configuration mistakes: one clear line, no traceback
+        print(f"meshes-mcp: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def settings_from(options: dict[str, Any], **overrides: Any) -> Any:
+    from meshes_mcp.config import Settings
+
+    values = {field: options[field] for field in SETTING_FLAGS if field in options}
+    if options.get("read_only"):
+        values["read_only"] = True
+    values.update(overrides)
+    return Settings(**values)
+
+
+def serve(options: dict[str, Any]) -> None:
+    log = logging.getLogger("meshes_mcp")
+    sandbox = None
+    overrides: dict[str, Any] = {}
+    if options.get("sandbox"):
+        from meshes_mcp.sandbox import EmbeddedSandbox
+
+        data_dir = options.get("data_dir") or default_data_dir()
+        sandbox = EmbeddedSandbox(
+            Path(data_dir), retry_base=options.get("retry_base"), max_attempts=options.get("max_attempts")
+        )
+        info = sandbox.start()
+        overrides = {
+            "api_url": info.api_url,
+            "access_key": info.access_key,
+            "secret_key": info.secret_key,
+            "org_id": info.organization_id,
+            "workspace_id": options.get("workspace_id") or info.workspace_id,
+        }
+        log.info("sandbox at %s (data in %s)", info.api_url, data_dir)
+    settings = settings_from(options, **overrides)
+    from meshes_mcp.server.app import build_server, parse_toolsets
+
+    parse_toolsets(settings.toolsets)  # fail fast on a typo, before a client connects
+    log.info("meshes-mcp %s: %s", _version(), settings.describe())
+    if not settings.machine_key():
+        log.warning("no Meshes credentials: tools will explain how to configure them (or use --sandbox)")
+    server = build_server(settings)
+    try:
+        if options.get("transport") == "http":
+            server.run(
+                "streamable-http", host=options.get("host") or "127.0.0.1", port=options.get("port") or 8000
+            )
+        else:
+            server.run("stdio")
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+
+
+def run_sandbox_command(options: dict[str, Any]) -> None:
+    from meshes_mcp.sandbox import run_sandbox
+
+    run_sandbox(
+        host=options.get("host") or "127.0.0.1",
+        port=options.get("port") or 8787,
+        data_dir=Path(options.get("data_dir") or default_data_dir()),
+        retry_base=options.get("retry_base"),
+        max_attempts=options.get("max_attempts"),
+    )
+
+
+def _version() -> str:
+    from meshes_mcp import __version__
+
+    return f"meshes-mcp {__version__}"

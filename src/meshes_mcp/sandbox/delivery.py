@@ -1,0 +1,132 @@
+"""The delivery worker: takes due rule events off the durable SQLite queue and delivers them.
+
+Retry schedule (undocumented upstream beyond "exponential backoff"; our defaults):
+- at most `max_attempts` = 5 attempts per rule event (manual retry of a failed one grants one more);
+- after failed attempt n the next is due in `retry_base · 2^(n-1)` seconds (default base 2 s:
+  2, 4, 8, 16 s), capped at 10 minutes, with ±20 % jitter so retries of a burst spread out; a 429's
+  Retry-After, when longer, is honoured up to the same cap;
+- retried outcomes: rejected_server_error, rate_limited, timeout, network_error, internal_error;
+  final at once: delivered, auth_failed, rejected_client_error, mapping_error.
+
+Concurrency: up to `concurrency` attempts in flight at once (default 64) over one shared HTTP client.
+Claiming opens an attempt row in the same transaction that marks the rule event `processing`, so a
+crash leaves evidence; `Store.recover()` closes such attempts and requeues their work on start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass
+
+from meshes_mcp.sandbox.clock import now
+from meshes_mcp.sandbox.destinations import Destinations, Outcome
+from meshes_mcp.sandbox.store import Job, Store
+
+log = logging.getLogger("meshes_mcp.sandbox")
+
+DEFAULT_RETRY_BASE = 2.0
+DEFAULT_MAX_ATTEMPTS = 5
+RETRY_CAP = 600.0
+JITTER = 0.2
+IDLE_POLL = 1.0  # longest sleep between queue checks when nothing wakes the worker
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base: float = DEFAULT_RETRY_BASE
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    cap: float = RETRY_CAP
+
+    def delay(self, attempt_number: int, retry_after: float | None = None) -> float:
+        backoff = min(self.cap, self.base * 2 ** max(0, attempt_number - 1))
+        backoff *= random.uniform(1 - JITTER, 1 + JITTER)
+        if retry_after is not None:
+            backoff = max(backoff, min(retry_after, self.cap))
+        return backoff
+
+
+class DeliveryEngine:
+    def __init__(self, store: Store, destinations: Destinations, policy: RetryPolicy, concurrency: int = 64) -> None:
+        self.store = store
+        self.destinations = destinations
+        self.policy = policy
+        self.concurrency = concurrency
+        self._wake = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        resumed = self.store.recover()
+        if resumed:
+            log.info("resuming %d deliveries interrupted by the last stop", resumed)
+        self._runner = asyncio.create_task(self._run(), name="meshes-sandbox-delivery")
+
+    def wake(self) -> None:
+        """New or rescheduled work: look at the queue now rather than at the next poll."""
+        self._wake.set()
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop claiming; let in-flight attempts finish for up to `grace` seconds. Attempts cut off after
+        that stay open in the store and are resumed by the next start."""
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+        if self._inflight:
+            _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            free = self.concurrency - len(self._inflight)
+            claimed = 0
+            if free > 0:
+                try:
+                    jobs = self.store.claim_due(free)
+                except Exception:  # a store hiccup must not kill the worker
+                    log.exception("claiming due deliveries failed")
+                    jobs = []
+                claimed = len(jobs)
+                for job in jobs:
+                    task = asyncio.create_task(self._attempt(job))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._inflight.discard)
+            if claimed and claimed == free:
+                await asyncio.sleep(0)  # the queue may hold more: claim again once a slot frees
+                if len(self._inflight) < self.concurrency:
+                    continue
+            timeout = IDLE_POLL
+            if len(self._inflight) < self.concurrency:
+                due = self.store.next_due()
+                if due is not None:
+                    timeout = max(0.0, min(IDLE_POLL, due - now()))
+            if timeout > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _attempt(self, job: Job) -> None:
+        try:
+            outcome = await self.destinations.deliver(job)
+        except asyncio.CancelledError:
+            raise  # shutting down: the open attempt is recovered on the next start
+        except Exception as exc:
+            log.exception("delivery %s failed unexpectedly", job.rule_event_id)
+            outcome = Outcome("internal_error", None, f"internal error while delivering: {type(exc).__name__}")
+        try:
+            delay = self.policy.delay(job.attempt_number, outcome.retry_after)
+            self.store.finish_attempt(job, outcome.code, outcome.http_status, outcome.message, outcome.response,
+                                      outcome.retryable, delay)
+            if outcome.deactivate and job.connection is not None:
+                self.store.set_connection_state(job.connection["id"], False, outcome.deactivate)
+        except Exception:
+            log.exception("recording attempt %s failed", job.attempt_id)
+        finally:
+            self._wake.set()

@@ -1,0 +1,75 @@
+"""The documented error body, raised from anywhere in the sandbox and rendered by the app.
+
+Shape (reference §3.3)::
+
+    {"message": "Bad Request",
+     "error": {"name": "BadRequest", "message": "…", "data": [{"param": "…", "msg": "…"}]}}
+
+`error.data` is present only for parameter-level problems, as documented.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# status → (top-level message, error.name)
+_NAMES: dict[int, tuple[str, str]] = {
+    400: ("Bad Request", "BadRequest"),
+    401: ("Unauthorized", "Unauthorized"),
+    403: ("Forbidden", "Forbidden"),
+    404: ("Not Found", "NotFound"),
+    405: ("Method Not Allowed", "MethodNotAllowed"),
+    409: ("Conflict", "Conflict"),
+    413: ("Payload Too Large", "PayloadTooLarge"),
+    422: ("Unprocessable Entity", "UnprocessableEntity"),
+    425: ("Too Early", "TooEarly"),
+    429: ("Too Many Requests", "TooManyRequests"),
+    500: ("Internal Server Error", "GeneralError"),
+    503: ("Service Unavailable", "Unavailable"),
+}
+
+
+class ApiError(Exception):
+    """An HTTP error with the documented body; `data` lists `(param, msg)` problems."""
+
+    def __init__(self, status: int, message: str, data: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.data = data or []
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.status, self.message, self.data)
+
+
+def error_body(status: int, message: str, data: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    top, name = _NAMES.get(status, ("Error", "Error"))
+    error: dict[str, Any] = {"name": name, "message": message}
+    if data:
+        error["data"] = [{"param": p, "msg": m} for p, m in data]
+    return {"message": top, "error": error}
+
+
+def bad_request(message: str, param: str | None = None, msg: str | None = None) -> ApiError:
+    return ApiError(400, message, [(param, msg or message)] if param else None)
+
+
+def not_found(what: str, ident: str, param: str | None = None) -> ApiError:
+    message = f"{what} {ident} was not found"
+    return ApiError(404, message, [(param, message)] if param else None)
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(401, message)
+
+
+def conflict(message: str, param: str | None = None) -> ApiError:
+    return ApiError(409, message, [(param, message)] if param else None)
+
+
+def unprocessable(message: str, data: list[tuple[str, str]] | None = None) -> ApiError:
+    return ApiError(422, message, data)
+
+
+def too_early(message: str) -> ApiError:
+    return ApiError(425, message)

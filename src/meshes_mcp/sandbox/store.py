@@ -1,0 +1,780 @@
+"""SQLite store of the sandbox: one connection, WAL mode, short transactions.
+
+Threading model: the store is opened inside the server's event loop and used only from that
+loop's thread. Every method is synchronous and short (a handful of indexed statements inside one
+transaction), so the loop stays responsive without a thread hop per query; `synchronous=NORMAL`
+in WAL mode makes a commit a write to the WAL without an fsync, which survives a process crash
+(the restart guarantee we need) though not a power cut.
+
+Rows are soft-deleted (`deleted_at`) for connections and rules so that rule events keep pointing at
+what they were created from; the API never shows deleted rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meshes_mcp.sandbox.clock import iso, new_id, now, now_iso
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS organizations (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS machine_keys (
+    access_key TEXT PRIMARY KEY, secret_key TEXT NOT NULL, org_id TEXT NOT NULL, name TEXT, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS workspaces (
+    seq INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, org_id TEXT NOT NULL, name TEXT NOT NULL, description TEXT,
+    pub_key TEXT UNIQUE NOT NULL, pub_key_name TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS connections (
+    seq INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, org_id TEXT NOT NULL, workspace_id TEXT NOT NULL,
+    type TEXT NOT NULL, name TEXT NOT NULL, metadata TEXT NOT NULL, hidden INTEGER NOT NULL DEFAULT 0,
+    active INTEGER NOT NULL DEFAULT 1, inactive_reason TEXT, created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, deleted_at TEXT);
+CREATE INDEX IF NOT EXISTS ix_connections_ws ON connections(workspace_id, seq);
+CREATE TABLE IF NOT EXISTS rules (
+    seq INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, org_id TEXT NOT NULL, workspace_id TEXT NOT NULL,
+    connection_id TEXT NOT NULL, type TEXT NOT NULL, event TEXT NOT NULL, resource TEXT, resource_id TEXT,
+    metadata TEXT NOT NULL, active INTEGER NOT NULL DEFAULT 1, hidden INTEGER NOT NULL DEFAULT 0,
+    created_by TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, deleted_at TEXT);
+CREATE INDEX IF NOT EXISTS ix_rules_ws ON rules(workspace_id, event);
+CREATE INDEX IF NOT EXISTS ix_rules_conn ON rules(connection_id);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, org_id TEXT NOT NULL, workspace_id TEXT NOT NULL,
+    event TEXT NOT NULL, resource TEXT, resource_id TEXT, payload TEXT NOT NULL, status TEXT NOT NULL,
+    total_rules INTEGER NOT NULL, completed_count INTEGER NOT NULL DEFAULT 0,
+    failed_count INTEGER NOT NULL DEFAULT 0, started_at TEXT, completed_at TEXT,
+    created_by TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS ix_events_ws ON events(workspace_id, seq);
+CREATE TABLE IF NOT EXISTS rule_events (
+    seq INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, event_id TEXT NOT NULL, rule_id TEXT NOT NULL,
+    workspace_id TEXT NOT NULL, connection_id TEXT NOT NULL, integration_type TEXT NOT NULL,
+    event TEXT NOT NULL, resource TEXT, resource_id TEXT, status TEXT NOT NULL,
+    attempt_count INTEGER NOT NULL DEFAULT 0, attempt_limit INTEGER NOT NULL,
+    next_attempt_at REAL, started_at TEXT, completed_at TEXT, last_error TEXT,
+    created_by TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS ix_rule_events_event ON rule_events(event_id, rule_id);
+CREATE INDEX IF NOT EXISTS ix_rule_events_conn ON rule_events(connection_id, status);
+CREATE INDEX IF NOT EXISTS ix_rule_events_rule ON rule_events(rule_id, status);
+-- The delivery queue: a rule event is queued exactly while next_attempt_at is set.
+CREATE INDEX IF NOT EXISTS ix_rule_events_due ON rule_events(next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS attempts (
+    seq INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, rule_event_id TEXT NOT NULL, event_id TEXT NOT NULL,
+    rule_id TEXT NOT NULL, attempt_number INTEGER NOT NULL, outcome_code TEXT, http_status INTEGER,
+    message TEXT, started_at TEXT NOT NULL, completed_at TEXT, duration_ms REAL, next_attempt_at TEXT,
+    response TEXT);
+CREATE INDEX IF NOT EXISTS ix_attempts_rule_event ON attempts(rule_event_id, seq);
+CREATE INDEX IF NOT EXISTS ix_attempts_open ON attempts(completed_at) WHERE completed_at IS NULL;
+CREATE TABLE IF NOT EXISTS catalog_entries (
+    id TEXT PRIMARY KEY, workspace_id TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL,
+    created_by TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, UNIQUE(workspace_id, kind, key));
+CREATE TABLE IF NOT EXISTS mappings (
+    connection_id TEXT PRIMARY KEY, id TEXT NOT NULL, mapping_id TEXT NOT NULL, version INTEGER NOT NULL,
+    workspace_id TEXT NOT NULL, integration_type TEXT NOT NULL, name TEXT NOT NULL, schema TEXT NOT NULL,
+    catalog_version TEXT, created_by TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS field_catalogs (
+    connection_id TEXT PRIMARY KEY, id TEXT NOT NULL, refreshed_at TEXT NOT NULL, created_by TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    seq INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, org_id TEXT NOT NULL, workspace_id TEXT NOT NULL,
+    role TEXT NOT NULL, session_type TEXT NOT NULL, external_user_id TEXT, resource TEXT, resource_id TEXT,
+    launch_page TEXT NOT NULL, allowed_origins TEXT, scopes TEXT, status TEXT NOT NULL,
+    token_hash TEXT NOT NULL, ttl_seconds INTEGER NOT NULL, expires_epoch REAL NOT NULL,
+    created_at TEXT NOT NULL, expires_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS ix_sessions_ws ON sessions(workspace_id, seq);
+"""
+
+ACTIVE_STATUSES = ("pending", "processing", "retrying")
+TERMINAL_STATUSES = ("completed", "failed", "canceled")
+
+
+def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> dict[str, Any]:
+    return {d[0]: v for d, v in zip(cursor.description, values, strict=True)}
+
+
+@dataclass(slots=True)
+class MatchedRule:
+    id: str
+    connection_id: str
+    type: str
+    event: str
+    resource: str | None
+    resource_id: str | None
+
+
+@dataclass(slots=True)
+class NewEvent:
+    """An accepted event ready to be written, with its id and timestamp already chosen."""
+
+    id: str
+    org_id: str
+    workspace_id: str
+    event: str
+    resource: str | None
+    resource_id: str | None
+    payload: dict[str, Any]
+    created_by: str
+    created_at: str
+    rules: list[MatchedRule] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Job:
+    """One claimed delivery attempt with everything a destination needs."""
+
+    rule_event_id: str
+    event_id: str
+    rule_id: str
+    attempt_id: str
+    attempt_number: int
+    workspace_id: str
+    integration_type: str
+    event: dict[str, Any]
+    rule_metadata: dict[str, Any]
+    connection: dict[str, Any] | None
+    started: float
+
+
+class Store:
+    """All persistent state. Methods return plain dicts of column values (JSON columns decoded)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self.db.row_factory = _row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.execute("PRAGMA temp_store=MEMORY")
+        self.db.executescript(SCHEMA)
+        # Rules matched per ingested event: cached per workspace, dropped on every rule change.
+        self._rules_cache: dict[str, list[MatchedRule]] = {}
+        # (workspace, kind, key) already in the event-type / resource catalogue.
+        self._catalog_seen: set[tuple[str, str, str]] = set()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def tx(self) -> _Tx:
+        return _Tx(self.db)
+
+    def one(self, sql: str, args: tuple[Any, ...] = ()) -> dict[str, Any] | None:
+        return self.db.execute(sql, args).fetchone()
+
+    def all(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        return self.db.execute(sql, args).fetchall()
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.one("SELECT value FROM meta WHERE key=?", (key,))
+        return row["value"] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    @staticmethod
+    def _page_sql(after: int | None, descending: bool) -> tuple[str, str]:
+        if after is None:
+            cond = ""
+        else:
+            cond = " AND seq < ?" if descending else " AND seq > ?"
+        return cond, " ORDER BY seq DESC" if descending else " ORDER BY seq ASC"
+
+    def _page(
+        self, table: str, where: str, args: list[Any], after: int | None, limit: int, descending: bool = False
+    ) -> list[dict[str, Any]]:
+        """Keyset page: `limit + 1` rows so the caller can tell whether a next page exists."""
+        cond, order = self._page_sql(after, descending)
+        if after is not None:
+            args = [*args, after]
+        return self.all(f"SELECT * FROM {table} WHERE {where}{cond}{order} LIMIT ?", (*args, limit + 1))
+
+    # -- organisation and keys ----------------------------------------------------------------------
+
+    def create_org(self, org_id: str, name: str) -> None:
+        self.db.execute("INSERT INTO organizations(id, name, created_at) VALUES (?, ?, ?)", (org_id, name, now_iso()))
+
+    def add_machine_key(self, access_key: str, secret_key: str, org_id: str, name: str) -> None:
+        self.db.execute(
+            "INSERT INTO machine_keys(access_key, secret_key, org_id, name, created_at) VALUES (?, ?, ?, ?, ?)",
+            (access_key, secret_key, org_id, name, now_iso()),
+        )
+
+    def machine_key(self, access_key: str) -> dict[str, Any] | None:
+        return self.one("SELECT * FROM machine_keys WHERE access_key=?", (access_key,))
+
+    def workspace_by_publishable_key(self, key: str) -> dict[str, Any] | None:
+        return self.one("SELECT * FROM workspaces WHERE pub_key=?", (key,))
+
+    # -- workspaces -------------------------------------------------------------------------------
+
+    def list_workspaces(self, org_id: str, after: int | None, limit: int) -> list[dict[str, Any]]:
+        return self._page("workspaces", "org_id=?", [org_id], after, limit)
+
+    def get_workspace(self, org_id: str, workspace_id: str) -> dict[str, Any] | None:
+        return self.one("SELECT * FROM workspaces WHERE id=? AND org_id=?", (workspace_id, org_id))
+
+    def workspace_name_taken(self, org_id: str, name: str, except_id: str | None = None) -> bool:
+        row = self.one(
+            "SELECT id FROM workspaces WHERE org_id=? AND lower(name)=lower(?) AND id IS NOT ?",
+            (org_id, name, except_id),
+        )
+        return row is not None
+
+    def create_workspace(
+        self, org_id: str, name: str, description: str | None, pub_key: str, pub_key_name: str
+    ) -> dict[str, Any]:
+        ts = now_iso()
+        wid = new_id()
+        self.db.execute(
+            "INSERT INTO workspaces(id, org_id, name, description, pub_key, pub_key_name, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (wid, org_id, name, description, pub_key, pub_key_name, ts, ts),
+        )
+        return self.get_workspace(org_id, wid)  # type: ignore[return-value]
+
+    def update_workspace(self, org_id: str, workspace_id: str, name: str, description: str | None) -> dict[str, Any]:
+        self.db.execute(
+            "UPDATE workspaces SET name=?, description=?, updated_at=? WHERE id=? AND org_id=?",
+            (name, description, now_iso(), workspace_id, org_id),
+        )
+        return self.get_workspace(org_id, workspace_id)  # type: ignore[return-value]
+
+    # -- connections ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _connection(row: dict[str, Any] | None) -> dict[str, Any] | None:
+        if row is not None:
+            row["metadata"] = json.loads(row["metadata"])
+        return row
+
+    def list_connections(
+        self, org_id: str, workspace_id: str | None, after: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        where, args = "org_id=? AND deleted_at IS NULL", [org_id]
+        if workspace_id:
+            where, args = where + " AND workspace_id=?", [*args, workspace_id]
+        return [self._connection(r) for r in self._page("connections", where, args, after, limit)]  # type: ignore[misc]
+
+    def get_connection(self, org_id: str | None, connection_id: str, include_deleted: bool = False) -> dict | None:
+        sql = "SELECT * FROM connections WHERE id=?"
+        args: tuple[Any, ...] = (connection_id,)
+        if org_id is not None:
+            sql, args = sql + " AND org_id=?", (*args, org_id)
+        if not include_deleted:
+            sql += " AND deleted_at IS NULL"
+        return self._connection(self.one(sql, args))
+
+    def connection_name_taken(self, workspace_id: str, name: str, except_id: str | None = None) -> bool:
+        row = self.one(
+            "SELECT id FROM connections WHERE workspace_id=? AND lower(name)=lower(?) AND deleted_at IS NULL"
+            " AND id IS NOT ?",
+            (workspace_id, name, except_id),
+        )
+        return row is not None
+
+    def create_connection(
+        self,
+        org_id: str,
+        workspace_id: str,
+        type_: str,
+        name: str,
+        metadata: dict[str, Any],
+        hidden: bool,
+        created_by: str,
+        active: bool = True,
+        inactive_reason: str | None = None,
+    ) -> dict[str, Any]:
+        ts = now_iso()
+        cid = new_id()
+        self.db.execute(
+            "INSERT INTO connections(id, org_id, workspace_id, type, name, metadata, hidden, active, inactive_reason,"
+            " created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (cid, org_id, workspace_id, type_, name, json.dumps(metadata), int(hidden), int(active),
+             inactive_reason, created_by, ts, ts),
+        )
+        return self.get_connection(org_id, cid)  # type: ignore[return-value]
+
+    def update_connection(
+        self, connection_id: str, name: str, metadata: dict[str, Any], hidden: bool, reactivate: bool
+    ) -> None:
+        sql = "UPDATE connections SET name=?, metadata=?, hidden=?, updated_at=?"
+        if reactivate:
+            sql += ", active=1, inactive_reason=NULL"
+        self.db.execute(sql + " WHERE id=?", (name, json.dumps(metadata), int(hidden), now_iso(), connection_id))
+
+    def set_connection_state(self, connection_id: str, active: bool, reason: str | None) -> None:
+        self.db.execute(
+            "UPDATE connections SET active=?, inactive_reason=?, updated_at=? WHERE id=?",
+            (int(active), reason, now_iso(), connection_id),
+        )
+
+    def active_rule_count(self, connection_id: str) -> int:
+        row = self.one(
+            "SELECT count(*) AS n FROM rules WHERE connection_id=? AND active=1 AND deleted_at IS NULL",
+            (connection_id,),
+        )
+        return int(row["n"]) if row else 0
+
+    def delete_connection(self, connection_id: str) -> None:
+        """Soft-delete; deactivate its rules and cancel the deliveries still queued through it.
+
+        Forced deletion is undocumented beyond "force": we keep the rules (inactive, so they never
+        match again and stay inspectable) and cancel queued work, since its destination is gone.
+        """
+        ts = now_iso()
+        with self.tx():
+            self.db.execute("UPDATE connections SET deleted_at=?, updated_at=? WHERE id=?", (ts, ts, connection_id))
+            self.db.execute(
+                "UPDATE rules SET active=0, updated_at=? WHERE connection_id=? AND active=1", (ts, connection_id)
+            )
+            self._cancel_where("connection_id=?", (connection_id,), ts)
+        self._rules_cache.clear()
+
+    # -- rules ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _rule(row: dict[str, Any] | None) -> dict[str, Any] | None:
+        if row is not None:
+            row["metadata"] = json.loads(row["metadata"])
+        return row
+
+    def list_rules(
+        self, org_id: str, workspace_id: str | None, filters: dict[str, str], after: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        where, args = "org_id=? AND deleted_at IS NULL", [org_id]
+        if workspace_id:
+            where, args = where + " AND workspace_id=?", [*args, workspace_id]
+        for key in ("event", "resource", "resource_id"):
+            if filters.get(key):
+                where, args = where + f" AND {key}=?", [*args, filters[key]]
+        return [self._rule(r) for r in self._page("rules", where, args, after, limit)]  # type: ignore[misc]
+
+    def get_rule(self, org_id: str, rule_id: str) -> dict[str, Any] | None:
+        return self._rule(self.one("SELECT * FROM rules WHERE id=? AND org_id=? AND deleted_at IS NULL",
+                                   (rule_id, org_id)))
+
+    def find_identical_rule(self, workspace_id: str, connection_id: str, event: str, resource: str | None,
+                            resource_id: str | None, metadata: dict[str, Any]) -> dict[str, Any] | None:
+        rows = self.all(
+            "SELECT * FROM rules WHERE workspace_id=? AND connection_id=? AND event=? AND resource IS ?"
+            " AND resource_id IS ? AND deleted_at IS NULL",
+            (workspace_id, connection_id, event, resource, resource_id),
+        )
+        for row in rows:
+            if json.loads(row["metadata"]) == metadata:
+                return self._rule(row)
+        return None
+
+    def create_rule(self, org_id: str, workspace_id: str, connection_id: str, type_: str, event: str,
+                    resource: str | None, resource_id: str | None, metadata: dict[str, Any], active: bool,
+                    hidden: bool, created_by: str) -> dict[str, Any]:
+        ts = now_iso()
+        rid = new_id()
+        with self.tx():
+            self.db.execute(
+                "INSERT INTO rules(id, org_id, workspace_id, connection_id, type, event, resource, resource_id,"
+                " metadata, active, hidden, created_by, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (rid, org_id, workspace_id, connection_id, type_, event, resource, resource_id, json.dumps(metadata),
+                 int(active), int(hidden), created_by, ts, ts),
+            )
+            self._note_catalog(workspace_id, "event", event, created_by, ts)
+            if resource:
+                self._note_catalog(workspace_id, "resource", resource, created_by, ts)
+        self._rules_cache.pop(workspace_id, None)
+        return self.get_rule(org_id, rid)  # type: ignore[return-value]
+
+    def delete_rule(self, rule_id: str) -> None:
+        """Soft-delete; deliveries still queued through the rule are canceled (it no longer routes)."""
+        ts = now_iso()
+        with self.tx():
+            self.db.execute("UPDATE rules SET deleted_at=?, active=0, updated_at=? WHERE id=?", (ts, ts, rule_id))
+            self._cancel_where("rule_id=?", (rule_id,), ts)
+        self._rules_cache.clear()
+
+    def rules_for_workspace(self, workspace_id: str) -> list[MatchedRule]:
+        cached = self._rules_cache.get(workspace_id)
+        if cached is None:
+            rows = self.all(
+                "SELECT id, connection_id, type, event, resource, resource_id FROM rules"
+                " WHERE workspace_id=? AND active=1 AND deleted_at IS NULL ORDER BY seq",
+                (workspace_id,),
+            )
+            cached = [MatchedRule(r["id"], r["connection_id"], r["type"], r["event"], r["resource"],
+                                  r["resource_id"]) for r in rows]
+            self._rules_cache[workspace_id] = cached
+        return cached
+
+    def match_rules(self, workspace_id: str, event: str, resource: str | None,
+                    resource_id: str | None) -> list[MatchedRule]:
+        """Active rules routing this event. A rule's `resource` / `resource_id` filter applies only when
+        the rule sets it (the reference leaves this undocumented; a rule without them matches any)."""
+        return [
+            r for r in self.rules_for_workspace(workspace_id)
+            if r.event == event
+            and (r.resource is None or r.resource == resource)
+            and (r.resource_id is None or r.resource_id == resource_id)
+        ]
+
+    # -- event-type / resource catalogue ------------------------------------------------------------
+
+    def _note_catalog(self, workspace_id: str, kind: str, key: str, created_by: str | None, ts: str) -> None:
+        mark = (workspace_id, kind, key)
+        if mark in self._catalog_seen:
+            return
+        self.db.execute(
+            "INSERT OR IGNORE INTO catalog_entries(id, workspace_id, kind, key, created_by, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (new_id(), workspace_id, kind, key, created_by, ts, ts),
+        )
+        self._catalog_seen.add(mark)
+
+    def catalog(self, workspace_id: str, kind: str) -> list[dict[str, Any]]:
+        return self.all(
+            "SELECT * FROM catalog_entries WHERE workspace_id=? AND kind=? ORDER BY key", (workspace_id, kind)
+        )
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def insert_events(self, events: list[NewEvent], attempt_limit: int) -> None:
+        """Write accepted events and their rule events (the fan-out) in one transaction.
+
+        Each rule event is queued for an immediate first attempt. An event matching no rule is
+        `completed` at once (nothing to deliver)."""
+        now_epoch = now()
+        ev_rows, re_rows = [], []
+        with self.tx():
+            for ev in events:
+                total = len(ev.rules)
+                status = "pending" if total else "completed"
+                ev_rows.append((ev.id, ev.org_id, ev.workspace_id, ev.event, ev.resource, ev.resource_id,
+                                json.dumps(ev.payload, separators=(",", ":")), status, total,
+                                None if total else ev.created_at, ev.created_by, ev.created_at))
+                for rule in ev.rules:
+                    re_rows.append((new_id(), ev.id, rule.id, ev.workspace_id, rule.connection_id, rule.type,
+                                    ev.event, ev.resource, ev.resource_id, attempt_limit, now_epoch,
+                                    ev.created_by, ev.created_at))
+                self._note_catalog(ev.workspace_id, "event", ev.event, ev.created_by, ev.created_at)
+                if ev.resource:
+                    self._note_catalog(ev.workspace_id, "resource", ev.resource, ev.created_by, ev.created_at)
+            self.db.executemany(
+                "INSERT INTO events(id, org_id, workspace_id, event, resource, resource_id, payload, status,"
+                " total_rules, completed_at, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                ev_rows,
+            )
+            if re_rows:
+                self.db.executemany(
+                    "INSERT INTO rule_events(id, event_id, rule_id, workspace_id, connection_id, integration_type,"
+                    " event, resource, resource_id, status, attempt_limit, next_attempt_at, created_by, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+                    re_rows,
+                )
+
+    def list_events(self, org_id: str, workspace_id: str | None, filters: dict[str, str], after: int | None,
+                    limit: int) -> list[dict[str, Any]]:
+        where, args = "org_id=?", [org_id]
+        if workspace_id:
+            where, args = where + " AND workspace_id=?", [*args, workspace_id]
+        for key in ("event", "resource", "resource_id", "status"):
+            if filters.get(key):
+                where, args = where + f" AND {key}=?", [*args, filters[key]]
+        return self._page("events", where, args, after, limit, descending=True)
+
+    def get_event(self, org_id: str, event_id: str) -> dict[str, Any] | None:
+        return self.one("SELECT * FROM events WHERE id=? AND org_id=?", (event_id, org_id))
+
+    def rule_events_for(self, event_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {eid: [] for eid in event_ids}
+        if not event_ids:
+            return out
+        marks = ",".join("?" * len(event_ids))
+        for row in self.all(f"SELECT * FROM rule_events WHERE event_id IN ({marks}) ORDER BY seq", tuple(event_ids)):
+            out[row["event_id"]].append(row)
+        return out
+
+    def get_rule_event(self, event_id: str, rule_id: str) -> dict[str, Any] | None:
+        return self.one("SELECT * FROM rule_events WHERE event_id=? AND rule_id=?", (event_id, rule_id))
+
+    def refresh_event(self, event_id: str, ts: str) -> None:
+        """Recompute an event's status and counters from its rule events (they stay true by construction).
+
+        completed: every rule event completed (or none exist); failed: one failed and none is still
+        active; canceled: nothing failed and the rest were canceled; otherwise pending (nothing
+        started yet) or processing."""
+        counts = {r["status"]: r["n"] for r in self.all(
+            "SELECT status, count(*) AS n FROM rule_events WHERE event_id=? GROUP BY status", (event_id,))}
+        active = sum(counts.get(s, 0) for s in ACTIVE_STATUSES)
+        if active:
+            started = any(counts.get(s, 0) for s in ("processing", "retrying", *TERMINAL_STATUSES))
+            status = "processing" if started else "pending"
+        elif counts.get("failed"):
+            status = "failed"
+        elif counts.get("canceled"):
+            status = "canceled"
+        else:
+            status = "completed"
+        terminal = status in TERMINAL_STATUSES
+        self.db.execute(
+            "UPDATE events SET status=?, completed_count=?, failed_count=?,"
+            " completed_at=CASE WHEN ? THEN COALESCE(completed_at, ?) ELSE NULL END WHERE id=?",
+            (status, counts.get("completed", 0), counts.get("failed", 0), terminal, ts, event_id),
+        )
+
+    # -- delivery queue ---------------------------------------------------------------------------
+
+    def next_due(self) -> float | None:
+        row = self.one("SELECT min(next_attempt_at) AS due FROM rule_events WHERE next_attempt_at IS NOT NULL")
+        return row["due"] if row else None
+
+    def claim_due(self, limit: int) -> list[Job]:
+        """Take up to `limit` due rule events off the queue: mark them processing and open an attempt row
+        for each, in one transaction, so a crash leaves a visible interrupted attempt behind."""
+        started = now()
+        ts = iso(started)
+        rows = self.all(
+            "SELECT re.id, re.event_id, re.rule_id, re.attempt_count, re.workspace_id, re.integration_type,"
+            " re.connection_id, e.event, e.resource, e.resource_id, e.payload, e.created_at,"
+            " r.metadata AS rule_metadata FROM rule_events re JOIN events e ON e.id = re.event_id"
+            " LEFT JOIN rules r ON r.id = re.rule_id"
+            " WHERE re.next_attempt_at IS NOT NULL AND re.next_attempt_at <= ? ORDER BY re.next_attempt_at LIMIT ?",
+            (started, limit),
+        )
+        if not rows:
+            return []
+        jobs: list[Job] = []
+        conns: dict[str, dict[str, Any] | None] = {}
+        with self.tx():
+            for row in rows:
+                number = row["attempt_count"] + 1
+                attempt_id = new_id()
+                self.db.execute(
+                    "UPDATE rule_events SET status='processing', attempt_count=?, next_attempt_at=NULL,"
+                    " started_at=COALESCE(started_at, ?) WHERE id=?",
+                    (number, ts, row["id"]),
+                )
+                self.db.execute(
+                    "INSERT INTO attempts(id, rule_event_id, event_id, rule_id, attempt_number, started_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (attempt_id, row["id"], row["event_id"], row["rule_id"], number, ts),
+                )
+                self.db.execute(
+                    "UPDATE events SET status='processing', started_at=COALESCE(started_at, ?) WHERE id=?"
+                    " AND status IN ('pending', 'processing')",
+                    (ts, row["event_id"]),
+                )
+                cid = row["connection_id"]
+                if cid not in conns:
+                    conns[cid] = self.get_connection(None, cid, include_deleted=True)
+                jobs.append(Job(
+                    rule_event_id=row["id"], event_id=row["event_id"], rule_id=row["rule_id"],
+                    attempt_id=attempt_id, attempt_number=number, workspace_id=row["workspace_id"],
+                    integration_type=row["integration_type"],
+                    event={"id": row["event_id"], "event": row["event"], "resource": row["resource"],
+                           "resource_id": row["resource_id"], "payload": json.loads(row["payload"]),
+                           "created_at": row["created_at"]},
+                    rule_metadata=json.loads(row["rule_metadata"]) if row["rule_metadata"] else {},
+                    connection=conns[cid], started=started,
+                ))
+        return jobs
+
+    def finish_attempt(self, job: Job, outcome: str, http_status: int | None, message: str,
+                       response: dict[str, Any] | None, retryable: bool, retry_delay: float) -> str:
+        """Record an attempt's outcome and move its rule event on; returns the rule event's new status.
+
+        A rule event canceled while its request was in flight stays canceled, unless that request
+        delivered: then it is `completed`, because the destination did receive it."""
+        finished = now()
+        ts = iso(finished)
+        with self.tx():
+            cur = self.one("SELECT status, attempt_count, attempt_limit FROM rule_events WHERE id=?",
+                           (job.rule_event_id,))
+            assert cur is not None
+            next_at: float | None = None
+            if outcome == "delivered":
+                status, last_error = "completed", None
+            elif cur["status"] == "canceled":
+                status, last_error = "canceled", message
+            elif retryable and cur["attempt_count"] < cur["attempt_limit"]:
+                status, last_error, next_at = "retrying", message, finished + retry_delay
+            else:
+                status, last_error = "failed", message
+            self.db.execute(
+                "UPDATE attempts SET outcome_code=?, http_status=?, message=?, completed_at=?, duration_ms=?,"
+                " next_attempt_at=?, response=? WHERE id=?",
+                (outcome, http_status, message, ts, round((finished - job.started) * 1000, 1),
+                 iso(next_at) if next_at else None, json.dumps(response) if response is not None else None,
+                 job.attempt_id),
+            )
+            terminal = status in TERMINAL_STATUSES
+            self.db.execute(
+                "UPDATE rule_events SET status=?, last_error=?, next_attempt_at=?,"
+                " completed_at=CASE WHEN ? THEN COALESCE(completed_at, ?) ELSE NULL END WHERE id=?",
+                (status, last_error, next_at, terminal, ts, job.rule_event_id),
+            )
+            self.refresh_event(job.event_id, ts)
+        return status
+
+    def recover(self) -> int:
+        """After a crash or restart: close attempts left open (the request may or may not have reached
+        the destination) and requeue their rule events at once, with one extra attempt granted so an
+        interruption never uses up the retry budget. Pending and retrying work is already queued."""
+        ts = now_iso()
+        with self.tx():
+            self.db.execute(
+                "UPDATE attempts SET outcome_code='internal_error', completed_at=?, message="
+                "'interrupted: the sandbox stopped while this attempt was in flight; it will be retried'"
+                " WHERE completed_at IS NULL",
+                (ts,),
+            )
+            cur = self.db.execute(
+                "UPDATE rule_events SET status='retrying', next_attempt_at=?,"
+                " attempt_limit=max(attempt_limit, attempt_count + 1),"
+                " last_error='interrupted by a sandbox restart' WHERE status='processing'",
+                (now(),),
+            )
+            return cur.rowcount
+
+    # -- manual retry and cancel -----------------------------------------------------------------------
+
+    def force_retry(self, rule_event: dict[str, Any]) -> None:
+        """Queue the next attempt now; a failed rule event is granted exactly one more attempt."""
+        ts = now_iso()
+        with self.tx():
+            if rule_event["status"] == "failed":
+                self.db.execute(
+                    "UPDATE rule_events SET status='retrying', next_attempt_at=?, completed_at=NULL,"
+                    " attempt_limit=attempt_count + 1 WHERE id=?",
+                    (now(), rule_event["id"]),
+                )
+                self.refresh_event(rule_event["event_id"], ts)
+            else:
+                self.db.execute("UPDATE rule_events SET next_attempt_at=? WHERE id=?", (now(), rule_event["id"]))
+
+    def _cancel_where(self, where: str, args: tuple[Any, ...], ts: str) -> list[str]:
+        rows = self.all(
+            f"SELECT id, event_id FROM rule_events WHERE {where} AND status IN ('pending', 'processing', 'retrying')",
+            args,
+        )
+        if not rows:
+            return []
+        self.db.executemany(
+            "UPDATE rule_events SET status='canceled', next_attempt_at=NULL, completed_at=? WHERE id=?",
+            [(ts, r["id"]) for r in rows],
+        )
+        event_ids = sorted({r["event_id"] for r in rows})
+        for eid in event_ids:
+            self.refresh_event(eid, ts)
+        return event_ids
+
+    def cancel_rule_event(self, rule_event_id: str) -> None:
+        ts = now_iso()
+        with self.tx():
+            self._cancel_where("id=?", (rule_event_id,), ts)
+
+    def cancel_event(self, event_id: str) -> int:
+        ts = now_iso()
+        with self.tx():
+            return len(self._cancel_where("event_id=?", (event_id,), ts))
+
+    # -- attempts ---------------------------------------------------------------------------------
+
+    def list_attempts(self, rule_event_id: str, after: int | None, limit: int) -> list[dict[str, Any]]:
+        return self._page("attempts", "rule_event_id=?", [rule_event_id], after, limit)
+
+    def get_attempt(self, rule_event_id: str, attempt_id: str) -> dict[str, Any] | None:
+        return self.one("SELECT * FROM attempts WHERE id=? AND rule_event_id=?", (attempt_id, rule_event_id))
+
+    # -- mappings and field catalogues ----------------------------------------------------------------
+
+    def get_mapping(self, connection_id: str) -> dict[str, Any] | None:
+        row = self.one("SELECT * FROM mappings WHERE connection_id=?", (connection_id,))
+        if row is not None:
+            row["schema"] = json.loads(row["schema"])
+        return row
+
+    def put_mapping(self, connection: dict[str, Any], schema: dict[str, Any], name: str, catalog_version: str,
+                    created_by: str) -> dict[str, Any]:
+        ts = now_iso()
+        current = self.get_mapping(connection["id"])
+        with self.tx():
+            if current is None:
+                mid = new_id()
+                self.db.execute(
+                    "INSERT INTO mappings(connection_id, id, mapping_id, version, workspace_id, integration_type,"
+                    " name, schema, catalog_version, created_by, created_at, updated_at)"
+                    " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (connection["id"], mid, mid, connection["workspace_id"], connection["type"], name,
+                     json.dumps(schema), catalog_version, created_by, ts, ts),
+                )
+            else:
+                self.db.execute(
+                    "UPDATE mappings SET version=version + 1, name=?, schema=?, catalog_version=?, updated_at=?"
+                    " WHERE connection_id=?",
+                    (name, json.dumps(schema), catalog_version, ts, connection["id"]),
+                )
+        return self.get_mapping(connection["id"])  # type: ignore[return-value]
+
+    def field_catalog_row(self, connection_id: str, refresh: bool, created_by: str) -> dict[str, Any]:
+        row = self.one("SELECT * FROM field_catalogs WHERE connection_id=?", (connection_id,))
+        ts = now_iso()
+        if row is None:
+            self.db.execute(
+                "INSERT INTO field_catalogs(connection_id, id, refreshed_at, created_by, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (connection_id, new_id(), ts, created_by, ts, ts),
+            )
+        elif refresh:
+            self.db.execute(
+                "UPDATE field_catalogs SET refreshed_at=?, updated_at=? WHERE connection_id=?",
+                (ts, ts, connection_id),
+            )
+        return self.one("SELECT * FROM field_catalogs WHERE connection_id=?", (connection_id,))  # type: ignore
+
+    # -- sessions ---------------------------------------------------------------------------------
+
+    def create_session(self, values: dict[str, Any]) -> dict[str, Any]:
+        cols = ",".join(values)
+        self.db.execute(f"INSERT INTO sessions({cols}) VALUES ({','.join('?' * len(values))})",
+                        tuple(values.values()))
+        return self.get_session(values["org_id"], values["id"])  # type: ignore[return-value]
+
+    def get_session(self, org_id: str, session_id: str) -> dict[str, Any] | None:
+        return self.one("SELECT * FROM sessions WHERE id=? AND org_id=?", (session_id, org_id))
+
+    def list_sessions(self, org_id: str, workspace_id: str, filters: dict[str, str], after: int | None,
+                      limit: int) -> list[dict[str, Any]]:
+        where, args = "org_id=? AND workspace_id=?", [org_id, workspace_id]
+        for key in ("status", "resource", "resource_id"):
+            if filters.get(key):
+                where, args = where + f" AND {key}=?", [*args, filters[key]]
+        return self._page("sessions", where, args, after, limit, descending=True)
+
+    def update_session(self, session_id: str, **values: Any) -> None:
+        sets = ", ".join(f"{k}=?" for k in values)
+        self.db.execute(f"UPDATE sessions SET {sets} WHERE id=?", (*values.values(), session_id))
+
+
+class _Tx:
+    """`with store.tx():` — BEGIN IMMEDIATE … COMMIT (ROLLBACK on error); nests as a no-op."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.outer = False
+
+    def __enter__(self) -> _Tx:
+        if not self.db.in_transaction:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.outer = True
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if not self.outer:
+            return
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")

@@ -1,0 +1,80 @@
+"""Compact, redacted results for agents.
+
+Every byte of a result is paid for by the agent, so results are compact JSON with no nulls, and
+the same dict is both the structured content and the text (clients feed the model one or the
+other). Secrets never leave: credential fields are masked by name and by the integration's
+password-type fields, configured secrets are scrubbed by value, and anything shaped like a JWT is
+replaced wherever it appears, error messages included.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from mcp_types import CallToolResult, TextContent
+
+REDACTED = "[redacted]"
+# Key names that always hold a credential, whatever the integration says.
+SECRET_KEY_NAME = re.compile(
+    r"(pass(word)?|secret|token|api_?key|apikey|private_?key|credential|authorization|auth_header_value)$", re.I
+)
+JWT_SHAPE = re.compile(r"\beyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{10,}")
+LAUNCH_TOKEN_IN_URL = re.compile(r"([?&](launch|token|access_token)=)[^&#\s]+")
+
+
+class Redactor:
+    """Scrubs secrets from everything the server shows: results, resources and error messages."""
+
+    def __init__(self, secret_values: Iterable[str] = ()) -> None:
+        # Short values would scrub ordinary words; real keys are long.
+        self._values = sorted({v for v in secret_values if v and len(v) >= 8}, key=len, reverse=True)
+
+    def add(self, value: str | None) -> None:
+        if value and len(value) >= 8 and value not in self._values:
+            self._values.append(value)
+            self._values.sort(key=len, reverse=True)
+
+    def text(self, text: str) -> str:
+        for value in self._values:
+            if value in text:
+                text = text.replace(value, REDACTED)
+        text = JWT_SHAPE.sub(REDACTED, text)
+        return LAUNCH_TOKEN_IN_URL.sub(lambda mo: mo.group(1) + REDACTED, text)
+
+    def data(self, value: Any, secret_keys: frozenset[str] = frozenset()) -> Any:
+        """Deep copy of `value` with credential fields masked and secret strings scrubbed."""
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                if isinstance(key, str) and (key in secret_keys or SECRET_KEY_NAME.search(key)):
+                    out[key] = REDACTED if item not in (None, "") else item
+                else:
+                    out[key] = self.data(item, secret_keys)
+            return out
+        if isinstance(value, list):
+            return [self.data(item, secret_keys) for item in value]
+        if isinstance(value, str):
+            return self.text(value)
+        return value
+
+
+def prune(value: Any) -> Any:
+    """Drop nulls and empty containers: absent says the same for fewer tokens."""
+    if isinstance(value, dict):
+        pruned = {k: prune(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v is not None and v != {} and v != []}
+    if isinstance(value, list):
+        return [prune(v) for v in value]
+    return value
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def tool_result(data: dict[str, Any]) -> CallToolResult:
+    """`data` is already redacted and pruned; keys that must survive pruning (records) are re-added."""
+    return CallToolResult(content=[TextContent(type="text", text=dumps(data))], structured_content=data)

@@ -1,0 +1,109 @@
+"""Resources: the integration catalogue and event history, for agents and for people in the client UI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
+from mcp_types import Completion, ResourceTemplateReference
+
+from meshes_mcp.api import errors as e
+from meshes_mcp.api.problems import InvalidRequest
+from meshes_mcp.server.render import dumps, prune
+from meshes_mcp.server.runtime import Runtime
+from meshes_mcp.server.tools.integrations import detail, find_record, summary
+
+JSON = "application/json"
+RECENT_EVENTS = 50
+
+
+def event_view(event: Any) -> dict[str, Any]:
+    """An event with its per-rule delivery status: what a person scanning history needs."""
+    data = event.model_dump(mode="json", exclude={"created_by", "type"})
+    data["rule_events"] = [
+        {k: v for k, v in rule_event.items() if k in RULE_EVENT_KEYS} for rule_event in data.get("rule_events") or []
+    ]
+    return data
+
+
+RULE_EVENT_KEYS = ("rule", "connection", "integration_type", "status", "attempt_count", "last_error", "completed_at")
+
+
+def register(server: Any, runtime: Runtime) -> None:
+    def render(data: Any) -> str:
+        return dumps(prune(runtime.redactor.data(data)))
+
+    async def api_call(call: Any, what: str) -> Any:
+        try:
+            return await call
+        except InvalidRequest as exc:
+            raise ResourceNotFoundError(f"{what}: {exc}") from None
+        except e.NotFoundError:
+            raise ResourceNotFoundError(f"{what} not found") from None
+        except e.MeshesError as exc:
+            raise ResourceError(runtime.redact_message(f"{what}: {exc}")) from None
+
+    def client() -> Any:
+        try:
+            return runtime.client()
+        except Exception as exc:  # ToolError: credentials missing
+            raise ResourceError(str(exc)) from None
+
+    @server.resource(
+        "meshes://integrations",
+        name="integrations",
+        title="Meshes integrations",
+        description="Every integration: auth type and actions",
+        mime_type=JSON,
+    )
+    async def integrations() -> str:
+        catalog = await runtime.catalog()
+        return render({"integrations": [summary(r) for r in catalog.records()]})
+
+    @server.resource(
+        "meshes://integrations/{type}",
+        name="integration",
+        title="Meshes integration",
+        description="One integration: connection metadata fields and what each action needs in rule metadata",
+        mime_type=JSON,
+    )
+    async def integration(type: str) -> str:
+        catalog = await runtime.catalog()
+        try:
+            return render(detail(find_record(catalog.records(), type)))
+        except InvalidRequest as exc:
+            raise ResourceNotFoundError(str(exc)) from None
+
+    @server.resource(
+        "meshes://workspaces/{workspace_id}/events",
+        name="workspace_events",
+        title="Recent events",
+        description="A workspace's recent events with delivery status",
+        mime_type=JSON,
+    )
+    async def workspace_events(workspace_id: str) -> str:
+        from meshes_mcp.api.models import WorkspaceEventQuery
+
+        page = await api_call(
+            client().list_workspace_events(workspace_id, WorkspaceEventQuery(limit=RECENT_EVENTS)), "workspace"
+        )
+        return render({"events": [event_view(ev) for ev in page.records], "next_cursor": page.next_cursor})
+
+    @server.resource(
+        "meshes://events/{event_id}",
+        name="event",
+        title="Event",
+        description="One event with its rule events (per-rule delivery status)",
+        mime_type=JSON,
+    )
+    async def event(event_id: str) -> str:
+        found = await api_call(client().get_event(event_id), f"event {event_id}")
+        return render(event_view(found))
+
+    @server.completion()
+    async def complete(ref: Any, argument: Any, context: Any) -> Completion | None:
+        if isinstance(ref, ResourceTemplateReference) and argument.name == "type":
+            catalog = await runtime.catalog()
+            values = [t for t in catalog.types() if t.startswith(argument.value or "")]
+            return Completion(values=values, total=len(values), has_more=False)
+        return None

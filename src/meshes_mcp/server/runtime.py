@@ -1,0 +1,90 @@
+"""What every tool shares: settings, the API client, the integration catalogue, the redactor."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+from meshes_mcp.api.problems import Problem
+from meshes_mcp.config import CREDENTIALS_HELP, Settings
+from meshes_mcp.server.render import Redactor, prune, tool_result
+
+if TYPE_CHECKING:
+    from mcp_types import CallToolResult
+
+    from meshes_mcp.api.catalog import Catalog
+    from meshes_mcp.api.client import MeshesClient
+
+log = logging.getLogger("meshes_mcp")
+
+
+class Runtime:
+    def __init__(self, settings: Settings, client: MeshesClient | None = None) -> None:
+        self.settings = settings
+        self._client = client
+        self._catalog: Catalog | None = None
+        self._catalog_live = False
+        self.redactor = Redactor()
+        for secret in (settings.secret_key, settings.access_key):
+            if secret is not None:
+                self.redactor.add(secret.get_secret_value())
+
+    # --- API access -------------------------------------------------------------------------
+
+    def client(self, *, publishable_ok: bool = False) -> MeshesClient:
+        """The API client, or a ToolError naming the missing credentials."""
+        can_call = self.settings.machine_key() is not None or (publishable_ok and self.settings.publishable_key)
+        if not can_call:
+            missing = ", ".join(self.settings.missing_credentials())
+            raise ToolError(f"Meshes credentials are not configured (missing {missing}). {CREDENTIALS_HELP}")
+        if self._client is None:
+            from meshes_mcp.api.client import MeshesClient  # deferred: keeps start-up lean
+
+            self._client = MeshesClient.from_settings(self.settings)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    def workspace(self, given: str | None, param: str = "workspace") -> str:
+        """The workspace argument, else the configured default, else an error that says how to get one."""
+        workspace = given or self.settings.workspace_id
+        if not workspace:
+            raise ToolError(
+                f"{param} is required: pass a workspace UUID (list_workspaces shows them) or set "
+                "MESHES_WORKSPACE_ID to make it the default."
+            )
+        return workspace
+
+    async def catalog(self) -> Catalog:
+        """The embedded catalogue, refreshed once from `GET /integrations` when the API answers."""
+        from meshes_mcp.api.catalog import load_catalog
+
+        if self._catalog is None:
+            self._catalog = load_catalog()
+        if not self._catalog_live and self.settings.machine_key() is not None:
+            self._catalog_live = True  # one try per process: a failing API must not slow every call
+            try:
+                page = await self.client().list_integrations()
+                records = [r.model_dump(mode="json") for r in page.records]
+                if records:
+                    self._catalog = self._catalog.refreshed(records)
+            except Exception as exc:  # the embedded copy is a complete fallback
+                log.info("integration catalogue not refreshed: %s", type(exc).__name__)
+        return self._catalog
+
+    # --- results ----------------------------------------------------------------------------
+
+    def result(self, data: dict[str, Any], *, secret_keys: frozenset[str] = frozenset()) -> CallToolResult:
+        return tool_result(prune(self.redactor.data(data, secret_keys)))
+
+    def redact_message(self, message: str) -> str:
+        return self.redactor.text(message)
+
+
+def problems_text(problems: list[Problem]) -> str:
+    return "\n".join(f"{p.param}: {p.msg}" for p in problems)

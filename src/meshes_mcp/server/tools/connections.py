@@ -1,0 +1,402 @@
+"""connections toolset: connections to destinations, their live action data, fields and mappings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Elicit, Resolve
+from mcp_types import CallToolResult
+from pydantic import BaseModel, ConfigDict, Field
+
+from meshes_mcp.api import errors as e
+from meshes_mcp.api import models as m
+from meshes_mcp.api.problems import InvalidRequest, check
+from meshes_mcp.server import params as p
+from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes, runtime_of
+from meshes_mcp.server.failures import Failure, attempt
+from meshes_mcp.server.tools.integrations import find_record, secret_fields
+
+NOT_FOUND = "list_connections shows the connections and their ids."
+# Collections can be long (hundreds of lists); agents need ids and names, not provider timestamps.
+ACTION_ITEMS_SHOWN = 50
+# A CRM's field catalogue can run to hundreds of fields; the first ones and a count are enough to map.
+FIELDS_SHOWN = 150
+MAPPING_SCHEMA_URI = "meshes://docs/mapping-schema"
+
+# Served as the resource meshes://docs/mapping-schema; update_connection_mappings points to it so the
+# long format stays out of the tool list. Constraints from the API reference §5.8.
+MAPPING_SCHEMA_DOC = """\
+# Meshes default mapping schema
+
+A connection's default mapping says how event payload values become destination fields.
+Read the current one with `get_connection_mappings`, the destination's field keys with
+`get_connection_fields`, and save with `update_connection_mappings` (the whole schema each time).
+
+```json
+{
+  "schema_version": 1,
+  "fields": [
+    {"dest": "email", "source": {"type": "path", "value": "email"},
+     "transforms": [{"type": "trim"}, {"type": "lower"}]},
+    {"dest": "plan", "source": {"type": "literal", "value": "pro"}, "on_error": "skip_field"},
+    {"dest": "signup_date", "source": {"type": "path", "value": "user.created_at"},
+     "transforms": [{"type": "to_date", "params": {"timezone": "Europe/Paris"}}]}
+  ],
+  "meta": {"name": "Signup fields", "notes": "optional"}
+}
+```
+
+## Schema
+- `schema_version`: always `1` (required).
+- `fields`: up to 250 mapping fields (required).
+- `meta` (optional): `name` 1-64 characters, `notes` 1-1024 characters.
+
+## A mapping field
+- `dest` (required): the destination field key, 1-128 characters (a `key` from `get_connection_fields`).
+- `source` (required), one of:
+  - `{"type": "path", "value": "user.email"}`: a payload path, 1-128 characters matching
+    `^[a-zA-Z_][a-zA-Z0-9_]*(\\.[a-zA-Z0-9_]+)*$` (`email`, `user.email`).
+  - `{"type": "literal", "value": ...}`: a constant: a string of 1-256 characters, a number, true/false or null.
+- `transforms` (optional): up to 10, applied in order:
+  - no params: `to_string`, `to_number`, `to_boolean`, `trim`, `lower`, `upper`;
+  - `to_date` / `to_datetime` with optional `params.timezone` (1-64 characters);
+  - `default` with `params.value` (string 1-128 characters, number, boolean or null);
+  - `substring` with `params.start` (integer >= 0) and optional `params.length` (integer > 0).
+- `on_error` (optional): `skip_field`, `warn_action` or `fail_action`.
+- `notes` (optional): 1-1024 characters.
+
+## Saving
+`update_connection_mappings` replaces the default mapping. Pass `expected_version` (the `version`
+from `get_connection_mappings`) to refuse the save if someone changed it meanwhile, and `mapping_id`
+to replace a specific stored mapping.
+"""
+
+
+class ConnectionOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    name: str | None = None
+    type: str | None = None
+    next: str | None = None
+
+
+class ConnectionList(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    connections: list[dict[str, Any]] = Field(default_factory=list)
+    next_cursor: str | None = None
+    next: str | None = None
+
+
+class DeletedOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    deleted: str
+    next: str | None = None
+
+
+class ActionDataOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    connection: str
+    type: str | None = None
+    actions: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class FieldCatalogOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    connection: str
+    fields: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class MappingOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: str | None = None
+    mapping: dict[str, Any] = Field(default_factory=dict)
+    next: str | None = None
+
+
+def inactive_warning(connection: m.Connection) -> str | None:
+    if connection.active is not False:
+        return None
+    return (
+        f"inactive ({connection.inactive_reason or 'unknown reason'}): deliveries fail until it is "
+        "reconnected in the Meshes dashboard"
+    )
+
+
+def connection_view(connection: m.Connection) -> dict[str, Any]:
+    view = connection.model_dump(mode="json", exclude={"action_data", "created_by"})
+    view["warning"] = inactive_warning(connection)
+    return view
+
+
+def connection_summary(connection: m.Connection) -> dict[str, Any]:
+    """One list row: enough to pick a connection; get_connection has the metadata."""
+    row = {"id": connection.id, "name": connection.name, "type": connection.type, "workspace": connection.workspace}
+    if connection.active is False:
+        row["active"] = False
+        row["inactive_reason"] = connection.inactive_reason
+    if connection.hidden:
+        row["hidden"] = True
+    return row
+
+
+def compact_action_data(data: dict[str, Any]) -> dict[str, Any]:
+    """Each collection as id + name (+ option values for properties), capped with a count of the rest."""
+    out: dict[str, Any] = {}
+    for collection, items in data.items():
+        if not isinstance(items, list):
+            continue
+        shown = []
+        for item in items[:ACTION_ITEMS_SHOWN]:
+            if not isinstance(item, dict):
+                continue
+            entry = {"id": item.get("id"), "name": item.get("name") or item.get("label")}
+            options = item.get("options")
+            if isinstance(options, list):
+                entry["options"] = [
+                    {"value": o.get("value"), "label": o.get("label")} for o in options if isinstance(o, dict)
+                ]
+            shown.append(entry)
+        out[collection] = shown
+        if len(items) > ACTION_ITEMS_SHOWN:
+            out[f"{collection}_omitted"] = len(items) - ACTION_ITEMS_SHOWN
+    return out
+
+
+def field_view(field: m.FieldDef) -> dict[str, Any]:
+    """A destination field as a mapping author needs it: key, type, and the constraints that bite."""
+    view: dict[str, Any] = {"key": field.key, "type": field.type}
+    if field.label and field.label != field.key:
+        view["label"] = field.label
+    constraints = field.constraints
+    if constraints is not None:
+        for name in ("required", "read_only", "format", "max_length", "allowed_values"):
+            value = getattr(constraints, name)
+            if value not in (None, False, "unknown"):
+                view[name] = value
+    return view
+
+
+def mapping_view(result: m.DefaultMappingResult) -> dict[str, Any]:
+    mapping = result.mapping
+    return {
+        "status": result.status,
+        "mapping": {
+            "mapping_id": mapping.mapping_id,
+            "version": mapping.version,
+            "name": mapping.name,
+            "catalog_version": mapping.catalog_version,
+            "schema": mapping.mapping_schema,
+        },
+    }
+
+
+class DeleteConnectionFailure(Failure):
+    """A 409 on delete means active rules: say how to get past it."""
+
+    def _status(self, exc: e.APIStatusError) -> str:
+        message = super()._status(exc)
+        if exc.status == 409:
+            message += " The connection still has active rules: delete them (list_rules) or pass force_delete=true."
+        return message
+
+
+async def confirm_delete_connection(
+    connection_id: str, force_delete: bool | None, ctx: Context
+) -> Confirmation | Elicit[Confirmation]:
+    if not can_elicit(ctx):
+        return NOT_ASKED  # nobody to ask: no lookup either
+    client = runtime_of(ctx).client()
+    connection = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
+    forced = " Its active rules stop working (force_delete)." if force_delete else ""
+    return ask(ctx, f'Delete {connection.type} connection "{connection.name}" ({connection.id})?{forced}')
+
+
+def register(box: Any) -> None:
+    rt = box.runtime
+
+    async def integration_record(type_: str) -> dict[str, Any]:
+        return find_record((await rt.catalog()).records(), type_)
+
+    async def secrets_of(type_: str) -> frozenset[str]:
+        """Metadata keys to mask for this integration (none known for an unknown type)."""
+        try:
+            return secret_fields(await integration_record(type_))
+        except InvalidRequest:
+            return frozenset()
+
+    async def validate_metadata(type_: str, metadata: dict[str, Any], *, for_update: bool) -> None:
+        from meshes_mcp.api.catalog import load_catalog, validate_connection_metadata
+
+        spec = (await rt.catalog()).get(type_) or load_catalog().get(type_)
+        if spec is None:
+            return  # a type the catalogue does not know: the API judges alone
+        problems = validate_connection_metadata(spec, metadata, for_update=for_update)
+        if problems:
+            raise InvalidRequest(problems)
+
+    @box.tool("connections", read_only=True, idempotent=True, title="List connections")
+    async def list_connections(
+        workspace: p.WorkspaceOrOrg = None, limit: p.Limit = None, cursor: p.Cursor = None
+    ) -> Annotated[CallToolResult, ConnectionList]:
+        """Connections (destination accounts) with id, type, name and active state."""
+        client = rt.client()
+        ws = workspace or rt.settings.workspace_id
+        failure = Failure(write=False, not_found="list_workspaces shows the workspaces.")
+        if ws:
+            page = await attempt(client.list_workspace_connections(ws, limit=limit, cursor=cursor), failure)
+        else:
+            page = await attempt(client.list_connections(limit=limit, cursor=cursor), failure)
+        return rt.result(
+            {
+                "connections": [connection_summary(c) for c in page.records],
+                "next_cursor": page.next_cursor,
+                "next": p.next_page("list_connections", page.next_cursor, workspace=workspace, limit=limit),
+            }
+        )
+
+    @box.tool("connections", read_only=True, idempotent=True, title="Get connection")
+    async def get_connection(connection_id: p.ConnectionId) -> Annotated[CallToolResult, ConnectionOut]:
+        """One connection with its metadata (secrets masked) and active state."""
+        client = rt.client()
+        connection = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
+        return rt.result(connection_view(connection), secret_keys=await secrets_of(connection.type))
+
+    @box.tool("connections", read_only=False, idempotent=False, title="Create connection")
+    async def create_connection(
+        type: Annotated[str, Field(description="Integration type, e.g. mailchimp (list_integrations)")],
+        name: Annotated[str, Field(description="1-128 letters, digits, space, _ or -")],
+        metadata: Annotated[dict[str, Any], Field(description="The integration's fields (list_integrations type=X)")],
+        workspace: p.Workspace = None,
+        hidden: bool | None = None,
+    ) -> Annotated[CallToolResult, ConnectionOut]:
+        """Connect an API-key or no-auth integration (webhook, mailchimp...); OAuth ones are connected in the
+        Meshes dashboard. Metadata is checked first."""
+        client = rt.client()
+        body = {"workspace": rt.workspace(workspace), "type": type, "name": name, "metadata": metadata}
+        if hidden is not None:
+            body["hidden"] = hidden
+        request = check(m.CreateConnectionRequest, body)
+        await validate_metadata(type, metadata, for_update=False)
+        failure = Failure(write=True, verify="list_connections shows whether it exists")
+        created = await attempt(client.create_connection(request), failure)
+        view = connection_view(created)
+        view["next"] = f"get_connection_actions connection_id={created.id}, then create_rule"
+        return rt.result(view, secret_keys=secret_fields(await integration_record(type)))
+
+    @box.tool("connections", read_only=False, idempotent=True, title="Update connection")
+    async def update_connection(
+        connection_id: p.ConnectionId,
+        metadata: Annotated[dict[str, Any], Field(description="All metadata fields (replaces them)")],
+        name: Annotated[str | None, Field(description="Default: unchanged")] = None,
+        hidden: bool | None = None,
+    ) -> Annotated[CallToolResult, ConnectionOut]:
+        """Replace a connection's metadata (e.g. new credentials) and optionally rename it. Checked against the
+        integration's fields first. Then retry_rule_event the deliveries that failed."""
+        client = rt.client()
+        current = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
+        body: dict[str, Any] = {"name": name or current.name, "metadata": metadata}
+        if hidden is not None:
+            body["hidden"] = hidden
+        request = check(m.UpdateConnectionRequest, body)
+        await validate_metadata(current.type, metadata, for_update=True)
+        failure = Failure(write=True, not_found=NOT_FOUND, verify=f"get_connection connection_id={connection_id}")
+        updated = await attempt(client.update_connection(connection_id, request), failure)
+        view = connection_view(updated)
+        view["next"] = "diagnose_event or list_events status=failed, then retry_rule_event for failed deliveries"
+        return rt.result(view, secret_keys=await secrets_of(updated.type))
+
+    @box.tool("connections", read_only=False, idempotent=True, destructive=True, title="Delete connection")
+    async def delete_connection(
+        connection_id: p.ConnectionId,
+        confirmation: Annotated[Confirmed, Resolve(confirm_delete_connection)],
+        force_delete: Annotated[bool | None, Field(description="Delete even with active rules")] = None,
+    ) -> Annotated[CallToolResult, DeletedOut]:
+        """Delete a connection. Refused while it has active rules unless force_delete."""
+        require_yes(confirmation, "Not deleted")
+        client = rt.client()
+        failure = DeleteConnectionFailure(
+            write=True, not_found=NOT_FOUND, verify=f"get_connection connection_id={connection_id}"
+        )
+        deleted = await attempt(client.delete_connection(connection_id, force_delete=bool(force_delete)), failure)
+        return rt.result({"deleted": deleted.id, "type": deleted.type})
+
+    @box.tool("connections", read_only=True, idempotent=True, title="Get connection actions")
+    async def get_connection_actions(connection_id: p.ConnectionId) -> Annotated[CallToolResult, ActionDataOut]:
+        """The connection's live action data (lists, tags, properties with options, channels...) and what each
+        action needs in rule metadata: the ids to use in create_rule."""
+        from meshes_mcp.api.catalog import describe_action
+
+        client = rt.client()
+        failure = Failure(write=False, not_found=NOT_FOUND)
+        connection = await attempt(client.get_connection(connection_id), failure)
+        data = await attempt(client.get_connection_actions(connection_id), failure)
+        spec = (await rt.catalog()).get(connection.type)
+        actions = {key: describe_action(spec, key) for key in (spec.actions if spec else {})}
+        result = {
+            "connection": connection.id,
+            "type": connection.type,
+            "actions": actions,
+            "data": compact_action_data(data),
+            "warning": inactive_warning(connection),
+        }
+        return rt.result(result)
+
+    @box.tool("connections", read_only=True, idempotent=True, title="Get connection fields")
+    async def get_connection_fields(
+        connection_id: p.ConnectionId,
+        refresh: Annotated[bool | None, Field(description="Re-read from the provider")] = None,
+    ) -> Annotated[CallToolResult, FieldCatalogOut]:
+        """The destination's field catalogue (keys, types, constraints): the dest keys for mappings."""
+        client = rt.client()
+        failure = Failure(write=False, not_found=NOT_FOUND)
+        catalog = await attempt(client.get_connection_fields(connection_id, refresh=bool(refresh)), failure)
+        fields = catalog.fields
+        return rt.result(
+            {
+                "connection": connection_id,
+                "integration_type": catalog.integration_type,
+                "catalog_version": catalog.catalog_version,
+                "refreshed_at": catalog.refreshed_at,
+                "fields": [field_view(f) for f in fields[:FIELDS_SHOWN]],
+                "fields_omitted": max(0, len(fields) - FIELDS_SHOWN) or None,
+            }
+        )
+
+    @box.tool("connections", read_only=True, idempotent=True, title="Get connection mappings")
+    async def get_connection_mappings(connection_id: p.ConnectionId) -> Annotated[CallToolResult, MappingOut]:
+        """The connection's default field mapping (stored, or generated when none was saved)."""
+        client = rt.client()
+        result = await attempt(client.get_connection_mappings(connection_id), Failure(write=False, not_found=NOT_FOUND))
+        view = mapping_view(result)
+        version = result.mapping.version
+        view["next"] = (
+            f"update_connection_mappings connection_id={connection_id}"
+            + (f" expected_version={version}" if version else "")
+            + f"; format: {MAPPING_SCHEMA_URI}"
+        )
+        return rt.result(view)
+
+    @box.tool("connections", read_only=False, idempotent=True, title="Update connection mappings")
+    async def update_connection_mappings(
+        connection_id: p.ConnectionId,
+        schema: Annotated[dict[str, Any], Field(description=f"Mapping schema, format in {MAPPING_SCHEMA_URI}")],
+        expected_version: Annotated[int | None, Field(description="version from get_connection_mappings")] = None,
+        mapping_id: str | None = None,
+        name: str | None = None,
+    ) -> Annotated[CallToolResult, MappingOut]:
+        """Save the connection's default field mapping (payload paths or literals → destination fields). The
+        schema is checked first."""
+        client = rt.client()
+        mapping_schema = check(m.MappingSchema, schema, prefix="schema")
+        body = {"schema": mapping_schema.model_dump(mode="json", exclude_unset=True)}
+        for key, value in (("expected_version", expected_version), ("mapping_id", mapping_id), ("name", name)):
+            if value is not None:
+                body[key] = value
+        request = check(m.UpdateMappingsRequest, body)
+        failure = Failure(
+            write=True, not_found=NOT_FOUND, verify=f"get_connection_mappings connection_id={connection_id}"
+        )
+        result = await attempt(client.update_connection_mappings(connection_id, request), failure)
+        return rt.result(mapping_view(result))
