@@ -72,8 +72,10 @@ def measure(label: str, extra_for_run, runs: int) -> None:
         if rss:
             memory.append(rss)
     mem = f", RSS after initialize {statistics.median(memory):.0f} MB" if memory else ""
-    print(f"{label}: median {statistics.median(times) * 1000:.0f} ms, min {min(times) * 1000:.0f} ms "
-          f"over {runs} runs{mem}")
+    print(
+        f"{label}: median {statistics.median(times) * 1000:.0f} ms, min {min(times) * 1000:.0f} ms "
+        f"over {runs} runs{mem}"
+    )
 
 
 def main() -> None:
@@ -83,8 +85,11 @@ def main() -> None:
     print(f"python {sys.version.split()[0]} on {os.cpu_count()} cores")
     measure("stdio, no credentials", lambda i: [], args.runs)
     with tempfile.TemporaryDirectory() as tmp:
-        measure("stdio --sandbox (fresh data dir each run)",
-                lambda i: ["--sandbox", "--data-dir", str(Path(tmp) / str(i))], args.runs)
+        measure(
+            "stdio --sandbox (fresh data dir each run)",
+            lambda i: ["--sandbox", "--data-dir", str(Path(tmp) / str(i))],
+            args.runs,
+        )
 
 
 if __name__ == "__main__":

@@ -378,6 +378,7 @@ def test_planted_secrets_never_appear_in_messages():
         ("webhook", WEBHOOK | {"auth_scheme": CANARY, "auth_header_value": CANARY}),
         ("webhook", WEBHOOK | {"custom_headers": {"Authorization": CANARY, "X-A": CANARY, "X-B": [CANARY]}}),
         ("webhook", WEBHOOK | {"custom_headers": CANARY}),
+        ("webhook", WEBHOOK | {"custom_headers": {f"Authorization: Bearer {CANARY}": "x"}}),
         ("webhook", WEBHOOK | {"http_method": CANARY, "skip_url_test": CANARY}),
     ]
     for integration_type, metadata in cases:

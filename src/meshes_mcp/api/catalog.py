@@ -245,7 +245,7 @@ class Catalog:
         for record in records:
             spec = _parse(record)
             if spec is not None:
-                self._records[spec.type] = dict(record)
+                self._records[spec.type] = copy.deepcopy(dict(record))  # the caller keeps theirs
                 self._specs[spec.type] = spec
 
     def get(self, integration_type: str) -> IntegrationSpec | None:
@@ -410,7 +410,8 @@ def _custom_headers_problems(value: Any) -> list[str]:
 
 def _header_problems(name: str, value: Any) -> list[str]:
     if not HEADER_NAME_RE.match(name):
-        return [f'header name {_quote(name)} is not a valid HTTP header name, e.g. "X-Team"']
+        # Not quoted: a malformed name is often a whole header line, credentials included.
+        return ['a header name is not a valid HTTP header name (letters, digits and -, e.g. "X-Team")']
     lowered = name.lower()
     if lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_HEADER_PREFIX):
         return [

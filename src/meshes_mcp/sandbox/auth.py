@@ -37,8 +37,9 @@ class Principal:
 
     @property
     def created_by(self) -> str:
-        if self.kind == "machine":
-            return f"machine_key:{self.access_key}"
+        if self.kind == "machine" and self.access_key:
+            # Recognisable but shortened: an access key is not a secret, yet records need not repeat it.
+            return f"machine_key:{self.access_key[:7]}…{self.access_key[-4:]}"
         return "publishable_key"
 
 

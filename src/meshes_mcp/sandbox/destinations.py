@@ -33,7 +33,6 @@ Simulated destinations fail on data, never on hidden switches:
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import logging

@@ -78,11 +78,11 @@ def _make_id(kind: str, collection: str, rng: random.Random, index: int) -> str:
     if kind == "discord":
         return str(rng.randint(10**17, 10**19 - 1))
     if kind == "sendgrid":
-        return "d-" + "%032x" % rng.getrandbits(128)
+        return "d-" + f"{rng.getrandbits(128):032x}"
     if kind == "salesforce":
         return "701" + "".join(rng.choices(_ALNUM, k=15))
     if kind == "mailchimp":
-        return "%010x" % rng.getrandbits(40)
+        return f"{rng.getrandbits(40):010x}"
     if kind == "resend":
         return str(uuid.UUID(int=rng.getrandbits(128), version=4))
     if kind == "zoom":
@@ -127,11 +127,11 @@ def _simple(integration_type: str, collection: str, connection_id: str) -> list[
 
 def _properties(integration_type: str, connection_id: str) -> list[dict[str, Any]]:
     rng = _rng(connection_id, "properties")
-    props = list(_PROPERTIES.get(integration_type, [])) + [_PLAN_PROPERTY]
+    props = [*list(_PROPERTIES.get(integration_type, [])), _PLAN_PROPERTY]
     out = []
     for key, name, options in props:
         # Pipedrive's custom person fields are keyed by 40-hex hashes, with numeric option ids.
-        prop_id = "%040x" % rng.getrandbits(160) if integration_type == "pipedrive" else key
+        prop_id = f"{rng.getrandbits(160):040x}" if integration_type == "pipedrive" else key
         opts = []
         for value, label in options:
             opt_value = str(rng.randint(10, 999)) if integration_type == "pipedrive" else value

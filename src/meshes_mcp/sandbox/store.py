@@ -177,10 +177,7 @@ class Store:
 
     @staticmethod
     def _page_sql(after: int | None, descending: bool) -> tuple[str, str]:
-        if after is None:
-            cond = ""
-        else:
-            cond = " AND seq < ?" if descending else " AND seq > ?"
+        cond = "" if after is None else " AND seq < ?" if descending else " AND seq > ?"
         return cond, " ORDER BY seq DESC" if descending else " ORDER BY seq ASC"
 
     def _page(

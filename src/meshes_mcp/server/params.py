@@ -22,10 +22,19 @@ ResourceId = Annotated[str | None, Field(description="Resource id, ^[A-Za-z0-9._
 Limit = Annotated[int | None, Field(description="Page size 1-200 (default 50)")]
 Cursor = Annotated[str | None, Field(description="next_cursor from the previous page")]
 
-# --- added for the list, delivery and session tools -------------------------------------------
+# --- added for the full tool surface -------------------------------------------------------------
+# Shorter forms of the above: with every toolset on, each of these is repeated in many schemas, and a
+# parameter named `workspace` or `cursor` needs no more words than its default. A bad value is answered
+# with the field, the rule and an example, so ranges need not be spelled out up front.
 
+WorkspaceOpt = Annotated[str | None, Field(description="Default MESHES_WORKSPACE_ID")]
 # Lists that also work organisation-wide: without a workspace and with no default, they span the org.
-WorkspaceOrOrg = Annotated[str | None, Field(description="Workspace UUID; default MESHES_WORKSPACE_ID, else all")]
+WorkspaceOrOrg = Annotated[str | None, Field(description="Default MESHES_WORKSPACE_ID, else all")]
+# The pattern is enforced with a message that shows it; the schema need not carry it.
+ResourceKey = str | None
+PageLimit = Annotated[int | None, Field(description="1-200, default 50")]
+# Every list result names the exact call for its next page, cursor included.
+PageCursor = str | None
 # A filter's name says what it filters; the tool description says what the list holds.
 Filter = str | None
 EventStatus = Literal["pending", "processing", "completed", "failed"] | None

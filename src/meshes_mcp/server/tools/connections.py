@@ -84,6 +84,7 @@ class ConnectionOut(BaseModel):
 class ConnectionList(BaseModel):
     model_config = ConfigDict(extra="allow")
     connections: list[dict[str, Any]] = Field(default_factory=list)
+    count: int = 0
     next_cursor: str | None = None
     next: str | None = None
 
@@ -130,9 +131,11 @@ def connection_view(connection: m.Connection) -> dict[str, Any]:
     return view
 
 
-def connection_summary(connection: m.Connection) -> dict[str, Any]:
+def connection_summary(connection: m.Connection, *, org_wide: bool) -> dict[str, Any]:
     """One list row: enough to pick a connection; get_connection has the metadata."""
-    row = {"id": connection.id, "name": connection.name, "type": connection.type, "workspace": connection.workspace}
+    row = {"id": connection.id, "name": connection.name, "type": connection.type}
+    if org_wide:
+        row["workspace"] = connection.workspace
     if connection.active is False:
         row["active"] = False
         row["inactive_reason"] = connection.inactive_reason
@@ -238,7 +241,7 @@ def register(box: Any) -> None:
 
     @box.tool("connections", read_only=True, idempotent=True, title="List connections")
     async def list_connections(
-        workspace: p.WorkspaceOrOrg = None, limit: p.Limit = None, cursor: p.Cursor = None
+        workspace: p.WorkspaceOrOrg = None, limit: p.PageLimit = None, cursor: p.PageCursor = None
     ) -> Annotated[CallToolResult, ConnectionList]:
         """Connections (destination accounts) with id, type, name and active state."""
         client = rt.client()
@@ -250,7 +253,8 @@ def register(box: Any) -> None:
             page = await attempt(client.list_connections(limit=limit, cursor=cursor), failure)
         return rt.result(
             {
-                "connections": [connection_summary(c) for c in page.records],
+                "connections": [connection_summary(c, org_wide=not ws) for c in page.records],
+                "count": len(page.records),
                 "next_cursor": page.next_cursor,
                 "next": p.next_page("list_connections", page.next_cursor, workspace=workspace, limit=limit),
             }
@@ -265,10 +269,10 @@ def register(box: Any) -> None:
 
     @box.tool("connections", read_only=False, idempotent=False, title="Create connection")
     async def create_connection(
-        type: Annotated[str, Field(description="Integration type, e.g. mailchimp (list_integrations)")],
+        type: Annotated[str, Field(description="e.g. mailchimp (list_integrations)")],
         name: Annotated[str, Field(description="1-128 letters, digits, space, _ or -")],
-        metadata: Annotated[dict[str, Any], Field(description="The integration's fields (list_integrations type=X)")],
-        workspace: p.Workspace = None,
+        metadata: Annotated[dict[str, Any], Field(description="Fields from list_integrations type=X")],
+        workspace: p.WorkspaceOpt = None,
         hidden: bool | None = None,
     ) -> Annotated[CallToolResult, ConnectionOut]:
         """Connect an API-key or no-auth integration (webhook, mailchimp...); OAuth ones are connected in the
@@ -288,12 +292,12 @@ def register(box: Any) -> None:
     @box.tool("connections", read_only=False, idempotent=True, title="Update connection")
     async def update_connection(
         connection_id: p.ConnectionId,
-        metadata: Annotated[dict[str, Any], Field(description="All metadata fields (replaces them)")],
-        name: Annotated[str | None, Field(description="Default: unchanged")] = None,
+        metadata: Annotated[dict[str, Any], Field(description="All fields (replaces them)")],
+        name: str | None = None,
         hidden: bool | None = None,
     ) -> Annotated[CallToolResult, ConnectionOut]:
-        """Replace a connection's metadata (e.g. new credentials) and optionally rename it. Checked against the
-        integration's fields first. Then retry_rule_event the deliveries that failed."""
+        """Replace a connection's metadata (e.g. new credentials), checked first. Then retry_rule_event what
+        failed."""
         client = rt.client()
         current = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
         body: dict[str, Any] = {"name": name or current.name, "metadata": metadata}
@@ -311,7 +315,7 @@ def register(box: Any) -> None:
     async def delete_connection(
         connection_id: p.ConnectionId,
         confirmation: Annotated[Confirmed, Resolve(confirm_delete_connection)],
-        force_delete: Annotated[bool | None, Field(description="Delete even with active rules")] = None,
+        force_delete: bool | None = None,
     ) -> Annotated[CallToolResult, DeletedOut]:
         """Delete a connection. Refused while it has active rules unless force_delete."""
         require_yes(confirmation, "Not deleted")
@@ -324,8 +328,8 @@ def register(box: Any) -> None:
 
     @box.tool("connections", read_only=True, idempotent=True, title="Get connection actions")
     async def get_connection_actions(connection_id: p.ConnectionId) -> Annotated[CallToolResult, ActionDataOut]:
-        """The connection's live action data (lists, tags, properties with options, channels...) and what each
-        action needs in rule metadata: the ids to use in create_rule."""
+        """A connection's live data (lists, tags, properties, channels...) and what each action needs: the ids
+        for create_rule metadata."""
         from meshes_mcp.api.catalog import describe_action
 
         client = rt.client()
@@ -346,9 +350,10 @@ def register(box: Any) -> None:
     @box.tool("connections", read_only=True, idempotent=True, title="Get connection fields")
     async def get_connection_fields(
         connection_id: p.ConnectionId,
-        refresh: Annotated[bool | None, Field(description="Re-read from the provider")] = None,
+        refresh: bool | None = None,
     ) -> Annotated[CallToolResult, FieldCatalogOut]:
-        """The destination's field catalogue (keys, types, constraints): the dest keys for mappings."""
+        """The destination's fields (key, type, constraints): the dest keys for mappings. refresh re-reads
+        them."""
         client = rt.client()
         failure = Failure(write=False, not_found=NOT_FOUND)
         catalog = await attempt(client.get_connection_fields(connection_id, refresh=bool(refresh)), failure)
@@ -366,7 +371,7 @@ def register(box: Any) -> None:
 
     @box.tool("connections", read_only=True, idempotent=True, title="Get connection mappings")
     async def get_connection_mappings(connection_id: p.ConnectionId) -> Annotated[CallToolResult, MappingOut]:
-        """The connection's default field mapping (stored, or generated when none was saved)."""
+        """The connection's default field mapping (stored, or generated if none was saved)."""
         client = rt.client()
         result = await attempt(client.get_connection_mappings(connection_id), Failure(write=False, not_found=NOT_FOUND))
         view = mapping_view(result)
@@ -381,13 +386,12 @@ def register(box: Any) -> None:
     @box.tool("connections", read_only=False, idempotent=True, title="Update connection mappings")
     async def update_connection_mappings(
         connection_id: p.ConnectionId,
-        schema: Annotated[dict[str, Any], Field(description=f"Mapping schema, format in {MAPPING_SCHEMA_URI}")],
+        schema: Annotated[dict[str, Any], Field(description=f"Format: {MAPPING_SCHEMA_URI}")],
         expected_version: Annotated[int | None, Field(description="version from get_connection_mappings")] = None,
         mapping_id: str | None = None,
         name: str | None = None,
     ) -> Annotated[CallToolResult, MappingOut]:
-        """Save the connection's default field mapping (payload paths or literals → destination fields). The
-        schema is checked first."""
+        """Save the connection's default field mapping (payload paths or literals to fields), checked first."""
         client = rt.client()
         mapping_schema = check(m.MappingSchema, schema, prefix="schema")
         body = {"schema": mapping_schema.model_dump(mode="json", exclude_unset=True)}

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types import CallToolResult
 from pydantic import BaseModel, ConfigDict, Field
 
 from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest, Problem, check
 from meshes_mcp.server import params as p
+from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes, runtime_of
 from meshes_mcp.server.failures import Failure, attempt
 
 NOT_FOUND = "list_rules shows the rules and their ids."
@@ -23,8 +26,31 @@ class RuleOut(BaseModel):
     next: str | None = None
 
 
+class RuleList(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    rules: list[dict[str, Any]] = Field(default_factory=list)
+    count: int = 0
+    next_cursor: str | None = None
+    next: str | None = None
+
+
+class DeletedRuleOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    deleted: str
+    next: str | None = None
+
+
 def rule_view(rule: m.Rule) -> dict[str, Any]:
     return rule.model_dump(mode="json", exclude={"created_by"})
+
+
+def rule_summary(rule: m.Rule, *, org_wide: bool) -> dict[str, Any]:
+    """One list row: what routes where, and with which action (and in which workspace, org-wide)."""
+    fields = {"id", "event", "resource", "resource_id", "connection", "type", "metadata"}
+    row = rule.model_dump(mode="json", include=fields | ({"workspace"} if org_wide else set()))
+    if rule.active is False:
+        row["active"] = False
+    return row
 
 
 def needs_action_data(spec: Any, action: str) -> bool:
@@ -32,25 +58,69 @@ def needs_action_data(spec: Any, action: str) -> bool:
     return bool(action_spec) and any(d.kind in ("simple", "advanced") for d in action_spec.data or [])
 
 
+async def confirm_delete_rule(rule_id: str, ctx: Context) -> Confirmation | Elicit[Confirmation]:
+    if not can_elicit(ctx):
+        return NOT_ASKED
+    rule = await attempt(runtime_of(ctx).client().get_rule(rule_id), Failure(write=False, not_found=NOT_FOUND))
+    action = rule.metadata.get("action")
+    target = f"{rule.type or 'connection'} {rule.connection}" + (f" ({action})" if action else "")
+    return ask(ctx, f'Delete rule {rule.id}, which sends "{rule.event}" to {target}?')
+
+
 def register(box: Any) -> None:
     rt = box.runtime
 
+    @box.tool("rules", read_only=True, idempotent=True, title="List rules")
+    async def list_rules(
+        workspace: p.WorkspaceOrOrg = None,
+        event: p.Filter = None,
+        resource: p.Filter = None,
+        resource_id: p.Filter = None,
+        limit: p.PageLimit = None,
+        cursor: p.PageCursor = None,
+    ) -> Annotated[CallToolResult, RuleList]:
+        """Rules: which event goes to which connection, with what action metadata."""
+        client = rt.client()
+        filters = check(m.RuleFilters, {"event": event, "resource": resource, "resource_id": resource_id})
+        ws = workspace or rt.settings.workspace_id
+        failure = Failure(write=False, not_found="list_workspaces shows the workspaces.")
+        if ws:
+            call = client.list_workspace_rules(ws, filters, limit=limit, cursor=cursor)
+        else:
+            call = client.list_rules(filters, limit=limit, cursor=cursor)
+        page = await attempt(call, failure)
+        args = {"workspace": workspace, "event": event, "resource": resource, "resource_id": resource_id}
+        return rt.result(
+            {
+                "rules": [rule_summary(r, org_wide=not ws) for r in page.records],
+                "count": len(page.records),
+                "next_cursor": page.next_cursor,
+                "next": p.next_page("list_rules", page.next_cursor, **args, limit=limit),
+            }
+        )
+
+    @box.tool("rules", read_only=True, idempotent=True, title="Get rule")
+    async def get_rule(rule_id: str) -> Annotated[CallToolResult, RuleOut]:
+        """One rule with its event filter, connection and action metadata."""
+        rule = await attempt(rt.client().get_rule(rule_id), Failure(write=False, not_found=NOT_FOUND))
+        return rt.result(rule_view(rule))
+
     @box.tool("rules", read_only=False, idempotent=False, title="Create rule")
     async def create_rule(
-        connection: Annotated[str, Field(description="Connection UUID")],
+        connection: str,
         event: p.EventName,
         metadata: Annotated[
             dict[str, Any],
-            Field(description='Action and its fields, e.g. {"action":"add_to_list","id":"5"} (get_connection_actions)'),
+            Field(description='e.g. {"action":"add_to_list","id":"5"}; ids from get_connection_actions'),
         ],
-        workspace: Annotated[str | None, Field(description="Workspace UUID; default the connection's")] = None,
+        workspace: str | None = None,
         resource: p.Resource = None,
-        resource_id: p.ResourceId = None,
-        active: Annotated[bool | None, Field(description="Default true")] = None,
-        hidden: Annotated[bool | None, Field(description="Hide from the dashboard")] = None,
+        resource_id: p.ResourceKey = None,
+        active: bool | None = None,
+        hidden: bool | None = None,
     ) -> Annotated[CallToolResult, RuleOut]:
-        """Route events named `event` to a connection. Metadata is checked against the integration's action and
-        the connection's live data (list ids etc.) before creating."""
+        """Route events named `event` to a connection's action. Metadata is checked against its live data
+        (list ids...) first."""
         from meshes_mcp.api.catalog import validate_rule_metadata
         from meshes_mcp.api.client import require_uuid
 
@@ -89,3 +159,14 @@ def register(box: Any) -> None:
             view["warning"] = f"connection is inactive ({conn.inactive_reason}): deliveries fail until reconnected"
         view["next"] = f'emit_event event="{event}" with a test payload, then get_event'
         return rt.result(view)
+
+    @box.tool("rules", read_only=False, idempotent=True, destructive=True, title="Delete rule")
+    async def delete_rule(
+        rule_id: str, confirmation: Annotated[Confirmed, Resolve(confirm_delete_rule)]
+    ) -> Annotated[CallToolResult, DeletedRuleOut]:
+        """Delete a rule: its event stops going to that connection. Rules cannot be edited: delete and
+        create_rule again."""
+        require_yes(confirmation, "Not deleted")
+        failure = Failure(write=True, not_found=NOT_FOUND, verify=f"get_rule rule_id={rule_id}")
+        deleted = await attempt(rt.client().delete_rule(rule_id), failure)
+        return rt.result({"deleted": deleted.id, "event": deleted.event, "connection": deleted.connection})

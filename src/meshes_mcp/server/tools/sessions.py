@@ -1,9 +1,149 @@
-"""sessions toolset."""
+"""sessions toolset: embed sessions for the Meshes workspace UI inside another app.
+
+Session tokens grant access to a customer's workspace, so they never appear in results: the access
+token, the launch token and the launch URL's token are masked. A backend that embeds Meshes mints its
+own sessions; these tools are for inspecting and revoking them, and for trying the flow out.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.resolve import Elicit, Resolve
+from mcp_types import CallToolResult
+from pydantic import BaseModel, ConfigDict, Field
+
+from meshes_mcp.api import models as m
+from meshes_mcp.api.problems import check
+from meshes_mcp.server import params as p
+from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
+from meshes_mcp.server.failures import Failure, attempt
+from meshes_mcp.server.render import Redactor
+
+NOT_FOUND = "list_sessions shows the sessions of a workspace."
+TOKENS_NOTE = "tokens are masked; embed with sessions your backend mints"
+
+
+class SessionOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    session_id: str
+    expires_at: str | None = None
+
+
+class SessionList(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    sessions: list[dict[str, Any]] = Field(default_factory=list)
+    count: int = 0
+    next_cursor: str | None = None
+    next: str | None = None
+
+
+class RevokedOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    session_id: str
+    revoked: bool
+
+
+def session_view(session: m.SessionToken) -> dict[str, Any]:
+    """The session without usable tokens: masked by value, so the launch URL's copy goes too."""
+    tokens = [session.access_token, getattr(session, "launch_token", None)]
+    view = session.model_dump(mode="json", exclude={"access_token", "launch_token"})
+    view = Redactor(t for t in tokens if t).data(view)
+    view["note"] = TOKENS_NOTE
+    return view
+
+
+async def confirm_revoke_session(session_id: str, ctx: Context) -> Confirmation | Elicit[Confirmation]:
+    if not can_elicit(ctx):
+        return NOT_ASKED
+    # No endpoint reads one session, so the question names the id only.
+    return ask(ctx, f"Revoke embed session {session_id}? Its user loses access at once.")
 
 
 def register(box: Any) -> None:
-    return None
+    rt = box.runtime
+
+    @box.tool("sessions", read_only=False, idempotent=False, title="Create embed session")
+    async def create_session(
+        workspace: p.WorkspaceOpt = None,
+        role: Literal["member", "admin", "owner"] | None = None,
+        session_type: Literal["workspace", "resource", "dashboard"] | None = None,
+        launch_page: Literal["dashboard", "connections", "rules", "events"] | None = None,
+        resource: str | None = None,
+        resource_id: str | None = None,
+        external_user_id: str | None = None,
+        ttl_seconds: int | None = None,
+        launch_ttl_seconds: int | None = None,
+        allowed_origins: list[str] | None = None,
+        scopes: list[Literal["events.payload:read"]] | None = None,
+    ) -> Annotated[CallToolResult, SessionOut]:
+        """Mint an embed session for the workspace UI (default member, type workspace; resource type needs
+        resource and resource_id)."""
+        body = {
+            "workspace_id": rt.workspace(workspace),
+            "role": role,
+            "session_type": session_type,
+            "launch_page": launch_page,
+            "resource": resource,
+            "resource_id": resource_id,
+            "external_user_id": external_user_id,
+            "ttl_seconds": ttl_seconds,
+            "launch_ttl_seconds": launch_ttl_seconds,
+            "allowed_origins": allowed_origins,
+            "scopes": scopes,
+        }
+        client = rt.client()
+        request = check(m.CreateSessionRequest, {k: v for k, v in body.items() if v is not None})
+        failure = Failure(write=True, not_found="list_workspaces shows the workspaces.", verify=NOT_FOUND)
+        created = await attempt(client.create_session(request), failure)
+        return rt.result(session_view(created))
+
+    @box.tool("sessions", read_only=True, idempotent=True, title="List embed sessions")
+    async def list_sessions(
+        workspace: p.WorkspaceOpt = None,
+        status: Literal["active", "revoked"] | None = None,
+        resource: p.Filter = None,
+        resource_id: p.Filter = None,
+        limit: p.PageLimit = None,
+        cursor: p.PageCursor = None,
+    ) -> Annotated[CallToolResult, SessionList]:
+        """Embed sessions of a workspace with role, type, status and expiry."""
+        ws = rt.workspace(workspace)
+        query = {
+            "workspace_id": ws,
+            "status": status,
+            "resource": resource,
+            "resource_id": resource_id,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        client = rt.client()
+        request = check(m.SessionListQuery, {k: v for k, v in query.items() if v is not None})
+        page = await attempt(client.list_sessions(request), Failure(write=False, not_found=NOT_FOUND))
+        args = {"workspace": workspace, "status": status, "resource": resource, "resource_id": resource_id}
+        return rt.result(
+            {
+                "sessions": [s.model_dump(mode="json", exclude={"workspace_id"}) for s in page.records],
+                "count": len(page.records),
+                "next_cursor": page.next_cursor,
+                "next": p.next_page("list_sessions", page.next_cursor, **args, limit=limit),
+            }
+        )
+
+    @box.tool("sessions", read_only=False, idempotent=False, title="Refresh embed session")
+    async def refresh_session(session_id: p.SessionId) -> Annotated[CallToolResult, SessionOut]:
+        """Issue a new access token for a session (same id, new expiry)."""
+        failure = Failure(write=True, not_found=NOT_FOUND, verify=NOT_FOUND)
+        refreshed = await attempt(rt.client().refresh_session(session_id), failure)
+        return rt.result(session_view(refreshed))
+
+    @box.tool("sessions", read_only=False, idempotent=True, destructive=True, title="Revoke embed session")
+    async def revoke_session(
+        session_id: p.SessionId, confirmation: Annotated[Confirmed, Resolve(confirm_revoke_session)]
+    ) -> Annotated[CallToolResult, RevokedOut]:
+        """Revoke an embed session: its token stops working at once."""
+        require_yes(confirmation, "Not revoked")
+        failure = Failure(write=True, not_found=NOT_FOUND, verify=NOT_FOUND)
+        revoked = await attempt(rt.client().revoke_session(session_id), failure)
+        return rt.result({"session_id": session_id, "revoked": revoked.revoked})

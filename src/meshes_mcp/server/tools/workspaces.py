@@ -1,9 +1,127 @@
-"""workspaces toolset."""
+"""workspaces toolset: workspaces and the event types and resources they have seen."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from mcp_types import CallToolResult
+from pydantic import BaseModel, ConfigDict, Field
+
+from meshes_mcp.api import models as m
+from meshes_mcp.api.problems import InvalidRequest, Problem, check
+from meshes_mcp.server import params as p
+from meshes_mcp.server.failures import Failure, attempt
+
+NOT_FOUND = "list_workspaces shows the workspaces and their ids."
+WORKSPACE_NAME = "3-50 letters, digits, spaces, _ or -"
+
+
+class WorkspaceOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    name: str | None = None
+    next: str | None = None
+
+
+class WorkspaceList(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    workspaces: list[dict[str, Any]] = Field(default_factory=list)
+    count: int = 0
+    next_cursor: str | None = None
+    next: str | None = None
+
+
+class CatalogOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    workspace: str
+    entries: list[dict[str, Any]] = Field(default_factory=list)
+    count: int = 0
+
+
+def workspace_view(workspace: m.Workspace) -> dict[str, Any]:
+    view = workspace.model_dump(mode="json", exclude={"publishable_key"})
+    if workspace.publishable_key is not None:
+        # Publishable keys are public identifiers meant for front-end code: shown, not masked.
+        view["publishable_key"] = workspace.publishable_key.public_key
+    return view
+
+
+def catalog_entry(entry: m.CatalogEntry) -> dict[str, Any]:
+    row = entry.model_dump(mode="json", include={"key", "label", "description"})
+    if row.get("label") == entry.key:
+        row.pop("label")
+    if entry.active is False:
+        row["active"] = False
+    return row
 
 
 def register(box: Any) -> None:
-    return None
+    rt = box.runtime
+
+    @box.tool("workspaces", read_only=True, idempotent=True, title="List workspaces")
+    async def list_workspaces(
+        limit: p.PageLimit = None, cursor: p.PageCursor = None
+    ) -> Annotated[CallToolResult, WorkspaceList]:
+        """Workspaces (one per customer or environment) with their ids."""
+        page = await attempt(rt.client().list_workspaces(limit=limit, cursor=cursor), Failure(write=False))
+        return rt.result(
+            {
+                "workspaces": [w.model_dump(mode="json", include={"id", "name", "description"}) for w in page.records],
+                "count": len(page.records),
+                "next_cursor": page.next_cursor,
+                "next": p.next_page("list_workspaces", page.next_cursor, limit=limit),
+            }
+        )
+
+    @box.tool("workspaces", read_only=True, idempotent=True, title="Get workspace")
+    async def get_workspace(workspace: p.WorkspaceOpt = None) -> Annotated[CallToolResult, WorkspaceOut]:
+        """One workspace, with its publishable key (for client-side events)."""
+        ws = rt.workspace(workspace)
+        found = await attempt(rt.client().get_workspace(ws), Failure(write=False, not_found=NOT_FOUND))
+        return rt.result(workspace_view(found))
+
+    @box.tool("workspaces", read_only=False, idempotent=False, title="Create workspace")
+    async def create_workspace(
+        name: Annotated[str, Field(description=WORKSPACE_NAME)], description: str | None = None
+    ) -> Annotated[CallToolResult, WorkspaceOut]:
+        """Create a workspace: a tenant with its own connections, rules and events."""
+        client = rt.client()
+        request = check(m.CreateWorkspaceRequest, {"name": name, "description": description})
+        failure = Failure(write=True, verify="list_workspaces shows whether it exists")
+        created = await attempt(client.create_workspace(request), failure)
+        view = workspace_view(created)
+        view["next"] = f"create_connection workspace={created.id}"
+        return rt.result(view)
+
+    @box.tool("workspaces", read_only=False, idempotent=True, title="Update workspace")
+    async def update_workspace(
+        workspace: p.WorkspaceOpt = None,
+        name: str | None = None,
+        description: str | None = None,
+    ) -> Annotated[CallToolResult, WorkspaceOut]:
+        """Rename a workspace or change its description; what is omitted stays, "" clears the description."""
+        if name is None and description is None:
+            raise InvalidRequest([Problem("name", 'give name or description, e.g. "Production"')])
+        client = rt.client()
+        ws = rt.workspace(workspace)
+        # The API's PUT replaces both fields: keep whichever one was not given.
+        current = await attempt(client.get_workspace(ws), Failure(write=False, not_found=NOT_FOUND))
+        new_description = current.description if description is None else (description or None)
+        request = check(m.UpdateWorkspaceRequest, {"name": name or current.name, "description": new_description})
+        failure = Failure(write=True, not_found=NOT_FOUND, verify=f"get_workspace workspace={ws}")
+        updated = await attempt(client.update_workspace(ws, request), failure)
+        return rt.result(workspace_view(updated))
+
+    @box.tool("workspaces", read_only=True, idempotent=True, title="List event types")
+    async def list_event_types(workspace: p.WorkspaceOpt = None) -> Annotated[CallToolResult, CatalogOut]:
+        """Event names seen in a workspace, for rules and emit_event."""
+        ws = rt.workspace(workspace)
+        entries = await attempt(rt.client().list_event_types(ws), Failure(write=False, not_found=NOT_FOUND))
+        return rt.result({"workspace": ws, "entries": [catalog_entry(e) for e in entries], "count": len(entries)})
+
+    @box.tool("workspaces", read_only=True, idempotent=True, title="List resources")
+    async def list_resources(workspace: p.WorkspaceOpt = None) -> Annotated[CallToolResult, CatalogOut]:
+        """Resource types seen in a workspace (user, order...), for resource filters."""
+        ws = rt.workspace(workspace)
+        entries = await attempt(rt.client().list_resources(ws), Failure(write=False, not_found=NOT_FOUND))
+        return rt.result({"workspace": ws, "entries": [catalog_entry(e) for e in entries], "count": len(entries)})

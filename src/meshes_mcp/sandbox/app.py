@@ -1,0 +1,932 @@
+"""The sandbox's HTTP face: the 38 documented endpoints under /api/v1, as a Starlette app.
+
+Request bodies are validated with the package's own request models (`meshes_mcp.api.models`) and
+integration catalogue (`meshes_mcp.api.catalog`), so the sandbox judges requests exactly as the MCP
+layer expects the API to; a validation failure is a 400 whose `error.data` names each `param`.
+
+Behaviour chosen where the reference is silent (each also noted at its handler):
+- ids in paths that are not UUIDs answer 404, like unknown ids;
+- duplicate names (workspace per organisation, connection per workspace, case-insensitive) and an
+  identical rule (same workspace, connection, event, filters and metadata) answer 409;
+- OAuth integrations cannot be created through POST /connections (400 on `type`), as documented;
+- a webhook connection is tested on save (a `meshes.url_test` request) only when skip_url_test is
+  explicitly "false" (omitted counts as skipped); a failing test is a 422 on `metadata.url`;
+- DELETE /connections/{id} with active rules is a 409 unless `{"force_delete": true}`; forcing
+  deactivates those rules and cancels deliveries still queued through the connection;
+- DELETE /rules/{id} cancels the rule's queued deliveries;
+- bulk ingestion: 201 when all items are accepted, 207 when some are, 400 when none are — each
+  with `{count, error_count, records}` in input order; error records carry the documented error
+  object plus the item's `index`;
+- retry: 409 when the rule event is completed or canceled; 425 when an attempt is in flight or
+  the next one is due within 1 s; a failed rule event gets one more attempt; 200 with the RuleEvent;
+- cancel (rule event): 409 when completed or failed, idempotent when already canceled;
+  cancel (event): 409 when the event already finished (completed or failed) with nothing left to
+  cancel, idempotent when canceled; both return the updated object;
+- session refresh: 409 when the session is revoked or expired; revoke: `{"revoked": false}` when it
+  already was;
+- mappings: GET answers `generated` (version 0) until a PUT stores one (version 1, 2, …);
+  `expected_version` must equal the stored version (409 otherwise; omit it for the first store);
+  an invalid schema is a 422; webhooks have no field mapping (422 on fields and mappings).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from meshes_mcp.api import models
+from meshes_mcp.api.catalog import (
+    Catalog,
+    IntegrationSpec,
+    load_catalog,
+    validate_connection_metadata,
+    validate_rule_metadata,
+)
+from meshes_mcp.api.problems import InvalidRequest, check
+from meshes_mcp.sandbox import provider_data, views
+from meshes_mcp.sandbox.auth import Authenticator, Principal
+from meshes_mcp.sandbox.clock import is_uuid, iso, new_id, now, now_iso
+from meshes_mcp.sandbox.delivery import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE, DeliveryEngine, RetryPolicy
+from meshes_mcp.sandbox.destinations import Destinations, keep_redacted, redact_metadata, secret_keys
+from meshes_mcp.sandbox.errors import ApiError, bad_request, conflict, error_body, not_found, too_early, unprocessable
+from meshes_mcp.sandbox.seed import ensure_seed, new_publishable_key
+from meshes_mcp.sandbox.store import ACTIVE_STATUSES, NewEvent, Store
+
+log = logging.getLogger("meshes_mcp.sandbox")
+
+MAX_BODY = 10 * 1024 * 1024
+RETRY_IMMINENT = 1.0  # seconds: a retry due sooner than this answers 425
+EVENT_STATUSES = ("pending", "processing", "retrying", "completed", "failed", "canceled")
+DEFAULT_DELIVERY_TIMEOUT = 10.0
+DEFAULT_CONCURRENCY = 64
+
+
+@dataclass
+class Sandbox:
+    """Everything a handler needs; lives on `app.state.sandbox` between startup and shutdown."""
+
+    store: Store
+    auth: Authenticator
+    catalog: Catalog
+    records: list[dict[str, Any]]
+    destinations: Destinations
+    engine: DeliveryEngine
+    policy: RetryPolicy
+    seed: dict[str, Any]
+
+    def spec(self, integration_type: str) -> IntegrationSpec:
+        spec = self.catalog.get(integration_type)
+        if spec is None:
+            raise ApiError(500, f"integration {integration_type} is missing from the catalogue")
+        return spec
+
+
+Handler = Callable[[Request, Sandbox, Principal], Awaitable[Any]]
+
+
+# -- plumbing -------------------------------------------------------------------------------------
+
+
+def _summary(problems: list[tuple[str, str]]) -> str:
+    first = f"{problems[0][0]} {problems[0][1]}" if problems[0][0] else problems[0][1]
+    more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+    return f"invalid request: {first}{more}"
+
+
+def validate(model: type[Any], data: Any, status: int = 400, prefix: str = "") -> Any:
+    try:
+        return check(model, data, prefix=prefix)
+    except InvalidRequest as exc:
+        problems = [(p.param, p.msg) for p in exc.problems]
+    raise ApiError(status, _summary(problems), problems)
+
+
+def problems_error(problems: list[Any], status: int = 400) -> ApiError:
+    data = [(p.param, p.msg) for p in problems]
+    return ApiError(status, _summary(data), data)
+
+
+async def read_json(request: Request, required: bool = True) -> Any:
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise ApiError(413, f"request body is larger than {MAX_BODY // (1024 * 1024)} MiB")
+    if not raw.strip():
+        if required:
+            raise bad_request("a JSON request body is required", "body")
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise bad_request("the request body is not valid JSON", "body") from None
+
+
+def created(body: Any) -> JSONResponse:
+    return JSONResponse(body, status_code=201)
+
+
+def api(publishable: bool = False) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Authenticate, run the handler, render ApiError as the documented error body."""
+
+    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            sandbox: Sandbox = request.app.state.sandbox
+            try:
+                principal = sandbox.auth.authenticate(request.headers, publishable)
+                result = await handler(request, sandbox, principal)
+            except ApiError as exc:
+                return JSONResponse(exc.body(), status_code=exc.status)
+            except Exception:
+                log.exception("unhandled error on %s %s", request.method, request.url.path)
+                return JSONResponse(error_body(500, "internal error in the sandbox (see its log)"), status_code=500)
+            return result if isinstance(result, Response) else JSONResponse(result)
+
+        return endpoint
+
+    return wrap
+
+
+def path_id(request: Request, name: str, what: str) -> str:
+    value = request.path_params[name]
+    if not is_uuid(value):
+        raise not_found(what, value[:64])
+    return value.lower()
+
+
+def workspace_or_404(sb: Sandbox, principal: Principal, workspace_id: str, param: str | None = None) -> dict:
+    row = sb.store.get_workspace(principal.org_id, workspace_id) if is_uuid(workspace_id) else None
+    if row is None:
+        raise not_found("workspace", workspace_id[:64], param)
+    return row
+
+
+def connection_or_404(sb: Sandbox, principal: Principal, connection_id: str, param: str | None = None) -> dict:
+    row = sb.store.get_connection(principal.org_id, connection_id) if is_uuid(connection_id) else None
+    if row is None:
+        raise not_found("connection", connection_id[:64], param)
+    return row
+
+
+def event_or_404(sb: Sandbox, principal: Principal, request: Request) -> dict:
+    event_id = path_id(request, "event_id", "event")
+    row = sb.store.get_event(principal.org_id, event_id)
+    if row is None:
+        raise not_found("event", event_id)
+    return row
+
+
+def rule_event_or_404(sb: Sandbox, principal: Principal, request: Request) -> tuple[dict, dict]:
+    event = event_or_404(sb, principal, request)
+    rule_id = path_id(request, "rule_id", "rule")
+    row = sb.store.get_rule_event(event["id"], rule_id)
+    if row is None:
+        raise ApiError(404, f"rule {rule_id} has no delivery for event {event['id']}: use the `rule` field of one of "
+                            "the event's rule_events")
+    return event, row
+
+
+def connection_view(sb: Sandbox, row: dict[str, Any]) -> dict[str, Any]:
+    return views.connection(row, redact_metadata(sb.catalog.get(row["type"]), row["metadata"]))
+
+
+def query_filters(request: Request, *keys: str) -> dict[str, str]:
+    return {k: v for k in keys if (v := request.query_params.get(k))}
+
+
+def list_page(request: Request, scope: str) -> tuple[int | None, int]:
+    return views.decode_cursor(scope, request.query_params.get("cursor")), views.parse_limit(
+        request.query_params.get("limit"))
+
+
+def status_filter(request: Request) -> dict[str, str]:
+    filters = query_filters(request, "event", "resource", "resource_id", "status")
+    if "status" in filters and filters["status"] not in EVENT_STATUSES:
+        raise bad_request("invalid status filter", "status", f"must be one of {', '.join(EVENT_STATUSES)}")
+    return filters
+
+
+def events_page(sb: Sandbox, rows: list[dict[str, Any]], limit: int, scope: str) -> dict[str, Any]:
+    shown = rows[:limit]
+    by_event = sb.store.rule_events_for([r["id"] for r in shown])
+    return views.page(rows, limit, scope, lambda r: views.event(r, by_event.get(r["id"], [])))
+
+
+# -- workspaces -----------------------------------------------------------------------------------
+
+
+@api()
+async def list_workspaces(request: Request, sb: Sandbox, p: Principal) -> Any:
+    after, limit = list_page(request, "workspaces")
+    return views.page(sb.store.list_workspaces(p.org_id, after, limit), limit, "workspaces", views.workspace)
+
+
+@api()
+async def create_workspace(request: Request, sb: Sandbox, p: Principal) -> Any:
+    req = validate(models.CreateWorkspaceRequest, await read_json(request))
+    if sb.store.workspace_name_taken(p.org_id, req.name):
+        raise conflict(f'a workspace named "{req.name}" already exists', "name")
+    wid = new_id()
+    row = sb.store.create_workspace(p.org_id, req.name, req.description, new_publishable_key(p.org_id, wid),
+                                    "Default publishable key")
+    return created({"workspace": views.workspace(row)})
+
+
+@api()
+async def get_workspace(request: Request, sb: Sandbox, p: Principal) -> Any:
+    row = workspace_or_404(sb, p, path_id(request, "workspace_id", "workspace"))
+    return views.workspace(row, with_key=True)
+
+
+@api()
+async def update_workspace(request: Request, sb: Sandbox, p: Principal) -> Any:
+    row = workspace_or_404(sb, p, path_id(request, "workspace_id", "workspace"))
+    req = validate(models.UpdateWorkspaceRequest, await read_json(request))
+    if sb.store.workspace_name_taken(p.org_id, req.name, except_id=row["id"]):
+        raise conflict(f'a workspace named "{req.name}" already exists', "name")
+    # An omitted description keeps the current one; an explicit null clears it.
+    description = req.description if "description" in req.model_fields_set else row["description"]
+    return views.workspace(sb.store.update_workspace(p.org_id, row["id"], req.name, description))
+
+
+@api()
+async def workspace_connections(request: Request, sb: Sandbox, p: Principal) -> Any:
+    row = workspace_or_404(sb, p, path_id(request, "workspace_id", "workspace"))
+    after, limit = list_page(request, "connections")
+    rows = sb.store.list_connections(p.org_id, row["id"], after, limit)
+    return views.page(rows, limit, "connections", lambda r: connection_view(sb, r))
+
+
+@api()
+async def workspace_event_types(request: Request, sb: Sandbox, p: Principal) -> Any:
+    """Bare array, derived from the events and rules seen in the workspace."""
+    row = workspace_or_404(sb, p, path_id(request, "workspace_id", "workspace"))
+    return [views.catalog_entry(r) for r in sb.store.catalog(row["id"], "event")]
+
+
+@api()
+async def workspace_resources(request: Request, sb: Sandbox, p: Principal) -> Any:
+    row = workspace_or_404(sb, p, path_id(request, "workspace_id", "workspace"))
+    return [views.catalog_entry(r) for r in sb.store.catalog(row["id"], "resource")]
+
+
+@api()
+async def workspace_events(request: Request, sb: Sandbox, p: Principal) -> Any:
+    row = workspace_or_404(sb, p, path_id(request, "workspace_id", "workspace"))
+    after, limit = list_page(request, "events")
+    rows = sb.store.list_events(p.org_id, row["id"], status_filter(request), after, limit)
+    return events_page(sb, rows, limit, "events")
+
+
+@api()
+async def workspace_rules(request: Request, sb: Sandbox, p: Principal) -> Any:
+    row = workspace_or_404(sb, p, path_id(request, "workspace_id", "workspace"))
+    after, limit = list_page(request, "rules")
+    filters = query_filters(request, "event", "resource", "resource_id")
+    return views.page(sb.store.list_rules(p.org_id, row["id"], filters, after, limit), limit, "rules", views.rule)
+
+
+# -- connections ----------------------------------------------------------------------------------
+
+
+@api()
+async def list_connections(request: Request, sb: Sandbox, p: Principal) -> Any:
+    after, limit = list_page(request, "connections")
+    rows = sb.store.list_connections(p.org_id, None, after, limit)
+    return views.page(rows, limit, "connections", lambda r: connection_view(sb, r))
+
+
+async def _url_test(sb: Sandbox, spec: IntegrationSpec, metadata: dict[str, Any]) -> None:
+    """Meshes tests a webhook URL on save unless skip_url_test is on. The sandbox runs that test only
+    when skip_url_test is explicitly "false": left out, it counts as skipped, so a local receiver
+    sees only real deliveries (tests count them)."""
+    if spec.type != "webhook" or str(metadata.get("skip_url_test", "")).lower() != "false":
+        return
+    problem = await sb.destinations.test_url(metadata)
+    if problem:
+        raise unprocessable("the webhook URL test failed", [("metadata.url", problem)])
+
+
+@api()
+async def create_connection(request: Request, sb: Sandbox, p: Principal) -> Any:
+    req = validate(models.CreateConnectionRequest, await read_json(request))
+    workspace = workspace_or_404(sb, p, req.workspace.lower(), "workspace")
+    spec = sb.spec(req.type.value)
+    problems = validate_connection_metadata(spec, req.metadata)
+    if problems:
+        raise problems_error(problems)
+    if sb.store.connection_name_taken(workspace["id"], req.name):
+        raise conflict(f'a connection named "{req.name}" already exists in this workspace', "name")
+    await _url_test(sb, spec, req.metadata)
+    row = sb.store.create_connection(p.org_id, workspace["id"], spec.type, req.name, req.metadata,
+                                     bool(req.hidden), p.created_by)
+    return created({"connection": connection_view(sb, row)})
+
+
+@api()
+async def get_connection(request: Request, sb: Sandbox, p: Principal) -> Any:
+    return connection_view(sb, connection_or_404(sb, p, path_id(request, "connection_id", "connection")))
+
+
+@api()
+async def update_connection(request: Request, sb: Sandbox, p: Principal) -> Any:
+    """PUT takes the full metadata; credentials sent back as "********" keep their stored values.
+    Changing the metadata of a connection made inactive by rejected credentials reactivates it."""
+    row = connection_or_404(sb, p, path_id(request, "connection_id", "connection"))
+    req = validate(models.UpdateConnectionRequest, await read_json(request))
+    spec = sb.spec(row["type"])
+    metadata = keep_redacted(spec, req.metadata, row["metadata"])
+    problems = validate_connection_metadata(spec, metadata, for_update=True)
+    if problems:
+        raise problems_error(problems)
+    if sb.store.connection_name_taken(row["workspace_id"], req.name, except_id=row["id"]):
+        raise conflict(f'a connection named "{req.name}" already exists in this workspace', "name")
+    changed = metadata != row["metadata"]
+    if changed:
+        await _url_test(sb, spec, metadata)
+    reactivate = changed and not row["active"] and row["inactive_reason"] == "authentication_invalid"
+    hidden = bool(req.hidden) if req.hidden is not None else bool(row["hidden"])
+    sb.store.update_connection(row["id"], req.name, metadata, hidden, reactivate)
+    return connection_view(sb, sb.store.get_connection(p.org_id, row["id"]))  # type: ignore[arg-type]
+
+
+@api()
+async def delete_connection(request: Request, sb: Sandbox, p: Principal) -> Any:
+    row = connection_or_404(sb, p, path_id(request, "connection_id", "connection"))
+    body = await read_json(request, required=False)
+    req = validate(models.DeleteConnectionRequest, body if body is not None else {})
+    active = sb.store.active_rule_count(row["id"])
+    if active and not req.force_delete:
+        rules = f"{active} active rule{'s' if active != 1 else ''}"
+        raise conflict(
+            f"connection has {rules}: delete {'them' if active != 1 else 'it'} first, or send "
+            '{"force_delete": true} to delete anyway (its rules are deactivated and queued deliveries canceled)'
+        )
+    sb.store.delete_connection(row["id"])
+    return {"id": row["id"], "type": row["type"]}
+
+
+def _check_provider_reachable(sb: Sandbox, spec: IntegrationSpec, row: dict[str, Any]) -> None:
+    """Reading live data needs a working connection, like the real provider call would."""
+    if not row["active"]:
+        raise conflict(f"connection is inactive ({row['inactive_reason'] or 'inactive'}): reconnect it or update its "
+                       "credentials before reading live data")
+    for key in secret_keys(spec, row["metadata"]):
+        value = row["metadata"].get(key)
+        if isinstance(value, str) and value.lower().startswith("invalid"):
+            raise unprocessable(f"{spec.name} rejected the connection's credentials (HTTP 401)",
+                                [(f"metadata.{key}", "was rejected by the provider: update the connection")])
+
+
+@api()
+async def connection_actions(request: Request, sb: Sandbox, p: Principal) -> Any:
+    """Live action data keyed by collection; webhooks have none (`{}`)."""
+    row = connection_or_404(sb, p, path_id(request, "connection_id", "connection"))
+    spec = sb.spec(row["type"])
+    _check_provider_reachable(sb, spec, row)
+    record = next(r for r in sb.records if r["type"] == row["type"])
+    return provider_data.action_data(record, row["id"])
+
+
+def _no_mapping(row: dict[str, Any]) -> ApiError:
+    return unprocessable(f"{row['type']} connections send the event as-is and have no field mapping")
+
+
+def _fields_of(sb: Sandbox, row: dict[str, Any]) -> list[dict[str, Any]]:
+    record = next(r for r in sb.records if r["type"] == row["type"])
+    return provider_data.field_defs(record, row["id"])
+
+
+@api()
+async def connection_fields(request: Request, sb: Sandbox, p: Principal) -> Any:
+    row = connection_or_404(sb, p, path_id(request, "connection_id", "connection"))
+    if not provider_data.has_field_mapping(row["type"]):
+        raise _no_mapping(row)
+    refresh_text = request.query_params.get("refresh", "false").lower()
+    if refresh_text not in ("true", "false", "1", "0"):
+        raise bad_request("invalid refresh flag", "refresh", "must be true or false")
+    refresh = refresh_text in ("true", "1")
+    if refresh:
+        _check_provider_reachable(sb, sb.spec(row["type"]), row)
+    fields = _fields_of(sb, row)
+    meta = sb.store.field_catalog_row(row["id"], refresh, p.created_by)
+    return {"id": meta["id"], "workspace_id": row["workspace_id"], "connection_id": row["id"],
+            "integration_type": row["type"], "catalog_version": provider_data.catalog_version(fields),
+            "refreshed_at": meta["refreshed_at"], "created_by": meta["created_by"], "created_at": meta["created_at"],
+            "updated_at": meta["updated_at"], "fields": fields}
+
+
+def _mapping_view(row: dict[str, Any], mapping: dict[str, Any]) -> dict[str, Any]:
+    return {"id": mapping["id"], "mapping_id": mapping["mapping_id"], "version": mapping["version"],
+            "workspace_id": mapping["workspace_id"], "connection_id": row["id"],
+            "integration_type": mapping["integration_type"], "name": mapping["name"], "schema": mapping["schema"],
+            "catalog_version": mapping["catalog_version"], "created_by": mapping["created_by"],
+            "created_at": mapping["created_at"], "updated_at": mapping["updated_at"]}
+
+
+@api()
+async def get_mapping(request: Request, sb: Sandbox, p: Principal) -> Any:
+    row = connection_or_404(sb, p, path_id(request, "connection_id", "connection"))
+    if not provider_data.has_field_mapping(row["type"]):
+        raise _no_mapping(row)
+    stored = sb.store.get_mapping(row["id"])
+    if stored is not None:
+        return {"status": "stored", "mapping": _mapping_view(row, stored)}
+    fields = _fields_of(sb, row)
+    generated_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"meshes-sandbox:mapping:{row['id']}"))
+    mapping = {"id": generated_id, "mapping_id": generated_id, "version": 0, "workspace_id": row["workspace_id"],
+               "integration_type": row["type"], "name": "Default mapping",
+               "schema": provider_data.generated_schema(fields),
+               "catalog_version": provider_data.catalog_version(fields), "created_by": "system",
+               "created_at": row["created_at"], "updated_at": row["updated_at"]}
+    return {"status": "generated", "mapping": _mapping_view(row, mapping)}
+
+
+@api()
+async def put_mapping(request: Request, sb: Sandbox, p: Principal) -> Any:
+    row = connection_or_404(sb, p, path_id(request, "connection_id", "connection"))
+    if not provider_data.has_field_mapping(row["type"]):
+        raise _no_mapping(row)
+    body = await read_json(request)
+    try:
+        req = check(models.UpdateMappingsRequest, body)
+    except InvalidRequest as exc:
+        # Schema problems are "invalid mapping schema" (422); anything else is a bad request (400).
+        status = 422 if all(pr.param.startswith("schema") for pr in exc.problems) else 400
+        raise problems_error(exc.problems, status) from None
+    if req.workspace_id and req.workspace_id.lower() != row["workspace_id"]:
+        raise bad_request("workspace_id does not match the connection's workspace", "workspace_id",
+                          f"must be {row['workspace_id']} (the connection's workspace) or omitted")
+    stored = sb.store.get_mapping(row["id"])
+    current_version = stored["version"] if stored else 0
+    if req.mapping_id and (stored is None or req.mapping_id.lower() != stored["mapping_id"]):
+        raise conflict("mapping_id is not this connection's stored default mapping; omit it or read it again",
+                       "mapping_id")
+    if req.expected_version is not None and req.expected_version != current_version:
+        raise conflict(f"the default mapping is at version {current_version}, not {req.expected_version}: read it "
+                       "again, re-apply your change and retry (omit expected_version when nothing is stored yet)",
+                       "expected_version")
+    fields = _fields_of(sb, row)
+    known = {f["key"]: f for f in fields}
+    schema = req.mapping_schema.model_dump(mode="json", exclude_none=True)
+    problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for index, field in enumerate(schema["fields"]):
+        param = f"schema.fields[{index}].dest"
+        dest = field["dest"]
+        if dest not in known:
+            problems.append((param, f"is not a field of this {row['type']} connection; fields are "
+                                    f"{', '.join(known) or 'none'}"))
+        elif dest in seen:
+            problems.append((param, "maps the same destination field twice"))
+        elif (known[dest].get("constraints") or {}).get("read_only"):
+            problems.append((param, "is read-only at the destination"))
+        seen.add(dest)
+    if problems:
+        raise ApiError(422, _summary(problems), problems)
+    name = req.name or (schema.get("meta") or {}).get("name") or "Default mapping"
+    mapping = sb.store.put_mapping(row, schema, name, provider_data.catalog_version(fields), p.created_by)
+    return {"status": "stored", "mapping": _mapping_view(row, mapping)}
+
+
+# -- rules ----------------------------------------------------------------------------------------
+
+
+@api()
+async def list_rules(request: Request, sb: Sandbox, p: Principal) -> Any:
+    after, limit = list_page(request, "rules")
+    filters = query_filters(request, "event", "resource", "resource_id")
+    return views.page(sb.store.list_rules(p.org_id, None, filters, after, limit), limit, "rules", views.rule)
+
+
+@api()
+async def create_rule(request: Request, sb: Sandbox, p: Principal) -> Any:
+    """The rule's ids are not checked against live action data (the API is permissive there): a rule
+    pointing at a list that does not exist fails at delivery with rejected_client_error."""
+    req = validate(models.CreateRuleRequest, await read_json(request))
+    workspace = workspace_or_404(sb, p, req.workspace.lower(), "workspace")
+    conn = connection_or_404(sb, p, req.connection.lower(), "connection")
+    if conn["workspace_id"] != workspace["id"]:
+        raise bad_request("the connection belongs to another workspace", "connection",
+                          f"must be a connection of workspace {workspace['id']}; list them with "
+                          "GET /api/v1/workspaces/{workspace_id}/connections")
+    metadata = req.metadata.model_dump(mode="json")
+    problems = validate_rule_metadata(sb.spec(conn["type"]), metadata)
+    if problems:
+        raise problems_error(problems)
+    if sb.store.find_identical_rule(workspace["id"], conn["id"], req.event, req.resource, req.resource_id, metadata):
+        raise conflict("an identical rule already exists for this connection and event")
+    row = sb.store.create_rule(p.org_id, workspace["id"], conn["id"], conn["type"], req.event, req.resource,
+                               req.resource_id, metadata, req.active is not False, bool(req.hidden), p.created_by)
+    return created({"rule": views.rule(row)})
+
+
+@api()
+async def get_rule(request: Request, sb: Sandbox, p: Principal) -> Any:
+    rule_id = path_id(request, "rule_id", "rule")
+    row = sb.store.get_rule(p.org_id, rule_id)
+    if row is None:
+        raise not_found("rule", rule_id)
+    return views.rule(row)
+
+
+@api()
+async def delete_rule(request: Request, sb: Sandbox, p: Principal) -> Any:
+    rule_id = path_id(request, "rule_id", "rule")
+    row = sb.store.get_rule(p.org_id, rule_id)
+    if row is None:
+        raise not_found("rule", rule_id)
+    sb.store.delete_rule(rule_id)
+    return views.deleted_rule(row)
+
+
+# -- events ---------------------------------------------------------------------------------------
+
+
+class _WorkspaceCache:
+    """Per-request workspace lookups (a bulk request names the same workspace a hundred times)."""
+
+    def __init__(self, sb: Sandbox, principal: Principal) -> None:
+        self.sb, self.principal, self.known = sb, principal, {}
+
+    def get(self, workspace_id: str) -> dict[str, Any]:
+        if workspace_id not in self.known:
+            self.known[workspace_id] = workspace_or_404(self.sb, self.principal, workspace_id, "workspace")
+        return self.known[workspace_id]
+
+
+def prepare_event(sb: Sandbox, p: Principal, item: Any, workspaces: _WorkspaceCache) -> NewEvent:
+    """Validate one event body and route it (publishable key → its workspace; JWT → `workspace`)."""
+    if not isinstance(item, dict):
+        raise bad_request("an event must be a JSON object", "body",
+                          'must be an object like {"event": "user.signup", "payload": {...}}')
+    req = validate(models.EmitEventRequest, item)
+    if p.kind == "publishable":
+        if req.workspace and req.workspace.lower() != p.workspace_id:
+            raise ApiError(403, "the publishable key belongs to another workspace",
+                           [("workspace", "must be omitted or be the publishable key's own workspace")])
+        workspace_id = p.workspace_id
+    else:
+        if not req.workspace:
+            raise bad_request("workspace is required with a machine token", "workspace",
+                              "is required when emitting with a machine JWT: the workspace id to emit into")
+        workspace_id = workspaces.get(req.workspace.lower())["id"]
+    assert workspace_id is not None
+    rules = sb.store.match_rules(workspace_id, req.event, req.resource, req.resource_id)
+    return NewEvent(new_id(), p.org_id, workspace_id, req.event, req.resource, req.resource_id, req.payload,
+                    p.created_by, now_iso(), rules)
+
+
+def _created_view(ev: NewEvent) -> dict[str, Any]:
+    return views.event_created({"id": ev.id, "event": ev.event, "resource": ev.resource,
+                                "resource_id": ev.resource_id, "workspace_id": ev.workspace_id,
+                                "created_by": ev.created_by, "created_at": ev.created_at})
+
+
+@api(publishable=True)
+async def emit_event(request: Request, sb: Sandbox, p: Principal) -> Any:
+    ev = prepare_event(sb, p, await read_json(request), _WorkspaceCache(sb, p))
+    sb.store.insert_events([ev], sb.policy.max_attempts)
+    if ev.rules:
+        sb.engine.wake()
+    return created({"event": _created_view(ev)})
+
+
+@api(publishable=True)
+async def emit_bulk(request: Request, sb: Sandbox, p: Principal) -> Any:
+    body = await read_json(request)
+    if not isinstance(body, list):
+        raise bad_request("the bulk body must be a JSON array of events", "body",
+                          'must be an array of 1–100 events, e.g. [{"event": "user.signup", "payload": {...}}]')
+    if not 1 <= len(body) <= models.BULK_LIMIT:
+        raise bad_request(f"a bulk request takes 1 to {models.BULK_LIMIT} events (got {len(body)})", "body",
+                          f"must hold 1 to {models.BULK_LIMIT} events; split larger batches")
+    workspaces = _WorkspaceCache(sb, p)
+    accepted: list[NewEvent] = []
+    records: list[dict[str, Any]] = []
+    for index, item in enumerate(body):
+        try:
+            ev = prepare_event(sb, p, item, workspaces)
+        except ApiError as exc:
+            records.append({**exc.body(), "index": index})
+            continue
+        accepted.append(ev)
+        records.append(_created_view(ev))
+    if accepted:
+        sb.store.insert_events(accepted, sb.policy.max_attempts)
+        if any(ev.rules for ev in accepted):
+            sb.engine.wake()
+    errors = len(body) - len(accepted)
+    result = {"count": len(accepted), "error_count": errors, "records": records}
+    if not accepted:
+        first = next(r for r in records if "error" in r)
+        data = [(f"[{r['index']}].{d['param']}", d["msg"]) for r in records for d in r["error"].get("data", [])]
+        body_400 = error_body(400, f"all {errors} events were rejected; first: {first['error']['message']}", data)
+        return JSONResponse({**body_400, **result}, status_code=400)
+    return JSONResponse(result, status_code=201 if not errors else 207)
+
+
+@api()
+async def list_events(request: Request, sb: Sandbox, p: Principal) -> Any:
+    after, limit = list_page(request, "events")
+    rows = sb.store.list_events(p.org_id, None, status_filter(request), after, limit)
+    return events_page(sb, rows, limit, "events")
+
+
+@api()
+async def get_event(request: Request, sb: Sandbox, p: Principal) -> Any:
+    row = event_or_404(sb, p, request)
+    return views.event(row, sb.store.rule_events_for([row["id"]])[row["id"]])
+
+
+@api()
+async def get_event_payload(request: Request, sb: Sandbox, p: Principal) -> Any:
+    row = event_or_404(sb, p, request)
+    return views.event(row, sb.store.rule_events_for([row["id"]])[row["id"]], with_payload=True)
+
+
+@api()
+async def retry_rule_event(request: Request, sb: Sandbox, p: Principal) -> Any:
+    _, rule_event = rule_event_or_404(sb, p, request)
+    status = rule_event["status"]
+    if status in ("completed", "canceled"):
+        raise conflict(f"this delivery is {status}: there is nothing to retry (emit a new event to deliver again)")
+    if status == "processing":
+        raise too_early("an attempt for this delivery is in flight: wait for it, then read the rule event again")
+    due = rule_event["next_attempt_at"]
+    if status in ("pending", "retrying") and due is not None and due - now() <= RETRY_IMMINENT:
+        raise too_early(f"the next attempt is due at {iso(due)} (within {RETRY_IMMINENT:g} s): no need to force it")
+    sb.store.force_retry(rule_event)
+    sb.engine.wake()
+    return views.rule_event(sb.store.get_rule_event(rule_event["event_id"], rule_event["rule_id"]))  # type: ignore
+
+
+@api()
+async def list_attempts(request: Request, sb: Sandbox, p: Principal) -> Any:
+    _, rule_event = rule_event_or_404(sb, p, request)
+    after, limit = list_page(request, "attempts")
+    return views.page(sb.store.list_attempts(rule_event["id"], after, limit), limit, "attempts", views.attempt)
+
+
+def _attempt_or_404(sb: Sandbox, p: Principal, request: Request) -> dict[str, Any]:
+    _, rule_event = rule_event_or_404(sb, p, request)
+    attempt_id = path_id(request, "attempt_id", "attempt")
+    row = sb.store.get_attempt(rule_event["id"], attempt_id)
+    if row is None:
+        raise not_found("attempt", attempt_id)
+    return row
+
+
+@api()
+async def get_attempt(request: Request, sb: Sandbox, p: Principal) -> Any:
+    return views.attempt(_attempt_or_404(sb, p, request))
+
+
+@api()
+async def attempt_response_details(request: Request, sb: Sandbox, p: Principal) -> Any:
+    return views.response_details(_attempt_or_404(sb, p, request))
+
+
+@api()
+async def cancel_rule_event(request: Request, sb: Sandbox, p: Principal) -> Any:
+    """A request in flight finishes; if it delivers, the rule event ends `completed` after all."""
+    _, rule_event = rule_event_or_404(sb, p, request)
+    if rule_event["status"] in ("completed", "failed"):
+        raise conflict(f"this delivery already {rule_event['status']}: there is nothing to cancel")
+    if rule_event["status"] in ACTIVE_STATUSES:
+        sb.store.cancel_rule_event(rule_event["id"])
+    return views.rule_event(sb.store.get_rule_event(rule_event["event_id"], rule_event["rule_id"]))  # type: ignore
+
+
+@api()
+async def cancel_event(request: Request, sb: Sandbox, p: Principal) -> Any:
+    row = event_or_404(sb, p, request)
+    canceled = sb.store.cancel_event(row["id"])
+    if not canceled and row["status"] in ("completed", "failed"):
+        raise conflict(f"this event already {row['status']}: there is nothing left to cancel")
+    fresh = sb.store.get_event(p.org_id, row["id"])
+    return views.event(fresh, sb.store.rule_events_for([row["id"]])[row["id"]])  # type: ignore[arg-type]
+
+
+# -- integrations ---------------------------------------------------------------------------------
+
+
+@api()
+async def list_integrations(request: Request, sb: Sandbox, p: Principal) -> Any:
+    after, limit = list_page(request, "integrations")
+    rows = [{"seq": i + 1, "record": r} for i, r in enumerate(sb.records)]
+    rows = [r for r in rows if after is None or r["seq"] > after][: limit + 1]
+    return views.page(rows, limit, "integrations", lambda r: r["record"])
+
+
+# -- sessions -------------------------------------------------------------------------------------
+
+
+def _token() -> tuple[str, str]:
+    token = "mst_" + secrets.token_urlsafe(32)
+    return token, hashlib.sha256(token.encode()).hexdigest()
+
+
+def _session_token_view(row: dict[str, Any], token: str) -> dict[str, Any]:
+    out = {"session_id": row["id"], "access_token": token, "expires_in": row["ttl_seconds"],
+           "expires_at": row["expires_at"], "workspace_id": row["workspace_id"], "role": row["role"],
+           "session_type": row["session_type"]}
+    for key in ("resource", "resource_id"):
+        if row[key] is not None:
+            out[key] = row[key]
+    return out
+
+
+@api()
+async def create_session(request: Request, sb: Sandbox, p: Principal) -> Any:
+    req = validate(models.CreateSessionRequest, await read_json(request))
+    workspace = workspace_or_404(sb, p, req.workspace_id.lower(), "workspace_id")
+    token, token_hash = _token()
+    ttl = req.ttl_seconds or 1800
+    launch_ttl = req.launch_ttl_seconds or 30
+    start = now()
+    page = req.launch_page or "dashboard"
+    row = sb.store.create_session({
+        "id": f"sess_{uuid.uuid4()}", "org_id": p.org_id, "workspace_id": workspace["id"],
+        "role": req.role or "member", "session_type": req.session_type or "workspace",
+        "external_user_id": req.external_user_id, "resource": req.resource, "resource_id": req.resource_id,
+        "launch_page": page, "allowed_origins": json.dumps(req.allowed_origins or []),
+        "scopes": json.dumps(req.scopes or []), "status": "active", "token_hash": token_hash, "ttl_seconds": ttl,
+        "expires_epoch": start + ttl, "created_at": iso(start), "expires_at": iso(start + ttl),
+        "updated_at": iso(start),
+    })
+    launch_token = "mlt_" + secrets.token_urlsafe(24)
+    base = str(request.base_url).rstrip("/")
+    return {**_session_token_view(row, token), "launch_token": launch_token,
+            "launch_expires_at": iso(start + launch_ttl),
+            "launch_url": f"{base}/embed/workspace/{page}?launch={launch_token}"}
+
+
+@api()
+async def list_sessions(request: Request, sb: Sandbox, p: Principal) -> Any:
+    fields = set(models.SessionListQuery.model_fields)
+    query = validate(models.SessionListQuery, {k: v for k, v in request.query_params.items() if k in fields})
+    workspace = workspace_or_404(sb, p, query.workspace_id.lower(), "workspace_id")
+    after = views.decode_cursor("sessions", query.cursor)
+    limit = query.limit or views.DEFAULT_LIMIT
+    filters = {k: v for k in ("status", "resource", "resource_id") if (v := getattr(query, k))}
+    rows = sb.store.list_sessions(p.org_id, workspace["id"], filters, after, limit)
+    moment = now()
+    return views.page(rows, limit, "sessions", lambda r: views.session_summary(r, moment))
+
+
+def _session_or_404(sb: Sandbox, p: Principal, request: Request) -> dict[str, Any]:
+    session_id = request.path_params["session_id"]
+    row = sb.store.get_session(p.org_id, session_id)
+    if row is None:
+        raise not_found("session", session_id[:80])
+    return row
+
+
+@api()
+async def refresh_session(request: Request, sb: Sandbox, p: Principal) -> Any:
+    row = _session_or_404(sb, p, request)
+    if row["status"] == "revoked":
+        raise conflict("the session was revoked: create a new session")
+    if now() >= row["expires_epoch"]:
+        raise conflict(f"the session expired at {row['expires_at']}: create a new session")
+    token, token_hash = _token()
+    start = now()
+    sb.store.update_session(row["id"], token_hash=token_hash, expires_epoch=start + row["ttl_seconds"],
+                            expires_at=iso(start + row["ttl_seconds"]), updated_at=iso(start))
+    return _session_token_view(sb.store.get_session(p.org_id, row["id"]), token)  # type: ignore[arg-type]
+
+
+@api()
+async def revoke_session(request: Request, sb: Sandbox, p: Principal) -> Any:
+    row = _session_or_404(sb, p, request)
+    if row["status"] == "revoked":
+        return {"revoked": False}
+    sb.store.update_session(row["id"], status="revoked", updated_at=now_iso())
+    return {"revoked": True}
+
+
+# -- outside the API ------------------------------------------------------------------------------
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def embed(request: Request) -> Response:
+    """Where launch_url points: the embedded dashboard is not emulated, so say so plainly."""
+    return HTMLResponse("<!doctype html><title>Meshes sandbox</title><p>The Meshes embedded dashboard is not "
+                        "emulated by the local sandbox. The session API works; use the REST endpoints.</p>")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status == 404:
+        message = f"no endpoint {request.method} {request.url.path} (the API lives under /api/v1)"
+    elif status == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    else:
+        message = "request failed"
+    return JSONResponse(error_body(status, message), status_code=status)
+
+
+V1 = "/api/v1"
+ROUTES = [
+    Route(f"{V1}/workspaces", list_workspaces, methods=["GET"]),
+    Route(f"{V1}/workspaces", create_workspace, methods=["POST"]),
+    Route(f"{V1}/workspaces/{{workspace_id}}", get_workspace, methods=["GET"]),
+    Route(f"{V1}/workspaces/{{workspace_id}}", update_workspace, methods=["PUT"]),
+    Route(f"{V1}/workspaces/{{workspace_id}}/connections", workspace_connections, methods=["GET"]),
+    Route(f"{V1}/workspaces/{{workspace_id}}/event-types", workspace_event_types, methods=["GET"]),
+    Route(f"{V1}/workspaces/{{workspace_id}}/resources", workspace_resources, methods=["GET"]),
+    Route(f"{V1}/workspaces/{{workspace_id}}/events", workspace_events, methods=["GET"]),
+    Route(f"{V1}/workspaces/{{workspace_id}}/rules", workspace_rules, methods=["GET"]),
+    Route(f"{V1}/connections", list_connections, methods=["GET"]),
+    Route(f"{V1}/connections", create_connection, methods=["POST"]),
+    Route(f"{V1}/connections/{{connection_id}}", get_connection, methods=["GET"]),
+    Route(f"{V1}/connections/{{connection_id}}", update_connection, methods=["PUT"]),
+    Route(f"{V1}/connections/{{connection_id}}", delete_connection, methods=["DELETE"]),
+    Route(f"{V1}/connections/{{connection_id}}/actions", connection_actions, methods=["GET"]),
+    Route(f"{V1}/connections/{{connection_id}}/fields", connection_fields, methods=["GET"]),
+    Route(f"{V1}/connections/{{connection_id}}/mappings/default", get_mapping, methods=["GET"]),
+    Route(f"{V1}/connections/{{connection_id}}/mappings/default", put_mapping, methods=["PUT"]),
+    Route(f"{V1}/rules", list_rules, methods=["GET"]),
+    Route(f"{V1}/rules", create_rule, methods=["POST"]),
+    Route(f"{V1}/rules/{{rule_id}}", get_rule, methods=["GET"]),
+    Route(f"{V1}/rules/{{rule_id}}", delete_rule, methods=["DELETE"]),
+    Route(f"{V1}/events", list_events, methods=["GET"]),
+    Route(f"{V1}/events", emit_event, methods=["POST"]),
+    Route(f"{V1}/events/bulk", emit_bulk, methods=["POST"]),
+    Route(f"{V1}/events/{{event_id}}", get_event, methods=["GET"]),
+    Route(f"{V1}/events/{{event_id}}/payload", get_event_payload, methods=["GET"]),
+    Route(f"{V1}/events/{{event_id}}/cancel", cancel_event, methods=["POST"]),
+    Route(f"{V1}/events/{{event_id}}/rules/{{rule_id}}/retry", retry_rule_event, methods=["POST"]),
+    Route(f"{V1}/events/{{event_id}}/rules/{{rule_id}}/cancel", cancel_rule_event, methods=["POST"]),
+    Route(f"{V1}/events/{{event_id}}/rules/{{rule_id}}/attempts", list_attempts, methods=["GET"]),
+    Route(f"{V1}/events/{{event_id}}/rules/{{rule_id}}/attempts/{{attempt_id}}", get_attempt, methods=["GET"]),
+    Route(f"{V1}/events/{{event_id}}/rules/{{rule_id}}/attempts/{{attempt_id}}/response-details",
+          attempt_response_details, methods=["GET"]),
+    Route(f"{V1}/integrations", list_integrations, methods=["GET"]),
+    Route(f"{V1}/sessions", create_session, methods=["POST"]),
+    Route(f"{V1}/sessions", list_sessions, methods=["GET"]),
+    Route(f"{V1}/sessions/{{session_id}}/refresh", refresh_session, methods=["POST"]),
+    Route(f"{V1}/sessions/{{session_id}}", revoke_session, methods=["DELETE"]),
+    Route("/healthz", health, methods=["GET"]),
+    Route("/embed/{rest:path}", embed, methods=["GET"]),
+]
+
+
+def create_app(
+    data_dir: Path,
+    retry_base: float | None = None,
+    max_attempts: int | None = None,
+    delivery_timeout: float | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    shutdown_grace: float = 2.0,
+) -> Starlette:
+    """The sandbox app; state (store, worker, HTTP client) is built in its lifespan."""
+    policy = RetryPolicy(base=retry_base if retry_base is not None else DEFAULT_RETRY_BASE,
+                         max_attempts=max_attempts if max_attempts is not None else DEFAULT_MAX_ATTEMPTS)
+    timeout = delivery_timeout if delivery_timeout is not None else DEFAULT_DELIVERY_TIMEOUT
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(data_dir / "sandbox.db")
+        seed = ensure_seed(store)
+        catalog = load_catalog()
+        # trust_env=False: deliveries to loopback receivers must never detour through a proxy.
+        client = httpx2.AsyncClient(
+            timeout=httpx2.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            follow_redirects=False, trust_env=False,
+        )
+        destinations = Destinations(catalog, store, client)
+        engine = DeliveryEngine(store, destinations, policy, concurrency)
+        app.state.sandbox = Sandbox(store, Authenticator(store), catalog, catalog.records(), destinations, engine,
+                                    policy, seed)
+        engine.start()
+        try:
+            yield
+        finally:
+            await engine.stop(shutdown_grace)
+            await client.aclose()
+            store.close()
+
+    return Starlette(routes=ROUTES, lifespan=lifespan,
+                     exception_handlers={404: _http_error, 405: _http_error})

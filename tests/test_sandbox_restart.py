@@ -1,0 +1,103 @@
+"""Crash recovery: kill the sandbox process with deliveries retrying and one in flight, start it again on
+the same data dir, and check every delivery completes exactly once (counted at the receiver)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx2
+
+from meshes_mcp.sandbox import SandboxInfo
+from meshes_mcp.sandbox.receiver import WebhookReceiver
+from tests.conftest import SandboxApi
+
+
+def start(data_dir: Path, log: Path) -> tuple[subprocess.Popen, SandboxInfo]:
+    info_file = data_dir / "sandbox.json"
+    info_file.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshes_mcp.sandbox", "--data-dir", str(data_dir), "--port", "0",
+         "--retry-base", "2.0"],
+        stdout=subprocess.DEVNULL, stderr=log.open("ab"),
+    )
+    deadline = time.monotonic() + 20
+    while not info_file.exists():
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "sandbox did not start"
+        time.sleep(0.02)
+    info = SandboxInfo.model_validate(json.loads(info_file.read_text()))
+    assert httpx2.get(info.api_url.removesuffix("/api/v1") + "/healthz").status_code == 200
+    return proc, info
+
+
+def wait(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_deliveries_survive_a_crash_and_complete_exactly_once(tmp_path):
+    data_dir, log = tmp_path / "data", tmp_path / "sandbox.log"
+    data_dir.mkdir()
+    with WebhookReceiver() as receiver:
+        proc, info = start(data_dir, log)
+        try:
+            with SandboxApi(info) as api:
+                ws = info.workspace_id
+
+                def wire(path: str, event: str) -> None:
+                    conn = api.post("/connections", json={"workspace": ws, "type": "webhook", "name": event,
+                                                          "metadata": {"url": receiver.url + path}}).json()
+                    api.post("/rules", json={"workspace": ws, "connection": conn["connection"]["id"], "event": event,
+                                             "metadata": {"action": "send_webhook"}}).raise_for_status()
+
+                wire("/flaky/1/500", "retry-me")
+                wire("/slow/1", "in-flight")
+                bulk = api.post("/events/bulk", json=[{"workspace": ws, "event": "retry-me", "payload": {"n": i}}
+                                                      for i in range(5)])
+                retrying = [r["id"] for r in bulk.json()["records"]]
+                flying = api.post("/events", json={"workspace": ws, "event": "in-flight", "payload": {}}).json()
+                flying_id = flying["event"]["id"]
+
+                # Every retry-me delivery failed once and waits (~2 s) for its retry; in-flight is in flight.
+                wait(lambda: len(receiver.matching("/flaky")) == 5 and len(receiver.matching("/slow")) == 1)
+                wait(lambda: all(api.get(f"/events/{e}").json()["rule_events"][0]["status"] == "retrying"
+                                 for e in retrying))
+        finally:
+            proc.kill()
+            proc.wait()
+        assert len(receiver.matching("/flaky")) == 5
+
+        proc, info = start(data_dir, log)  # same data dir: same keys, same queue
+        try:
+            with SandboxApi(info) as api:
+                def finished() -> bool:
+                    return all(api.get(f"/events/{e}").json()["status"] == "completed"
+                               for e in [*retrying, flying_id])
+
+                wait(finished)
+                time.sleep(0.3)  # anything duplicated would show up now
+                for event_id in retrying:
+                    statuses = [r.status for r in receiver.matching("/flaky", event_id=event_id)]
+                    assert statuses == [500, 200], (event_id, statuses)
+                    event = api.get(f"/events/{event_id}").json()
+                    assert (event["completed_count"], event["rule_events"][0]["attempt_count"]) == (1, 2)
+
+                event = api.get(f"/events/{flying_id}").json()
+                rule_event = event["rule_events"][0]
+                assert rule_event["status"] == "completed" and event["completed_count"] == 1
+                outcomes = [a["outcome_code"] for a in api.get(
+                    f"/events/{flying_id}/rules/{rule_event['rule']}/attempts").json()["records"]]
+                assert outcomes == ["internal_error", "delivered"]  # the interrupted attempt is on record
+                # The interrupted request may have reached the receiver; the redelivery carries the same
+                # X-Meshes-Delivery-Id so a receiver can tell.
+                assert Counter(r.delivery_id for r in receiver.matching("/slow")) == {rule_event["id"]: 2}
+        finally:
+            proc.terminate()
+            proc.wait(10)

@@ -1,0 +1,215 @@
+"""The tool surface as a client sees it: names, annotations, schemas, toolsets, read-only mode, size.
+
+Everything here goes through a real in-memory MCP session (`tools/list`), never the registry.
+`tests/snapshots/tools_list.json` holds the full listing so every change to the surface shows up in
+review; regenerate it with `UPDATE_SNAPSHOTS=1 pytest tests/test_tools_surface.py`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from meshes_mcp.config import Settings
+from meshes_mcp.server.app import build_server
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
+BYTES_PER_TOOL_BUDGET = 347
+HINTS = ("read_only_hint", "destructive_hint", "idempotent_hint", "open_world_hint")
+
+# DESIGN §3: the tools of each toolset.
+TOOLSETS: dict[str, set[str]] = {
+    "integrations": {"list_integrations"},
+    "events": {"emit_event", "emit_events"},
+    "connections": {
+        "list_connections", "get_connection", "create_connection", "update_connection", "delete_connection",
+        "get_connection_actions", "get_connection_fields", "get_connection_mappings", "update_connection_mappings",
+    },
+    "rules": {"list_rules", "get_rule", "create_rule", "delete_rule"},
+    "deliveries": {
+        "list_events", "get_event", "list_rule_attempts", "get_rule_attempt", "retry_rule_event",
+        "cancel_rule_event", "cancel_event", "diagnose_event",
+    },
+    "workspaces": {
+        "list_workspaces", "get_workspace", "create_workspace", "update_workspace", "list_event_types",
+        "list_resources",
+    },
+    "sessions": {"create_session", "list_sessions", "refresh_session", "revoke_session"},
+}  # fmt: skip
+ALL_TOOLS = set().union(*TOOLSETS.values())
+DESTRUCTIVE = {"delete_connection", "delete_rule", "revoke_session", "cancel_rule_event", "cancel_event"}
+# Writes that are not idempotent: each call creates, sends or retries once more.
+NOT_IDEMPOTENT = {
+    "emit_event", "emit_events", "create_connection", "create_rule", "create_workspace", "create_session",
+    "refresh_session", "retry_rule_event",
+}  # fmt: skip
+
+# The 38 documented endpoints (API reference §4.7) and the tool that reaches each.
+ENDPOINTS: dict[str, str] = {
+    "GET /workspaces": "list_workspaces",
+    "POST /workspaces": "create_workspace",
+    "GET /workspaces/{id}": "get_workspace",
+    "PUT /workspaces/{id}": "update_workspace",
+    "GET /workspaces/{id}/connections": "list_connections",
+    "GET /workspaces/{id}/event-types": "list_event_types",
+    "GET /workspaces/{id}/resources": "list_resources",
+    "GET /workspaces/{id}/events": "list_events",
+    "GET /workspaces/{id}/rules": "list_rules",
+    "GET /connections": "list_connections",
+    "POST /connections": "create_connection",
+    "GET /connections/{id}": "get_connection",
+    "PUT /connections/{id}": "update_connection",
+    "DELETE /connections/{id}": "delete_connection",
+    "GET /connections/{id}/actions": "get_connection_actions",
+    "GET /connections/{id}/fields": "get_connection_fields",
+    "GET /connections/{id}/mappings/default": "get_connection_mappings",
+    "PUT /connections/{id}/mappings/default": "update_connection_mappings",
+    "GET /rules": "list_rules",
+    "POST /rules": "create_rule",
+    "GET /rules/{id}": "get_rule",
+    "DELETE /rules/{id}": "delete_rule",
+    "GET /events": "list_events",
+    "POST /events": "emit_event",
+    "POST /events/bulk": "emit_events",
+    "GET /events/{id}": "get_event",
+    "GET /events/{id}/payload": "get_event",
+    "POST /events/{id}/rules/{rule_id}/retry": "retry_rule_event",
+    "GET /events/{id}/rules/{rule_id}/attempts": "list_rule_attempts",
+    "GET /events/{id}/rules/{rule_id}/attempts/{attempt_id}": "get_rule_attempt",
+    "GET /events/{id}/rules/{rule_id}/attempts/{attempt_id}/response-details": "get_rule_attempt",
+    "POST /events/{id}/rules/{rule_id}/cancel": "cancel_rule_event",
+    "POST /events/{id}/cancel": "cancel_event",
+    "GET /integrations": "list_integrations",
+    "POST /sessions": "create_session",
+    "GET /sessions": "list_sessions",
+    "POST /sessions/{id}/refresh": "refresh_session",
+    "DELETE /sessions/{id}": "revoke_session",
+}
+
+
+def _load_bench() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_tool_list", ROOT / "bench" / "bench_tool_list.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+
+
+def listing(**settings: Any) -> list[Any]:
+    async def go() -> list[Any]:
+        async with Client(build_server(Settings(**settings))) as client:
+            return (await client.list_tools()).tools
+
+    return anyio.run(go)
+
+
+@pytest.fixture(scope="module")
+def all_tools() -> dict[str, Any]:
+    return {tool.name: tool for tool in listing(toolsets="all")}
+
+
+def test_every_tool_of_the_design_is_listed(all_tools):
+    assert set(all_tools) == ALL_TOOLS
+
+
+def test_names_are_portable(all_tools):
+    for name in all_tools:
+        assert re.fullmatch(r"[a-z0-9_]{1,64}", name), name
+
+
+def test_every_tool_sets_all_four_annotations_and_a_title(all_tools):
+    for name, tool in all_tools.items():
+        for hint in HINTS:
+            assert getattr(tool.annotations, hint) is not None, (name, hint)
+        assert tool.annotations.open_world_hint is True, name  # every tool reaches Meshes
+        assert tool.annotations.title or tool.title, name
+
+
+def test_annotations_tell_the_truth(all_tools):
+    for name, tool in all_tools.items():
+        hints = tool.annotations
+        writes = name in DESTRUCTIVE or name in NOT_IDEMPOTENT or name.startswith("update_")
+        assert hints.read_only_hint is (not writes), name
+        assert hints.destructive_hint is (name in DESTRUCTIVE), name
+        assert hints.idempotent_hint is (name not in NOT_IDEMPOTENT), name
+
+
+def test_every_tool_has_an_output_schema(all_tools):
+    for name, tool in all_tools.items():
+        assert tool.output_schema and tool.output_schema.get("type") == "object", name
+
+
+def test_read_only_mode_lists_only_read_only_tools_and_wins_over_toolsets(all_tools):
+    read_only = {tool.name: tool for tool in listing(toolsets="all", read_only=True)}
+    assert set(read_only) == {n for n, t in all_tools.items() if t.annotations.read_only_hint}
+    assert all(tool.annotations.read_only_hint for tool in read_only.values())
+    assert "diagnose_event" in read_only and "delete_rule" not in read_only and "emit_event" not in read_only
+    only_events = {tool.name for tool in listing(toolsets="events", read_only=True)}
+    assert only_events == set()  # both events tools write
+
+
+def test_default_toolsets_are_all_but_sessions():
+    assert {tool.name for tool in listing()} == ALL_TOOLS - TOOLSETS["sessions"]
+
+
+def test_toolsets_choose_what_is_listed():
+    assert {tool.name for tool in listing(toolsets="rules,events")} == TOOLSETS["rules"] | TOOLSETS["events"]
+    assert {tool.name for tool in listing(toolsets="sessions")} == TOOLSETS["sessions"]
+
+
+def test_every_documented_endpoint_has_a_tool(all_tools):
+    assert len(ENDPOINTS) == 38
+    missing = {endpoint: tool for endpoint, tool in ENDPOINTS.items() if tool not in all_tools}
+    assert not missing
+
+
+def test_tool_list_fits_the_byte_budget(all_tools):
+    tools = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in all_tools.values()]
+    report = bench.measure(tools)
+    assert report["bytes_per_tool"] <= BYTES_PER_TOOL_BUDGET, (
+        f"{report['bytes_per_tool']:.1f} bytes/tool; largest: "
+        + ", ".join(f"{n} {s}" for n, s in sorted(report["sizes"].items(), key=lambda kv: -kv[1])[:5])
+    )
+
+
+def test_descriptions_are_one_short_paragraph(all_tools):
+    for name, tool in all_tools.items():
+        assert tool.description and "\n" not in tool.description, name
+        assert len(tool.description) <= 200, (name, len(tool.description))
+
+
+def snapshot_text(tools: list[dict[str, Any]]) -> str:
+    """One tool per block, one line per top-level key: compact, yet a diff shows which part moved."""
+    blocks = []
+    for tool in tools:
+        lines = [f"    {json.dumps(key)}: {bench.compact(value)}" for key, value in tool.items()]
+        blocks.append("  {\n" + ",\n".join(lines) + "\n  }")
+    return "[\n" + ",\n".join(blocks) + "\n]\n"
+
+
+def test_tools_list_snapshot(all_tools):
+    tools = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in all_tools.values()]
+    text = snapshot_text(tools)
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(text, encoding="utf-8")
+    assert SNAPSHOT.exists(), "no snapshot yet: run with UPDATE_SNAPSHOTS=1 to record one"
+    recorded = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
+    changed = [new["name"] for new, old in zip(tools, recorded, strict=False) if new != old] + sorted(
+        {t["name"] for t in tools} ^ {t["name"] for t in recorded}
+    )
+    assert tools == recorded, (
+        f"tools/list changed ({', '.join(changed) or 'order'}); review, then UPDATE_SNAPSHOTS=1 to accept"
+    )
