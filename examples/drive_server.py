@@ -28,7 +28,7 @@ async def main(data_dir: str) -> None:
     )
     async with Client(server) as client:
         connections = data(await client.call_tool("list_connections", {}))
-        hubspot = next(c for c in connections["records"] if c["type"] == "hubspot")
+        hubspot = next(c for c in connections["connections"] if c["type"] == "hubspot")
         actions = data(await client.call_tool("get_connection_actions", {"connection_id": hubspot["id"]}))
         newsletter = next(item for item in actions["data"]["lists"] if item["name"] == "Newsletter Subscribers")
 

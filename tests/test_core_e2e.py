@@ -13,9 +13,9 @@ from mcp_types import ResourceTemplateReference
 
 from meshes_mcp.api.auth import MachineKey
 from meshes_mcp.api.client import MeshesClient
+from meshes_mcp.api.models import UpdateConnectionRequest
 from meshes_mcp.config import Settings
 from meshes_mcp.server.app import build_server
-from tests.receiver import WebhookReceiver
 
 MISSION_TOOLS = {
     "emit_event",
@@ -74,8 +74,8 @@ def refused(result) -> str:
     return result.content[0].text
 
 
-def test_wire_hubspot_and_webhook_then_deliver(sandbox):
-    receiver = WebhookReceiver(200)
+def test_wire_hubspot_and_webhook_then_deliver(sandbox, webhook_receiver):
+    hook_url = f"{webhook_receiver.url}/hooks/signups"
 
     async def go():
         hubspot = await connection_of_type(sandbox, "hubspot")
@@ -118,7 +118,7 @@ def test_wire_hubspot_and_webhook_then_deliver(sandbox):
             webhook = ok(
                 await client.call_tool(
                     "create_connection",
-                    {"type": "webhook", "name": "Signup hook", "metadata": {"url": receiver.url}},
+                    {"type": "webhook", "name": "Signup hook", "metadata": {"url": hook_url}},
                 )
             )
             ok(
@@ -138,14 +138,11 @@ def test_wire_hubspot_and_webhook_then_deliver(sandbox):
         assert event.status == "completed" and event.total_rules == 2 and event.completed_count == 2
         return emitted["id"]
 
-    try:
-        event_id = anyio.run(go)
-        assert len(receiver.received) == 1
-        assert receiver.received[0]["body"]["payload"] == {"email": "jane@example.com", "plan": "pro"}
-        assert receiver.received[0]["body"]["event"] == "user.signup"
-        assert receiver.received[0]["body"]["uuid"] == event_id
-    finally:
-        receiver.stop()
+    event_id = anyio.run(go)
+    (receipt,) = webhook_receiver.matching("/hooks/signups")
+    body = receipt.json()
+    assert body["payload"] == {"email": "jane@example.com", "plan": "pro"}
+    assert body["event"] == "user.signup" and body["uuid"] == event_id
 
 
 def test_create_connection_refusals_name_field_rule_and_example(sandbox):
@@ -176,14 +173,14 @@ def test_create_connection_refusals_name_field_rule_and_example(sandbox):
     anyio.run(go)
 
 
-def test_debug_a_failed_webhook_delivery_and_retry_it(sandbox):
-    receiver = WebhookReceiver(500)
+def test_debug_a_failed_webhook_delivery_and_retry_it(sandbox, webhook_receiver):
+    broken, fixed = f"{webhook_receiver.url}/status/500", f"{webhook_receiver.url}/hooks/orders"
 
     async def go():
         async with Client(build_server(settings_for(sandbox))) as client:
             webhook = ok(
                 await client.call_tool(
-                    "create_connection", {"type": "webhook", "name": "Flaky hook", "metadata": {"url": receiver.url}}
+                    "create_connection", {"type": "webhook", "name": "Flaky hook", "metadata": {"url": broken}}
                 )
             )
             ok(
@@ -198,7 +195,9 @@ def test_debug_a_failed_webhook_delivery_and_retry_it(sandbox):
             rule_event = failed.rule_events[0]
             assert rule_event.attempt_count >= 1 and rule_event.last_error
 
-            receiver.status = 200  # the fix
+            async with api_for(sandbox) as api:  # the fix, made outside the tools under test
+                update = UpdateConnectionRequest(name="Flaky hook", metadata={"url": fixed})
+                await api.update_connection(webhook["id"], update)
             retried = ok(
                 await client.call_tool("retry_rule_event", {"event_id": emitted["id"], "rule_id": rule_event.rule})
             )
@@ -211,11 +210,8 @@ def test_debug_a_failed_webhook_delivery_and_retry_it(sandbox):
             )
             assert "409" in again or "425" in again
 
-    try:
-        anyio.run(go)
-        assert len(receiver.received) == 1  # delivered exactly once after the fix
-    finally:
-        receiver.stop()
+    anyio.run(go)
+    assert len(webhook_receiver.matching("/hooks/orders")) == 1  # delivered exactly once after the fix
 
 
 def test_resources_show_catalogue_and_event_history(sandbox):
@@ -268,9 +264,9 @@ def test_mission_tools_declare_output_schemas_and_truthful_annotations(sandbox):
         assert tools[write].annotations.idempotent_hint is False
 
 
-def test_planted_canary_secret_never_appears(sandbox):
+def test_planted_canary_secret_never_appears(sandbox, webhook_receiver):
     """A credential given to a connection, and the configured secret key, never come back anywhere."""
-    receiver = WebhookReceiver(401)
+    refusing = f"{webhook_receiver.url}/status/401"
 
     async def go():
         seen: list[str] = []
@@ -293,7 +289,7 @@ def test_planted_canary_secret_never_appears(sandbox):
                     "type": "webhook",
                     "name": "Canary hook",
                     "metadata": {
-                        "url": receiver.url,
+                        "url": refusing,
                         "auth_scheme": "bearer",
                         "auth_token": CANARY,
                         "signing_algorithm": "sha256",
@@ -330,10 +326,7 @@ def test_planted_canary_secret_never_appears(sandbox):
                 seen.append((await client.read_resource(uri)).contents[0].text)
         return seen
 
-    try:
-        texts = anyio.run(go)
-    finally:
-        receiver.stop()
+    texts = anyio.run(go)
     blob = "\n".join(texts)
     assert CANARY not in blob
     assert sandbox.secret_key not in blob and sandbox.access_key not in blob

@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.DEBUG if options.get("verbose") else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not options.get("verbose"):
+        # One line per HTTP request drowns what matters; --verbose brings them back.
+        for noisy in ("httpx2", "uvicorn.access", "uvicorn.error"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     command = options.get("command") or "serve"
     try:
         if command == "sandbox":
@@ -145,7 +149,7 @@ def serve(options: dict[str, Any]) -> None:
     from meshes_mcp.server.app import build_server, parse_toolsets
 
     parse_toolsets(settings.toolsets)  # fail fast on a typo, before a client connects
-    log.info("meshes-mcp %s: %s", _version(), settings.describe())
+    log.info("%s: %s", _version(), settings.describe())
     if not settings.machine_key():
         log.warning("no Meshes credentials: tools will explain how to configure them (or use --sandbox)")
     server = build_server(settings)

@@ -10,6 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from meshes_mcp.api.models import UUID_RE, EventListQuery
+from meshes_mcp.api.problems import UUID_EXAMPLE, InvalidRequest, Problem, check
+
 Workspace = Annotated[str | None, Field(description="Workspace UUID; default MESHES_WORKSPACE_ID")]
 # An id parameter's name says what it is; a description would repeat it on every tool.
 ConnectionId = str
@@ -40,6 +43,22 @@ Filter = str | None
 EventStatus = Literal["pending", "processing", "completed", "failed"] | None
 AttemptId = str
 SessionId = str
+
+
+def workspace_arg(runtime: Any, given: str | None, *, org_wide: bool = False) -> str | None:
+    """The workspace argument, else the configured default, checked under the name the tool uses.
+
+    With `org_wide`, no workspace at all is fine (None: the list spans the organisation).
+    """
+    value = (given or runtime.settings.workspace_id) if org_wide else runtime.workspace(given)
+    if value is not None and not UUID_RE.match(value):
+        raise InvalidRequest([Problem("workspace", f'must be a UUID, e.g. "{UUID_EXAMPLE}" (list_workspaces)')])
+    return value
+
+
+def check_paging(limit: int | None, cursor: str | None) -> None:
+    """limit 1-200 and a non-empty cursor, refused with the usual field, rule and example."""
+    check(EventListQuery, {k: v for k, v in (("limit", limit), ("cursor", cursor)) if v is not None})
 
 
 def next_page(tool: str, cursor: str | None, **args: Any) -> str | None:

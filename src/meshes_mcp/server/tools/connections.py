@@ -245,7 +245,8 @@ def register(box: Any) -> None:
     ) -> Annotated[CallToolResult, ConnectionList]:
         """Connections (destination accounts) with id, type, name and active state."""
         client = rt.client()
-        ws = workspace or rt.settings.workspace_id
+        ws = p.workspace_arg(rt, workspace, org_wide=True)
+        p.check_paging(limit, cursor)
         failure = Failure(write=False, not_found="list_workspaces shows the workspaces.")
         if ws:
             page = await attempt(client.list_workspace_connections(ws, limit=limit, cursor=cursor), failure)
@@ -278,7 +279,7 @@ def register(box: Any) -> None:
         """Connect an API-key or no-auth integration (webhook, mailchimp...); OAuth ones are connected in the
         Meshes dashboard. Metadata is checked first."""
         client = rt.client()
-        body = {"workspace": rt.workspace(workspace), "type": type, "name": name, "metadata": metadata}
+        body = {"workspace": p.workspace_arg(rt, workspace), "type": type, "name": name, "metadata": metadata}
         if hidden is not None:
             body["hidden"] = hidden
         request = check(m.CreateConnectionRequest, body)

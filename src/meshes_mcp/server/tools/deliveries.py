@@ -149,7 +149,7 @@ def register(box: Any) -> None:
     ) -> Annotated[CallToolResult, EventList]:
         """Event history with delivery status and counts. Filters need a workspace."""
         client = rt.client()
-        ws = workspace or rt.settings.workspace_id
+        ws = p.workspace_arg(rt, workspace, org_wide=True)
         filters = {"event": event, "resource": resource, "resource_id": resource_id, "status": status}
         paging = {"limit": limit, "cursor": cursor}
         failure = Failure(write=False, not_found="list_workspaces shows the workspaces.")
@@ -189,6 +189,7 @@ def register(box: Any) -> None:
     ) -> Annotated[CallToolResult, AttemptList]:
         """Each attempt to deliver an event to one rule: outcome_code, HTTP status, message, timing."""
         failure = Failure(write=False, not_found=NOT_FOUND)
+        p.check_paging(limit, cursor)
         page = await attempt(rt.client().list_rule_attempts(event_id, rule_id, limit=limit, cursor=cursor), failure)
         ids = {"event_id": event_id, "rule_id": rule_id}
         return rt.result(

@@ -145,7 +145,7 @@ def register(box: Any) -> None:
     def target_workspace(workspace: str | None) -> str | None:
         # A publishable key implies its workspace; a machine key needs one named.
         publishable_only = rt.settings.machine_key() is None and rt.settings.publishable_key is not None
-        return workspace if publishable_only else rt.workspace(workspace)
+        return workspace if publishable_only else p.workspace_arg(rt, workspace)
 
     @box.tool("events", read_only=False, idempotent=False, title="Emit event")
     async def emit_event(

@@ -82,7 +82,8 @@ def register(box: Any) -> None:
         """Rules: which event goes to which connection, with what action metadata."""
         client = rt.client()
         filters = check(m.RuleFilters, {"event": event, "resource": resource, "resource_id": resource_id})
-        ws = workspace or rt.settings.workspace_id
+        ws = p.workspace_arg(rt, workspace, org_wide=True)
+        p.check_paging(limit, cursor)
         failure = Failure(write=False, not_found="list_workspaces shows the workspaces.")
         if ws:
             call = client.list_workspace_rules(ws, filters, limit=limit, cursor=cursor)

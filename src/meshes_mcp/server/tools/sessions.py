@@ -81,7 +81,7 @@ def register(box: Any) -> None:
         """Mint an embed session for the workspace UI (default member, type workspace; resource type needs
         resource and resource_id)."""
         body = {
-            "workspace_id": rt.workspace(workspace),
+            "workspace_id": p.workspace_arg(rt, workspace),
             "role": role,
             "session_type": session_type,
             "launch_page": launch_page,
@@ -109,7 +109,7 @@ def register(box: Any) -> None:
         cursor: p.PageCursor = None,
     ) -> Annotated[CallToolResult, SessionList]:
         """Embed sessions of a workspace with role, type, status and expiry."""
-        ws = rt.workspace(workspace)
+        ws = p.workspace_arg(rt, workspace)
         query = {
             "workspace_id": ws,
             "status": status,

@@ -63,6 +63,7 @@ def register(box: Any) -> None:
         limit: p.PageLimit = None, cursor: p.PageCursor = None
     ) -> Annotated[CallToolResult, WorkspaceList]:
         """Workspaces (one per customer or environment) with their ids."""
+        p.check_paging(limit, cursor)
         page = await attempt(rt.client().list_workspaces(limit=limit, cursor=cursor), Failure(write=False))
         return rt.result(
             {
@@ -76,7 +77,7 @@ def register(box: Any) -> None:
     @box.tool("workspaces", read_only=True, idempotent=True, title="Get workspace")
     async def get_workspace(workspace: p.WorkspaceOpt = None) -> Annotated[CallToolResult, WorkspaceOut]:
         """One workspace, with its publishable key (for client-side events)."""
-        ws = rt.workspace(workspace)
+        ws = p.workspace_arg(rt, workspace)
         found = await attempt(rt.client().get_workspace(ws), Failure(write=False, not_found=NOT_FOUND))
         return rt.result(workspace_view(found))
 
@@ -103,7 +104,7 @@ def register(box: Any) -> None:
         if name is None and description is None:
             raise InvalidRequest([Problem("name", 'give name or description, e.g. "Production"')])
         client = rt.client()
-        ws = rt.workspace(workspace)
+        ws = p.workspace_arg(rt, workspace)
         # The API's PUT replaces both fields: keep whichever one was not given.
         current = await attempt(client.get_workspace(ws), Failure(write=False, not_found=NOT_FOUND))
         new_description = current.description if description is None else (description or None)
@@ -115,13 +116,13 @@ def register(box: Any) -> None:
     @box.tool("workspaces", read_only=True, idempotent=True, title="List event types")
     async def list_event_types(workspace: p.WorkspaceOpt = None) -> Annotated[CallToolResult, CatalogOut]:
         """Event names seen in a workspace, for rules and emit_event."""
-        ws = rt.workspace(workspace)
+        ws = p.workspace_arg(rt, workspace)
         entries = await attempt(rt.client().list_event_types(ws), Failure(write=False, not_found=NOT_FOUND))
         return rt.result({"workspace": ws, "entries": [catalog_entry(e) for e in entries], "count": len(entries)})
 
     @box.tool("workspaces", read_only=True, idempotent=True, title="List resources")
     async def list_resources(workspace: p.WorkspaceOpt = None) -> Annotated[CallToolResult, CatalogOut]:
         """Resource types seen in a workspace (user, order...), for resource filters."""
-        ws = rt.workspace(workspace)
+        ws = p.workspace_arg(rt, workspace)
         entries = await attempt(rt.client().list_resources(ws), Failure(write=False, not_found=NOT_FOUND))
         return rt.result({"workspace": ws, "entries": [catalog_entry(e) for e in entries], "count": len(entries)})

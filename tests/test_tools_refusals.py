@@ -1,0 +1,125 @@
+"""Each tool refuses what it cannot do with a message naming the field, the rule and an example or the
+next call; nothing is changed. (Happy paths are in the other test_tools_* modules.)"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from meshes_mcp.api import models as m
+from meshes_mcp.api.client import MeshesClient
+from meshes_mcp.config import Settings
+from meshes_mcp.server.app import build_server
+
+MISSING = "3f0c9a52-8d1e-4a7b-9c55-0e4b1f2a6d10"
+
+
+def settings_for(info: Any) -> Settings:
+    return Settings(
+        api_url=info.api_url,
+        access_key=info.access_key,
+        secret_key=info.secret_key,
+        org_id=info.organization_id,
+        workspace_id=info.workspace_id,
+        toolsets="all",
+    )
+
+
+@pytest.fixture(scope="module")
+def ids(sandbox: Any, webhook_receiver: Any) -> dict[str, str]:
+    """A webhook connection with a rule, and an event whose delivery to it failed for good."""
+
+    async def go() -> dict[str, str]:
+        async with MeshesClient.from_settings(settings_for(sandbox)) as api:
+            hook = await api.create_connection(
+                m.CreateConnectionRequest(workspace=sandbox.workspace_id, type="webhook", name="Refusing",
+                                          metadata={"url": f"{webhook_receiver.url}/status/400"})
+            )  # fmt: skip
+            rule = await api.create_rule(
+                m.CreateRuleRequest(workspace=sandbox.workspace_id, connection=hook.id, event="refuse.test",
+                                    metadata={"action": "send_webhook"})
+            )  # fmt: skip
+            event = await api.emit_event(
+                m.EmitEventRequest(event="refuse.test", payload={"n": 1}, workspace=sandbox.workspace_id)
+            )
+            deadline = time.monotonic() + 10
+            while (await api.get_event(event.id)).status != "failed" and time.monotonic() < deadline:
+                await anyio.sleep(0.05)
+        return {"hook": hook.id, "rule": rule.id, "event": event.id}
+
+    return anyio.run(go)
+
+
+CASES: list[tuple[str, dict[str, Any], list[str]]] = [
+    ("list_connections", {"workspace": "acme"}, ["workspace: must be a UUID, e.g.", "list_workspaces"]),
+    ("list_connections", {"limit": 500}, ["limit: must be an integer from 1 to 200, e.g. 50"]),
+    ("get_connection_actions", {"connection_id": "hook"}, ["connection_id: must be a UUID, e.g."]),
+    ("get_connection_fields", {"connection_id": "{hook}"}, ["(422)", "no field mapping"]),
+    ("get_connection_mappings", {"connection_id": "{hook}"}, ["(422)", "no field mapping"]),
+    ("update_connection_mappings", {"connection_id": "{hook}", "schema": {"fields": []}},
+     ["schema.schema_version: is required, e.g. 1", "nothing was sent"]),
+    ("update_connection_mappings",
+     {"connection_id": "{hook}", "schema": {"schema_version": 1, "fields": [{"dest": "x", "source": {"type": "col"}}]}},
+     ["schema.fields[0].source.type", "'literal'", "'path'"]),
+    ("list_rules", {"limit": 0}, ["limit: must be an integer from 1 to 200, e.g. 50"]),
+    ("get_rule", {"rule_id": MISSING}, ["Not found (404)", "list_rules"]),
+    ("delete_rule", {"rule_id": MISSING}, ["Not found (404)", "list_rules"]),
+    ("get_event", {"event_id": MISSING}, ["Not found (404)", "list_events"]),
+    ("list_rule_attempts", {"event_id": "evt_1", "rule_id": "{rule}"}, ["event_id: must be a UUID, e.g."]),
+    ("get_rule_attempt", {"event_id": "{event}", "rule_id": "{rule}", "attempt_id": MISSING},
+     ["Not found (404)", "list_rule_attempts"]),
+    ("cancel_rule_event", {"event_id": "{event}", "rule_id": "{rule}"}, ["Conflict (409)", "Nothing was changed"]),
+    ("cancel_event", {"event_id": MISSING}, ["Not found (404)", "list_events"]),
+    ("diagnose_event", {"event_id": MISSING}, ["Not found (404)", "list_events"]),
+    ("retry_rule_event", {"event_id": "{event}", "rule_id": "rule-1"}, ["rule_id: must be a UUID, e.g."]),
+    ("list_workspaces", {"limit": 0}, ["limit: must be an integer from 1 to 200, e.g. 50"]),
+    ("list_event_types", {"workspace": "default"}, ["workspace: must be a UUID, e.g."]),
+    ("list_resources", {"workspace": MISSING}, ["Not found (404)", "list_workspaces"]),
+    ("update_workspace", {"name": "x"}, ["name: must be at least 3 characters", "e.g."]),
+    ("list_sessions", {"cursor": "not a cursor!"}, ["cursor", "e.g."]),
+    ("list_sessions", {"status": "expired"}, ["status", "active", "revoked"]),
+    ("create_session", {"role": "root"}, ["role", "member", "admin", "owner"]),
+    ("create_session", {"allowed_origins": ["app.example.com"]}, ["allowed_origins[0]", "e.g."]),
+    ("refresh_session", {"session_id": "sess_does_not_exist"}, ["Not found (404)", "list_sessions"]),
+    ("revoke_session", {"session_id": "a/b"}, ["session_id: must be a session id, e.g."]),
+]  # fmt: skip
+
+
+def fill(value: Any, ids: dict[str, str]) -> Any:
+    if isinstance(value, str) and value.startswith("{") and value.endswith("}") and value[1:-1] in ids:
+        return ids[value[1:-1]]
+    if isinstance(value, dict):
+        return {k: fill(v, ids) for k, v in value.items()}
+    return value
+
+
+def test_refusals_name_the_field_and_the_fix(sandbox, ids):
+    async def go() -> list[tuple[str, Any]]:
+        async with Client(build_server(settings_for(sandbox))) as client:
+            return [(tool, await client.call_tool(tool, fill(args, ids))) for tool, args, _ in CASES]
+
+    results = anyio.run(go)
+    failures = []
+    for (tool, args, expected), (_, result) in zip(CASES, results, strict=True):
+        text = result.content[0].text
+        if not result.is_error or not all(part in text for part in expected):
+            failures.append(f"{tool} {args}: {text}")
+        assert result.structured_content is None  # no structured content on errors
+        assert "pydantic" not in text and "Traceback" not in text
+    assert not failures, "\n".join(failures)
+
+
+def test_refused_cancel_changed_nothing(sandbox, ids):
+    async def go() -> tuple[Any, Any]:
+        async with Client(build_server(settings_for(sandbox))) as client:
+            refused = await client.call_tool("cancel_event", {"event_id": ids["event"]})
+        async with MeshesClient.from_settings(settings_for(sandbox)) as api:
+            return refused, await api.get_event(ids["event"])
+
+    refused, event = anyio.run(go)
+    assert refused.is_error and "409" in refused.content[0].text
+    assert event.status == "failed" and [r.status for r in event.rule_events or []] == ["failed"]
