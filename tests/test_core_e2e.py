@@ -232,6 +232,8 @@ def test_resources_show_catalogue_and_event_history(sandbox):
                 {"name": "type", "value": "hu"},
             )
             assert completion.completion.values == ["hubspot"]
+            mapping_doc = (await client.read_resource("meshes://docs/mapping-schema")).contents[0].text
+            assert "schema_version" in mapping_doc and "transforms" in mapping_doc
 
             emitted = ok(await client.call_tool("emit_event", {"event": "user.login", "payload": {"id": "u1"}}))
             await wait_for_event(sandbox, emitted["id"], until=lambda ev: ev.status is not None)

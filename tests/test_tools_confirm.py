@@ -80,7 +80,7 @@ def test_delete_connection_asks_first(sandbox, webhook_receiver, user, deleted, 
     hook, result, after = anyio.run(go)
     if user is not None:
         (question,) = user.questions
-        forced = "Its active rules stop working (force_delete)."
+        forced = "Any active rules stop working (force_delete)."
         assert question == f'Delete webhook connection "{name}" ({hook})? {forced}'
         assert list(user.schemas[0]["properties"]) == ["confirm"]
     if deleted:
@@ -126,3 +126,22 @@ def test_delete_rule_revoke_session_and_cancels_ask_and_respect_a_no(sandbox, we
     assert still["id"] == rule and session in {s["session_id"] for s in sessions["sessions"]}
     assert deleted["deleted"] == rule and revoked == {"session_id": session, "revoked": True}
     assert len(yes.questions) == 2
+
+
+def test_confirmation_works_over_the_older_protocol_too(sandbox, webhook_receiver):
+    """Before 2026-07-28 the question is a standalone elicitation request sent mid-call."""
+    no = User("decline")
+
+    async def go():
+        server = build_server(settings_for(sandbox))
+        async with Client(server, elicitation_callback=no, mode="legacy") as client:
+            hook, rule = await make_hook(client, "Legacy client", webhook_receiver.url)
+            refused = await client.call_tool("delete_rule", {"rule_id": rule})
+            still = ok(await client.call_tool("get_rule", {"rule_id": rule}))
+            return client.protocol_version, hook, rule, refused, still
+
+    version, hook, rule, refused, still = anyio.run(go)
+    assert version < "2026-07-28"
+    assert refused.is_error and refused.content[0].text.startswith("Not deleted: the user declined")
+    assert no.questions == [f'Delete rule {rule}, which sends "confirm.test" to webhook {hook} (send_webhook)?']
+    assert still["id"] == rule

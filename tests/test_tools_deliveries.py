@@ -297,3 +297,27 @@ def test_retry_and_cancel_while_retrying(slow_sandbox, webhook_receiver):
     assert canceled["rule"] == rules[1] and canceled["status"] == "canceled"
     assert whole["status"] == "canceled" and {r["status"] for r in whole["rule_events"]} == {"canceled"}
     assert "409" in too_late and "Nothing was changed" in too_late
+
+
+def test_diagnose_a_mapping_error_points_at_the_mapping(sandbox):
+    async def go():
+        async with Client(build_server(settings_for(sandbox))) as client:
+            hubspot = next(c["id"] for c in ok(await client.call_tool("list_connections", {}))["connections"]
+                           if c["type"] == "hubspot")  # fmt: skip
+            ok(
+                await client.call_tool(
+                    "create_rule",
+                    {"connection": hubspot, "event": "nomail.test", "metadata": {"action": "add_to_list", "id": "5"}},
+                )
+            )
+            emitted = ok(await client.call_tool("emit_event", {"event": "nomail.test", "payload": {"plan": "pro"}}))
+            await wait_event(client, emitted["id"], settled)
+            return hubspot, ok(await client.call_tool("diagnose_event", {"event_id": emitted["id"]}))
+
+    hubspot, diagnosis = anyio.run(go)
+    (delivery,) = diagnosis["deliveries"]
+    assert delivery["outcome_code"] == "mapping_error" and "email" in delivery["cause"]
+    assert delivery["next"][:2] == [
+        f"get_connection_mappings connection_id={hubspot}",
+        f"update_connection_mappings connection_id={hubspot}",
+    ]

@@ -176,7 +176,7 @@ class MeshesClient:
 
     async def create_workspace(self, request: m.CreateWorkspaceRequest) -> m.Workspace:
         data = await self._request("POST", "/workspaces", json=request.body())
-        return m.Workspace.model_validate(data.get("workspace", data))
+        return m.Workspace.model_validate(_unwrap(data, "workspace"))
 
     async def get_workspace(self, workspace_id: str) -> m.Workspace:
         require_uuid("workspace_id", workspace_id)
@@ -187,7 +187,7 @@ class MeshesClient:
         body = request.body()
         body.setdefault("description", request.description)  # the API's PUT always carries it; null clears
         data = await self._request("PUT", f"/workspaces/{workspace_id}", json=body)
-        return m.Workspace.model_validate(data.get("workspace", data))
+        return m.Workspace.model_validate(_unwrap(data, "workspace"))
 
     async def list_workspace_connections(
         self, workspace_id: str, *, limit: int | None = None, cursor: str | None = None
@@ -233,7 +233,7 @@ class MeshesClient:
 
     async def create_connection(self, request: m.CreateConnectionRequest) -> m.Connection:
         data = await self._request("POST", "/connections", json=request.body())
-        return m.Connection.model_validate(data.get("connection", data))
+        return m.Connection.model_validate(_unwrap(data, "connection"))
 
     async def get_connection(self, connection_id: str) -> m.Connection:
         require_uuid("connection_id", connection_id)
@@ -242,7 +242,7 @@ class MeshesClient:
     async def update_connection(self, connection_id: str, request: m.UpdateConnectionRequest) -> m.Connection:
         require_uuid("connection_id", connection_id)
         data = await self._request("PUT", f"/connections/{connection_id}", json=request.body())
-        return m.Connection.model_validate(data.get("connection", data))
+        return m.Connection.model_validate(_unwrap(data, "connection"))
 
     async def delete_connection(self, connection_id: str, *, force_delete: bool = False) -> m.DeletedConnection:
         require_uuid("connection_id", connection_id)
@@ -286,7 +286,7 @@ class MeshesClient:
 
     async def create_rule(self, request: m.CreateRuleRequest) -> m.Rule:
         data = await self._request("POST", "/rules", json=request.body())
-        return m.Rule.model_validate(data.get("rule", data))
+        return m.Rule.model_validate(_unwrap(data, "rule"))
 
     async def get_rule(self, rule_id: str) -> m.Rule:
         require_uuid("rule_id", rule_id)
@@ -304,7 +304,7 @@ class MeshesClient:
 
     async def emit_event(self, request: m.EmitEventRequest) -> m.Event:
         data = await self._request("POST", "/events", json=request.body(), publishable_ok=True)
-        return m.Event.model_validate(data.get("event", data))
+        return m.Event.model_validate(_unwrap(data, "event"))
 
     async def emit_events(self, requests: list[m.EmitEventRequest]) -> m.BulkResult:
         if not 1 <= len(requests) <= m.BULK_LIMIT:
@@ -332,7 +332,7 @@ class MeshesClient:
     async def cancel_event(self, event_id: str) -> m.Event:
         require_uuid("event_id", event_id)
         data = await self._request("POST", f"/events/{event_id}/cancel")
-        return m.Event.model_validate(data.get("event", data))
+        return m.Event.model_validate(_unwrap(data, "event"))
 
     async def list_rule_attempts(
         self, event_id: str, rule_id: str, *, limit: int | None = None, cursor: str | None = None
@@ -398,6 +398,15 @@ def _decode(response: httpx2.Response) -> Any:
         return response.json()
     except ValueError:
         return response.text
+
+
+def _unwrap(data: Any, key: str) -> Any:
+    """Creates answer `{"<key>": {...}}`; other writes answer the object itself. Either is accepted.
+
+    Checking for an object matters: an unwrapped event has an `event` key too, holding its name.
+    """
+    inner = data.get(key) if isinstance(data, dict) else None
+    return inner if isinstance(inner, dict) else data
 
 
 def _records(data: Any) -> list[Any]:

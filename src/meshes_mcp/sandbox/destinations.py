@@ -63,6 +63,11 @@ SECRET_NAME = re.compile(r"(api_?key|apikey|secret|token|password|passwd|private
 # Captured headers whose values are withheld from response-details.
 SENSITIVE_HEADER = re.compile(r"(authorization|cookie|token|secret|signature|api[-_]?key|password|session|auth)", re.I)
 
+# Rules cannot be edited through the API, so a retry re-runs the same metadata: say both ways out.
+NOT_RETRIED_PICK = (
+    " (not retried: restore it at the provider and retry, or create a rule with an existing one and emit again)"
+)
+
 
 @dataclass(slots=True)
 class Outcome:
@@ -337,7 +342,7 @@ class Destinations:
                 text = (f"{noun} \"{chosen}\" does not exist in {item.key} of {name} connection \"{conn['name']}\"; "
                         f"{item.key} are: {known}")
                 body = {"status": 404, "error": "not_found", "message": f"{noun} {chosen} not found"}
-                return Outcome("rejected_client_error", 404, text + " (not retried: fix the rule, then retry)",
+                return Outcome("rejected_client_error", 404, text + NOT_RETRIED_PICK,
                                _simulated_response(404, body, operation, spec.type))
             option_field = item.option_field
             if option_field:
@@ -347,7 +352,7 @@ class Destinations:
                     text = (f"\"{picked}\" is not an option of {noun} {match['id']} ({match.get('name')}); options "
                             f"are: {', '.join(options)}")
                     body = {"status": 400, "error": "invalid_option", "message": text}
-                    return Outcome("rejected_client_error", 400, text + " (not retried: fix the rule, then retry)",
+                    return Outcome("rejected_client_error", 400, text + NOT_RETRIED_PICK,
                                    _simulated_response(400, body, operation, spec.type))
             targets.append(f"{noun} {match['id']} ({match.get('name')})")
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 from pydantic import ValidationError
@@ -90,8 +90,10 @@ class MeshesServer(MCPServer):
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             cause = exc.__cause__
-            if isinstance(cause, ValidationError):
-                # Pydantic's own text echoes the input and links to its docs; ours names field, rule, example.
+            if isinstance(cause, ValidationError) and not isinstance(exc, UnexpectedToolError):
+                # The arguments failed the input schema. Pydantic's own text echoes the input and links to
+                # its docs; ours names field, rule and example. (A ValidationError raised inside a tool is
+                # a crash, reported by the SDK as such.)
                 problems = problems_from_validation_error(cause)
             elif isinstance(cause, InvalidRequest):
                 problems = cause.problems  # refused by our own checks before any request

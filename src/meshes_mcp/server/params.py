@@ -13,7 +13,6 @@ from pydantic import Field
 from meshes_mcp.api.models import UUID_RE, EventListQuery
 from meshes_mcp.api.problems import UUID_EXAMPLE, InvalidRequest, Problem, check
 
-Workspace = Annotated[str | None, Field(description="Workspace UUID; default MESHES_WORKSPACE_ID")]
 # An id parameter's name says what it is; a description would repeat it on every tool.
 ConnectionId = str
 RuleId = Annotated[str, Field(description="rule_events[].rule")]
@@ -21,21 +20,18 @@ EventId = str
 EventName = Annotated[str, Field(description="Event name, e.g. user.signup")]
 Payload = Annotated[dict[str, Any], Field(description="Event data; include email for person events")]
 Resource = Annotated[str | None, Field(description="Resource type, e.g. user")]
-ResourceId = Annotated[str | None, Field(description="Resource id, ^[A-Za-z0-9._:-]{1,64}$")]
-Limit = Annotated[int | None, Field(description="Page size 1-200 (default 50)")]
-Cursor = Annotated[str | None, Field(description="next_cursor from the previous page")]
 
-# --- added for the full tool surface -------------------------------------------------------------
-# Shorter forms of the above: with every toolset on, each of these is repeated in many schemas, and a
-# parameter named `workspace` or `cursor` needs no more words than its default. A bad value is answered
-# with the field, the rule and an example, so ranges need not be spelled out up front.
+# With every toolset on, each of these is repeated in many schemas, and a parameter named `workspace`
+# or `cursor` needs no more words than its default. A bad value is answered with the field, the rule
+# and an example, so ranges need not be spelled out up front.
 
 WorkspaceOpt = Annotated[str | None, Field(description="Default MESHES_WORKSPACE_ID")]
 # Lists that also work organisation-wide: without a workspace and with no default, they span the org.
 WorkspaceOrOrg = Annotated[str | None, Field(description="Default MESHES_WORKSPACE_ID, else all")]
 # The pattern is enforced with a message that shows it; the schema need not carry it.
 ResourceKey = str | None
-PageLimit = Annotated[int | None, Field(description="1-200, default 50")]
+# `limit` needs no words in a list tool; out of range, the answer says "1 to 200, e.g. 50".
+PageLimit = int | None
 # Every list result names the exact call for its next page, cursor included.
 PageCursor = str | None
 # A filter's name says what it filters; the tool description says what the list holds.

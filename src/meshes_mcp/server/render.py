@@ -76,5 +76,5 @@ def dumps(value: Any) -> str:
 
 
 def tool_result(data: dict[str, Any]) -> CallToolResult:
-    """`data` is already redacted and pruned; keys that must survive pruning (records) are re-added."""
+    """`data` is already redacted and pruned (list results carry `count`, so an empty list still says so)."""
     return CallToolResult(content=[TextContent(type="text", text=dumps(data))], structured_content=data)

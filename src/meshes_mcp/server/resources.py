@@ -11,6 +11,7 @@ from meshes_mcp.api import errors as e
 from meshes_mcp.api.problems import InvalidRequest
 from meshes_mcp.server.render import dumps, prune
 from meshes_mcp.server.runtime import Runtime
+from meshes_mcp.server.tools.connections import MAPPING_SCHEMA_DOC, MAPPING_SCHEMA_URI
 from meshes_mcp.server.tools.integrations import detail, find_record, summary
 
 JSON = "application/json"
@@ -99,6 +100,16 @@ def register(server: Any, runtime: Runtime) -> None:
     async def event(event_id: str) -> str:
         found = await api_call(client().get_event(event_id), f"event {event_id}")
         return render(event_view(found))
+
+    @server.resource(
+        MAPPING_SCHEMA_URI,
+        name="mapping_schema",
+        title="Field-mapping format",
+        description="The default field-mapping schema taken by update_connection_mappings",
+        mime_type="text/markdown",
+    )
+    def mapping_schema() -> str:
+        return MAPPING_SCHEMA_DOC
 
     @server.completion()
     async def complete(ref: Any, argument: Any, context: Any) -> Completion | None:

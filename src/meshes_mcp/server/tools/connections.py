@@ -212,7 +212,7 @@ async def confirm_delete_connection(
         return NOT_ASKED  # nobody to ask: no lookup either
     client = runtime_of(ctx).client()
     connection = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
-    forced = " Its active rules stop working (force_delete)." if force_delete else ""
+    forced = " Any active rules stop working (force_delete)." if force_delete else ""
     return ask(ctx, f'Delete {connection.type} connection "{connection.name}" ({connection.id})?{forced}')
 
 
