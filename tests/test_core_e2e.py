@@ -14,8 +14,8 @@ from mcp_types import ResourceTemplateReference
 from meshes_mcp.api.auth import MachineKey
 from meshes_mcp.api.client import MeshesClient
 from meshes_mcp.api.models import UpdateConnectionRequest
-from meshes_mcp.config import Settings
 from meshes_mcp.server.app import build_server
+from tests.support import ok, refused, settings_for
 
 MISSION_TOOLS = {
     "emit_event",
@@ -28,15 +28,6 @@ MISSION_TOOLS = {
 CANARY = "sk_live_CANARY_7f3a9c2e1b5d4f6a8e0c"
 
 
-def settings_for(info, **extra) -> Settings:
-    return Settings(
-        api_url=info.api_url,
-        access_key=info.access_key,
-        secret_key=info.secret_key,
-        org_id=info.organization_id,
-        workspace_id=info.workspace_id,
-        **extra,
-    )
 
 
 def api_for(info) -> MeshesClient:
@@ -60,18 +51,8 @@ async def wait_for_event(info, event_id: str, *, until=lambda ev: ev.status in (
             await anyio.sleep(0.1)
 
 
-def ok(result) -> dict:
-    assert not result.is_error, result.content[0].text
-    text = result.content[0].text
-    # Compact JSON (no pretty-printing) carrying exactly the structured content.
-    assert text == json.dumps(result.structured_content, separators=(",", ":"), ensure_ascii=False)
-    assert "null" not in text  # nulls are dropped
-    return result.structured_content
 
 
-def refused(result) -> str:
-    assert result.is_error
-    return result.content[0].text
 
 
 def test_wire_hubspot_and_webhook_then_deliver(sandbox, webhook_receiver):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import anyio
@@ -10,27 +9,8 @@ import pytest
 from mcp import Client
 from mcp_types import ElicitResult
 
-from meshes_mcp.config import Settings
 from meshes_mcp.server.app import build_server
-
-
-def settings_for(info: Any, **extra: Any) -> Settings:
-    values = {
-        "api_url": info.api_url,
-        "access_key": info.access_key,
-        "secret_key": info.secret_key,
-        "org_id": info.organization_id,
-        "workspace_id": info.workspace_id,
-        "toolsets": "all",
-        **extra,
-    }
-    return Settings(**values)
-
-
-def ok(result: Any) -> dict[str, Any]:
-    assert not result.is_error, result.content[0].text
-    assert json.loads(result.content[0].text) == result.structured_content
-    return result.structured_content
+from tests.support import ok, settings_for
 
 
 class User:

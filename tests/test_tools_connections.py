@@ -10,35 +10,17 @@ from mcp import Client
 
 from meshes_mcp.api import models as m
 from meshes_mcp.api.client import MeshesClient
-from meshes_mcp.config import Settings
 from meshes_mcp.server.app import build_server
 from meshes_mcp.server.tools.connections import MAPPING_SCHEMA_DOC
+from tests.support import ok, refused, settings_for
 
 SECRET = "tok_live_5c1d8e2f9a7b4c6d0e3f"
 
 
-def settings_for(info: Any, **extra: Any) -> Settings:
-    values = {
-        "api_url": info.api_url,
-        "access_key": info.access_key,
-        "secret_key": info.secret_key,
-        "org_id": info.organization_id,
-        "workspace_id": info.workspace_id,
-        "toolsets": "all",
-        **extra,
-    }
-    return Settings(**values)
 
 
-def ok(result: Any) -> dict[str, Any]:
-    assert not result.is_error, result.content[0].text
-    assert json.loads(result.content[0].text) == result.structured_content
-    return result.structured_content
 
 
-def refused(result: Any) -> str:
-    assert result.is_error, result.content[0].text
-    return result.content[0].text
 
 
 async def seeded(info: Any, type_: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,35 +12,17 @@ from mcp import Client
 
 from meshes_mcp.api import models as m
 from meshes_mcp.api.client import MeshesClient
-from meshes_mcp.config import Settings
 from meshes_mcp.sandbox import EmbeddedSandbox
 from meshes_mcp.server.app import build_server
+from tests.support import ok, refused, settings_for
 
 SEND = {"action": "send_webhook"}
 
 
-def settings_for(info: Any, **extra: Any) -> Settings:
-    values = {
-        "api_url": info.api_url,
-        "access_key": info.access_key,
-        "secret_key": info.secret_key,
-        "org_id": info.organization_id,
-        "workspace_id": info.workspace_id,
-        "toolsets": "all",
-        **extra,
-    }
-    return Settings(**values)
 
 
-def ok(result: Any) -> dict[str, Any]:
-    assert not result.is_error, result.content[0].text
-    assert json.loads(result.content[0].text) == result.structured_content
-    return result.structured_content
 
 
-def refused(result: Any) -> str:
-    assert result.is_error, result.content[0].text
-    return result.content[0].text
 
 
 @pytest.fixture(scope="module")

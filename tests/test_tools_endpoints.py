@@ -15,6 +15,7 @@ from meshes_mcp.api.auth import MachineKey
 from meshes_mcp.api.client import MeshesClient
 from meshes_mcp.config import Settings
 from meshes_mcp.server.app import build_server
+from tests.support import settings_for
 from tests.test_tools_surface import ALL_TOOLS, ENDPOINTS
 
 ID = re.compile(r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|sess_[A-Za-z0-9_-]+)$")
@@ -48,17 +49,6 @@ class Recorder(httpx2.AsyncBaseTransport):
         pass  # shared by several sessions; closed once at the end
 
 
-def settings_for(info: Any, **extra: Any) -> Settings:
-    values = {
-        "api_url": info.api_url,
-        "access_key": info.access_key,
-        "secret_key": info.secret_key,
-        "org_id": info.organization_id,
-        "workspace_id": info.workspace_id,
-        "toolsets": "all",
-        **extra,
-    }
-    return Settings(**values)
 
 
 def client_for(settings: Settings, recorder: Recorder) -> MeshesClient:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import anyio
@@ -12,32 +11,8 @@ from mcp import Client
 from meshes_mcp.api import errors as e
 from meshes_mcp.api import models as m
 from meshes_mcp.api.client import MeshesClient
-from meshes_mcp.config import Settings
 from meshes_mcp.server.app import build_server
-
-
-def settings_for(info: Any, **extra: Any) -> Settings:
-    values = {
-        "api_url": info.api_url,
-        "access_key": info.access_key,
-        "secret_key": info.secret_key,
-        "org_id": info.organization_id,
-        "workspace_id": info.workspace_id,
-        "toolsets": "all",
-        **extra,
-    }
-    return Settings(**values)
-
-
-def ok(result: Any) -> dict[str, Any]:
-    assert not result.is_error, result.content[0].text
-    assert json.loads(result.content[0].text) == result.structured_content
-    return result.structured_content
-
-
-def refused(result: Any) -> str:
-    assert result.is_error
-    return result.content[0].text
+from tests.support import ok, refused, settings_for
 
 
 async def fresh_workspace(api: MeshesClient, name: str) -> str:

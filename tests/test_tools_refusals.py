@@ -12,21 +12,12 @@ from mcp import Client
 
 from meshes_mcp.api import models as m
 from meshes_mcp.api.client import MeshesClient
-from meshes_mcp.config import Settings
 from meshes_mcp.server.app import build_server
+from tests.support import settings_for
 
 MISSING = "3f0c9a52-8d1e-4a7b-9c55-0e4b1f2a6d10"
 
 
-def settings_for(info: Any) -> Settings:
-    return Settings(
-        api_url=info.api_url,
-        access_key=info.access_key,
-        secret_key=info.secret_key,
-        org_id=info.organization_id,
-        workspace_id=info.workspace_id,
-        toolsets="all",
-    )
 
 
 @pytest.fixture(scope="module")
