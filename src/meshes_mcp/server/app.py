@@ -90,20 +90,20 @@ class MeshesServer(MCPServer):
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             cause = exc.__cause__
-            if isinstance(cause, ValidationError) and not isinstance(exc, UnexpectedToolError):
-                # The arguments failed the input schema. Pydantic's own text echoes the input and links to
-                # its docs; ours names field, rule and example. (A ValidationError raised inside a tool is
-                # a crash, reported by the SDK as such.)
-                problems = problems_from_validation_error(cause)
-            elif isinstance(cause, InvalidRequest):
+            if isinstance(cause, InvalidRequest):
                 problems = cause.problems  # refused by our own checks before any request
+            elif isinstance(exc, UnexpectedToolError):
+                raise  # a crash: the SDK logs the traceback and shows only "Error executing tool <name>"
+            elif isinstance(cause, ValidationError):
+                # The arguments failed the input schema. Pydantic's own text echoes the input and links
+                # to its docs; ours names field, rule and example.
+                problems = problems_from_validation_error(cause)
             else:
                 # The SDK prefixes "Error executing tool <name>: "; isError already says so.
                 message = str(exc).removeprefix(f"Error executing tool {name}: ")
                 raise ToolError(self.runtime.redact_message(message)) from cause
             message = f"Invalid arguments for {name}, nothing was sent:\n{problems_text(problems)}"
             raise ToolError(self.runtime.redact_message(message)) from cause
-
 
 def build_server(settings: Settings, client: Any = None) -> MeshesServer:
     from meshes_mcp.server import prompts, resources
