@@ -64,6 +64,7 @@ from meshes_mcp.sandbox.auth import Authenticator, Principal
 from meshes_mcp.sandbox.clock import is_uuid, iso, new_id, now, now_iso
 from meshes_mcp.sandbox.delivery import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE, DeliveryEngine, RetryPolicy
 from meshes_mcp.sandbox.destinations import Destinations, keep_redacted, redact_metadata, secret_keys
+from meshes_mcp.sandbox.enginelock import EngineLock
 from meshes_mcp.sandbox.errors import ApiError, bad_request, conflict, error_body, not_found, too_early, unprocessable
 from meshes_mcp.sandbox.seed import ensure_seed, new_publishable_key
 from meshes_mcp.sandbox.store import ACTIVE_STATUSES, NewEvent, Store
@@ -917,7 +918,7 @@ def create_app(
             follow_redirects=False, trust_env=False,
         )
         destinations = Destinations(catalog, store, client)
-        engine = DeliveryEngine(store, destinations, policy, concurrency)
+        engine = DeliveryEngine(store, destinations, policy, concurrency, EngineLock(data_dir / "delivery.lock"))
         app.state.sandbox = Sandbox(store, Authenticator(store), catalog, catalog.records(), destinations, engine,
                                     policy, seed)
         engine.start()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from meshes_mcp.sandbox.clock import now
 from meshes_mcp.sandbox.destinations import Destinations, Outcome
+from meshes_mcp.sandbox.enginelock import EngineLock
 from meshes_mcp.sandbox.store import Job, Store
 
 log = logging.getLogger("meshes_mcp.sandbox")
@@ -49,8 +50,16 @@ class RetryPolicy:
 
 
 class DeliveryEngine:
-    def __init__(self, store: Store, destinations: Destinations, policy: RetryPolicy, concurrency: int = 64) -> None:
+    def __init__(
+        self,
+        store: Store,
+        destinations: Destinations,
+        policy: RetryPolicy,
+        concurrency: int = 64,
+        lock: EngineLock | None = None,
+    ) -> None:
         self.store = store
+        self.lock = lock
         self.destinations = destinations
         self.policy = policy
         self.concurrency = concurrency
@@ -59,10 +68,18 @@ class DeliveryEngine:
         self._runner: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        self._runner = asyncio.create_task(self._run(), name="meshes-sandbox-delivery")
+
+    async def _become_the_engine(self) -> None:
+        """Wait until this process holds the data directory's engine lock, then recover interrupted work."""
+        if self.lock is not None and not self.lock.try_acquire():
+            log.info("another sandbox delivers from this data directory; this one serves the API only for now")
+            while not self.lock.try_acquire():
+                await asyncio.sleep(IDLE_POLL)
+            log.info("took over delivery for this data directory")
         resumed = self.store.recover()
         if resumed:
             log.info("resuming %d deliveries interrupted by the last stop", resumed)
-        self._runner = asyncio.create_task(self._run(), name="meshes-sandbox-delivery")
 
     def wake(self) -> None:
         """New or rescheduled work: look at the queue now rather than at the next poll."""
@@ -82,8 +99,11 @@ class DeliveryEngine:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        if self.lock is not None:
+            self.lock.release()
 
     async def _run(self) -> None:
+        await self._become_the_engine()
         while True:
             self._wake.clear()
             free = self.concurrency - len(self._inflight)

@@ -548,11 +548,15 @@ class Store:
             for row in rows:
                 number = row["attempt_count"] + 1
                 attempt_id = new_id()
-                self.db.execute(
+                # Re-checked inside the write transaction: a row canceled or claimed since the read is skipped.
+                claimed = self.db.execute(
                     "UPDATE rule_events SET status='processing', attempt_count=?, next_attempt_at=NULL,"
-                    " started_at=COALESCE(started_at, ?) WHERE id=?",
-                    (number, ts, row["id"]),
-                )
+                    " started_at=COALESCE(started_at, ?) WHERE id=? AND attempt_count=?"
+                    " AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?",
+                    (number, ts, row["id"], row["attempt_count"], started),
+                ).rowcount
+                if not claimed:
+                    continue
                 self.db.execute(
                     "INSERT INTO attempts(id, rule_event_id, event_id, rule_id, attempt_number, started_at)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
