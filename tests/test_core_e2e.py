@@ -348,14 +348,33 @@ def test_server_starts_without_credentials_over_stdio():
     assert result.is_error and "MESHES_ACCESS_KEY" in result.content[0].text and "--sandbox" in result.content[0].text
 
 
+WRONG_TYPES = {
+    "emit_event": {"event": ["user.signup"], "payload": "email=jane@example.com"},
+    "list_integrations": {"type": 42},
+    "create_connection": {"type": "webhook", "name": "x", "metadata": "url=https://example.com"},
+    "get_connection_actions": {"connection_id": {"id": "x"}},
+    "create_rule": {"connection": 7, "event": "user.signup", "metadata": ["add_to_list"]},
+    "retry_rule_event": {"event_id": None, "rule_id": True},
+}
+
+
 @pytest.mark.parametrize("tool", sorted(MISSION_TOOLS))
 def test_schema_level_argument_errors_are_readable(sandbox, tool):
     async def go():
         async with Client(build_server(settings_for(sandbox))) as client:
-            return await client.call_tool(tool, {"unexpected": {"deep": [1]}, "limit": "many"})
+            return await client.call_tool(tool, WRONG_TYPES[tool])
 
-    result = anyio.run(go)
-    if tool == "list_integrations":
-        return  # no required arguments; unknown ones are ignored
-    text = refused(result)
-    assert "Invalid arguments" in text and "pydantic" not in text and "input_value" not in text
+    text = refused(anyio.run(go))
+    assert text.startswith(f"Invalid arguments for {tool}, nothing was sent:")
+    assert "e.g." in text  # each problem carries a valid example
+    assert "pydantic" not in text and "input_value" not in text and "Error executing" not in text
+
+
+@pytest.mark.parametrize("tool", sorted(MISSION_TOOLS))
+def test_unknown_arguments_are_refused_not_ignored(sandbox, tool):
+    async def go():
+        async with Client(build_server(settings_for(sandbox))) as client:
+            return await client.call_tool(tool, {"workspce": "typo", "limit": 5})
+
+    text = refused(anyio.run(go))
+    assert f"Unknown argument(s) for {tool}: limit, workspce; nothing was sent. Takes:" in text

@@ -86,7 +86,7 @@ def test_every_documented_endpoint_is_reached_by_its_tool(sandbox, webhook_recei
         await call("list_workspaces")
         other = await call("create_workspace", name="Tour stop")
         await call("get_workspace")
-        await call("update_workspace", workspace=other["id"], description="Visited")
+        await call("update_workspace", workspace_id=other["id"], description="Visited")
         await call("list_event_types")
         await call("list_resources")
 

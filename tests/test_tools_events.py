@@ -147,3 +147,19 @@ def test_emit_events_refuses_a_non_list(sandbox, events):
         assert ok(result) == {"total": 0, "accepted": 0, "next": ok(result)["next"]}
     else:
         assert "events" in refused(result)
+
+
+def test_a_batch_refused_for_one_reason_costs_one_sentence(sandbox):
+    """All items refused alike (a workspace that does not exist): one grouped entry, not one per item."""
+    missing = "4f1e2d3c-5b6a-4798-8a9b-0c1d2e3f4a5b"
+    events = [{"event": "user.signup", "payload": {"n": i}} for i in range(100)]
+
+    async def go():
+        async with Client(build_server(settings_for(sandbox))) as client:
+            return await client.call_tool("emit_events", {"events": events, "workspace": missing})
+
+    result = anyio.run(go)
+    summary = ok(result)
+    assert summary["accepted"] == 0
+    assert summary["rejected"] == [{"indexes": "0-99", "reason": summary["rejected"][0]["reason"]}]
+    assert len(result.content[0].text) < 1000

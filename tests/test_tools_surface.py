@@ -46,7 +46,10 @@ TOOLSETS: dict[str, set[str]] = {
     "sessions": {"create_session", "list_sessions", "refresh_session", "revoke_session"},
 }  # fmt: skip
 ALL_TOOLS = set().union(*TOOLSETS.values())
-DESTRUCTIVE = {"delete_connection", "delete_rule", "revoke_session", "cancel_rule_event", "cancel_event"}
+# Deletes, cancels and revokes ask for confirmation; updates overwrite state (credentials, a mapping),
+# so they are destructive in MCP's sense too (not purely additive), though not worth a confirmation.
+CONFIRMED = {"delete_connection", "delete_rule", "revoke_session", "cancel_rule_event", "cancel_event"}
+DESTRUCTIVE = CONFIRMED | {"update_connection", "update_connection_mappings", "update_workspace"}
 # Writes that are not idempotent: each call creates, sends or retries once more.
 NOT_IDEMPOTENT = {
     "emit_event", "emit_events", "create_connection", "create_rule", "create_workspace", "create_session",

@@ -17,13 +17,15 @@ def test_workspace_lifecycle_and_refusals(sandbox):
             created = ok(await client.call_tool("create_workspace", {"name": "Acme prod", "description": "Acme"}))
             listed = ok(await client.call_tool("list_workspaces", {}))
             default = ok(await client.call_tool("get_workspace", {}))
-            renamed = ok(await client.call_tool("update_workspace", {"workspace": created["id"], "name": "Acme live"}))
-            cleared = ok(await client.call_tool("update_workspace", {"workspace": created["id"], "description": ""}))
+            renamed = ok(
+                await client.call_tool("update_workspace", {"workspace_id": created["id"], "name": "Acme live"})
+            )
+            cleared = ok(await client.call_tool("update_workspace", {"workspace_id": created["id"], "description": ""}))
             bad_name = refused(await client.call_tool("create_workspace", {"name": "a/b"}))
             too_short = refused(await client.call_tool("create_workspace", {"name": "ab"}))
-            nothing = refused(await client.call_tool("update_workspace", {"workspace": created["id"]}))
+            nothing = refused(await client.call_tool("update_workspace", {"workspace_id": created["id"]}))
             missing = refused(
-                await client.call_tool("get_workspace", {"workspace": "3f0c9a52-8d1e-4a7b-9c55-0e4b1f2a6d10"})
+                await client.call_tool("get_workspace", {"workspace_id": "3f0c9a52-8d1e-4a7b-9c55-0e4b1f2a6d10"})
             )
         async with Client(build_server(settings_for(sandbox, workspace_id=None))) as client:
             no_default = refused(await client.call_tool("get_workspace", {}))
@@ -51,7 +53,7 @@ def test_event_types_and_resources_seen_in_a_workspace(sandbox):
             ok(await client.call_tool("emit_event", {"event": "invoice.paid", "payload": {"id": "in_1"},
                                                      "resource": "invoice", "resource_id": "in_1"}))  # fmt: skip
             types = ok(await client.call_tool("list_event_types", {}))
-            resources = ok(await client.call_tool("list_resources", {"workspace": workspace}))
+            resources = ok(await client.call_tool("list_resources", {"workspace_id": workspace}))
         return workspace, empty, types, resources
 
     workspace, empty, types, resources = anyio.run(go)

@@ -46,9 +46,11 @@ class APIStatusError(MeshesError):
         name: str | None = None,
         details: list[Problem] | None = None,
         retry_after: float | None = None,
+        body: Any = None,
     ) -> None:
         super().__init__(message)
         self.status = status
+        self.body = body  # the decoded response body, for callers that read more than the error (bulk)
         self.name = name
         self.message = message
         self.details = details or []
@@ -114,7 +116,7 @@ def error_for_status(status: int, body: Any, *, retry_after: float | None = None
     if not message:
         message = f"HTTP {status}"
     cls = _BY_STATUS.get(status) or (InternalServerError if status >= 500 else APIStatusError)
-    return cls(status, message, name=name, details=details, retry_after=retry_after)
+    return cls(status, message, name=name, details=details, retry_after=retry_after, body=body)
 
 
 def _read_error_body(body: Any) -> tuple[str, str | None, list[Problem]]:

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -40,6 +41,16 @@ Uuid = Annotated[str, StringConstraints(pattern=UUID_RE.pattern)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 ResourceId = Annotated[str, StringConstraints(pattern=RESOURCE_ID_PATTERN)]
 Limit = Annotated[int, Field(ge=1, le=PAGE_LIMIT_MAX)]
+
+
+def not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError('must not be blank, e.g. "user.signup"')
+    return value
+
+
+# Events are matched to rules by name, so a blank one could never be routed (nor a rule for it fire).
+EventName = Annotated[str, StringConstraints(min_length=1), AfterValidator(not_blank)]
 
 
 class IntegrationType(StrEnum):
@@ -374,13 +385,12 @@ class RuleMetadata(BaseModel):
 class CreateRuleRequest(Request):
     workspace: Uuid
     connection: Uuid
-    event: NonEmpty
+    event: EventName
     metadata: RuleMetadata
     resource: NonEmpty | None = None
     resource_id: ResourceId | None = None
     active: bool | None = None
     hidden: bool | None = None
-
 
 class RuleFilters(Request):
     event: str | None = None
@@ -425,19 +435,12 @@ def check_payload(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 class EmitEventRequest(Request):
-    event: NonEmpty
+    event: EventName
     payload: dict[str, Any]
     workspace: Uuid | None = None
     resource: NonEmpty | None = None
     resource_id: ResourceId | None = None
     type: Literal["event"] | None = None
-
-    @field_validator("event")
-    @classmethod
-    def _event_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError('event must not be blank, e.g. "user.signup"')
-        return value
 
     @field_validator("payload")
     @classmethod

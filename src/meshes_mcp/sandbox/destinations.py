@@ -90,6 +90,15 @@ class WebhookRequest:
     headers: dict[str, str]
     body: bytes
     secret_headers: set[str] = field(default_factory=set)
+    # Credential values sent with the request: a receiver that echoes its request back (debug endpoints,
+    # some 401 pages) would otherwise put them in the captured body.
+    secret_values: set[str] = field(default_factory=set)
+
+    def scrub(self, text: str) -> str:
+        for value in sorted(self.secret_values, key=len, reverse=True):
+            if len(value) >= 4:
+                text = text.replace(value, "[redacted]")
+        return text
 
 
 # -- credentials and redaction --------------------------------------------------------------------
@@ -122,16 +131,20 @@ def _capture(status: int, headers: Any, body: bytes, total: int, request: Webhoo
     return {
         "status": status,
         "headers": _redact_headers(dict(headers)),
-        "body": body[:CAPTURE_LIMIT].decode("utf-8", errors="replace"),
+        "body": _scrubbed(body[:CAPTURE_LIMIT].decode("utf-8", errors="replace"), request),
         "body_truncated": total > CAPTURE_LIMIT,
         "body_size": total,
         "request": None if request is None else {
             "method": request.method,
-            "url": request.url,
+            "url": request.scrub(request.url),
             "headers": _redact_headers(request.headers, request.secret_headers),
             "body_size": len(request.body),
         },
     }
+
+
+def _scrubbed(text: str, request: WebhookRequest | None) -> str:
+    return request.scrub(text) if request is not None else text
 
 
 # -- webhook requests -----------------------------------------------------------------------------
@@ -167,10 +180,13 @@ def build_webhook_request(metadata: dict[str, Any], event: dict[str, Any], deliv
     headers.update(extra_headers or {})
     headers.update(custom_headers(metadata))
     secret: set[str] = set()
+    values = {str(v) for k, v in metadata.items() if v and (SECRET_NAME.search(k) or k == "auth_header_value")}
+    values |= set(custom_headers(metadata).values())
     scheme = metadata.get("auth_scheme") or "none"
     if scheme == "basic":
         pair = f"{metadata.get('auth_username', '')}:{metadata.get('auth_password', '')}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        values.add(headers["Authorization"].removeprefix("Basic "))
     elif scheme == "bearer":
         headers["Authorization"] = f"Bearer {metadata.get('auth_token', '')}"
     elif scheme == "custom_header" and metadata.get("auth_header_name"):
@@ -183,7 +199,7 @@ def build_webhook_request(metadata: dict[str, Any], event: dict[str, Any], deliv
         headers[name] = f"{algorithm}={digest}"
         secret.add(name)
     method = (metadata.get("http_method") or "POST").upper()
-    return WebhookRequest(method, str(metadata.get("url", "")), headers, body, secret)
+    return WebhookRequest(method, str(metadata.get("url", "")), headers, body, secret, values)
 
 
 def classify_status(status: int) -> tuple[str, bool]:

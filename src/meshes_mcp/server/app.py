@@ -84,8 +84,14 @@ class MeshesServer(MCPServer):
     def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.runtime = runtime
+        self.parameters = {tool.name: set(tool.parameters.get("properties", {})) for tool in kwargs.get("tools", [])}
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        unknown = sorted(set(arguments) - self.parameters.get(name, set(arguments)))
+        if unknown:
+            # Silently dropping a misspelt argument would run the call without the caller's intent.
+            allowed = ", ".join(sorted(self.parameters[name])) or "none"
+            raise ToolError(f"Unknown argument(s) for {name}: {', '.join(unknown)}; nothing was sent. Takes: {allowed}")
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:

@@ -41,14 +41,17 @@ AttemptId = str
 SessionId = str
 
 
-def workspace_arg(runtime: Any, given: str | None, *, org_wide: bool = False) -> str | None:
-    """The workspace argument, else the configured default, checked under the name the tool uses.
+def workspace_arg(
+    runtime: Any, given: str | None, *, org_wide: bool = False, param: str = "workspace"
+) -> str | None:
+    """The workspace argument, else the configured default, checked under the name the tool uses
+    (`workspace` for a body field, `workspace_id` for a path or query parameter, as the API names them).
 
     With `org_wide`, no workspace at all is fine (None: the list spans the organisation).
     """
-    value = (given or runtime.settings.workspace_id) if org_wide else runtime.workspace(given)
+    value = (given or runtime.settings.workspace_id) if org_wide else runtime.workspace(given, param)
     if value is not None and not UUID_RE.match(value):
-        raise InvalidRequest([Problem("workspace", f'must be a UUID, e.g. "{UUID_EXAMPLE}" (list_workspaces)')])
+        raise InvalidRequest([Problem(param, f'must be a UUID, e.g. "{UUID_EXAMPLE}" (list_workspaces)')])
     return value
 
 

@@ -23,6 +23,11 @@ SECRET_KEY_NAME = re.compile(
 )
 JWT_SHAPE = re.compile(r"\beyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{10,}")
 LAUNCH_TOKEN_IN_URL = re.compile(r"([?&](launch|token|access_token)=)[^&#\s]+")
+URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
+# Credentials quoted in text, e.g. a captured response that echoes the request's Authorization header.
+AUTH_CREDENTIAL = re.compile(r"\b(Basic|Bearer)(\s+)[A-Za-z0-9._~+/=-]{6,}", re.I)
+# Static headers a webhook sends (API keys more often than not): names shown, values masked.
+HEADER_MAP_KEYS = frozenset({"custom_headers"})
 
 
 class Redactor:
@@ -42,6 +47,8 @@ class Redactor:
             if value in text:
                 text = text.replace(value, REDACTED)
         text = JWT_SHAPE.sub(REDACTED, text)
+        text = URL_USERINFO.sub(lambda mo: mo.group(1) + REDACTED + "@", text)
+        text = AUTH_CREDENTIAL.sub(lambda mo: mo.group(1) + mo.group(2) + REDACTED, text)
         return LAUNCH_TOKEN_IN_URL.sub(lambda mo: mo.group(1) + REDACTED, text)
 
     def data(self, value: Any, secret_keys: frozenset[str] = frozenset()) -> Any:
@@ -51,6 +58,8 @@ class Redactor:
             for key, item in value.items():
                 if isinstance(key, str) and (key in secret_keys or SECRET_KEY_NAME.search(key)):
                     out[key] = REDACTED if item not in (None, "") else item
+                elif key in HEADER_MAP_KEYS and item:
+                    out[key] = mask_header_values(item)
                 else:
                     out[key] = self.data(item, secret_keys)
             return out
@@ -59,6 +68,27 @@ class Redactor:
         if isinstance(value, str):
             return self.text(value)
         return value
+
+
+def mask_header_values(headers: Any) -> Any:
+    """{"X-Api-Key": "abc"} (or its JSON text) → {"X-Api-Key": "[redacted]"}."""
+    if isinstance(headers, str):
+        try:
+            headers = json.loads(headers)
+        except ValueError:
+            return REDACTED
+    if not isinstance(headers, dict):
+        return REDACTED
+    return {str(name): REDACTED for name in headers}
+
+
+def contains_mask(value: Any) -> bool:
+    """Whether a value the agent sends back still holds a mask we showed in place of a secret."""
+    if isinstance(value, dict):
+        return any(contains_mask(v) for v in value.values())
+    if isinstance(value, list):
+        return any(contains_mask(v) for v in value)
+    return isinstance(value, str) and REDACTED in value
 
 
 def prune(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
@@ -11,10 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from meshes_mcp.api import errors as e
 from meshes_mcp.api import models as m
-from meshes_mcp.api.problems import InvalidRequest, check
+from meshes_mcp.api.problems import InvalidRequest, Problem, check
 from meshes_mcp.server import params as p
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes, runtime_of
 from meshes_mcp.server.failures import Failure, attempt
+from meshes_mcp.server.render import REDACTED, contains_mask
 from meshes_mcp.server.tools.integrations import find_record, secret_fields
 
 NOT_FOUND = "list_connections shows the connections and their ids."
@@ -123,6 +125,42 @@ def inactive_warning(connection: m.Connection) -> str | None:
         f"inactive ({connection.inactive_reason or 'unknown reason'}): deliveries fail until it is "
         "reconnected in the Meshes dashboard"
     )
+
+
+def restore_masked(metadata: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """Secrets we showed as "[redacted]" and the agent sent back unchanged keep their stored value.
+
+    The value put back is what the API returned for that key (its own mask, which it treats as
+    "unchanged"), so a read-modify-write of a connection never replaces a credential with our mask.
+    A mask inside a longer value (a URL whose token we hid) cannot be restored and is refused.
+    """
+    restored: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key, value in metadata.items():
+        if value == REDACTED and key in current:
+            restored[key] = current[key]
+        elif key == "custom_headers" and contains_mask(value) and key in current:
+            restored[key] = restore_header_values(value, current[key])
+        elif contains_mask(value):
+            hint = f"holds {REDACTED}, shown instead of a secret: pass the full value"
+            problems.append(Problem(f"metadata.{key}", hint))
+        else:
+            restored[key] = value
+    if problems:
+        raise InvalidRequest(problems)
+    return restored
+
+
+def restore_header_values(given: Any, stored: Any) -> Any:
+    """custom_headers sent back with masked values: each masked header keeps its stored value."""
+    given = json.loads(given) if isinstance(given, str) else given
+    stored = json.loads(stored) if isinstance(stored, str) else stored
+    if not isinstance(given, dict) or not isinstance(stored, dict):
+        raise InvalidRequest([Problem("metadata.custom_headers", "pass the full header values")])
+    missing = [name for name, value in given.items() if value == REDACTED and name not in stored]
+    if missing:
+        raise InvalidRequest([Problem("metadata.custom_headers", f"pass the full value of {', '.join(missing)}")])
+    return {name: (stored[name] if value == REDACTED else value) for name, value in given.items()}
 
 
 def connection_view(connection: m.Connection) -> dict[str, Any]:
@@ -290,10 +328,10 @@ def register(box: Any) -> None:
         view["next"] = f"get_connection_actions connection_id={created.id}, then create_rule"
         return rt.result(view, secret_keys=secret_fields(await integration_record(type)))
 
-    @box.tool("connections", read_only=False, idempotent=True, title="Update connection")
+    @box.tool("connections", read_only=False, idempotent=True, destructive=True, title="Update connection")
     async def update_connection(
         connection_id: p.ConnectionId,
-        metadata: Annotated[dict[str, Any], Field(description="All fields (replaces them)")],
+        metadata: Annotated[dict[str, Any], Field(description="All fields (replaces them); masked ones kept")],
         name: str | None = None,
         hidden: bool | None = None,
     ) -> Annotated[CallToolResult, ConnectionOut]:
@@ -301,10 +339,14 @@ def register(box: Any) -> None:
         failed."""
         client = rt.client()
         current = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
-        body: dict[str, Any] = {"name": name or current.name, "metadata": metadata}
+        metadata = restore_masked(metadata, current.metadata)
+        # An omitted name keeps the current one, which the API accepted already: only a new name is checked.
+        body: dict[str, Any] = {"name": name or "placeholder", "metadata": metadata}
         if hidden is not None:
             body["hidden"] = hidden
         request = check(m.UpdateConnectionRequest, body)
+        if name is None:
+            request = request.model_copy(update={"name": current.name})
         await validate_metadata(current.type, metadata, for_update=True)
         failure = Failure(write=True, not_found=NOT_FOUND, verify=f"get_connection connection_id={connection_id}")
         updated = await attempt(client.update_connection(connection_id, request), failure)
@@ -384,7 +426,7 @@ def register(box: Any) -> None:
         )
         return rt.result(view)
 
-    @box.tool("connections", read_only=False, idempotent=True, title="Update connection mappings")
+    @box.tool("connections", read_only=False, idempotent=True, destructive=True, title="Update connection mappings")
     async def update_connection_mappings(
         connection_id: p.ConnectionId,
         schema: Annotated[dict[str, Any], Field(description=f"Format: {MAPPING_SCHEMA_URI}")],

@@ -11,7 +11,7 @@ from mcp_types import CallToolResult
 from pydantic import BaseModel, ConfigDict, Field
 
 from meshes_mcp.api import errors as e
-from meshes_mcp.api.models import BULK_LIMIT, EmitEventRequest
+from meshes_mcp.api.models import BULK_LIMIT, BulkResult, EmitEventRequest
 from meshes_mcp.api.problems import InvalidRequest, check
 from meshes_mcp.server import params as p
 from meshes_mcp.server.failures import Failure, attempt
@@ -99,25 +99,46 @@ def record_outcome(record: Any) -> Outcome:
     return Outcome("rejected", reason=str(e.error_for_status(400, record)).replace("\n", "; "))
 
 
+def per_item_answer(exc: e.MeshesError) -> BulkResult | None:
+    """A refused bulk request that still says, item by item, why each was refused (all items rejected)."""
+    body = exc.body if isinstance(exc, e.APIStatusError) and exc.status in (400, 422) else None
+    if isinstance(body, dict) and isinstance(body.get("records"), list) and body["records"]:
+        return BulkResult.model_validate({"count": 0, **body})
+    return None
+
+
 def failed_chunk_outcome(exc: e.MeshesError) -> tuple[Outcome, bool]:
     """What a failed bulk request means for its items, and whether later chunks would fail alike."""
     if isinstance(exc, e.APIStatusError):
-        detail = str(exc).replace("\n", "; ")
         if exc.status >= 500:
             reason = f"Meshes answered {exc.status}; may have been accepted, not retried"
             return Outcome("unknown", reason=reason), False
         if exc.status == 429:
             return Outcome("not_sent", reason="rate limited (429): not accepted, safe to send again"), False
         systemic = exc.status in (401, 403)
-        return Outcome("rejected", reason=f"whole batch refused ({exc.status}): {detail}"), systemic
+        # Only the headline: per-item details repeated on every item would grow as the square of the chunk.
+        return Outcome("rejected", reason=f"whole batch refused ({exc.status}): {exc.message}"), systemic
     if isinstance(exc, e.APIConnectionError) and exc.sent:
         return Outcome("unknown", reason=f"{exc}; may have been accepted, not retried"), False
     return Outcome("not_sent", reason=f"{exc}; nothing was sent"), isinstance(exc, e.ConfigurationError)
 
 
+def grouped_rejections(rejections: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    """One entry per rejected item, except that items refused for the same reason share one entry
+    (`"indexes": "0-99"`): a wrong workspace must not cost a hundred copies of one sentence."""
+    by_reason: dict[str, list[int]] = {}
+    for index, reason in rejections:
+        by_reason.setdefault(reason, []).append(index)
+    groups = sorted((ix, why) for why, ix in by_reason.items())  # in input order of each group's first item
+    return [
+        {"index": ix[0], "reason": why} if len(ix) == 1 else {"indexes": index_ranges(ix), "reason": why}
+        for ix, why in groups
+    ]
+
+
 def bulk_summary(run: BulkRun, workspace: str | None) -> dict[str, Any]:
     ordered = sorted(run.outcomes.items())
-    rejected = [{"index": i, "reason": o.reason} for i, o in ordered if o.status == "rejected"]
+    rejected = grouped_rejections([(i, o.reason or "") for i, o in ordered if o.status == "rejected"])
     summary: dict[str, Any] = {
         "total": run.total,
         "accepted": sum(1 for _, o in ordered if o.status == "accepted"),
@@ -210,11 +231,13 @@ def register(box: Any) -> None:
             try:
                 answer = await client.emit_events([request for _, request in chunk])
             except e.MeshesError as exc:
-                outcome, systemic = failed_chunk_outcome(exc)
-                run.settle(indexes, outcome)
-                if systemic:
-                    run.stop_reason = outcome.reason
-                return
+                answer = per_item_answer(exc)
+                if answer is None:
+                    outcome, systemic = failed_chunk_outcome(exc)
+                    run.settle(indexes, outcome)
+                    if systemic:
+                        run.stop_reason = outcome.reason
+                    return
             records = answer.records
             everything_accepted = not answer.error_count and answer.count == len(chunk)
             for position, index in enumerate(indexes):

@@ -129,7 +129,7 @@ def register(box: Any) -> None:
         require_uuid("connection", connection)
         failure = Failure(write=False, not_found="list_connections shows the connections and their ids.")
         conn = await attempt(client.get_connection(connection), failure)
-        if workspace is not None and conn.workspace and workspace != conn.workspace:
+        if workspace is not None and conn.workspace and workspace.lower() != conn.workspace.lower():
             raise InvalidRequest(
                 [Problem("workspace", f"connection {connection} belongs to workspace {conn.workspace}; omit workspace")]
             )
@@ -143,14 +143,17 @@ def register(box: Any) -> None:
             "active": active,
             "hidden": hidden,
         }
-        request = check(m.CreateRuleRequest, {k: v for k, v in body.items() if v is not None})
         spec = (await rt.catalog()).get(conn.type)
-        action_data = None
-        if needs_action_data(spec, str(metadata.get("action"))):
-            action_data = await attempt(client.get_connection_actions(connection), failure)
-        problems = validate_rule_metadata(spec, metadata, action_data) if spec is not None else []
+        # The integration's own rules first: a missing or unknown action is answered with its actions.
+        problems = validate_rule_metadata(spec, metadata) if spec is not None else []
         if problems:
             raise InvalidRequest(problems)
+        request = check(m.CreateRuleRequest, {k: v for k, v in body.items() if v is not None})
+        if needs_action_data(spec, str(metadata.get("action"))):
+            action_data = await attempt(client.get_connection_actions(connection), failure)
+            problems = validate_rule_metadata(spec, metadata, action_data)
+            if problems:
+                raise InvalidRequest(problems)
         created = await attempt(
             client.create_rule(request),
             Failure(write=True, verify=f"list_rules event={event} shows whether it exists"),

@@ -66,7 +66,7 @@ def register(box: Any) -> None:
 
     @box.tool("sessions", read_only=False, idempotent=False, title="Create embed session")
     async def create_session(
-        workspace: p.WorkspaceOpt = None,
+        workspace_id: p.WorkspaceOpt = None,
         role: Literal["member", "admin", "owner"] | None = None,
         session_type: Literal["workspace", "resource", "dashboard"] | None = None,
         launch_page: Literal["dashboard", "connections", "rules", "events"] | None = None,
@@ -81,7 +81,7 @@ def register(box: Any) -> None:
         """Mint an embed session for the workspace UI (default member, type workspace; resource type needs
         resource and resource_id)."""
         body = {
-            "workspace_id": p.workspace_arg(rt, workspace),
+            "workspace_id": p.workspace_arg(rt, workspace_id, param="workspace_id"),
             "role": role,
             "session_type": session_type,
             "launch_page": launch_page,
@@ -101,7 +101,7 @@ def register(box: Any) -> None:
 
     @box.tool("sessions", read_only=True, idempotent=True, title="List embed sessions")
     async def list_sessions(
-        workspace: p.WorkspaceOpt = None,
+        workspace_id: p.WorkspaceOpt = None,
         status: Literal["active", "revoked"] | None = None,
         resource: p.Filter = None,
         resource_id: p.Filter = None,
@@ -109,7 +109,7 @@ def register(box: Any) -> None:
         cursor: p.PageCursor = None,
     ) -> Annotated[CallToolResult, SessionList]:
         """Embed sessions of a workspace with role, type, status and expiry."""
-        ws = p.workspace_arg(rt, workspace)
+        ws = p.workspace_arg(rt, workspace_id, param="workspace_id")
         query = {
             "workspace_id": ws,
             "status": status,
@@ -121,7 +121,7 @@ def register(box: Any) -> None:
         client = rt.client()
         request = check(m.SessionListQuery, {k: v for k, v in query.items() if v is not None})
         page = await attempt(client.list_sessions(request), Failure(write=False, not_found=NOT_FOUND))
-        args = {"workspace": workspace, "status": status, "resource": resource, "resource_id": resource_id}
+        args = {"workspace_id": workspace_id, "status": status, "resource": resource, "resource_id": resource_id}
         return rt.result(
             {
                 "sessions": [s.model_dump(mode="json", exclude={"workspace_id"}) for s in page.records],

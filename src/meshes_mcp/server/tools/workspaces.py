@@ -75,9 +75,9 @@ def register(box: Any) -> None:
         )
 
     @box.tool("workspaces", read_only=True, idempotent=True, title="Get workspace")
-    async def get_workspace(workspace: p.WorkspaceOpt = None) -> Annotated[CallToolResult, WorkspaceOut]:
+    async def get_workspace(workspace_id: p.WorkspaceOpt = None) -> Annotated[CallToolResult, WorkspaceOut]:
         """One workspace, with its publishable key (for client-side events)."""
-        ws = p.workspace_arg(rt, workspace)
+        ws = p.workspace_arg(rt, workspace_id, param="workspace_id")
         found = await attempt(rt.client().get_workspace(ws), Failure(write=False, not_found=NOT_FOUND))
         return rt.result(workspace_view(found))
 
@@ -94,9 +94,9 @@ def register(box: Any) -> None:
         view["next"] = f"create_connection workspace={created.id}"
         return rt.result(view)
 
-    @box.tool("workspaces", read_only=False, idempotent=True, title="Update workspace")
+    @box.tool("workspaces", read_only=False, idempotent=True, destructive=True, title="Update workspace")
     async def update_workspace(
-        workspace: p.WorkspaceOpt = None,
+        workspace_id: p.WorkspaceOpt = None,
         name: str | None = None,
         description: str | None = None,
     ) -> Annotated[CallToolResult, WorkspaceOut]:
@@ -104,25 +104,25 @@ def register(box: Any) -> None:
         if name is None and description is None:
             raise InvalidRequest([Problem("name", 'give name or description, e.g. "Production"')])
         client = rt.client()
-        ws = p.workspace_arg(rt, workspace)
+        ws = p.workspace_arg(rt, workspace_id, param="workspace_id")
         # The API's PUT replaces both fields: keep whichever one was not given.
         current = await attempt(client.get_workspace(ws), Failure(write=False, not_found=NOT_FOUND))
         new_description = current.description if description is None else (description or None)
         request = check(m.UpdateWorkspaceRequest, {"name": name or current.name, "description": new_description})
-        failure = Failure(write=True, not_found=NOT_FOUND, verify=f"get_workspace workspace={ws}")
+        failure = Failure(write=True, not_found=NOT_FOUND, verify=f"get_workspace workspace_id={ws}")
         updated = await attempt(client.update_workspace(ws, request), failure)
         return rt.result(workspace_view(updated))
 
     @box.tool("workspaces", read_only=True, idempotent=True, title="List event types")
-    async def list_event_types(workspace: p.WorkspaceOpt = None) -> Annotated[CallToolResult, CatalogOut]:
+    async def list_event_types(workspace_id: p.WorkspaceOpt = None) -> Annotated[CallToolResult, CatalogOut]:
         """Event names seen in a workspace, for rules and emit_event."""
-        ws = p.workspace_arg(rt, workspace)
+        ws = p.workspace_arg(rt, workspace_id, param="workspace_id")
         entries = await attempt(rt.client().list_event_types(ws), Failure(write=False, not_found=NOT_FOUND))
         return rt.result({"workspace": ws, "entries": [catalog_entry(e) for e in entries], "count": len(entries)})
 
     @box.tool("workspaces", read_only=True, idempotent=True, title="List resources")
-    async def list_resources(workspace: p.WorkspaceOpt = None) -> Annotated[CallToolResult, CatalogOut]:
+    async def list_resources(workspace_id: p.WorkspaceOpt = None) -> Annotated[CallToolResult, CatalogOut]:
         """Resource types seen in a workspace (user, order...), for resource filters."""
-        ws = p.workspace_arg(rt, workspace)
+        ws = p.workspace_arg(rt, workspace_id, param="workspace_id")
         entries = await attempt(rt.client().list_resources(ws), Failure(write=False, not_found=NOT_FOUND))
         return rt.result({"workspace": ws, "entries": [catalog_entry(e) for e in entries], "count": len(entries)})
