@@ -378,3 +378,17 @@ def test_unknown_arguments_are_refused_not_ignored(sandbox, tool):
 
     text = refused(anyio.run(go))
     assert f"Unknown argument(s) for {tool}: limit, workspce; nothing was sent. Takes:" in text
+
+
+def test_iterate_pages_follows_cursors_to_the_end(sandbox):
+    from meshes_mcp.api.client import iterate_pages
+
+    async def go():
+        async with api_for(sandbox) as api:
+            everything = await api.list_workspace_connections(sandbox.workspace_id, limit=200)
+            paged = [c.id async for c in iterate_pages(api.list_workspace_connections, sandbox.workspace_id, limit=3)]
+        return [c.id for c in everything.records], paged
+
+    everything, paged = anyio.run(go)
+    assert len(everything) > 3  # more than one page
+    assert paged == everything

@@ -97,10 +97,6 @@ class MeshesClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    @property
-    def has_machine_key(self) -> bool:
-        return self.machine_key is not None
-
     # --- transport ----------------------------------------------------------------------------
 
     def _auth_headers(self, *, publishable_ok: bool) -> dict[str, str]:

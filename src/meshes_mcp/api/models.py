@@ -499,11 +499,6 @@ class Event(Response):
     payload: dict[str, Any] | None = None
 
 
-class BulkError(Response):
-    message: str
-    error: Any = None
-
-
 class BulkResult(Response):
     count: int = 0
     error_count: int | None = None

@@ -12,22 +12,11 @@ from meshes_mcp.api.problems import InvalidRequest
 from meshes_mcp.server.render import dumps, prune
 from meshes_mcp.server.runtime import Runtime
 from meshes_mcp.server.tools.connections import MAPPING_SCHEMA_DOC, MAPPING_SCHEMA_URI
+from meshes_mcp.server.tools.deliveries import event_view
 from meshes_mcp.server.tools.integrations import detail, find_record, summary
 
 JSON = "application/json"
 RECENT_EVENTS = 50
-
-
-def event_view(event: Any) -> dict[str, Any]:
-    """An event with its per-rule delivery status: what a person scanning history needs."""
-    data = event.model_dump(mode="json", exclude={"created_by", "type"})
-    data["rule_events"] = [
-        {k: v for k, v in rule_event.items() if k in RULE_EVENT_KEYS} for rule_event in data.get("rule_events") or []
-    ]
-    return data
-
-
-RULE_EVENT_KEYS = ("rule", "connection", "integration_type", "status", "attempt_count", "last_error", "completed_at")
 
 
 def register(server: Any, runtime: Runtime) -> None:
