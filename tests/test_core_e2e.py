@@ -14,6 +14,7 @@ from mcp_types import ResourceTemplateReference
 from meshes_mcp.api.auth import MachineKey
 from meshes_mcp.api.client import MeshesClient
 from meshes_mcp.api.models import UpdateConnectionRequest
+from meshes_mcp.config import Settings
 from meshes_mcp.server.app import build_server
 from tests.support import ok, refused, settings_for
 
@@ -392,3 +393,21 @@ def test_iterate_pages_follows_cursors_to_the_end(sandbox):
     everything, paged = anyio.run(go)
     assert len(everything) > 3  # more than one page
     assert paged == everything
+
+
+def test_publishable_key_alone_emits_into_its_workspace(sandbox, monkeypatch):
+    for name in ("MESHES_ACCESS_KEY", "MESHES_SECRET_KEY", "MESHES_ORG_ID", "MESHES_WORKSPACE_ID"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(api_url=sandbox.api_url, publishable_key=sandbox.publishable_key)
+
+    async def go():
+        async with Client(build_server(settings)) as client:
+            emitted = await client.call_tool("emit_event", {"event": "pk.test", "payload": {"email": "a@b.co"}})
+            bulk = await client.call_tool("emit_events", {"events": [{"event": "pk.bulk", "payload": {"n": 1}}]})
+            management = await client.call_tool("get_connection_actions", {"connection_id": sandbox.workspace_id})
+            return emitted, bulk, management
+
+    emitted, bulk, management = anyio.run(go)
+    assert ok(emitted)["workspace"] == sandbox.workspace_id  # inferred from the key
+    assert ok(bulk)["accepted"] == 1
+    assert "MESHES_ACCESS_KEY" in refused(management)
