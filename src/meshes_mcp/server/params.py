@@ -6,12 +6,14 @@ example; a JSON-schema `pattern` would only produce a regex dump on failure.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from meshes_mcp.api.models import UUID_RE, EventListQuery
 from meshes_mcp.api.problems import UUID_EXAMPLE, InvalidRequest, Problem, check
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 # An id parameter's name says what it is; a description would repeat it on every tool.
 ConnectionId = str
@@ -55,9 +57,15 @@ def workspace_arg(
     return value
 
 
+def check_given(model: type[ModelT], values: dict[str, Any]) -> ModelT:
+    """Validate a request from tool parameters: one left out arrives as None and is left out of the request
+    too (omitted is not null to the API)."""
+    return check(model, {key: value for key, value in values.items() if value is not None})
+
+
 def check_paging(limit: int | None, cursor: str | None) -> None:
     """limit 1-200 and a non-empty cursor, refused with the usual field, rule and example."""
-    check(EventListQuery, {k: v for k, v in (("limit", limit), ("cursor", cursor)) if v is not None})
+    check_given(EventListQuery, {"limit": limit, "cursor": cursor})
 
 
 def next_page(tool: str, cursor: str | None, **args: Any) -> str | None:

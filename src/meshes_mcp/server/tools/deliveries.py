@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from meshes_mcp.api import errors as e
 from meshes_mcp.api import models as m
-from meshes_mcp.api.problems import InvalidRequest, Problem, check
+from meshes_mcp.api.problems import InvalidRequest, Problem
 from meshes_mcp.server import params as p
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes, runtime_of
 from meshes_mcp.server.failures import Failure, attempt
@@ -144,12 +144,12 @@ def register(box: Any) -> None:
         paging = {"limit": limit, "cursor": cursor}
         failure = Failure(write=False, not_found="list_workspaces shows the workspaces.")
         if ws:
-            query = check(m.WorkspaceEventQuery, {k: v for k, v in {**filters, **paging}.items() if v is not None})
+            query = p.check_given(m.WorkspaceEventQuery, {**filters, **paging})
             page = await attempt(client.list_workspace_events(ws, query), failure)
         elif any(v is not None for v in filters.values()):
             raise InvalidRequest([Problem("workspace", "is required with filters: pass one (list_workspaces)")])
         else:
-            query = check(m.EventListQuery, {k: v for k, v in paging.items() if v is not None})
+            query = p.check_given(m.EventListQuery, paging)
             page = await attempt(client.list_events(query), failure)
         return rt.result(
             {

@@ -181,7 +181,7 @@ def register(box: Any) -> None:
         client = rt.client(publishable_ok=True)
         ws = target_workspace(workspace)
         body = {"event": event, "payload": payload, "workspace": ws, "resource": resource, "resource_id": resource_id}
-        request = check(EmitEventRequest, {k: v for k, v in body.items() if v is not None})
+        request = p.check_given(EmitEventRequest, body)
         failure = Failure(write=True, verify="list_events shows whether it arrived")
         created = await attempt(client.emit_event(request), failure)
         return rt.result(

@@ -148,7 +148,7 @@ def register(box: Any) -> None:
         problems = validate_rule_metadata(spec, metadata) if spec is not None else []
         if problems:
             raise InvalidRequest(problems)
-        request = check(m.CreateRuleRequest, {k: v for k, v in body.items() if v is not None})
+        request = p.check_given(m.CreateRuleRequest, body)
         if needs_action_data(spec, str(metadata.get("action"))):
             action_data = await attempt(client.get_connection_actions(connection), failure)
             problems = validate_rule_metadata(spec, metadata, action_data)

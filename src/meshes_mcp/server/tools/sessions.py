@@ -15,7 +15,6 @@ from mcp_types import CallToolResult
 from pydantic import BaseModel, ConfigDict, Field
 
 from meshes_mcp.api import models as m
-from meshes_mcp.api.problems import check
 from meshes_mcp.server import params as p
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.failures import Failure, attempt
@@ -94,7 +93,7 @@ def register(box: Any) -> None:
             "scopes": scopes,
         }
         client = rt.client()
-        request = check(m.CreateSessionRequest, {k: v for k, v in body.items() if v is not None})
+        request = p.check_given(m.CreateSessionRequest, body)
         failure = Failure(write=True, not_found="list_workspaces shows the workspaces.", verify=NOT_FOUND)
         created = await attempt(client.create_session(request), failure)
         return rt.result(session_view(created))
@@ -119,7 +118,7 @@ def register(box: Any) -> None:
             "cursor": cursor,
         }
         client = rt.client()
-        request = check(m.SessionListQuery, {k: v for k, v in query.items() if v is not None})
+        request = p.check_given(m.SessionListQuery, query)
         page = await attempt(client.list_sessions(request), Failure(write=False, not_found=NOT_FOUND))
         args = {"workspace_id": workspace_id, "status": status, "resource": resource, "resource_id": resource_id}
         return rt.result(
