@@ -184,6 +184,14 @@ def connection_or_404(sb: Sandbox, principal: Principal, connection_id: str, par
     return row
 
 
+def rule_or_404(sb: Sandbox, principal: Principal, request: Request) -> dict:
+    rule_id = path_id(request, "rule_id", "rule")
+    row = sb.store.get_rule(principal.org_id, rule_id)
+    if row is None:
+        raise not_found("rule", rule_id)
+    return row
+
+
 def event_or_404(sb: Sandbox, principal: Principal, request: Request) -> dict:
     event_id = path_id(request, "event_id", "event")
     row = sb.store.get_event(principal.org_id, event_id)
@@ -539,20 +547,13 @@ async def create_rule(request: Request, sb: Sandbox, p: Principal) -> Any:
 
 @api()
 async def get_rule(request: Request, sb: Sandbox, p: Principal) -> Any:
-    rule_id = path_id(request, "rule_id", "rule")
-    row = sb.store.get_rule(p.org_id, rule_id)
-    if row is None:
-        raise not_found("rule", rule_id)
-    return views.rule(row)
+    return views.rule(rule_or_404(sb, p, request))
 
 
 @api()
 async def delete_rule(request: Request, sb: Sandbox, p: Principal) -> Any:
-    rule_id = path_id(request, "rule_id", "rule")
-    row = sb.store.get_rule(p.org_id, rule_id)
-    if row is None:
-        raise not_found("rule", rule_id)
-    sb.store.delete_rule(rule_id)
+    row = rule_or_404(sb, p, request)
+    sb.store.delete_rule(row["id"])
     return views.deleted_rule(row)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from meshes_mcp.api.models import UUID_RE, EventListQuery
 from meshes_mcp.api.problems import UUID_EXAMPLE, InvalidRequest, Problem, check
@@ -61,6 +61,15 @@ def check_given(model: type[ModelT], values: dict[str, Any]) -> ModelT:
     """Validate a request from tool parameters: one left out arrives as None and is left out of the request
     too (omitted is not null to the API)."""
     return check(model, {key: value for key, value in values.items() if value is not None})
+
+
+class ListOut(BaseModel):
+    """Output schema shared by list tools: their records (a field of each subclass) and the way to page."""
+
+    model_config = ConfigDict(extra="allow")
+    count: int = 0
+    next_cursor: str | None = None
+    next: str | None = None
 
 
 def check_paging(limit: int | None, cursor: str | None) -> None:

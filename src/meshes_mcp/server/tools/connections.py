@@ -83,12 +83,8 @@ class ConnectionOut(BaseModel):
     next: str | None = None
 
 
-class ConnectionList(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class ConnectionList(p.ListOut):
     connections: list[dict[str, Any]] = Field(default_factory=list)
-    count: int = 0
-    next_cursor: str | None = None
-    next: str | None = None
 
 
 class DeletedOut(BaseModel):

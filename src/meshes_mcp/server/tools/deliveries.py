@@ -32,12 +32,8 @@ EVENT_FIELDS = {
 NEEDS_ATTENTION = frozenset({"failed", "retrying"})
 
 
-class EventList(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class EventList(p.ListOut):
     events: list[dict[str, Any]] = Field(default_factory=list)
-    count: int = 0
-    next_cursor: str | None = None
-    next: str | None = None
 
 
 class EventOut(BaseModel):
@@ -57,12 +53,8 @@ class RuleEventOut(BaseModel):
     next: str | None = None
 
 
-class AttemptList(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class AttemptList(p.ListOut):
     attempts: list[dict[str, Any]] = Field(default_factory=list)
-    count: int = 0
-    next_cursor: str | None = None
-    next: str | None = None
 
 
 class AttemptOut(BaseModel):

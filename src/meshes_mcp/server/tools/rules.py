@@ -26,12 +26,8 @@ class RuleOut(BaseModel):
     next: str | None = None
 
 
-class RuleList(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class RuleList(p.ListOut):
     rules: list[dict[str, Any]] = Field(default_factory=list)
-    count: int = 0
-    next_cursor: str | None = None
-    next: str | None = None
 
 
 class DeletedRuleOut(BaseModel):

@@ -30,12 +30,8 @@ class SessionOut(BaseModel):
     expires_at: str | None = None
 
 
-class SessionList(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class SessionList(p.ListOut):
     sessions: list[dict[str, Any]] = Field(default_factory=list)
-    count: int = 0
-    next_cursor: str | None = None
-    next: str | None = None
 
 
 class RevokedOut(BaseModel):

@@ -23,12 +23,8 @@ class WorkspaceOut(BaseModel):
     next: str | None = None
 
 
-class WorkspaceList(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class WorkspaceList(p.ListOut):
     workspaces: list[dict[str, Any]] = Field(default_factory=list)
-    count: int = 0
-    next_cursor: str | None = None
-    next: str | None = None
 
 
 class CatalogOut(BaseModel):
