@@ -47,7 +47,9 @@ def test_workspace_lifecycle(sandbox_api, workspace):
     assert "color" in params(sandbox_api.post("/workspaces", json={"name": "Fine", "color": "red"}))
     assert params(sandbox_api.post("/workspaces", json={"name": "api tests"}), 409) == {
         "name": 'a workspace named "api tests" already exists'}
-    assert "body" in params(sandbox_api.post("/workspaces", content=b"{nope", headers={"content-type": "x"}))
+    assert "Content-Type" in params(sandbox_api.post("/workspaces", content=b"{nope", headers={"content-type": "x"}))
+    assert "body" in params(sandbox_api.post("/workspaces", content=b"{nope",
+                                             headers={"content-type": "application/json"}))
 
     updated = sandbox_api.put(f"/workspaces/{workspace}", json={"name": "Api Tests", "description": None})
     assert updated.status_code == 200 and updated.json()["description"] is None and "workspace" not in updated.json()

@@ -36,6 +36,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -61,9 +62,16 @@ from meshes_mcp.api.catalog import (
 from meshes_mcp.api.problems import InvalidRequest, check
 from meshes_mcp.sandbox import provider_data, views
 from meshes_mcp.sandbox.auth import Authenticator, Principal
+from meshes_mcp.sandbox.bodies import read_json
 from meshes_mcp.sandbox.clock import is_uuid, iso, new_id, now, now_iso
 from meshes_mcp.sandbox.delivery import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE, DeliveryEngine, RetryPolicy
-from meshes_mcp.sandbox.destinations import Destinations, keep_redacted, redact_metadata, secret_keys
+from meshes_mcp.sandbox.destinations import (
+    Destinations,
+    header_field_problems,
+    keep_redacted,
+    redact_metadata,
+    secret_keys,
+)
 from meshes_mcp.sandbox.enginelock import EngineLock
 from meshes_mcp.sandbox.errors import ApiError, bad_request, conflict, error_body, not_found, too_early, unprocessable
 from meshes_mcp.sandbox.seed import ensure_seed, new_publishable_key
@@ -71,7 +79,31 @@ from meshes_mcp.sandbox.store import ACTIVE_STATUSES, NewEvent, Store
 
 log = logging.getLogger("meshes_mcp.sandbox")
 
-MAX_BODY = 10 * 1024 * 1024
+
+class HideUrlUserinfo(logging.Filter):
+    """Webhook URLs may carry `user:password@`; the HTTP client logs every request URL at INFO. Every log
+    record of the loggers the sandbox drives has any URL userinfo replaced before a handler sees it."""
+
+    USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self.USERINFO.sub(r"\1[redacted]@", message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_USERINFO_FILTER = HideUrlUserinfo()
+LOGGERS_WITH_URLS = ("meshes_mcp.sandbox", "httpx2", "uvicorn.error")
+
+
+def hide_url_userinfo_in_logs() -> None:
+    for name in LOGGERS_WITH_URLS:
+        logger = logging.getLogger(name)
+        if _USERINFO_FILTER not in logger.filters:
+            logger.addFilter(_USERINFO_FILTER)
+
 RETRY_IMMINENT = 1.0  # seconds: a retry due sooner than this answers 425
 EVENT_STATUSES = ("pending", "processing", "retrying", "completed", "failed", "canceled")
 DEFAULT_DELIVERY_TIMEOUT = 10.0
@@ -121,20 +153,6 @@ def validate(model: type[Any], data: Any, status: int = 400, prefix: str = "") -
 def problems_error(problems: list[Any], status: int = 400) -> ApiError:
     data = [(p.param, p.msg) for p in problems]
     return ApiError(status, _summary(data), data)
-
-
-async def read_json(request: Request, required: bool = True) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, f"request body is larger than {MAX_BODY // (1024 * 1024)} MiB")
-    if not raw.strip():
-        if required:
-            raise bad_request("a JSON request body is required", "body")
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise bad_request("the request body is not valid JSON", "body") from None
 
 
 def created(body: Any) -> JSONResponse:
@@ -331,14 +349,22 @@ async def _url_test(sb: Sandbox, spec: IntegrationSpec, metadata: dict[str, Any]
         raise unprocessable("the webhook URL test failed", [("metadata.url", problem)])
 
 
+def check_metadata(spec: IntegrationSpec, metadata: dict[str, Any], for_update: bool = False) -> None:
+    """Header-bound values first (their problems would make the catalogue's checks fail or mislead)."""
+    header_problems = header_field_problems(metadata)
+    if header_problems:
+        raise ApiError(400, _summary(header_problems), header_problems)
+    problems = validate_connection_metadata(spec, metadata, for_update=for_update)
+    if problems:
+        raise problems_error(problems)
+
+
 @api()
 async def create_connection(request: Request, sb: Sandbox, p: Principal) -> Any:
     req = validate(models.CreateConnectionRequest, await read_json(request))
     workspace = workspace_or_404(sb, p, req.workspace.lower(), "workspace")
     spec = sb.spec(req.type.value)
-    problems = validate_connection_metadata(spec, req.metadata)
-    if problems:
-        raise problems_error(problems)
+    check_metadata(spec, req.metadata)
     if sb.store.connection_name_taken(workspace["id"], req.name):
         raise conflict(f'a connection named "{req.name}" already exists in this workspace', "name")
     await _url_test(sb, spec, req.metadata)
@@ -360,9 +386,7 @@ async def update_connection(request: Request, sb: Sandbox, p: Principal) -> Any:
     req = validate(models.UpdateConnectionRequest, await read_json(request))
     spec = sb.spec(row["type"])
     metadata = keep_redacted(spec, req.metadata, row["metadata"])
-    problems = validate_connection_metadata(spec, metadata, for_update=True)
-    if problems:
-        raise problems_error(problems)
+    check_metadata(spec, metadata, for_update=True)
     if sb.store.connection_name_taken(row["workspace_id"], req.name, except_id=row["id"]):
         raise conflict(f'a connection named "{req.name}" already exists in this workspace', "name")
     changed = metadata != row["metadata"]
@@ -781,11 +805,11 @@ async def create_session(request: Request, sb: Sandbox, p: Principal) -> Any:
 
 @api()
 async def list_sessions(request: Request, sb: Sandbox, p: Principal) -> Any:
-    fields = set(models.SessionListQuery.model_fields)
+    fields = set(models.SessionListQuery.model_fields) - {"limit"}
+    limit = views.parse_limit(request.query_params.get("limit"))  # stricter than the model's int coercion
     query = validate(models.SessionListQuery, {k: v for k, v in request.query_params.items() if k in fields})
     workspace = workspace_or_404(sb, p, query.workspace_id.lower(), "workspace_id")
     after = views.decode_cursor("sessions", query.cursor)
-    limit = query.limit or views.DEFAULT_LIMIT
     filters = {k: v for k in ("status", "resource", "resource_id") if (v := getattr(query, k))}
     rows = sb.store.list_sessions(p.org_id, workspace["id"], filters, after, limit)
     moment = now()
@@ -908,6 +932,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        hide_url_userinfo_in_logs()
         data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(data_dir / "sandbox.db")
         seed = ensure_seed(store)

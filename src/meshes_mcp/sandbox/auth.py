@@ -9,10 +9,16 @@ Publishable key (`X-Meshes-Publishable-Key`): accepted only where the endpoint a
 (`POST /events`, `POST /events/bulk`); it identifies one workspace.
 
 Every refusal is a 401 whose message says what to fix; secrets and tokens are never echoed.
+
+Bounds (undocumented upstream; ours): a publishable key longer than 200 characters, an access key
+(`kid`) longer than 200 or a bearer token longer than 8 KiB is refused as malformed before any lookup,
+and the lookup caches keep at most `CACHE_SIZE` entries each (least recently used dropped), so bogus
+keys cannot grow memory. `aud` must be the string "meshes-api": PyJWT would also take a list holding it.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +32,29 @@ ISSUER_PREFIX = "urn:meshes:m2m:"
 MAX_LIFETIME = 60
 LEEWAY = 5
 PUBLISHABLE_HEADER = "x-meshes-publishable-key"
+MAX_KEY_LENGTH = 200  # real keys: publishable ~60 characters, access keys 24
+MAX_TOKEN_LENGTH = 8192
+_MISSING = object()
+
+
+class _BoundedCache:
+    """A least-recently-used dict of at most `size` lookups (misses included)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, Any] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def lookup(self, key: str, load: Any) -> Any:
+        value = self._items.pop(key, _MISSING)
+        if value is _MISSING:
+            value = load(key)
+        self._items[key] = value
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +73,16 @@ class Principal:
 
 
 class Authenticator:
+    CACHE_SIZE = 1024
+
     def __init__(self, store: Store) -> None:
         self.store = store
-        # Keys never change while the sandbox runs (seeded once); cache the lookups.
-        self._keys: dict[str, dict[str, Any] | None] = {}
-        self._publishable: dict[str, dict[str, Any] | None] = {}
+        # Keys never change while the sandbox runs (seeded once); cache the lookups, boundedly.
+        self._keys = _BoundedCache(self.CACHE_SIZE)
+        self._publishable = _BoundedCache(self.CACHE_SIZE)
 
     def _machine_key(self, access_key: str) -> dict[str, Any] | None:
-        if access_key not in self._keys:
-            self._keys[access_key] = self.store.machine_key(access_key)
-        return self._keys[access_key]
+        return self._keys.lookup(access_key, self.store.machine_key)
 
     def authenticate(self, headers: Any, allow_publishable: bool) -> Principal:
         authorization = headers.get("authorization")
@@ -71,9 +100,9 @@ class Authenticator:
         raise unauthorized(f"missing credentials: send Authorization: Bearer <machine JWT>{hint}")
 
     def _publishable_key(self, key: str) -> Principal:
-        if key not in self._publishable:
-            self._publishable[key] = self.store.workspace_by_publishable_key(key)
-        workspace = self._publishable[key]
+        if len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+            raise unauthorized("malformed publishable key: copy it from GET /api/v1/workspaces/{workspace_id}")
+        workspace = self._publishable.lookup(key, self.store.workspace_by_publishable_key)
         if workspace is None:
             raise unauthorized("unknown publishable key: copy it from GET /api/v1/workspaces/{workspace_id}")
         return Principal("publishable", workspace["org_id"], workspace_id=workspace["id"])
@@ -83,14 +112,16 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise unauthorized("the Authorization header must be 'Bearer <machine JWT>'")
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise unauthorized("the bearer token is not a well-formed JWT (far too long)")
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
+        except jwt.InvalidTokenError:
             raise unauthorized("the bearer token is not a well-formed JWT") from None
         if header.get("alg") != "HS256":
             raise unauthorized("the JWT must be signed with alg HS256")
         kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
+        if not isinstance(kid, str) or not kid or len(kid) > MAX_KEY_LENGTH:
             raise unauthorized("the JWT header must carry kid = your access key")
         key = self._machine_key(kid)
         if key is None:
@@ -119,6 +150,8 @@ class Authenticator:
             raise unauthorized("JWT iat is in the future: check the clock of the machine minting tokens") from None
         except jwt.InvalidTokenError as exc:
             raise unauthorized(f"invalid JWT: {type(exc).__name__}") from None
+        if claims.get("aud") != AUDIENCE:  # a list holding it passes PyJWT's own check
+            raise unauthorized(f'JWT aud must be the string "{AUDIENCE}"')
         if claims.get("org") != key["org_id"]:
             raise unauthorized("JWT org claim does not match the organization of this access key")
         iat, exp = claims.get("iat"), claims.get("exp")

@@ -40,7 +40,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx2
 
@@ -60,6 +60,20 @@ RETRYABLE = frozenset({"rejected_server_error", "rate_limited", "timeout", "netw
 
 # Metadata keys whose values are credentials even when the catalogue does not mark them password.
 SECRET_NAME = re.compile(r"(api_?key|apikey|secret|token|password|passwd|private_?key|credential)", re.I)
+# Metadata values sent as credentials whatever their key looks like.
+CREDENTIAL_FIELDS = ("auth_token", "auth_password", "auth_header_value", "signing_secret")
+# Sent verbatim in a header (or the request line): visible ASCII and spaces only, as HTTP/1.1 carries them.
+HEADER_TEXT_FIELDS = ("url", "auth_header_name", "auth_header_value", "auth_token", "signing_header")
+# Base64-encoded into the Authorization header: any text, but no control characters.
+NO_CONTROL_FIELDS = ("auth_username", "auth_password")
+_HEADER_TEXT = re.compile(r"[\x20-\x7e]*")
+_NO_CONTROL = re.compile(r"[^\x00-\x1f\x7f-\x9f]*")
+HEADER_TEXT_MSG = ("must be printable ASCII without control characters (CR, LF, NUL, tab): remove the line break a "
+                   'paste often adds, e.g. "sk_live_abc123"')
+NO_CONTROL_MSG = ('must not contain control characters (CR, LF, NUL, tab): remove the line break a paste often adds, '
+                  'e.g. "s3cret-pass"')
+CUSTOM_HEADERS_EXAMPLE = '{"X-Team": "growth"}'
+SCRUBBED = "[redacted]"
 # Captured headers whose values are withheld from response-details.
 SENSITIVE_HEADER = re.compile(r"(authorization|cookie|token|secret|signature|api[-_]?key|password|session|auth)", re.I)
 
@@ -83,6 +97,49 @@ class Outcome:
         return self.code in RETRYABLE
 
 
+class Scrubber:
+    """Masks every secret value a connection holds wherever it shows up in text we keep or return,
+    whatever key it came from and whatever exception text carried it. Besides the exact value it
+    masks the forms error messages quote: stripped of surrounding whitespace (a pasted token's CR/LF),
+    each line, repr-escaped (`b'key_…\\r\\n'`) and percent-encoded (URL userinfo). Values shorter
+    than `MIN_SECRET` characters are left alone: masking them would shred ordinary words."""
+
+    MIN_SECRET = 4
+
+    def __init__(self, values: set[str] | frozenset[str] = frozenset()) -> None:
+        forms: set[str] = set()
+        for value in values:
+            forms |= {value, value.strip(), value.encode("unicode_escape").decode("ascii"),
+                      repr(value.encode("utf-8", "backslashreplace"))[2:-1], quote(value, safe=""),
+                      quote(value, safe="!$&'()*+,;=:")}
+            forms |= {line.strip() for line in value.splitlines()}
+        self.forms = sorted((f for f in forms if len(f) >= self.MIN_SECRET), key=len, reverse=True)
+
+    def text(self, text: str) -> str:
+        for form in self.forms:
+            if form in text:
+                text = text.replace(form, SCRUBBED)
+        return text
+
+    def deep(self, value: Any) -> Any:
+        """The same for every string of a JSON-like value (captured responses)."""
+        if not self.forms:
+            return value
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.text(str(k)): self.deep(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.deep(v) for v in value]
+        return value
+
+    def outcome(self, outcome: Outcome) -> Outcome:
+        outcome.message = self.text(outcome.message)
+        if outcome.response is not None:
+            outcome.response = self.deep(outcome.response)
+        return outcome
+
+
 @dataclass(slots=True)
 class WebhookRequest:
     method: str
@@ -92,13 +149,10 @@ class WebhookRequest:
     secret_headers: set[str] = field(default_factory=set)
     # Credential values sent with the request: a receiver that echoes its request back (debug endpoints,
     # some 401 pages) would otherwise put them in the captured body.
-    secret_values: set[str] = field(default_factory=set)
+    scrubber: Scrubber = field(default_factory=Scrubber)
 
     def scrub(self, text: str) -> str:
-        for value in sorted(self.secret_values, key=len, reverse=True):
-            if len(value) >= 4:
-                text = text.replace(value, "[redacted]")
-        return text
+        return self.scrubber.text(text)
 
 
 # -- credentials and redaction --------------------------------------------------------------------
@@ -110,16 +164,86 @@ def secret_keys(spec: IntegrationSpec | None, metadata: dict[str, Any]) -> list[
     return [k for k in metadata if k in password or SECRET_NAME.search(k)]
 
 
+def redact_url(url: Any) -> Any:
+    """`https://user:pw@host/…` → `https://user:********@host/…`: the password of URL userinfo is a credential."""
+    if not isinstance(url, str) or "@" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{userinfo.partition(':')[0]}:{REDACTED}@{host}").geturl()
+
+
 def redact_metadata(spec: IntegrationSpec | None, metadata: dict[str, Any]) -> dict[str, Any]:
     hidden = set(secret_keys(spec, metadata))
-    return {k: (REDACTED if k in hidden and v not in (None, "") else v) for k, v in metadata.items()}
+    shown = {k: (REDACTED if k in hidden and v not in (None, "") else v) for k, v in metadata.items()}
+    if "url" in shown:
+        shown["url"] = redact_url(shown["url"])
+    return shown
 
 
 def keep_redacted(spec: IntegrationSpec | None, new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
     """On update, a credential sent back as the redaction mask keeps its stored value, so a client can
-    PUT what it read without wiping the secrets."""
+    PUT what it read without wiping the secrets (a URL read with its password masked, likewise)."""
     hidden = set(secret_keys(spec, new))
-    return {k: (old.get(k) if k in hidden and v == REDACTED and k in old else v) for k, v in new.items()}
+    kept = {k: (old.get(k) if k in hidden and v == REDACTED and k in old else v) for k, v in new.items()}
+    if "url" in kept and kept["url"] != old.get("url") and kept["url"] == redact_url(old.get("url")):
+        kept["url"] = old["url"]
+    return kept
+
+
+def _userinfo(url: Any) -> set[str]:
+    try:
+        parts = urlsplit(str(url))
+    except ValueError:
+        return set()
+    found = {parts.username or "", parts.password or ""}
+    return {unquote(v) for v in found if v} | {v for v in found if v}
+
+
+def connection_secrets(spec: IntegrationSpec | None, metadata: dict[str, Any]) -> set[str]:
+    """Every credential value a connection holds: password-type and secret-named metadata, the
+    header-bound auth values, custom header values, URL userinfo and the Basic pair it turns into."""
+    values = {str(metadata[k]) for k in secret_keys(spec, metadata) if metadata.get(k) not in (None, "")}
+    values |= {str(metadata[k]) for k in CREDENTIAL_FIELDS if metadata.get(k) not in (None, "")}
+    values |= {v for v in custom_headers(metadata).values() if v}
+    values |= _userinfo(metadata.get("url", ""))
+    if metadata.get("auth_password"):
+        pair = f"{metadata.get('auth_username', '')}:{metadata.get('auth_password', '')}".encode()
+        values.add(base64.b64encode(pair).decode())
+    return values
+
+
+def header_field_problems(metadata: dict[str, Any]) -> list[tuple[str, str]]:
+    """Values that end up in HTTP request headers (or the request line) must be sendable: a pasted token's
+    trailing CR/LF would otherwise fail every delivery with the token quoted in the error. Run before the
+    catalogue's checks, which cannot parse a custom_headers text nested thousands of levels deep."""
+    problems = [(f"metadata.{key}", HEADER_TEXT_MSG if key in HEADER_TEXT_FIELDS else NO_CONTROL_MSG)
+                for key in (*HEADER_TEXT_FIELDS, *NO_CONTROL_FIELDS)
+                if isinstance(metadata.get(key), str)
+                and not (_HEADER_TEXT if key in HEADER_TEXT_FIELDS else _NO_CONTROL).fullmatch(metadata[key])]
+    raw = metadata.get("custom_headers")
+    headers = raw
+    if isinstance(raw, str):
+        try:
+            headers = json.loads(raw)
+        except RecursionError:
+            return [*problems, ("metadata.custom_headers",
+                                f"nests far too deeply: must be a flat JSON object, e.g. {CUSTOM_HEADERS_EXAMPLE}")]
+        except ValueError:
+            return problems  # not JSON: the catalogue's check names the expected shape
+    if isinstance(headers, dict):
+        for name, value in headers.items():
+            if not _HEADER_TEXT.fullmatch(str(name)):
+                problems.append(("metadata.custom_headers", "a header name holds control or non-ASCII characters: "
+                                 f"use letters, digits and -, e.g. {CUSTOM_HEADERS_EXAMPLE}"))
+            elif isinstance(value, str) and not _HEADER_TEXT.fullmatch(value):
+                problems.append((f"metadata.custom_headers.{name}", HEADER_TEXT_MSG))
+    return problems
 
 
 def _redact_headers(headers: Any, also: set[str] = frozenset()) -> dict[str, str]:  # type: ignore[assignment]
@@ -154,7 +278,10 @@ def custom_headers(metadata: dict[str, Any]) -> dict[str, str]:
     raw = metadata.get("custom_headers")
     if not raw:
         return {}
-    headers = json.loads(raw) if isinstance(raw, str) else raw
+    try:
+        headers = json.loads(raw) if isinstance(raw, str) else raw
+    except (ValueError, RecursionError):
+        return {}  # refused on save; a row stored before that check sends no custom headers
     return {str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {}
 
 
@@ -180,13 +307,10 @@ def build_webhook_request(metadata: dict[str, Any], event: dict[str, Any], deliv
     headers.update(extra_headers or {})
     headers.update(custom_headers(metadata))
     secret: set[str] = set()
-    values = {str(v) for k, v in metadata.items() if v and (SECRET_NAME.search(k) or k == "auth_header_value")}
-    values |= set(custom_headers(metadata).values())
     scheme = metadata.get("auth_scheme") or "none"
     if scheme == "basic":
         pair = f"{metadata.get('auth_username', '')}:{metadata.get('auth_password', '')}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-        values.add(headers["Authorization"].removeprefix("Basic "))
     elif scheme == "bearer":
         headers["Authorization"] = f"Bearer {metadata.get('auth_token', '')}"
     elif scheme == "custom_header" and metadata.get("auth_header_name"):
@@ -199,7 +323,8 @@ def build_webhook_request(metadata: dict[str, Any], event: dict[str, Any], deliv
         headers[name] = f"{algorithm}={digest}"
         secret.add(name)
     method = (metadata.get("http_method") or "POST").upper()
-    return WebhookRequest(method, str(metadata.get("url", "")), headers, body, secret, values)
+    scrubber = Scrubber(connection_secrets(None, metadata))
+    return WebhookRequest(method, str(metadata.get("url", "")), headers, body, secret, scrubber)
 
 
 def classify_status(status: int) -> tuple[str, bool]:
@@ -227,10 +352,12 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _host(url: str) -> str:
+    """Where a request went, for messages: host and port, never the URL's userinfo."""
     try:
-        return urlsplit(url).netloc or url
+        netloc = urlsplit(url).netloc
     except ValueError:
-        return url
+        netloc = ""
+    return netloc.rpartition("@")[2] or "the webhook URL"
 
 
 async def send_webhook(client: httpx2.AsyncClient, request: WebhookRequest) -> Outcome:
@@ -251,9 +378,11 @@ async def send_webhook(client: httpx2.AsyncClient, request: WebhookRequest) -> O
             retry_after = _retry_after(response.headers.get("retry-after"))
     except httpx2.TimeoutException as exc:
         return Outcome("timeout", None, f"no response from {_host(request.url)} in time ({type(exc).__name__})")
-    except httpx2.TransportError as exc:
+    except (httpx2.TransportError, httpx2.InvalidURL, UnicodeEncodeError) as exc:
+        # Scrubbed before cutting: a cut could leave a secret's prefix that no longer matches.
+        detail = request.scrub(str(exc))[:160]
         return Outcome("network_error", None,
-                       f"could not reach {_host(request.url)}: {type(exc).__name__} {str(exc)[:160]}".strip())
+                       f"could not reach {_host(request.url)}: {type(exc).__name__} {detail}".strip())
     code, delivered = classify_status(status)
     where = _host(request.url)
     if delivered:
@@ -298,6 +427,20 @@ class Destinations:
         self.client = client
 
     async def deliver(self, job: Job) -> Outcome:
+        """Scrubbed of the connection's secrets, whatever path produced the outcome."""
+        conn = job.connection or {}
+        scrubber = Scrubber(connection_secrets(self.catalog.get(conn.get("type", "")),
+                                               conn.get("metadata") or {}))
+        try:
+            outcome = await self._deliver(job)
+        except Exception as exc:
+            # Logged without the traceback's frames' text: an exception message may quote a credential.
+            log.error("delivery %s failed unexpectedly: %s", job.rule_event_id,
+                      scrubber.text(f"{type(exc).__name__}: {exc}")[:500])
+            outcome = Outcome("internal_error", None, f"internal error while delivering: {type(exc).__name__}")
+        return scrubber.outcome(outcome)
+
+    async def _deliver(self, job: Job) -> Outcome:
         conn = job.connection
         if conn is None or conn.get("deleted_at"):
             return Outcome("rejected_client_error", None, "the rule's connection was deleted; nothing to deliver to")
@@ -407,7 +550,7 @@ class Destinations:
                  "payload": {"test": True, "message": "Meshes webhook URL test"},
                  "created_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
         request = build_webhook_request(metadata, event, event["id"], 1, {"X-Meshes-Test": "true"})
-        outcome = await send_webhook(self.client, request)
+        outcome = request.scrubber.outcome(await send_webhook(self.client, request))
         if outcome.code == "delivered":
             return None
         return (f"the URL test request failed ({outcome.code}): {outcome.message}; fix the receiver or set "

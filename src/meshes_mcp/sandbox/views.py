@@ -34,29 +34,34 @@ def encode_cursor(scope: str, seq: int) -> str:
     return base64.urlsafe_b64encode(f"{scope}:{seq}".encode()).rstrip(b"=").decode()
 
 
+# Row sequence numbers are SQLite INTEGERs: at most 19 digits, ASCII only (`str.isdigit` also accepts
+# "٥" and "²", which `int()` then refuses or reads as another number).
+_SEQ = re.compile(r"[0-9]{1,18}")
+_LIMIT = re.compile(r"[0-9]{1,3}")
+MAX_CURSOR = 128  # characters: a real cursor is ~30
+
+
 def decode_cursor(scope: str, cursor: str | None) -> int | None:
     if cursor is None or cursor == "":
         return None
     problem = ApiError(400, "invalid cursor", [("cursor", "must be the next_cursor of the previous page, unchanged")])
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", cursor):
+    if len(cursor) > MAX_CURSOR or not re.fullmatch(r"[A-Za-z0-9_-]+", cursor):
         raise problem
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError):
         raise problem from None
     kind, _, seq = text.partition(":")
-    if kind != scope or not seq.isdigit():
+    if kind != scope or not _SEQ.fullmatch(seq):
         raise problem
     return int(seq)
 
 
 def parse_limit(value: str | None) -> int:
+    """ASCII digits only: no sign, spaces, underscores or other scripts' digits (all of which `int()` takes)."""
     if value is None or value == "":
         return DEFAULT_LIMIT
-    try:
-        limit = int(value)
-    except ValueError:
-        limit = 0
+    limit = int(value) if _LIMIT.fullmatch(value) else 0
     if not 1 <= limit <= MAX_LIMIT:
         raise ApiError(400, "invalid limit", [("limit", f"must be an integer from 1 to {MAX_LIMIT}, e.g. 50")])
     return limit
