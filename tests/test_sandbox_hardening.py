@@ -379,3 +379,21 @@ def test_planted_crlf_credentials_are_scrubbed_at_delivery(tmp_path, webhook_rec
         assert "Illegal header value" in text or "network_error" in text or "LocalProtocolError" in text, text
         assert SECRET not in text
     assert not webhook_receiver.matching("/planted")
+
+
+# -- item 8: the test receiver ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("broken", [
+    b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789",  # dies mid-body
+    b"POST /x HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 70_000,  # a header line past the stream limit
+    b"NONSENSE\r\n\r\n",
+])
+def test_receiver_drops_broken_senders_quietly(webhook_receiver, caplog, broken):
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        with socket.create_connection((webhook_receiver.host, webhook_receiver.port), timeout=10) as sock:
+            sock.sendall(broken)
+        # A well-formed request afterwards still gets its answer, and by then the broken one was handled.
+        answer = httpx2.post(f"{webhook_receiver.url}/after-broken", json={"ok": True}, timeout=10)
+        assert answer.status_code == 200
+    assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text

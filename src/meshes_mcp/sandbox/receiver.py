@@ -177,8 +177,8 @@ class WebhookReceiver:
                 await writer.drain()
                 if headers.get("connection", "").lower() == "close":
                     return
-        except (ConnectionError, ValueError):
-            return
+        except (ConnectionError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            return  # a sender that died mid-request, or one that sent no HTTP: drop the connection quietly
         except asyncio.CancelledError:
             return  # the receiver is stopping with this connection open
         finally:
