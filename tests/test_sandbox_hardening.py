@@ -384,11 +384,14 @@ def test_planted_crlf_credentials_are_scrubbed_at_delivery(tmp_path, webhook_rec
 # -- item 8: the test receiver ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("broken", [
-    b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789",  # dies mid-body
-    b"POST /x HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 70_000,  # a header line past the stream limit
-    b"NONSENSE\r\n\r\n",
-])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789",  # dies mid-body
+        b"POST /x HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 70_000,  # a header line past the stream limit
+        b"NONSENSE\r\n\r\n",
+    ],
+)
 def test_receiver_drops_broken_senders_quietly(webhook_receiver, caplog, broken):
     with caplog.at_level(logging.ERROR, logger="asyncio"):
         with socket.create_connection((webhook_receiver.host, webhook_receiver.port), timeout=10) as sock:
@@ -397,3 +400,54 @@ def test_receiver_drops_broken_senders_quietly(webhook_receiver, caplog, broken)
         answer = httpx2.post(f"{webhook_receiver.url}/after-broken", json={"ok": True}, timeout=10)
         assert answer.status_code == 200
     assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
+
+
+@pytest.mark.parametrize("as_text", [False, True])
+def test_custom_header_values_are_masked_and_kept_on_update(sandbox, sandbox_dir, sandbox_api, as_text):
+    headers = {"X-Api-Key": SECRET, "X-Team": "growth"}
+    name = f"masked-{uuid.uuid4().hex[:6]}"
+    given = json.dumps(headers) if as_text else headers
+    created = sandbox_api.post("/connections", json=webhook_body(sandbox.workspace_id, name, custom_headers=given))
+    assert created.status_code == 201 and SECRET not in created.text
+    shown = created.json()["connection"]
+    masked = {"X-Api-Key": "********", "X-Team": "********"}
+    assert shown["metadata"]["custom_headers"] == (json.dumps(masked) if as_text else masked)
+    metadata = dict(shown["metadata"])
+    changed = {"X-Api-Key": "********", "X-Team": "platform"}
+    metadata["custom_headers"] = json.dumps(changed) if as_text else changed
+    updated = sandbox_api.put(f"/connections/{shown['id']}", json={"name": name, "metadata": metadata})
+    assert updated.status_code == 200 and SECRET not in updated.text
+    db = sqlite3.connect(sandbox_dir / "sandbox.db")
+    stored = json.loads(db.execute("SELECT metadata FROM connections WHERE id=?", (shown["id"],)).fetchone()[0])
+    db.close()
+    kept = stored["custom_headers"]
+    assert (json.loads(kept) if as_text else kept) == {"X-Api-Key": SECRET, "X-Team": "platform"}
+
+
+def test_non_ascii_event_names_are_delivered(sandbox, sandbox_api, webhook_receiver):
+    ws, name = sandbox.workspace_id, f"usuário.criado.{uuid.uuid4().hex[:6]}"
+    conn = sandbox_api.post(
+        "/connections", json=webhook_body(ws, f"utf8-{uuid.uuid4().hex[:6]}", url=f"{webhook_receiver.url}/utf8")
+    )
+    rule = sandbox_api.post(
+        "/rules",
+        json={
+            "workspace": ws,
+            "connection": conn.json()["connection"]["id"],
+            "event": name,
+            "metadata": {"action": "send_webhook"},
+        },
+    )
+    assert rule.status_code == 201, rule.text
+    emitted = sandbox_api.post("/events", json={"workspace": ws, "event": name, "resource": "usuário", "payload": {}})
+    done = sandbox_api.wait_event(emitted.json()["event"]["id"])
+    assert done["status"] == "completed", done
+    receipt = webhook_receiver.matching(event_id=done["id"])[0]
+    assert receipt.headers["x-meshes-event"].encode("latin-1").decode() == name
+    assert receipt.json()["event"] == name
+
+
+def test_trailing_slash_is_a_404_error_body_not_a_redirect(sandbox_api):
+    for path in ("/connections/", "/connections/%2F", "/workspaces/"):
+        response = sandbox_api.get(path)
+        assert response.status_code == 404 and response.json()["error"]["name"] == "NotFound", path

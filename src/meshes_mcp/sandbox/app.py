@@ -955,5 +955,8 @@ def create_app(
             await client.aclose()
             store.close()
 
-    return Starlette(routes=ROUTES, lifespan=lifespan,
-                     exception_handlers={404: _http_error, 405: _http_error})
+    app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers={404: _http_error, 405: _http_error})
+    # No redirect for a trailing slash (Starlette's default): an API client gets a 404 error body, not an
+    # empty 307 it may not follow.
+    app.router.redirect_slashes = False
+    return app

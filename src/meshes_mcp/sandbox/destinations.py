@@ -178,11 +178,34 @@ def redact_url(url: Any) -> Any:
     return parts._replace(netloc=f"{userinfo.partition(':')[0]}:{REDACTED}@{host}").geturl()
 
 
+def _header_map(raw: Any) -> dict[str, Any] | None:
+    try:
+        headers = json.loads(raw) if isinstance(raw, str) else raw
+    except (ValueError, RecursionError):
+        return None
+    return headers if isinstance(headers, dict) else None
+
+
+def _same_form(original: Any, headers: dict[str, Any]) -> Any:
+    """custom_headers come as an object or as its JSON text: answer in the form given."""
+    return json.dumps(headers) if isinstance(original, str) else headers
+
+
+def redact_custom_headers(raw: Any) -> Any:
+    """Static webhook headers carry API keys more often than not: names shown, every value masked."""
+    headers = _header_map(raw)
+    if headers is None:
+        return raw
+    return _same_form(raw, {k: (REDACTED if v not in (None, "") else v) for k, v in headers.items()})
+
+
 def redact_metadata(spec: IntegrationSpec | None, metadata: dict[str, Any]) -> dict[str, Any]:
     hidden = set(secret_keys(spec, metadata))
     shown = {k: (REDACTED if k in hidden and v not in (None, "") else v) for k, v in metadata.items()}
     if "url" in shown:
         shown["url"] = redact_url(shown["url"])
+    if "custom_headers" in shown:
+        shown["custom_headers"] = redact_custom_headers(shown["custom_headers"])
     return shown
 
 
@@ -193,6 +216,10 @@ def keep_redacted(spec: IntegrationSpec | None, new: dict[str, Any], old: dict[s
     kept = {k: (old.get(k) if k in hidden and v == REDACTED and k in old else v) for k, v in new.items()}
     if "url" in kept and kept["url"] != old.get("url") and kept["url"] == redact_url(old.get("url")):
         kept["url"] = old["url"]
+    given, stored = _header_map(kept.get("custom_headers")), _header_map(old.get("custom_headers"))
+    if given is not None and stored is not None and REDACTED in given.values():
+        restored = {k: (stored[k] if v == REDACTED and k in stored else v) for k, v in given.items()}
+        kept["custom_headers"] = _same_form(kept["custom_headers"], restored)
     return kept
 
 
@@ -362,8 +389,10 @@ def _host(url: str) -> str:
 
 async def send_webhook(client: httpx2.AsyncClient, request: WebhookRequest) -> Outcome:
     try:
-        async with client.stream(request.method, request.url, headers=request.headers,
-                                 content=request.body) as response:
+        # Header values outside ASCII (an event or resource named in another script) go out as their UTF-8
+        # bytes: the HTTP client would otherwise refuse to encode them and every attempt would fail.
+        headers = {k: (v if v.isascii() else v.encode()) for k, v in request.headers.items()}
+        async with client.stream(request.method, request.url, headers=headers, content=request.body) as response:
             kept = bytearray()
             total = 0
             async for chunk in response.aiter_bytes():
