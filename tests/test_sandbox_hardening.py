@@ -451,3 +451,36 @@ def test_trailing_slash_is_a_404_error_body_not_a_redirect(sandbox_api):
     for path in ("/connections/", "/connections/%2F", "/workspaces/"):
         response = sandbox_api.get(path)
         assert response.status_code == 404 and response.json()["error"]["name"] == "NotFound", path
+
+
+def test_stored_text_that_quotes_a_credential_is_scrubbed_on_the_way_out(tmp_path, webhook_receiver):
+    """Attempt messages, captured responses and last_error written before outcomes were scrubbed."""
+    data = tmp_path / "old-rows"
+    with EmbeddedSandbox(data, retry_base=0.01, max_attempts=1) as info, SandboxApi(info) as api:
+        ws = info.workspace_id
+        conn = api.post(
+            "/connections",
+            json=webhook_body(
+                ws, "Old rows", url=f"{webhook_receiver.url}/status/401", auth_scheme="bearer", auth_token=SECRET
+            ),
+        )
+        conn_id = conn.json()["connection"]["id"]
+        api.post(
+            "/rules",
+            json={"workspace": ws, "connection": conn_id, "event": "old.rows", "metadata": {"action": "send_webhook"}},
+        )
+        emitted = api.post("/events", json={"workspace": ws, "event": "old.rows", "payload": {}})
+        event_id = emitted.json()["event"]["id"]
+        assert api.wait_event(event_id)["status"] == "failed"
+        assert SECRET not in _texts_of_event(api, event_id)
+    db = sqlite3.connect(data / "sandbox.db")
+    leak = f"LocalProtocolError Illegal header value b'{SECRET}\\r\\n'"
+    db.execute("UPDATE attempts SET message=?, response=json_set(response, '$.body', ?)", (leak, leak))
+    db.execute("UPDATE rule_events SET last_error=?", (leak,))
+    db.commit()
+    db.close()
+    with EmbeddedSandbox(data, retry_base=0.01, max_attempts=1) as info, SandboxApi(info) as api:
+        text = _texts_of_event(api, event_id)
+        assert "Illegal header value" in text and SECRET not in text
+        canceled = api.post(f"/events/{event_id}/cancel")
+        assert SECRET not in canceled.text

@@ -67,6 +67,8 @@ from meshes_mcp.sandbox.clock import is_uuid, iso, new_id, now, now_iso
 from meshes_mcp.sandbox.delivery import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE, DeliveryEngine, RetryPolicy
 from meshes_mcp.sandbox.destinations import (
     Destinations,
+    Scrubber,
+    connection_secrets,
     header_field_problems,
     keep_redacted,
     redact_metadata,
@@ -248,10 +250,48 @@ def status_filter(request: Request) -> dict[str, str]:
     return filters
 
 
+class StoredText:
+    """Delivery outcomes are scrubbed of the connection's secrets before they are stored; rows written
+    before that (or by an older sandbox on the same data directory) may still quote one, so the text of
+    rule events and attempts is scrubbed again on the way out. One per request: scrubbers are cached."""
+
+    def __init__(self, sb: Sandbox) -> None:
+        self.sb = sb
+        self._scrubbers: dict[str, Scrubber] = {}
+
+    def scrubber(self, connection_id: str) -> Scrubber:
+        if connection_id not in self._scrubbers:
+            row = self.sb.store.get_connection(None, connection_id, include_deleted=True)
+            self._scrubbers[connection_id] = Scrubber(
+                connection_secrets(self.sb.catalog.get(row["type"]), row["metadata"]) if row else set())
+        return self._scrubbers[connection_id]
+
+    def rule_event(self, row: dict[str, Any]) -> dict[str, Any]:
+        if not row.get("last_error"):
+            return row
+        return {**row, "last_error": self.scrubber(row["connection_id"]).text(row["last_error"])}
+
+    def rule_events(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [self.rule_event(r) for r in rows]
+
+    def attempt(self, row: dict[str, Any], connection_id: str) -> dict[str, Any]:
+        scrubber = self.scrubber(connection_id)
+        if not scrubber.forms:
+            return row
+        response = row["response"] and json.dumps(scrubber.deep(json.loads(row["response"])))
+        return {**row, "message": row["message"] and scrubber.text(row["message"]), "response": response}
+
+
+def event_view(sb: Sandbox, row: dict[str, Any], with_payload: bool = False) -> dict[str, Any]:
+    rule_events = StoredText(sb).rule_events(sb.store.rule_events_for([row["id"]])[row["id"]])
+    return views.event(row, rule_events, with_payload=with_payload)
+
+
 def events_page(sb: Sandbox, rows: list[dict[str, Any]], limit: int, scope: str) -> dict[str, Any]:
     shown = rows[:limit]
     by_event = sb.store.rule_events_for([r["id"] for r in shown])
-    return views.page(rows, limit, scope, lambda r: views.event(r, by_event.get(r["id"], [])))
+    text = StoredText(sb)
+    return views.page(rows, limit, scope, lambda r: views.event(r, text.rule_events(by_event.get(r["id"], []))))
 
 
 # -- workspaces -----------------------------------------------------------------------------------
@@ -676,14 +716,12 @@ async def list_events(request: Request, sb: Sandbox, p: Principal) -> Any:
 
 @api()
 async def get_event(request: Request, sb: Sandbox, p: Principal) -> Any:
-    row = event_or_404(sb, p, request)
-    return views.event(row, sb.store.rule_events_for([row["id"]])[row["id"]])
+    return event_view(sb, event_or_404(sb, p, request))
 
 
 @api()
 async def get_event_payload(request: Request, sb: Sandbox, p: Principal) -> Any:
-    row = event_or_404(sb, p, request)
-    return views.event(row, sb.store.rule_events_for([row["id"]])[row["id"]], with_payload=True)
+    return event_view(sb, event_or_404(sb, p, request), with_payload=True)
 
 
 @api()
@@ -699,14 +737,17 @@ async def retry_rule_event(request: Request, sb: Sandbox, p: Principal) -> Any:
         raise too_early(f"the next attempt is due at {iso(due)} (within {RETRY_IMMINENT:g} s): no need to force it")
     sb.store.force_retry(rule_event)
     sb.engine.wake()
-    return views.rule_event(sb.store.get_rule_event(rule_event["event_id"], rule_event["rule_id"]))  # type: ignore
+    return views.rule_event(StoredText(sb).rule_event(
+        sb.store.get_rule_event(rule_event["event_id"], rule_event["rule_id"])))  # type: ignore[arg-type]
 
 
 @api()
 async def list_attempts(request: Request, sb: Sandbox, p: Principal) -> Any:
     _, rule_event = rule_event_or_404(sb, p, request)
     after, limit = list_page(request, "attempts")
-    return views.page(sb.store.list_attempts(rule_event["id"], after, limit), limit, "attempts", views.attempt)
+    text, connection_id = StoredText(sb), rule_event["connection_id"]
+    return views.page(sb.store.list_attempts(rule_event["id"], after, limit), limit, "attempts",
+                      lambda r: views.attempt(text.attempt(r, connection_id)))
 
 
 def _attempt_or_404(sb: Sandbox, p: Principal, request: Request) -> dict[str, Any]:
@@ -715,7 +756,7 @@ def _attempt_or_404(sb: Sandbox, p: Principal, request: Request) -> dict[str, An
     row = sb.store.get_attempt(rule_event["id"], attempt_id)
     if row is None:
         raise not_found("attempt", attempt_id)
-    return row
+    return StoredText(sb).attempt(row, rule_event["connection_id"])
 
 
 @api()
@@ -736,7 +777,8 @@ async def cancel_rule_event(request: Request, sb: Sandbox, p: Principal) -> Any:
         raise conflict(f"this delivery already {rule_event['status']}: there is nothing to cancel")
     if rule_event["status"] in ACTIVE_STATUSES:
         sb.store.cancel_rule_event(rule_event["id"])
-    return views.rule_event(sb.store.get_rule_event(rule_event["event_id"], rule_event["rule_id"]))  # type: ignore
+    return views.rule_event(StoredText(sb).rule_event(
+        sb.store.get_rule_event(rule_event["event_id"], rule_event["rule_id"])))  # type: ignore[arg-type]
 
 
 @api()
@@ -746,7 +788,7 @@ async def cancel_event(request: Request, sb: Sandbox, p: Principal) -> Any:
     if not canceled and row["status"] in ("completed", "failed"):
         raise conflict(f"this event already {row['status']}: there is nothing left to cancel")
     fresh = sb.store.get_event(p.org_id, row["id"])
-    return views.event(fresh, sb.store.rule_events_for([row["id"]])[row["id"]])  # type: ignore[arg-type]
+    return event_view(sb, fresh)  # type: ignore[arg-type]
 
 
 # -- integrations ---------------------------------------------------------------------------------
