@@ -172,7 +172,9 @@ def api(publishable: bool = False) -> Callable[[Handler], Callable[[Request], Aw
                 principal = sandbox.auth.authenticate(request.headers, publishable)
                 result = await handler(request, sandbox, principal)
             except ApiError as exc:
-                return JSONResponse(exc.body(), status_code=exc.status)
+                # After a 413 the rest of the body is not wanted: close rather than drain it.
+                close = {"connection": "close"} if exc.status == 413 else None
+                return JSONResponse(exc.body(), status_code=exc.status, headers=close)
             except Exception:
                 log.exception("unhandled error on %s %s", request.method, request.url.path)
                 return JSONResponse(error_body(500, "internal error in the sandbox (see its log)"), status_code=500)
