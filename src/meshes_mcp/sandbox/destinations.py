@@ -63,9 +63,10 @@ SECRET_NAME = re.compile(r"(api_?key|apikey|secret|token|password|passwd|private
 # Metadata values sent as credentials whatever their key looks like.
 CREDENTIAL_FIELDS = ("auth_token", "auth_password", "auth_header_value", "signing_secret")
 # Sent verbatim in a header (or the request line): visible ASCII and spaces only, as HTTP/1.1 carries them.
-HEADER_TEXT_FIELDS = ("url", "auth_header_name", "auth_header_value", "auth_token", "signing_header")
-# Base64-encoded into the Authorization header: any text, but no control characters.
-NO_CONTROL_FIELDS = ("auth_username", "auth_password")
+HEADER_TEXT_FIELDS = ("auth_header_name", "auth_header_value", "auth_token", "signing_header")
+# Base64-encoded into the Authorization header, or IDNA/percent-encoded into the request line: any text,
+# but no control characters.
+NO_CONTROL_FIELDS = ("url", "auth_username", "auth_password")
 _HEADER_TEXT = re.compile(r"[\x20-\x7e]*")
 _NO_CONTROL = re.compile(r"[^\x00-\x1f\x7f-\x9f]*")
 HEADER_TEXT_MSG = ("must be printable ASCII without control characters (CR, LF, NUL, tab): remove the line break a "
@@ -407,8 +408,15 @@ async def send_webhook(client: httpx2.AsyncClient, request: WebhookRequest) -> O
             retry_after = _retry_after(response.headers.get("retry-after"))
     except httpx2.TimeoutException as exc:
         return Outcome("timeout", None, f"no response from {_host(request.url)} in time ({type(exc).__name__})")
-    except (httpx2.TransportError, httpx2.InvalidURL, UnicodeEncodeError) as exc:
-        # Scrubbed before cutting: a cut could leave a secret's prefix that no longer matches.
+    except (httpx2.LocalProtocolError, httpx2.InvalidURL, httpx2.UnsupportedProtocol, UnicodeEncodeError) as exc:
+        # The connection's own settings cannot make a valid request (a header value with a line break, saved
+        # before such values were refused): retrying cannot help. Scrubbed before cutting, so no prefix of a
+        # secret survives the cut.
+        detail = request.scrub(str(exc))[:160]
+        return Outcome("rejected_client_error", None,
+                       f"no request could be sent to {_host(request.url)}: {type(exc).__name__} {detail} (not retried: "
+                       "fix the connection's URL or headers, then retry)")
+    except httpx2.TransportError as exc:
         detail = request.scrub(str(exc))[:160]
         return Outcome("network_error", None,
                        f"could not reach {_host(request.url)}: {type(exc).__name__} {detail}".strip())
