@@ -503,3 +503,49 @@ def test_header_checks_leave_legitimate_values_alone(sandbox, sandbox_api):
     }
     response = sandbox_api.post("/connections", json=webhook_body(sandbox.workspace_id, "Legit", **metadata))
     assert response.status_code == 201, response.text
+
+
+def _strict_json(raw: bytes):
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(raw.decode("utf-8"), parse_constant=refuse)
+
+
+def test_events_stored_with_nan_or_lone_surrogates_stay_readable_and_deliverable(tmp_path, webhook_receiver):
+    """Events ingested before NaN and lone surrogates were refused: the payload endpoint answers and a
+    retried delivery sends strict JSON (NaN → null, lone surrogate → U+FFFD)."""
+    data = tmp_path / "legacy"
+    with EmbeddedSandbox(data, retry_base=60, max_attempts=5) as info, SandboxApi(info) as api:
+        ws = info.workspace_id
+        conn = api.post("/connections", json=webhook_body(ws, "Legacy", url=f"{webhook_receiver.url}/status/503"))
+        conn_id = conn.json()["connection"]["id"]
+        rule_id = api.post(
+            "/rules",
+            json={
+                "workspace": ws,
+                "connection": conn_id,
+                "event": "legacy.evt",
+                "metadata": {"action": "send_webhook"},
+            },
+        ).json()["rule"]["id"]
+        event_id = api.post("/events", json={"workspace": ws, "event": "legacy.evt", "payload": {}}).json()["event"][
+            "id"
+        ]
+        api.wait_event(event_id, until=lambda ev: ev["rule_events"][0]["status"] == "retrying")
+    db = sqlite3.connect(data / "sandbox.db")
+    db.execute("UPDATE events SET payload=? WHERE id=?", ('{"x":NaN,"big":Infinity,"s":"a\\ud800b"}', event_id))
+    metadata = json.loads(db.execute("SELECT metadata FROM connections WHERE id=?", (conn_id,)).fetchone()[0])
+    metadata["url"] = f"{webhook_receiver.url}/legacy"
+    db.execute("UPDATE connections SET metadata=? WHERE id=?", (json.dumps(metadata), conn_id))
+    db.commit()
+    db.close()
+    with EmbeddedSandbox(data, retry_base=60, max_attempts=5) as info, SandboxApi(info) as api:
+        payload = api.get(f"/events/{event_id}/payload")
+        assert payload.status_code == 200, payload.text
+        assert _strict_json(payload.content)["payload"] == {"x": None, "big": None, "s": "a\ufffdb"}
+        assert api.post(f"/events/{event_id}/rules/{rule_id}/retry").status_code == 200
+        done = api.wait_event(event_id)
+        assert done["status"] == "completed", done
+    receipt = webhook_receiver.wait_for(1, "/legacy")[0]
+    assert _strict_json(receipt.body)["payload"] == {"x": None, "big": None, "s": "a\ufffdb"}

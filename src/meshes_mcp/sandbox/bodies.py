@@ -212,3 +212,21 @@ async def read_json(request: Request, required: bool = True) -> Any:
             )
         return None
     return parse_json(raw)
+
+
+def plain_json(value: Any, depth: int = 0) -> Any:
+    """A copy that strict JSON can carry: non-finite numbers become null, lone surrogates U+FFFD.
+
+    Ingest refuses both now; events stored before that still hold them, and would otherwise answer
+    GET /events/{id}/payload with a 500 and reach a webhook as invalid JSON (or not at all)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth > 900:  # stored by the old parser, at most ~1,000 levels: never reached in practice
+        return None
+    if isinstance(value, dict):
+        return {plain_json(k): plain_json(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_json(v, depth + 1) for v in value]
+    return value

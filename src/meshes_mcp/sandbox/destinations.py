@@ -46,6 +46,7 @@ import httpx2
 
 from meshes_mcp.api.catalog import Catalog, IntegrationSpec, validate_rule_metadata
 from meshes_mcp.sandbox import provider_data
+from meshes_mcp.sandbox.bodies import plain_json
 from meshes_mcp.sandbox.clock import new_id, parse_iso
 from meshes_mcp.sandbox.mapping import apply_mapping, resolve_path
 from meshes_mcp.sandbox.store import Job, Store
@@ -323,7 +324,10 @@ def build_webhook_request(metadata: dict[str, Any], event: dict[str, Any], deliv
         document = {"uuid": event["id"], "event": event["event"], "resource": event.get("resource"),
                     "resource_id": event.get("resource_id"), "payload": event["payload"],
                     "time_created": created_ms, "time_sent": sent_ms}
-    body = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        body = json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except (ValueError, UnicodeEncodeError):  # an event stored before ingest refused NaN and lone surrogates
+        body = json.dumps(plain_json(document), separators=(",", ":"), ensure_ascii=False).encode()
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
                "X-Meshes-Event-Id": event["id"], "X-Meshes-Event": event["event"],
                "X-Meshes-Timestamp": str(sent_ms), "X-Meshes-Delivery-Id": delivery_id,

@@ -20,6 +20,7 @@ import json
 import re
 from typing import Any
 
+from meshes_mcp.sandbox.bodies import plain_json
 from meshes_mcp.sandbox.clock import iso
 from meshes_mcp.sandbox.errors import ApiError
 
@@ -153,7 +154,7 @@ def event(row: dict[str, Any], rule_events: list[dict[str, Any]] | None = None,
     if rule_events is not None:
         out["rule_events"] = [rule_event(r) for r in rule_events]
     if with_payload:
-        out["payload"] = json.loads(row["payload"])
+        out["payload"] = plain_json(json.loads(row["payload"]))
     return out
 
 
@@ -171,7 +172,7 @@ def response_details(row: dict[str, Any]) -> dict[str, Any]:
     http_status, message, captured, request, response}` where `response` is `{status, headers, body,
     body_truncated, body_size}` (headers carrying secrets are withheld, body cut at 4 KB) or null when
     nothing came back (timeout, network error, mapping error, in flight)."""
-    captured = json.loads(row["response"]) if row["response"] else None
+    captured = plain_json(json.loads(row["response"])) if row["response"] else None
     request = captured.pop("request", None) if captured else None
     simulated = captured.pop("simulated", False) if captured else False
     return {"attempt_id": row["id"], "event_id": row["event_id"], "rule": row["rule_id"],
