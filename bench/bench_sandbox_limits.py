@@ -39,8 +39,9 @@ async def oversized_posts(api_url: str, key: str, posts: int, megabytes: int) ->
 
     async def one(client: httpx2.AsyncClient) -> str:
         try:
-            response = await client.post("/events", content=body(), headers={
-                "content-type": "application/json", "x-meshes-publishable-key": key})
+            response = await client.post(
+                "/events", content=body(), headers={"content-type": "application/json", "x-meshes-publishable-key": key}
+            )
             return str(response.status_code)
         except httpx2.HTTPError as exc:  # the server answered 413 and closed while we were still sending
             return type(exc).__name__
@@ -54,8 +55,9 @@ def bogus_keys(api_url: str, keys: int) -> dict[int, int]:
     with httpx2.Client(base_url=api_url, timeout=30) as client:
         for i in range(keys):
             key = f"mesh_pub_{i:08d}_" + "k" * 40_000
-            status = client.post("/events", json={"event": "a", "payload": {}},
-                                 headers={"x-meshes-publishable-key": key}).status_code
+            status = client.post(
+                "/events", json={"event": "a", "payload": {}}, headers={"x-meshes-publishable-key": key}
+            ).status_code
             statuses[status] = statuses.get(status, 0) + 1
     return statuses
 
@@ -73,13 +75,17 @@ def main() -> None:
             start = time.perf_counter()
             outcomes = asyncio.run(oversized_posts(info.api_url, info.publishable_key, args.posts, args.megabytes))
             took = time.perf_counter() - start
-            print(f"{args.posts} concurrent {args.megabytes} MB POSTs: {outcomes} in {took:.1f} s;"
-                  f" sandbox RSS {before:.0f} → {rss_mb(proc.pid):.0f} MB")
+            print(
+                f"{args.posts} concurrent {args.megabytes} MB POSTs: {outcomes} in {took:.1f} s;"
+                f" sandbox RSS {before:.0f} → {rss_mb(proc.pid):.0f} MB"
+            )
             before = rss_mb(proc.pid)
             start = time.perf_counter()
             statuses = bogus_keys(info.api_url, args.keys)
-            print(f"{args.keys} bogus 40 KB publishable keys: {statuses} in {time.perf_counter() - start:.1f} s;"
-                  f" sandbox RSS {before:.0f} → {rss_mb(proc.pid):.0f} MB")
+            print(
+                f"{args.keys} bogus 40 KB publishable keys: {statuses} in {time.perf_counter() - start:.1f} s;"
+                f" sandbox RSS {before:.0f} → {rss_mb(proc.pid):.0f} MB"
+            )
         finally:
             proc.terminate()
             proc.wait(10)
