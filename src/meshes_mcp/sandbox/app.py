@@ -81,6 +81,11 @@ from meshes_mcp.sandbox.store import ACTIVE_STATUSES, NewEvent, Store
 
 log = logging.getLogger("meshes_mcp.sandbox")
 
+RETRY_IMMINENT = 1.0  # seconds: a retry due sooner than this answers 425
+EVENT_STATUSES = ("pending", "processing", "retrying", "completed", "failed", "canceled")
+DEFAULT_DELIVERY_TIMEOUT = 10.0
+DEFAULT_CONCURRENCY = 64
+
 
 class HideUrlUserinfo(logging.Filter):
     """Webhook URLs may carry `user:password@`; the HTTP client logs every request URL at INFO. Every log
@@ -105,11 +110,6 @@ def hide_url_userinfo_in_logs() -> None:
         logger = logging.getLogger(name)
         if _USERINFO_FILTER not in logger.filters:
             logger.addFilter(_USERINFO_FILTER)
-
-RETRY_IMMINENT = 1.0  # seconds: a retry due sooner than this answers 425
-EVENT_STATUSES = ("pending", "processing", "retrying", "completed", "failed", "canceled")
-DEFAULT_DELIVERY_TIMEOUT = 10.0
-DEFAULT_CONCURRENCY = 64
 
 
 @dataclass
