@@ -2,7 +2,7 @@
 never a secret (the machine secret key, a planted connection credential) in a response, and the
 sandbox still answers afterwards.
 
-Bounded for CI by `MESHES_FUZZ_EXAMPLES` (default 800 cases); run more with e.g.
+Bounded for CI by `MESHES_FUZZ_EXAMPLES` (default 600 cases); run more with e.g.
 `MESHES_FUZZ_EXAMPLES=5000 python -m pytest tests/test_sandbox_fuzz.py -s`.
 Every webhook URL the suite can create points at a closed loopback port: nothing leaves the machine.
 """
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-EXAMPLES = int(os.environ.get("MESHES_FUZZ_EXAMPLES", "800"))
+EXAMPLES = int(os.environ.get("MESHES_FUZZ_EXAMPLES", "600"))
 PLANTED = {
     "auth_token": "tok_PlantedFuzz0Token9",
     "header": "hdr_PlantedFuzz0Value7",
