@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
         elif command == "doctor":
             from meshes_mcp.doctor import run_doctor
 
-            sys.exit(run_doctor(settings_from(options), http_settings_or_error(options)))
+            http = http_settings_or_error(options) if _http_configured(options) else None
+            sys.exit(run_doctor(settings_from(options), http))
         else:
             serve(options)
     except KeyboardInterrupt:
@@ -147,6 +148,18 @@ def http_settings_from(options: dict[str, Any]) -> Any:
     from meshes_mcp.config import HttpSettings
 
     return HttpSettings.from_sources(options, os.environ)
+
+
+def _http_configured(options: dict[str, Any]) -> bool:
+    """Whether doctor should check the HTTP transport: asked for, or configured by flag or variable."""
+    from meshes_mcp.config import HOSTS_VARIABLE, ORIGINS_VARIABLE, TOKEN_VARIABLE
+
+    flags = ("http_token", "allowed_hosts", "allowed_origins")
+    return (
+        options.get("transport") == "http"
+        or any(flag in options for flag in flags)
+        or any(name in os.environ for name in (TOKEN_VARIABLE, HOSTS_VARIABLE, ORIGINS_VARIABLE))
+    )
 
 
 def http_settings_or_error(options: dict[str, Any]) -> Any:

@@ -246,7 +246,7 @@ class HttpSettings:
     @property
     def allowed_hosts(self) -> tuple[str, ...]:
         hosts = list(LOOPBACK_HOSTS)
-        if not self._binds_every_interface() and not is_loopback_host(self.host):
+        if not self._binds_every_interface():
             # Binding one named address says clients will use that name. A rebinding attack needs a
             # name the attacker controls, so allowing the operator's own one keeps the protection.
             hosts += [host_header(self.host), host_header(self.host, self.port)]
