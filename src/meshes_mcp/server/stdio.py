@@ -1,23 +1,24 @@
 """Stdio with an answer for every line: malformed JSON-RPC gets a JSON-RPC error instead of silence.
 
 The SDK's `stdio_server` parses each stdin line and, when it fails, hands the exception to the session,
-which drops it: the client waits for an answer that never comes. We keep the SDK transport (its stdout
-writer, its fd-1 diversion) and give it our own stdin: a line iterator that checks each line the same
-way the SDK will (its own message adapter), passes the good ones through unchanged, and answers the
-others through the SDK's write stream:
+which drops it: the client waits for an answer that never comes. We keep the SDK transport for stdout
+(its writer and its fd-1 diversion) and read stdin ourselves: each line is parsed once, with the SDK's
+own message adapter, and either handed to the session or answered through the SDK's write stream:
 
 - -32700 Parse error: not UTF-8, not JSON, or JSON the SDK's parser refuses (nesting deeper than about
   200 levels, a lone surrogate escape). The request's id is included when the standard library's more
   lenient parser can still read it, so the client's pending call ends.
 - -32600 Invalid Request: valid JSON that is not a message: a batch array (MCP has no batching since
   2025-06-18; each request in it gets its own error), a scalar, `params` that is not an object, an id
-  that is neither string nor integer, a wrong `jsonrpc`.
+  that is neither string nor integer (the SDK would take such a request for a notification and never
+  answer it), a wrong `jsonrpc`.
 
 What is not answered, by design: blank lines (skipped), and a malformed *response* from the client (no
 `method`): its id belongs to a request the server sent, and an error under that id could be taken by the
 client as the answer to one of its own requests. Those are logged and dropped.
 Messages that parse are the SDK's business: unknown methods, bad tool arguments and the like get the
-SDK's own -32601 / -32602 answers.
+SDK's own -32601 / -32602 answers. Lines are not length-limited (neither are the SDK's): the client is
+the parent process.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ class Refusal(NamedTuple):
 # --- judging one line --------------------------------------------------------------------------
 
 
-def judge_line(raw: bytes) -> str | Refusal | None:
-    """The line to pass to the SDK, the refusal to answer instead, or None for a blank line."""
+def judge_line(raw: bytes) -> types.JSONRPCMessage | Refusal | None:
+    """The message for the session, the refusal to answer instead, or None for a blank line."""
     line = raw.rstrip(b"\r\n")
     if not line.strip():
         return None
@@ -70,8 +71,8 @@ def judge_line(raw: bytes) -> str | Refusal | None:
     except ValidationError as exc:
         return _diagnose(text, exc)
     if isinstance(message, types.JSONRPCNotification):
-        return _request_posing_as_notification(text) or text
-    return text
+        return _request_posing_as_notification(text) or message
+    return message
 
 
 def _request_posing_as_notification(text: str) -> Refusal | None:
@@ -182,52 +183,45 @@ def _readable_id(value: Any) -> types.RequestId | None:
 # --- the transport -------------------------------------------------------------------------------
 
 
-class CheckedLines:
-    """The stdin the SDK's stdio_server iterates: good lines pass, bad ones are answered and skipped."""
+async def read_lines(source: Any, session: Any, replies: Any) -> None:
+    """Feed the session one message per good line and answer the others; end at EOF or when the
+    session is gone. `source` is an anyio AsyncFile over the binary wire."""
+    from mcp.shared.message import SessionMessage
 
-    def __init__(self, source: Any) -> None:
-        self.source = source  # an anyio AsyncFile over the binary wire
-        self.write_stream: Any = None
-        self.ready = anyio.Event()
-
-    def answer_through(self, write_stream: Any) -> None:
-        self.write_stream = write_stream
-        self.ready.set()
-
-    def __aiter__(self) -> CheckedLines:
-        return self
-
-    async def __anext__(self) -> str:
-        while True:
-            raw = await self.source.readline()
-            if not raw:
-                raise StopAsyncIteration
+    async with session:
+        while raw := await source.readline():
             try:
                 verdict = judge_line(raw)
             except Exception:  # a bug in the checks must cost one line, never the session
                 log.exception("could not check a stdin line")
                 verdict = Refusal(INTERNAL_ERROR, "Internal error while reading the message", (None,))
-            if isinstance(verdict, str):
-                return verdict
-            if verdict is not None and not await self._answer(verdict, len(raw)):
-                raise StopAsyncIteration
-
-    async def _answer(self, refusal: Refusal, size: int) -> bool:
-        """Send the refusal's errors; False once the session is gone."""
-        from mcp.shared.message import SessionMessage
-
-        # The line itself is never logged: it may carry tool arguments with credentials.
-        log.warning("refused a %d-byte stdin line: %s", size, refusal.message)
-        await self.ready.wait()
-        for request_id in refusal.ids:
-            error = types.JSONRPCError(
-                jsonrpc="2.0", id=request_id, error=types.ErrorData(code=refusal.code, message=refusal.message)
-            )
             try:
-                await self.write_stream.send(SessionMessage(error))
+                if isinstance(verdict, Refusal):
+                    await _answer(replies, verdict, len(raw))
+                elif verdict is not None:
+                    await session.send(SessionMessage(verdict))
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                return False
-        return True
+                return
+
+
+async def _answer(replies: Any, refusal: Refusal, size: int) -> None:
+    from mcp.shared.message import SessionMessage
+
+    # The line itself is never logged: it may carry tool arguments with credentials.
+    log.warning("refused a %d-byte stdin line: %s", size, refusal.message)
+    for request_id in refusal.ids:
+        error = types.ErrorData(code=refusal.code, message=refusal.message)
+        await replies.send(SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error)))
+
+
+class _NoLines:
+    """The stdin handed to the SDK's stdio_server: empty, since we read the real one ourselves."""
+
+    def __aiter__(self) -> _NoLines:
+        return self
+
+    async def __anext__(self) -> str:
+        raise StopAsyncIteration
 
 
 def _claim_stdin() -> tuple[BinaryIO, Callable[[], None]]:
@@ -264,14 +258,16 @@ def _claim_stdin() -> tuple[BinaryIO, Callable[[], None]]:
 
 @asynccontextmanager
 async def checked_stdio_server() -> AsyncIterator[tuple[Any, Any]]:
-    """The SDK's stdio_server (stdout side unchanged) fed by `CheckedLines`."""
+    """The SDK's stdio_server for stdout, our `read_lines` for stdin: (read_stream, write_stream)."""
     from mcp.server.stdio import stdio_server
+    from mcp.shared.message import SessionMessage
 
     source, restore = _claim_stdin()
-    lines = CheckedLines(anyio.wrap_file(source))
+    session_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     try:
-        async with stdio_server(stdin=lines) as (read_stream, write_stream):
-            lines.answer_through(write_stream)
+        async with stdio_server(stdin=_NoLines()) as (unused_reader, write_stream), anyio.create_task_group() as tg:
+            await unused_reader.aclose()
+            tg.start_soon(read_lines, anyio.wrap_file(source), session_writer, write_stream)
             yield read_stream, write_stream
     finally:
         restore()
