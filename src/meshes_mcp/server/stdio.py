@@ -70,15 +70,16 @@ def judge_line(raw: bytes) -> types.JSONRPCMessage | Refusal | None:
         message = types.jsonrpc_message_adapter.validate_json(text, by_name=False)
     except ValidationError as exc:
         return _diagnose(text, exc)
-    if isinstance(message, types.JSONRPCNotification):
+    if isinstance(message, types.JSONRPCNotification) and not message.method.startswith("notifications/"):
         return _request_posing_as_notification(text) or message
     return message
 
 
 def _request_posing_as_notification(text: str) -> Refusal | None:
-    """The SDK reads `{"id": 1.5, "method": ...}` (or `"id": null`) as a notification, ignoring the id,
-    and never answers; its sender waits for one. Notifications are few and small: reading them again
-    costs nothing."""
+    """The SDK reads `{"id": 1.5, "method": "tools/list"}` (or `"id": null`) as a notification, ignoring
+    the id, and never answers; its sender waits for one. Only methods that are not notifications by name
+    get here (a sloppy `"id": null` on `notifications/initialized` still works), and those are few and
+    small: reading them again costs nothing."""
     parsed = _lenient_parse(text)
     if isinstance(parsed, dict) and "id" in parsed:
         problem = _envelope_problem(parsed, [])
