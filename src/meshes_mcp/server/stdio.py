@@ -91,7 +91,8 @@ def _diagnose(text: str, exc: ValidationError) -> Refusal:
     errors = exc.errors(include_url=False, include_input=False)
     parsed = _lenient_parse(text)
     if errors and errors[0]["type"] == "json_invalid":
-        return _refusal(PARSE_ERROR, f"Parse error: {errors[0]['msg']}{_parse_hint(parsed)}", parsed)
+        message = errors[0]["msg"]
+        return _refusal(PARSE_ERROR, f"Parse error: {message}{_parse_hint(message, parsed)}", parsed)
     if isinstance(parsed, list):
         return _refusal(INVALID_REQUEST, BATCH_REFUSED, parsed)
     if not isinstance(parsed, dict):
@@ -123,13 +124,13 @@ def _envelope_problem(message: dict[str, Any], errors: list[Any]) -> str:
     return "not a JSON-RPC request or notification"
 
 
-def _parse_hint(parsed: Any) -> str:
-    """Why JSON the standard library accepts was refused, when we can tell."""
-    if parsed is _UNREADABLE:
-        return ""
-    if _has_lone_surrogate(parsed):
+def _parse_hint(message: str, parsed: Any) -> str:
+    """Why the SDK's parser refused the line, when its own message does not say it plainly."""
+    if "recursion limit" in message:
+        return " (nested too deeply: at most about 200 levels)"
+    if parsed is not _UNREADABLE and _has_lone_surrogate(parsed):
         return " (a \\ud800-\\udfff escape must be half of a surrogate pair)"
-    return " (nested too deeply: at most about 200 levels)"
+    return ""
 
 
 _UNREADABLE = object()
