@@ -169,6 +169,10 @@ def test_requests_without_the_right_token_get_401_on_every_route(guarded):
         headers=[*MCP_HEADERS.items(), ("Authorization", "Bearer nope"), ("Authorization", f"Bearer {TOKEN}")],
     )
     assert doubled.status_code == 401
+    upgrade = httpx2.get(guarded.url, headers={"Connection": "Upgrade", "Upgrade": "websocket"})
+    assert upgrade.status_code == 401
+    # Without the token, nothing else is revealed: not even whether the Host would have been allowed.
+    assert guarded.post({"Host": "evil.example"}).status_code == 401
     # The scheme is case-insensitive, as RFC 7235 says.
     assert guarded.post({"Authorization": f"bearer {TOKEN}"}).status_code == 200
 

@@ -5,8 +5,9 @@ binds a loopback name; it has no shared-secret authentication. Here the SDK's St
 with our allow-lists and wrapped in two pure-ASGI guards that run on every route, whatever the bind
 address:
 
-    HostOriginGuard  -> 421 / 403 before anything else (the SDK's own matching rules)
-    BearerTokenGuard -> 401 unless `Authorization: Bearer <token>` (when a token is configured)
+    BearerTokenGuard -> 401 unless `Authorization: Bearer <token>` (when a token is configured), first,
+                        so a caller without the token learns nothing else, not even the allow-lists
+    HostOriginGuard  -> 421 / 403 (the SDK's own matching rules)
     the SDK's streamable-HTTP app (/mcp)
 
 Later modes slot in here: a stateless flag is an argument of `streamable_http_app`, and per-request
@@ -22,7 +23,7 @@ from typing import Any
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from meshes_mcp.config import HOSTS_VARIABLE, ORIGINS_VARIABLE, HttpSettings
@@ -42,53 +43,65 @@ def transport_security(settings: HttpSettings) -> TransportSecuritySettings:
     )
 
 
-class HostOriginGuard:
+class Guard:
+    """A pure-ASGI layer that answers an HTTP request itself when `refusal` says so. Lifespan events pass
+    through; websockets are refused outright (nothing here serves them, so no guard may be skipped)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+        elif scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1008})
+        elif (refused := await self.refusal(scope)) is not None:
+            await refused(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def refusal(self, scope: Scope) -> Response | None:
+        raise NotImplementedError
+
+
+class HostOriginGuard(Guard):
     """Refuses a request whose Host or Origin is not allowed, on every route, with the SDK's matching."""
 
     def __init__(self, app: ASGIApp, security: TransportSecuritySettings) -> None:
-        self.app = app
+        super().__init__(app)
         self.checker = TransportSecurityMiddleware(security)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # lifespan passes through; websockets are not served at all
-            await self.app(scope, receive, send)
-            return
+    async def refusal(self, scope: Scope) -> Response | None:
         refused = await self.checker.validate_request(Request(scope), is_post=False)
         if refused is None:
-            await self.app(scope, receive, send)
-            return
+            return None
         # The SDK logged which header failed; the answer tells the operator where the list is set.
         if refused.status_code == 421:
             text = f"Host header not allowed; the server's allowed hosts are set with {HOSTS_VARIABLE}"
         else:
             text = f"Origin header not allowed; the server's allowed origins are set with {ORIGINS_VARIABLE}"
-        await PlainTextResponse(text, status_code=refused.status_code)(scope, receive, send)
+        return PlainTextResponse(text, status_code=refused.status_code)
 
 
-class BearerTokenGuard:
+class BearerTokenGuard(Guard):
     """401 for every request that does not carry `Authorization: Bearer <token>` (constant-time compare)."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
+        super().__init__(app)
         self.expected = token.encode()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def refusal(self, scope: Scope) -> Response | None:
         presented = _bearer_credentials(Headers(scope=scope).getlist("authorization"))
         if presented is not None and hmac.compare_digest(presented, self.expected):
-            await self.app(scope, receive, send)
-            return
+            return None
         # Neither the expected nor the presented token is ever logged or echoed.
         log.warning("refused an HTTP request without the right bearer token (%s %s)", scope["method"], scope["path"])
         challenge = 'Bearer realm="meshes-mcp"' + (', error="invalid_token"' if presented is not None else "")
-        response = PlainTextResponse(
+        return PlainTextResponse(
             "Unauthorized: send Authorization: Bearer <token>, the value of MESHES_MCP_HTTP_TOKEN",
             status_code=401,
             headers={"WWW-Authenticate": challenge},
         )
-        await response(scope, receive, send)
 
 
 def _bearer_credentials(values: list[str]) -> bytes | None:
@@ -108,10 +121,10 @@ def build_http_app(server: Any, settings: HttpSettings) -> ASGIApp:
     # The SDK gets the same allow-lists: left to itself it would use loopback-only lists for a loopback
     # bind (refusing hosts the operator added) and no checks at all for any other bind.
     app = server.streamable_http_app(transport_security=security, host=settings.host)
-    # add_middleware puts each new layer outermost, so the Host/Origin check runs first.
+    # add_middleware puts each new layer outermost: the token check runs first.
+    app.add_middleware(HostOriginGuard, security=security)
     if settings.token is not None:
         app.add_middleware(BearerTokenGuard, token=settings.token)
-    app.add_middleware(HostOriginGuard, security=security)
     return app
 
 
