@@ -9,8 +9,9 @@ import sys
 import time
 
 import httpx2
+import pytest
 
-from meshes_mcp.cli import build_parser, settings_from
+from meshes_mcp.cli import build_parser, main, settings_from
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -83,3 +84,49 @@ def test_doctor_without_credentials_says_what_is_missing():
     assert done.returncode == 1
     assert "MESHES_ACCESS_KEY" in done.stderr and "--sandbox" in done.stderr
     assert done.stdout == ""
+
+
+def http_refusal(capsys, *args: str) -> str:
+    """What `meshes-mcp --transport http …` says when its HTTP settings are refused (before anything starts)."""
+    with pytest.raises(SystemExit) as exited:
+        main(["--transport", "http", *args])
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0]
+    return lines[0]
+
+
+def test_http_settings_are_checked_with_one_clear_line(capsys, monkeypatch):
+    for name in ("MESHES_MCP_HTTP_TOKEN", "MESHES_MCP_ALLOWED_HOSTS", "MESHES_MCP_ALLOWED_ORIGINS"):
+        monkeypatch.delenv(name, raising=False)
+    line = http_refusal(capsys, "--allowed-hosts", "localhost:*,http://mcp.example.com")
+    assert "MESHES_MCP_ALLOWED_HOSTS" in line and "'http://mcp.example.com'" in line and "e.g." in line
+    assert "wildcard host" in http_refusal(capsys, "--allowed-hosts", "*.example.com")
+    assert "outside 1-65535" in http_refusal(capsys, "--allowed-hosts", "example.com:70000")
+    line = http_refusal(capsys, "--allowed-origins", "https://app.example.com/path")
+    assert "MESHES_MCP_ALLOWED_ORIGINS" in line and "no path" in line
+    monkeypatch.setenv("MESHES_MCP_HTTP_TOKEN", "")
+    assert "MESHES_MCP_HTTP_TOKEN is set but empty" in http_refusal(capsys)
+    monkeypatch.setenv("MESHES_MCP_HTTP_TOKEN", "short-Secret")
+    line = http_refusal(capsys)
+    assert "at least 16 characters" in line and "short-Secret" not in line and "short" not in line
+    line = http_refusal(capsys, "--http-token", "has spaces in it, 16+ chars")
+    assert "letters, digits and -._~+/" in line and "spaces" not in line
+    monkeypatch.delenv("MESHES_MCP_HTTP_TOKEN")
+    assert "refusing to serve HTTP on ::" in http_refusal(capsys, "--host", "::")
+    assert "--host" in http_refusal(capsys, "--host", "bad host!")
+
+
+def test_allowed_names_add_to_loopback_and_the_bind_address():
+    from meshes_mcp.config import HttpSettings
+
+    flags = {"host": "10.1.2.3", "port": 9000, "http_token": "x" * 20, "allowed_hosts": " MCP.Example.com:* , "}
+    http = HttpSettings.from_sources(flags, {"MESHES_MCP_ALLOWED_ORIGINS": "https://app.example.com"})
+    assert http.allowed_hosts[:2] == ("127.0.0.1", "127.0.0.1:*")
+    assert {"10.1.2.3:9000", "mcp.example.com:*"} <= set(http.allowed_hosts)
+    assert "https://app.example.com" in http.allowed_origins and "http://localhost:*" in http.allowed_origins
+    assert "x" * 20 not in repr(http) + str(http.describe())
+    # Every interface: only what is listed, never "whatever Host the request names".
+    everywhere = HttpSettings.from_sources({"host": "0.0.0.0", "http_token": "y" * 16}, {})
+    assert "0.0.0.0:8000" not in everywhere.allowed_hosts and everywhere.url == "http://127.0.0.1:8000/mcp"
+    assert HttpSettings.from_sources({"host": "::1"}, {}).url == "http://[::1]:8000/mcp"  # loopback: no token needed

@@ -69,8 +69,26 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--transport", choices=("stdio", "http"), default=d, help="stdio (default) or streamable HTTP"
     )
-    parser.add_argument("--host", default=d, help="HTTP host (default 127.0.0.1)")
+    parser.add_argument("--host", default=d, help="HTTP host (default 127.0.0.1; others need a token)")
     parser.add_argument("--port", type=int, default=d, help="HTTP port (default 8000)")
+    parser.add_argument(
+        "--http-token",
+        default=d,
+        help="HTTP: require Authorization: Bearer <token> (MESHES_MCP_HTTP_TOKEN; prefer the variable, "
+        "flags show in the process list)",
+    )
+    parser.add_argument(
+        "--allowed-hosts",
+        default=d,
+        help="HTTP: comma list of Host values allowed besides loopback, e.g. mcp.example.com:* "
+        "(MESHES_MCP_ALLOWED_HOSTS)",
+    )
+    parser.add_argument(
+        "--allowed-origins",
+        default=d,
+        help="HTTP: comma list of Origin values allowed besides loopback, e.g. https://app.example.com "
+        "(MESHES_MCP_ALLOWED_ORIGINS)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", default=d, help="debug logging on stderr")
     add_delivery_options(parser)
 
@@ -105,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
         elif command == "doctor":
             from meshes_mcp.doctor import run_doctor
 
-            sys.exit(run_doctor(settings_from(options)))
+            http = http_settings_or_error(options) if _http_configured(options) else None
+            sys.exit(run_doctor(settings_from(options), http))
         else:
             serve(options)
     except KeyboardInterrupt:
@@ -125,8 +144,36 @@ def settings_from(options: dict[str, Any], **overrides: Any) -> Any:
     return Settings(**values)
 
 
+def http_settings_from(options: dict[str, Any]) -> Any:
+    from meshes_mcp.config import HttpSettings
+
+    return HttpSettings.from_sources(options, os.environ)
+
+
+def _http_configured(options: dict[str, Any]) -> bool:
+    """Whether doctor should check the HTTP transport: asked for, or configured by flag or variable."""
+    from meshes_mcp.config import HOSTS_VARIABLE, ORIGINS_VARIABLE, TOKEN_VARIABLE
+
+    flags = ("http_token", "allowed_hosts", "allowed_origins")
+    return (
+        options.get("transport") == "http"
+        or any(flag in options for flag in flags)
+        or any(name in os.environ for name in (TOKEN_VARIABLE, HOSTS_VARIABLE, ORIGINS_VARIABLE))
+    )
+
+
+def http_settings_or_error(options: dict[str, Any]) -> Any:
+    """For doctor: the HTTP settings, or the one-line reason they would refuse to start."""
+    try:
+        return http_settings_from(options)
+    except ValueError as exc:
+        return str(exc)
+
+
 def serve(options: dict[str, Any]) -> None:
     log = logging.getLogger("meshes_mcp")
+    # Checked before anything starts: an exposed server without a token must not come up at all.
+    http = http_settings_from(options) if options.get("transport") == "http" else None
     sandbox = None
     overrides: dict[str, Any] = {}
     if options.get("sandbox"):
@@ -154,12 +201,14 @@ def serve(options: dict[str, Any]) -> None:
         log.warning("no Meshes credentials: tools will explain how to configure them (or use --sandbox)")
     server = build_server(settings)
     try:
-        if options.get("transport") == "http":
-            server.run(
-                "streamable-http", host=options.get("host") or "127.0.0.1", port=options.get("port") or 8000
-            )
+        if http is not None:
+            from meshes_mcp.server.http import serve_http
+
+            serve_http(server, http)
         else:
-            server.run("stdio")
+            from meshes_mcp.server.stdio import serve_stdio
+
+            serve_stdio(server)
     finally:
         if sandbox is not None:
             sandbox.stop()

@@ -3,12 +3,16 @@
 Variable names match the official Meshes MCP server so an existing client configuration works
 unchanged: MESHES_ACCESS_KEY, MESHES_SECRET_KEY, MESHES_ORG_ID (or MESHES_ORGANIZATION_ID),
 MESHES_API_URL; ours add MESHES_WORKSPACE_ID, MESHES_PUBLISHABLE_KEY, MESHES_TOOLSETS and
-MESHES_READ_ONLY.
+MESHES_READ_ONLY. The HTTP transport's exposure rules (`HttpSettings`) read MESHES_MCP_HTTP_TOKEN,
+MESHES_MCP_ALLOWED_HOSTS and MESHES_MCP_ALLOWED_ORIGINS.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -83,3 +87,193 @@ class Settings(BaseSettings):
             "toolsets": self.toolsets or "default",
             "read_only": str(self.read_only).lower(),
         }
+
+
+# --- HTTP transport exposure -------------------------------------------------------------------
+
+TOKEN_VARIABLE = "MESHES_MCP_HTTP_TOKEN"
+HOSTS_VARIABLE = "MESHES_MCP_ALLOWED_HOSTS"
+ORIGINS_VARIABLE = "MESHES_MCP_ALLOWED_ORIGINS"
+MIN_TOKEN_LENGTH = 16
+TOKEN_EXAMPLE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+# The names a loopback client may use. The SDK matches `host:*` as "this host, any port" and compares
+# everything else exactly, so both the bare name (port 80 behind a proxy) and the wildcard are listed.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+LOOPBACK_HOSTS = tuple(pattern for name in LOOPBACK_NAMES for pattern in (name, f"{name}:*"))
+LOOPBACK_ORIGINS = tuple(f"{scheme}://{host}" for scheme in ("http", "https") for host in LOOPBACK_HOSTS)
+
+# RFC 6750 b64token: what a Bearer credential may contain, so it survives every HTTP client unchanged.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+_HOST_PATTERN = re.compile(r"(?P<name>\[[0-9a-f:.]+\]|[^:\[\]]+)(?::(?P<port>\*|\d{1,5}))?")
+_ORIGIN_PATTERN = re.compile(r"(?P<scheme>https?)://(?P<host>[^/?#]+)")
+
+
+def is_loopback_host(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost: only this machine can connect."""
+    name = host.strip().lower().strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def host_header(host: str, port: int | None = None) -> str:
+    """How a client names `host` in its Host header: IPv6 addresses in brackets, the port appended."""
+    name = host.strip().lower()
+    if ":" in name and not name.startswith("["):
+        name = f"[{name}]"
+    return name if port is None else f"{name}:{port}"
+
+
+def _host_pattern_problem(pattern: str) -> str | None:
+    """Why `pattern` is not `host`, `host:port` or `host:*`; None when it is one."""
+    match = _HOST_PATTERN.fullmatch(pattern)
+    if not match:
+        return "is not host, host:port or host:* (any port)"
+    name, port = match["name"], match["port"]
+    if name == "*" or "*" in name:
+        return "has a wildcard host; list each host instead (host:* allows any port)"
+    if name.startswith("["):
+        try:
+            ipaddress.IPv6Address(name[1:-1])
+        except ValueError:
+            return "is not a valid bracketed IPv6 address"
+    elif not _HOSTNAME.fullmatch(name):
+        return "is not a host name or IPv4 address"
+    if port not in (None, "*") and not 1 <= int(port) <= 65535:
+        return "has a port outside 1-65535"
+    return None
+
+
+def parse_allowed_hosts(value: str | None, source: str = HOSTS_VARIABLE) -> tuple[str, ...]:
+    """A comma list of Host header patterns (`mcp.example.com`, `10.0.0.5:8000`, `myhost:*`)."""
+    patterns = []
+    for raw in _comma_list(value):
+        pattern = raw.lower()
+        problem = _host_pattern_problem(pattern)
+        if problem:
+            raise ValueError(f"{source}: {raw!r} {problem}; e.g. mcp.example.com:8000 or mcp.example.com:*")
+        patterns.append(pattern)
+    return tuple(patterns)
+
+
+def parse_allowed_origins(value: str | None, source: str = ORIGINS_VARIABLE) -> tuple[str, ...]:
+    """A comma list of Origin patterns (`https://app.example.com`, `http://10.0.0.5:*`)."""
+    patterns = []
+    for raw in _comma_list(value):
+        pattern = raw.lower()
+        match = _ORIGIN_PATTERN.fullmatch(pattern)
+        problem = _host_pattern_problem(match["host"]) if match else "is not scheme://host[:port]"
+        if problem:
+            raise ValueError(
+                f"{source}: {raw!r} {problem} (an origin is http(s)://host[:port|:*], no path); "
+                "e.g. https://app.example.com or http://localhost:*"
+            )
+        patterns.append(pattern)
+    return tuple(patterns)
+
+
+def _comma_list(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def check_http_token(token: str, source: str = TOKEN_VARIABLE) -> str:
+    """The bearer token as given, or a one-line error naming the rule and how to make a good one."""
+    if not token.strip():
+        raise ValueError(f"{source} is set but empty; set a random secret, e.g. the output of {TOKEN_EXAMPLE}")
+    if len(token) < MIN_TOKEN_LENGTH or not _B64TOKEN.fullmatch(token):
+        # The token is never repeated, not even in part: this line goes to logs.
+        raise ValueError(
+            f"{source} must be at least {MIN_TOKEN_LENGTH} characters of letters, digits and -._~+/ "
+            f"(a Bearer token); e.g. the output of {TOKEN_EXAMPLE}"
+        )
+    return token
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """Who may reach the streamable-HTTP transport: bind address, bearer token, Host/Origin allow-lists.
+
+    Host/Origin validation is always on, whatever the bind address: the loopback names, plus the bind
+    host itself when it is a specific address, plus what MESHES_MCP_ALLOWED_HOSTS / _ORIGINS add.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = field(default=None, repr=False)
+    extra_hosts: tuple[str, ...] = ()
+    extra_origins: tuple[str, ...] = ()
+
+    @classmethod
+    def from_sources(cls, flags: Mapping[str, Any], environ: Mapping[str, str]) -> HttpSettings:
+        """Flags (`host`, `port`, `http_token`, `allowed_hosts`, `allowed_origins`) win over the environment.
+
+        Raises ValueError with one line naming the variable, the rule and a valid example.
+        """
+        host = str(flags.get("host") or "127.0.0.1").strip()
+        port = flags.get("port") or 8000
+        if not host or _host_pattern_problem(host_header(host)) is not None:
+            raise ValueError(f"--host {host!r} is not a host name or IP address; e.g. 127.0.0.1 or 0.0.0.0")
+        if not 1 <= port <= 65535:
+            raise ValueError(f"--port must be 1-65535, e.g. 8000 (got {port})")
+        token = _first_set(flags.get("http_token"), environ.get(TOKEN_VARIABLE))
+        settings = cls(
+            host=host,
+            port=port,
+            token=None if token is None else check_http_token(token),
+            extra_hosts=parse_allowed_hosts(_first_set(flags.get("allowed_hosts"), environ.get(HOSTS_VARIABLE))),
+            extra_origins=parse_allowed_origins(
+                _first_set(flags.get("allowed_origins"), environ.get(ORIGINS_VARIABLE))
+            ),
+        )
+        settings.check_exposure()
+        return settings
+
+    def check_exposure(self) -> None:
+        """A server reachable from other machines drives every tool with the configured Meshes keys:
+        it must demand a token. (A mode where each request brings its own Meshes keys would not.)"""
+        if self.token is None and not is_loopback_host(self.host):
+            raise ValueError(
+                f"refusing to serve HTTP on {self.host} without a token: set {TOKEN_VARIABLE} (or --http-token) "
+                f"to a random secret, e.g. the output of {TOKEN_EXAMPLE}, or bind --host 127.0.0.1"
+            )
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...]:
+        hosts = list(LOOPBACK_HOSTS)
+        if not self._binds_every_interface():
+            # Binding one named address says clients will use that name. A rebinding attack needs a
+            # name the attacker controls, so allowing the operator's own one keeps the protection.
+            hosts += [host_header(self.host), host_header(self.host, self.port)]
+        return tuple(dict.fromkeys([*hosts, *self.extra_hosts]))
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*LOOPBACK_ORIGINS, *self.extra_origins]))
+
+    def _binds_every_interface(self) -> bool:
+        return self.host.strip("[]") in ("0.0.0.0", "::", "")
+
+    @property
+    def url(self) -> str:
+        connect_to = "127.0.0.1" if self._binds_every_interface() else self.host
+        return f"http://{host_header(connect_to, self.port)}/mcp"
+
+    def describe(self) -> dict[str, str]:
+        """Safe to log and print: the token shows only whether it is set and its length."""
+        return {
+            "http_bind": host_header(self.host, self.port),
+            "http_token": f"set ({len(self.token)} characters)" if self.token else "(not set)",
+            "allowed_hosts": ", ".join(self.allowed_hosts),
+            "allowed_origins": ", ".join(self.allowed_origins),
+        }
+
+
+def _first_set(*values: str | None) -> str | None:
+    """The first value that was given at all (an empty string counts: it is checked, not skipped)."""
+    return next((value for value in values if value is not None), None)

@@ -10,12 +10,20 @@ import anyio
 from meshes_mcp.config import CREDENTIALS_HELP
 
 
-def run_doctor(settings: Any) -> int:
+def run_doctor(settings: Any, http: Any = None) -> int:
+    """`http`: the HTTP transport's settings, or the one-line reason they are invalid (a str)."""
+
     def out(line: str) -> None:
         print(line, file=sys.stderr)  # stdout stays clean even here: the same binary serves stdio
 
     for key, value in settings.describe().items():
         out(f"{key:16} {value}")
+    if isinstance(http, str):
+        out(f"\nHTTP transport would not start: {http}")
+        return 1
+    if http is not None:
+        for key, value in http.describe().items():
+            out(f"{key:16} {value}")
     if settings.machine_key() is None:
         out(f"\nmissing: {', '.join(settings.missing_credentials())}. {CREDENTIALS_HELP}")
         return 1
