@@ -23,10 +23,10 @@ log = logging.getLogger("meshes_mcp")
 class Runtime:
     def __init__(self, settings: Settings, client: MeshesClient | None = None) -> None:
         self.settings = settings
-        self._client = client
+        self.redactor = Redactor()
         self._catalog: Catalog | None = None
         self._catalog_live = False
-        self.redactor = Redactor()
+        self._client = self._learning(client) if client is not None else None
         for secret in (settings.secret_key, settings.access_key):
             if secret is not None:
                 self.redactor.add(secret.get_secret_value())
@@ -42,8 +42,21 @@ class Runtime:
         if self._client is None:
             from meshes_mcp.api.client import MeshesClient  # deferred: keeps start-up lean
 
-            self._client = MeshesClient.from_settings(self.settings)
+            self._client = self._learning(MeshesClient.from_settings(self.settings))
         return self._client
+
+    def _learning(self, client: Any) -> Any:
+        from meshes_mcp.server.secrets import LearningClient
+
+        return LearningClient(client, self.redactor, self.secret_keys)
+
+    def secret_keys(self, integration_type: str | None) -> frozenset[str]:
+        """The password-type metadata keys of an integration (none for an unknown type)."""
+        from meshes_mcp.api.catalog import load_catalog
+
+        spec = (self._catalog or load_catalog()).get(integration_type or "")
+        fields = (spec.authentication.fields or []) if spec is not None else []
+        return frozenset(f.key for f in fields if f.type == "password")
 
     async def aclose(self) -> None:
         if self._client is not None:
