@@ -28,6 +28,8 @@ LAUNCH_TOKEN_IN_URL = re.compile(r"([?&](launch|token|access_token)=)[^&#\s]+")
 URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 # Credentials quoted in text, e.g. a captured response that echoes the request's Authorization header.
 AUTH_CREDENTIAL = re.compile(r"\b(Basic|Bearer)(\s+)[A-Za-z0-9._~+/=-]{6,}", re.I)
+# Not password-typed in the catalogue, yet half of a credential: the Basic-auth username.
+CREDENTIAL_KEYS = frozenset({"auth_username"})
 # Static headers a webhook sends (API keys more often than not): names shown, values masked.
 HEADER_MAP_KEYS = frozenset({"custom_headers"})
 

@@ -26,6 +26,7 @@ class Runtime:
         self.redactor = Redactor()
         self._catalog: Catalog | None = None
         self._catalog_live = False
+        self._secret_keys: dict[tuple[int, str | None], frozenset[str]] = {}
         self._client = self._learning(client) if client is not None else None
         for secret in (settings.secret_key, settings.access_key):
             if secret is not None:
@@ -51,12 +52,21 @@ class Runtime:
         return LearningClient(client, self.redactor, self.secret_keys)
 
     def secret_keys(self, integration_type: str | None) -> frozenset[str]:
-        """The password-type metadata keys of an integration (none for an unknown type)."""
+        """The credential metadata keys of an integration (none for an unknown type)."""
+        from meshes_mcp.server.tools.integrations import secret_fields
+
+        key = (id(self._catalog), integration_type)  # a refreshed catalogue is asked again
+        if key not in self._secret_keys:
+            self._secret_keys[key] = secret_fields(self._record(integration_type))
+        return self._secret_keys[key]
+
+    def _record(self, integration_type: str | None) -> dict[str, Any] | None:
         from meshes_mcp.api.catalog import load_catalog
 
-        spec = (self._catalog or load_catalog()).get(integration_type or "")
-        fields = (spec.authentication.fields or []) if spec is not None else []
-        return frozenset(f.key for f in fields if f.type == "password")
+        catalog = self._catalog or load_catalog()
+        if catalog.get(integration_type or "") is None:
+            return None
+        return next((r for r in catalog.records() if r.get("type") == integration_type), None)
 
     async def aclose(self) -> None:
         if self._client is not None:
