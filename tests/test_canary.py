@@ -250,7 +250,7 @@ def test_no_canary_escapes_any_tool_resource_prompt_or_log(sandbox, sandbox_api,
     assert "auth_failed" in outputs["results"] and "network_error" in outputs["results"]
     assert "Illegal header value [redacted]" in outputs["results"]
     for where, text in outputs.items():
-        leaked = [value for value in canaries.values if value in text or value[:12] in text]
+        leaked = [value for value in canaries.values if value in text or value[:12] in text or value[-12:] in text]
         assert not leaked and MARK not in text, (
             f"{where} leaks {leaked or MARK}: {text[max(0, text.find(MARK) - 300) :][:600]}"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -319,11 +320,12 @@ def test_known_secrets_are_masked_in_every_quoted_form():
         json.dumps(json.dumps({"X-Api-Key": PASTED + "\r\n"})),  # JSON text inside JSON
         quote(PASTED + "\r\n", safe=""),
         PASTED[:12],  # an error message cut off mid-secret
+        "{'X-Api-Key': 'key_C..." + PASTED[-14:] + "'}",  # a repr shortened in the middle
         "tok_" + PASTED,
     ]
     for text in quoted:
         masked = redactor.text(f"before {text} after")
-        assert PASTED[:10] not in masked and REDACTED in masked, masked
+        assert PASTED[:10] not in masked and PASTED[-10:] not in masked and REDACTED in masked, masked
         assert masked.startswith("before ") and masked.endswith(" after")
 
 
@@ -349,3 +351,38 @@ def test_header_errors_lose_their_value_even_for_unknown_secrets():
         masked = redactor.text(message)
         assert "unknown_secret" not in masked and HEADER_ERROR_HINT in masked
         assert redactor.text(masked) == masked  # idempotent: results are redacted more than once
+
+
+def test_api_answers_quoting_a_secret_are_masked_in_results_and_in_logged_tracebacks(caplog):
+    """A real API may quote what it refused, or answer in a shape we cannot read: the error result is
+    scrubbed, and so is the traceback the SDK logs for a crash (pydantic's text quotes its input)."""
+    from meshes_mcp.config import Settings
+    from tests.http_double import ACCESS_KEY, ORG, SECRET_KEY, ApiDouble, Scripted
+
+    connection = "2d8b5e3a-4f6c-4d7e-af80-91a2b3c4d5e6"
+    double = ApiDouble().start()
+    try:
+        echoed = f"header X-Api-Key value {json.dumps(PASTED)} is not allowed (raw: {PASTED[:14]}"
+        double.script("POST", "/connections", Scripted(400, {"message": echoed}))
+        unreadable = {"id": 5, "type": "webhook", "metadata": {"custom_headers": {"X-Api-Key": PASTED}}}
+        double.script("GET", f"/connections/{connection}", Scripted(200, unreadable))
+        settings = Settings(api_url=double.url, access_key=ACCESS_KEY, secret_key=SECRET_KEY, org_id=ORG)
+
+        async def go():
+            async with Client(build_server(settings)) as client:
+                metadata = {"url": "https://example.com/h", "custom_headers": {"X-Api-Key": PASTED}}
+                body = {"type": "webhook", "name": "Echoed", "metadata": metadata, "workspace": ORG}
+                created = await client.call_tool("create_connection", body)
+                crashed = await client.call_tool("get_connection", {"connection_id": connection})
+                return refused(created), refused(crashed)
+
+        with caplog.at_level(logging.INFO):
+            created, crashed = anyio.run(go)
+    finally:
+        double.stop()
+    assert "is not allowed" in created and "[redacted]" in created
+    assert "get_connection" in crashed and PASTED[:10] not in crashed
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "Traceback" in logged  # the SDK did log the crash
+    for fragment in (PASTED[:10], PASTED[-10:]):  # pydantic shortens a long repr in the middle
+        assert fragment not in created and fragment not in crashed and fragment not in logged

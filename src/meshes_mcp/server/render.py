@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
+import weakref
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
@@ -47,8 +49,8 @@ HEADER_ERROR = re.compile(r"(?:illegal|invalid)\b[^\n]{0,80}?\bheader\b", re.I)
 
 # Values shorter than this would scrub ordinary words; real keys are long.
 MIN_SECRET_LENGTH = 8
-# Messages get cut (an exception text capped at N characters), so a secret may appear only as its start:
-# this many leading characters of a known secret are masked wherever they appear, with what follows of it.
+# Messages get cut (an exception text capped at N characters, a repr shortened in the middle), so a secret
+# may appear only as its start or its end: this many characters of either are masked wherever they appear.
 SECRET_PREFIX_LENGTH = 10
 # Bounded memory for a long-running server: past this many forms the oldest learned are forgotten.
 MAX_SECRET_FORMS = 8192
@@ -155,8 +157,7 @@ class Redactor:
 
     def __init__(self, secret_values: Iterable[str] = ()) -> None:
         self._forms: dict[str, None] = {}  # insertion-ordered: the oldest are forgotten first
-        self._matcher: re.Pattern[str] | None = None
-        self._by_head: dict[str, list[str]] = {}
+        self._matchers: tuple[Matcher, Matcher] | None = None
         for value in secret_values:
             self.add(value)
 
@@ -169,7 +170,7 @@ class Redactor:
         self._forms.update(dict.fromkeys(sorted(new)))
         while len(self._forms) > MAX_SECRET_FORMS:
             del self._forms[next(iter(self._forms))]
-        self._matcher = None
+        self._matchers = None
 
     def learn_metadata(self, metadata: Any, secret_keys: frozenset[str] = frozenset()) -> None:
         """Remember every secret a connection's metadata holds (as sent by the agent or read back)."""
@@ -184,29 +185,19 @@ class Redactor:
         text = AUTH_CREDENTIAL.sub(lambda mo: mo.group(1) + mo.group(2) + REDACTED, text)
         return LAUNCH_TOKEN_IN_URL.sub(lambda mo: mo.group(1) + REDACTED, text)
 
-    def _compiled(self) -> re.Pattern[str]:
-        if self._matcher is None:
-            self._by_head = {}
-            for form in self._forms:
-                self._by_head.setdefault(form[:SECRET_PREFIX_LENGTH], []).append(form)
-            heads = sorted(self._by_head, key=len, reverse=True)
-            self._matcher = re.compile("|".join(re.escape(head) for head in heads))
-        return self._matcher
+    def _compiled(self) -> tuple[Matcher, Matcher]:
+        if self._matchers is None:
+            self._matchers = (Matcher(self._forms), Matcher(form[::-1] for form in self._forms))
+        return self._matchers
 
     def _mask_known(self, text: str) -> str:
+        """Known secrets, whole or cut: their start (a message cut short) and their end (a repr shortened
+        in the middle, as pydantic does) are masked too when at least SECRET_PREFIX_LENGTH long."""
         if not self._forms or len(text) < MIN_SECRET_LENGTH:
             return text
-        matcher = self._compiled()
-        pieces: list[str] = []
-        done = 0
-        found = matcher.search(text)
-        while found is not None:
-            start = found.start()
-            end = start + max(common_prefix(text, start, form) for form in self._by_head[found.group()])
-            pieces += [text[done:start], REDACTED]
-            done = end
-            found = matcher.search(text, end)
-        return "".join(pieces) + text[done:] if pieces else text
+        heads, tails = self._compiled()
+        text = heads.mask(text, REDACTED)
+        return tails.mask(text[::-1], REDACTED[::-1])[::-1]
 
     def data(self, value: Any, secret_keys: frozenset[str] = frozenset()) -> Any:
         """Deep copy of `value` with credential fields masked and secret strings scrubbed."""
@@ -227,6 +218,29 @@ class Redactor:
         return value
 
 
+class Matcher:
+    """Finds where any of `forms` starts in a text, by its first SECRET_PREFIX_LENGTH characters."""
+
+    def __init__(self, forms: Iterable[str]) -> None:
+        self.by_head: dict[str, list[str]] = {}
+        for form in forms:
+            self.by_head.setdefault(form[:SECRET_PREFIX_LENGTH], []).append(form)
+        heads = sorted(self.by_head, key=len, reverse=True)
+        self.pattern = re.compile("|".join(re.escape(head) for head in heads))
+
+    def mask(self, text: str, mask: str) -> str:
+        pieces: list[str] = []
+        done = 0
+        found = self.pattern.search(text)
+        while found is not None:
+            start = found.start()
+            end = start + max(common_prefix(text, start, form) for form in self.by_head[found.group()])
+            pieces += [text[done:start], mask]
+            done = end
+            found = self.pattern.search(text, end)
+        return "".join(pieces) + text[done:] if pieces else text
+
+
 def common_prefix(text: str, start: int, form: str) -> int:
     """How many leading characters of `form` appear in `text` at `start`."""
     length = 0
@@ -235,6 +249,55 @@ def common_prefix(text: str, start: int, form: str) -> int:
             break
         length += 1
     return length
+
+
+class RedactingLogFilter(logging.Filter):
+    """Log records pass through the redactor of every live server: the SDK logs a tool's error text
+    (`Tool 'x' failed: …`) and tracebacks before our own scrubbing of the result runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.redactors: weakref.WeakSet[Redactor] = weakref.WeakSet()
+
+    def scrub(self, text: str) -> str:
+        for redactor in list(self.redactors):
+            text = redactor.text(text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.redactors:
+            return True
+        record.msg, record.args = self.scrub(record.getMessage()), ()
+        if record.exc_info:
+            record.exc_text = self.scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+        return True
+
+
+LOG_FILTER = RedactingLogFilter()
+# Filters do not apply to records of child loggers, so each logger that may quote a tool's error is named.
+REDACTED_LOGGERS = (
+    "meshes_mcp",
+    "mcp.server.mcpserver.server",
+    "mcp.server.mcpserver.tools.tool_manager",
+    "mcp.server.mcpserver.resources.resource_manager",
+    "mcp.server.mcpserver.prompts.manager",
+    "mcp.server.mcpserver.resolve",
+    "mcp.server.lowlevel.server",
+    "mcp.server.streamable_http",
+    "mcp.server.stdio",
+)
+
+
+def redact_logs(redactor: Redactor) -> None:
+    """Scrub the server's and the SDK's log records with `redactor` for as long as it lives."""
+    LOG_FILTER.redactors.add(redactor)
+    for name in REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if LOG_FILTER not in logger.filters:
+            logger.addFilter(LOG_FILTER)
 
 
 def mask_header_values(headers: Any) -> Any:

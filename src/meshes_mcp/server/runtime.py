@@ -9,7 +9,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from meshes_mcp.api.problems import Problem
 from meshes_mcp.config import CREDENTIALS_HELP, Settings
-from meshes_mcp.server.render import Redactor, prune, tool_result
+from meshes_mcp.server.render import Redactor, prune, redact_logs, tool_result
 
 if TYPE_CHECKING:
     from mcp_types import CallToolResult
@@ -24,6 +24,7 @@ class Runtime:
     def __init__(self, settings: Settings, client: MeshesClient | None = None) -> None:
         self.settings = settings
         self.redactor = Redactor()
+        redact_logs(self.redactor)
         self._catalog: Catalog | None = None
         self._catalog_live = False
         self._secret_keys: dict[tuple[int, str | None], frozenset[str]] = {}
