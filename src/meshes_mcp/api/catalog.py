@@ -443,7 +443,7 @@ def _header_problems(name: str, value: Any) -> list[str]:
     if not isinstance(value, str):
         return [f"header {_quote(name)} must have a string value (got {json_type_name(value)})"]
     if CONTROL_CHARS.search(value):
-        return [f"header {_quote(name)} value {CONTROL_CHAR_RULE}, e.g. {{{_quote(name)}: \"key_live_123\"}}"]
+        return [f'header {_quote(name)} value {CONTROL_CHAR_RULE}, e.g. {{{_quote(name)}: "key_live_123"}}']
     return []
 
 
