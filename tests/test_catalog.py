@@ -364,6 +364,62 @@ def test_custom_headers_refused(headers, words):
     assert any(words in p.msg for p in problems)
 
 
+# control characters: a key pasted with its newline is refused at save time, not at every delivery
+
+CONTROL_CASES = [
+    ("webhook", WEBHOOK | {"auth_scheme": "bearer", "auth_token": CANARY + "\r\n"}, "metadata.auth_token"),
+    (
+        "webhook",
+        WEBHOOK | {"auth_scheme": "basic", "auth_username": "svc\n", "auth_password": "pw"},
+        "metadata.auth_username",
+    ),
+    (
+        "webhook",
+        WEBHOOK | {"auth_scheme": "basic", "auth_username": "svc", "auth_password": CANARY + "\x00"},
+        "metadata.auth_password",
+    ),
+    (
+        "webhook",
+        WEBHOOK | {"auth_scheme": "custom_header", "auth_header_name": "X-Key", "auth_header_value": "\t" + CANARY},
+        "metadata.auth_header_value",
+    ),
+    (
+        "webhook",
+        WEBHOOK | {"signing_algorithm": "sha256", "signing_secret": CANARY + "\x7f"},
+        "metadata.signing_secret",
+    ),
+    ("webhook", {"url": "https://example.com/h\r\n"}, "metadata.url"),
+    ("mailchimp", {"data_center": "us6", "api_key": CANARY + "-us6\n"}, "metadata.api_key"),
+    ("customer_io", {"region": "us", "cdpApiKey": CANARY + "\x85"}, "metadata.cdpApiKey"),
+]
+
+
+@pytest.mark.parametrize(("integration_type", "metadata", "param"), CONTROL_CASES)
+def test_control_characters_are_refused_naming_the_field(integration_type, metadata, param):
+    found = conn(integration_type, metadata)
+    assert param in found, found
+    assert "control character" in found[param] and "e.g." in found[param]
+    assert CANARY not in json.dumps(found)
+
+
+@pytest.mark.parametrize("value", [CANARY + "\r\n", "a\nb", "\x00" + CANARY])
+def test_custom_header_values_with_control_characters_are_refused(value):
+    found = conn("webhook", WEBHOOK | {"custom_headers": {"X-Api-Key": value}})
+    message = found["metadata.custom_headers"]
+    assert '"X-Api-Key"' in message and "control character" in message and CANARY not in message
+    as_text = conn("webhook", WEBHOOK | {"custom_headers": json.dumps({"X-Api-Key": value})})
+    assert "control character" in as_text["metadata.custom_headers"]
+
+
+@pytest.mark.parametrize("field", ["auth_header_name", "signing_header"])
+def test_header_name_fields_must_be_header_names(field):
+    base = {"auth_scheme": "custom_header", "auth_header_value": "v"} if field == "auth_header_name" else {}
+    base |= {"signing_algorithm": "sha256", "signing_secret": "s"} if field == "signing_header" else {}
+    assert "HTTP header name" in conn("webhook", WEBHOOK | base | {field: "X Key: " + CANARY})[f"metadata.{field}"]
+    assert CANARY not in json.dumps(conn("webhook", WEBHOOK | base | {field: "X Key: " + CANARY}))
+    assert conn("webhook", WEBHOOK | base | {field: "X-Key"}) == {}
+
+
 def test_update_runs_the_same_checks():
     assert conn("webhook", {"url": "http://example.com"}, for_update=True).keys() == {"metadata.url"}
     assert conn("resend", {}, for_update=True).keys() == {"metadata.api_key"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -183,3 +184,205 @@ def test_a_receiver_echoing_credentials_does_not_leak_them(sandbox, echo):
     assert "you_sent" in blob  # the captured body is there, scrubbed
     for secret in (PASSWORD, HEADER_SECRET, echo.authorizations[0].removeprefix("Basic ")):
         assert secret not in blob
+
+
+# --- control characters in header-bound fields, refused before anything is sent ------------------
+
+PASTED = "key_CANARY_pasted_7c2e9b4f1a"
+
+
+def test_header_values_with_control_characters_are_refused_before_sending(sandbox, sandbox_api, webhook_receiver):
+    async def steps(client):
+        created = ok(
+            await client.call_tool(
+                "create_connection",
+                {"type": "webhook", "name": "Pasted ok", "metadata": {"url": f"{webhook_receiver.url}/pasted"}},
+            )
+        )
+        texts = []
+        for metadata in (
+            {"custom_headers": {"X-Api-Key": PASTED + "\r\n"}},
+            {"auth_scheme": "bearer", "auth_token": PASTED + "\n"},
+            {"auth_scheme": "custom_header", "auth_header_name": "X-Key", "auth_header_value": PASTED + "\r\n"},
+        ):
+            full = {"url": f"{webhook_receiver.url}/pasted", **metadata}
+            body = {"type": "webhook", "name": "Pasted", "metadata": full}
+            texts.append(refused(await client.call_tool("create_connection", body)))
+            texts.append(
+                refused(await client.call_tool("update_connection", {"connection_id": created["id"], "metadata": full}))
+            )
+        return created, texts
+
+    created, texts = call(sandbox, steps)
+    for text in texts:
+        assert "nothing was sent" in text and "control character" in text and "e.g." in text
+        assert PASTED not in text and "CANARY" not in text
+    assert "metadata.custom_headers" in texts[0] and "metadata.auth_token" in texts[2]
+    assert "metadata.auth_header_value" in texts[4]
+    names = [c["name"] for c in sandbox_api.get("/connections", params={"limit": 200}).json()["records"]]
+    assert "Pasted" not in names  # no create went out
+    stored = sandbox_api.get(f"/connections/{created['id']}").json()["metadata"]
+    assert stored == {"url": f"{webhook_receiver.url}/pasted"}  # no update went out
+
+
+# --- a secret this process never saw: planted with CR/LF straight into the sandbox database ----------
+
+
+def plant_metadata(sandbox_dir, connection_id: str, metadata: dict[str, Any]) -> None:
+    """Bypass every validation (ours and the API's), as a lenient real API or an old row would."""
+    import sqlite3
+
+    db = sqlite3.connect(str(sandbox_dir / "sandbox.db"))
+    try:
+        db.execute("UPDATE connections SET metadata=? WHERE id=?", (json.dumps(metadata), connection_id))
+        db.commit()
+    finally:
+        db.close()
+
+
+def planted_failure(sandbox_api, sandbox_dir, url: str, metadata: dict[str, Any], event: str) -> dict[str, Any]:
+    """A webhook connection whose stored metadata is `metadata`, and a failed event through it (all over
+    the API: the MCP server under test has never read this connection)."""
+    created = sandbox_api.post(
+        "/connections",
+        json={
+            "workspace": sandbox_api.info.workspace_id,
+            "type": "webhook",
+            "name": event.replace(".", " "),
+            "metadata": {"url": url},
+        },
+    ).json()["connection"]
+    sandbox_api.post(
+        "/rules",
+        json={
+            "workspace": sandbox_api.info.workspace_id,
+            "connection": created["id"],
+            "event": event,
+            "metadata": {"action": "send_webhook"},
+        },
+    ).raise_for_status()
+    plant_metadata(sandbox_dir, created["id"], {"url": url, **metadata})
+    emitted = sandbox_api.post(
+        "/events", json={"workspace": sandbox_api.info.workspace_id, "event": event, "payload": {"id": 1}}
+    )
+    answer = emitted.json()
+    return sandbox_api.wait_event(answer.get("event", answer)["id"])
+
+
+def test_a_planted_header_secret_is_masked_everywhere_and_the_cause_still_explained(
+    sandbox, sandbox_api, sandbox_dir, webhook_receiver
+):
+    event = planted_failure(
+        sandbox_api,
+        sandbox_dir,
+        f"{webhook_receiver.url}/planted",
+        {"custom_headers": {"X-Api-Key": PASTED + "\r\n"}},
+        "secret.planted",
+    )
+    assert event["status"] == "failed"
+    assert PASTED in json.dumps(sandbox_api.get(f"/events/{event['id']}").json())  # the API does leak it
+    rule = event["rule_events"][0]["rule"]
+
+    async def steps(client):
+        ids = {"event_id": event["id"], "rule_id": rule}
+        got = await client.call_tool("get_event", {"event_id": event["id"]})
+        diagnosis = await client.call_tool("diagnose_event", {"event_id": event["id"]})
+        attempts = await client.call_tool("list_rule_attempts", ids)
+        first = attempts.structured_content["attempts"][0]["id"]
+        one = await client.call_tool("get_rule_attempt", {**ids, "attempt_id": first, "include_response": True})
+        resource = await client.read_resource(f"meshes://events/{event['id']}")
+        texts = [r.content[0].text for r in (got, diagnosis, attempts, one)]
+        texts += [json.dumps(r.structured_content) for r in (got, diagnosis, attempts, one)]
+        return [*texts, resource.contents[0].text], diagnosis.structured_content
+
+    texts, diagnosis = call(sandbox, steps)
+    blob = "\n".join(texts)
+    assert PASTED not in blob and "CANARY" not in blob
+    assert "Illegal header value [redacted]" in blob and "CR/LF" in blob  # what is wrong, without the value
+    fix = diagnosis["deliveries"][0]["fix"]
+    assert "header" in fix and "update the connection" in fix
+
+
+# --- the redactor on its own: every quoted form of a known secret --------------------------------
+
+
+def test_known_secrets_are_masked_in_every_quoted_form():
+    from urllib.parse import quote
+
+    from meshes_mcp.server.render import REDACTED, Redactor
+
+    redactor = Redactor()
+    redactor.learn_metadata({"custom_headers": {"X-Api-Key": PASTED + "\r\n"}, "auth_token": "tok_" + PASTED})
+    quoted = [
+        PASTED,
+        repr((PASTED + "\r\n").encode()),  # h11: Illegal header value b'…\r\n'
+        json.dumps(PASTED + "\r\n"),
+        json.dumps(json.dumps({"X-Api-Key": PASTED + "\r\n"})),  # JSON text inside JSON
+        quote(PASTED + "\r\n", safe=""),
+        PASTED[:12],  # an error message cut off mid-secret
+        "{'X-Api-Key': 'key_C..." + PASTED[-14:] + "'}",  # a repr shortened in the middle
+        "tok_" + PASTED,
+    ]
+    for text in quoted:
+        masked = redactor.text(f"before {text} after")
+        assert PASTED[:10] not in masked and PASTED[-10:] not in masked and REDACTED in masked, masked
+        assert masked.startswith("before ") and masked.endswith(" after")
+
+
+def test_masks_and_short_values_are_not_learned():
+    from meshes_mcp.server.render import Redactor
+
+    redactor = Redactor()
+    redactor.learn_metadata({"api_key": "********", "auth_password": "[redacted]", "token": "short"})
+    assert redactor.text("******** short [redacted]") == "******** short [redacted]"
+
+
+def test_header_errors_lose_their_value_even_for_unknown_secrets():
+    from meshes_mcp.server.render import HEADER_ERROR_HINT, Redactor
+
+    redactor = Redactor()
+    for message in (
+        "LocalProtocolError Illegal header value b'unknown_secret_value\\r\\n'",
+        'Illegal header name b"X-Key: unknown_secret_value"',
+        "Invalid leading whitespace, reserved character(s), or return character(s) in header value: "
+        "'unknown_secret_value\\n'",
+        "Illegal header value b'unknown_secret_val",  # cut off
+    ):
+        masked = redactor.text(message)
+        assert "unknown_secret" not in masked and HEADER_ERROR_HINT in masked
+        assert redactor.text(masked) == masked  # idempotent: results are redacted more than once
+
+
+def test_api_answers_quoting_a_secret_are_masked_in_results_and_in_logged_tracebacks(caplog):
+    """A real API may quote what it refused, or answer in a shape we cannot read: the error result is
+    scrubbed, and so is the traceback the SDK logs for a crash (pydantic's text quotes its input)."""
+    from meshes_mcp.config import Settings
+    from tests.http_double import ACCESS_KEY, ORG, SECRET_KEY, ApiDouble, Scripted
+
+    connection = "2d8b5e3a-4f6c-4d7e-af80-91a2b3c4d5e6"
+    double = ApiDouble().start()
+    try:
+        echoed = f"header X-Api-Key value {json.dumps(PASTED)} is not allowed (raw: {PASTED[:14]}"
+        double.script("POST", "/connections", Scripted(400, {"message": echoed}))
+        unreadable = {"id": 5, "type": "webhook", "metadata": {"custom_headers": {"X-Api-Key": PASTED}}}
+        double.script("GET", f"/connections/{connection}", Scripted(200, unreadable))
+        settings = Settings(api_url=double.url, access_key=ACCESS_KEY, secret_key=SECRET_KEY, org_id=ORG)
+
+        async def go():
+            async with Client(build_server(settings)) as client:
+                metadata = {"url": "https://example.com/h", "custom_headers": {"X-Api-Key": PASTED}}
+                body = {"type": "webhook", "name": "Echoed", "metadata": metadata, "workspace": ORG}
+                created = await client.call_tool("create_connection", body)
+                crashed = await client.call_tool("get_connection", {"connection_id": connection})
+                return refused(created), refused(crashed)
+
+        with caplog.at_level(logging.INFO):
+            created, crashed = anyio.run(go)
+    finally:
+        double.stop()
+    assert "is not allowed" in created and "[redacted]" in created
+    assert "get_connection" in crashed and PASTED[:10] not in crashed
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "Traceback" in logged  # the SDK did log the crash
+    for fragment in (PASTED[:10], PASTED[-10:]):  # pydantic shortens a long repr in the middle
+        assert fragment not in created and fragment not in crashed and fragment not in logged

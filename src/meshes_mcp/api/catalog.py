@@ -377,6 +377,26 @@ def _url_problem(url: str) -> str | None:
     return rule
 
 
+# --- control characters ------------------------------------------------------------------------
+
+# Connection metadata ends up in HTTP headers (keys, tokens, usernames, header values) and URLs, where a
+# control character cannot go: a key pasted with its trailing newline is accepted by a lenient API, then
+# every delivery fails with a header error quoting the key. No catalogue field takes multi-line text.
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL_CHAR_RULE = (
+    "holds a control character (CR, LF, tab…), often a newline pasted with a key; HTTP headers and URLs cannot "
+    "carry it: remove it"
+)
+SECRET_EXAMPLE = "key_live_123"
+
+
+def _control_char_problem(field: AuthField, value: str) -> str | None:
+    if not CONTROL_CHARS.search(value):
+        return None
+    example = URL_EXAMPLE if field.validate_as == "url" else _helptext_example(field.help_text) or SECRET_EXAMPLE
+    return f"{CONTROL_CHAR_RULE}, e.g. {_quote(example)}"
+
+
 # --- custom headers (webhook) -------------------------------------------------------------------
 
 CUSTOM_HEADERS_KEY = "custom_headers"
@@ -387,6 +407,8 @@ RESERVED_HEADERS = frozenset({"authorization", "content-type", "content-length",
 RESERVED_HEADER_PREFIX = "x-meshes-"
 HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
 CUSTOM_HEADERS_EXAMPLE = '{"X-Team": "growth"}'
+# Fields whose value is sent as a header name (webhook custom-header auth and signatures).
+HEADER_NAME_FIELDS = frozenset({"auth_header_name", "signing_header"})
 
 
 def _custom_headers_problems(value: Any) -> list[str]:
@@ -420,6 +442,8 @@ def _header_problems(name: str, value: Any) -> list[str]:
         ]
     if not isinstance(value, str):
         return [f"header {_quote(name)} must have a string value (got {json_type_name(value)})"]
+    if CONTROL_CHARS.search(value):
+        return [f'header {_quote(name)} value {CONTROL_CHAR_RULE}, e.g. {{{_quote(name)}: "key_live_123"}}']
     return []
 
 
@@ -504,6 +528,11 @@ def _value_problem(field: AuthField, value: Any) -> str | None:
     if not isinstance(value, str):
         expected = f"one of {_quoted_list(field.option_values)}" if field.options else "text"
         return f"must be a string, {expected} (got {json_type_name(value)})"
+    control = _control_char_problem(field, value)
+    if control:
+        return control
+    if field.key in HEADER_NAME_FIELDS and not HEADER_NAME_RE.match(value):
+        return 'must be a valid HTTP header name (letters, digits and -), e.g. "X-Api-Key"'
     if field.options:
         return _select_problem(field, value)
     if field.validate_as == "url":

@@ -9,6 +9,7 @@ rejected value, which may be a secret (at most its JSON type is named).
 from __future__ import annotations
 
 import json
+import math
 import re
 import types
 import typing
@@ -23,6 +24,7 @@ __all__ = [
     "check",
     "join_param",
     "json_type_name",
+    "json_value_problems",
     "problems_from_validation_error",
 ]
 
@@ -452,12 +454,78 @@ def problems_from_validation_error(
     return _merge([_draft(err, model, prefix) for err in exc.errors(include_url=False)])
 
 
+# --- values JSON cannot carry -------------------------------------------------------------------
+
+# Python accepts these in a dict, but the wire cannot carry them: NaN and ±Infinity are not JSON numbers
+# (a receiver's strict parser refuses the whole body), a lone surrogate is not Unicode (it cannot be
+# encoded as UTF-8), and NUL, while valid JSON, cannot be stored by Postgres text/jsonb columns. Other
+# control characters are legal in JSON strings (a message template's newline) and are judged per field.
+NOT_FINITE = "must be a finite number: NaN and Infinity are not valid JSON, e.g. 12.5"
+LONE_SURROGATE = (
+    "holds a lone surrogate (half of a UTF-16 pair such as \\ud800), which is not valid text: send whole "
+    'characters, e.g. "café"'
+)
+NUL_CHAR = 'holds a NUL character (\\u0000), which cannot be stored: remove it, e.g. "text"'
+KEY_SHOWN_MAX = 64
+PROBLEMS_SHOWN_MAX = 20
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_problem(text: str) -> str | None:
+    """The rule a string breaks as JSON text, or None."""
+    if SURROGATE.search(text):
+        return LONE_SURROGATE
+    if "\x00" in text:
+        return NUL_CHAR
+    return None
+
+
+def shown_key(key: Any) -> str:
+    """A dict key as a path segment: printable keys as they are, others escaped (never raw control
+    characters or surrogates, which would break the message itself), long ones cut."""
+    text = str(key)
+    if not text.isprintable():
+        text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return text if len(text) <= KEY_SHOWN_MAX else text[:KEY_SHOWN_MAX] + "…"
+
+
+def json_value_problems(value: Any, prefix: str = "") -> list[Problem]:
+    """Every place in `value` (keys too) JSON cannot faithfully carry, named by path like `payload.amount`
+    or `events[3].payload.name`. Iterative, so a deeply nested value cannot exhaust the stack."""
+    problems: list[Problem] = []
+    stack: list[tuple[str, Any]] = [(prefix, value)]
+    while stack and len(problems) < PROBLEMS_SHOWN_MAX:
+        path, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            problems.append(Problem(path or "request", NOT_FINITE))
+        elif isinstance(item, str):
+            rule = text_problem(item)
+            if rule:
+                problems.append(Problem(path or "request", rule))
+        elif isinstance(item, Mapping):
+            children = []
+            for key, child in item.items():
+                rule = text_problem(key) if isinstance(key, str) else None
+                child_path = join_param(path, shown_key(key))
+                if rule:
+                    problems.append(Problem(child_path, "the key " + rule))
+                children.append((child_path, child))
+            stack.extend(reversed(children))
+        elif isinstance(item, list | tuple):
+            stack.extend(reversed([(join_param(path, f"[{i}]"), child) for i, child in enumerate(item)]))
+    return problems
+
+
 def check(model_cls: type[ModelT], data: Any, *, prefix: str = "") -> ModelT:
     """Validate `data` as `model_cls`, raising `InvalidRequest` with friendly problems."""
+    problems = json_value_problems(data, prefix)
     try:
-        return model_cls.model_validate(data)
+        validated = model_cls.model_validate(data)
     except ValidationError as exc:
-        problems = problems_from_validation_error(exc, prefix=prefix, model=model_cls)
+        problems += problems_from_validation_error(exc, prefix=prefix, model=model_cls)
+    else:
+        if not problems:
+            return validated
     # Raised outside the except block on purpose: pydantic's own error text quotes the input, and a
     # chained cause would carry it into any traceback that gets logged.
     raise InvalidRequest(problems)

@@ -27,7 +27,7 @@ def register(server: Any, runtime: Runtime) -> None:
         try:
             return await call
         except InvalidRequest as exc:
-            raise ResourceNotFoundError(f"{what}: {exc}") from None
+            raise ResourceNotFoundError(runtime.redact_message(f"{what}: {exc}")) from None
         except e.NotFoundError:
             raise ResourceNotFoundError(f"{what} not found") from None
         except e.MeshesError as exc:

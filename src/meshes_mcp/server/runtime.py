@@ -9,7 +9,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from meshes_mcp.api.problems import Problem
 from meshes_mcp.config import CREDENTIALS_HELP, Settings
-from meshes_mcp.server.render import Redactor, prune, tool_result
+from meshes_mcp.server.render import Redactor, prune, redact_logs, tool_result
 
 if TYPE_CHECKING:
     from mcp_types import CallToolResult
@@ -23,10 +23,12 @@ log = logging.getLogger("meshes_mcp")
 class Runtime:
     def __init__(self, settings: Settings, client: MeshesClient | None = None) -> None:
         self.settings = settings
-        self._client = client
+        self.redactor = Redactor()
+        redact_logs(self.redactor)
         self._catalog: Catalog | None = None
         self._catalog_live = False
-        self.redactor = Redactor()
+        self._secret_keys: dict[tuple[int, str | None], frozenset[str]] = {}
+        self._client = self._learning(client) if client is not None else None
         for secret in (settings.secret_key, settings.access_key):
             if secret is not None:
                 self.redactor.add(secret.get_secret_value())
@@ -42,8 +44,30 @@ class Runtime:
         if self._client is None:
             from meshes_mcp.api.client import MeshesClient  # deferred: keeps start-up lean
 
-            self._client = MeshesClient.from_settings(self.settings)
+            self._client = self._learning(MeshesClient.from_settings(self.settings))
         return self._client
+
+    def _learning(self, client: Any) -> Any:
+        from meshes_mcp.server.secrets import LearningClient
+
+        return LearningClient(client, self.redactor, self.secret_keys)
+
+    def secret_keys(self, integration_type: str | None) -> frozenset[str]:
+        """The credential metadata keys of an integration (none for an unknown type)."""
+        from meshes_mcp.server.tools.integrations import secret_fields
+
+        key = (id(self._catalog), integration_type)  # a refreshed catalogue is asked again
+        if key not in self._secret_keys:
+            self._secret_keys[key] = secret_fields(self._record(integration_type))
+        return self._secret_keys[key]
+
+    def _record(self, integration_type: str | None) -> dict[str, Any] | None:
+        from meshes_mcp.api.catalog import load_catalog
+
+        catalog = self._catalog or load_catalog()
+        if catalog.get(integration_type or "") is None:
+            return None
+        return next((r for r in catalog.records() if r.get("type") == integration_type), None)
 
     async def aclose(self) -> None:
         if self._client is not None:

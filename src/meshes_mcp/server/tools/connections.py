@@ -313,6 +313,7 @@ def register(box: Any) -> None:
         """Connect an API-key or no-auth integration (webhook, mailchimp...); OAuth ones are connected in the
         Meshes dashboard. Metadata is checked first."""
         client = rt.client()
+        rt.redactor.learn_metadata(metadata, rt.secret_keys(type))  # an error echoing them is masked too
         body = {"workspace": p.workspace_arg(rt, workspace), "type": type, "name": name, "metadata": metadata}
         if hidden is not None:
             body["hidden"] = hidden
@@ -335,6 +336,7 @@ def register(box: Any) -> None:
         failed."""
         client = rt.client()
         current = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
+        rt.redactor.learn_metadata(metadata, rt.secret_keys(current.type))  # an error echoing them is masked too
         metadata = restore_masked(metadata, current.metadata)
         # An omitted name keeps the current one, which the API accepted already: only a new name is checked.
         body: dict[str, Any] = {"name": name or "placeholder", "metadata": metadata}

@@ -25,9 +25,13 @@ def find_record(records: list[dict[str, Any]], type_: str) -> dict[str, Any]:
 
 
 def secret_fields(record: dict[str, Any] | None) -> frozenset[str]:
-    """Metadata keys the integration declares as passwords: always redacted in what we show."""
+    """Metadata keys the integration declares as passwords (and Basic usernames): always redacted in what we show."""
+    from meshes_mcp.server.render import CREDENTIAL_KEYS
+
     fields = ((record or {}).get("authentication") or {}).get("fields") or []
-    return frozenset(f["key"] for f in fields if isinstance(f, dict) and f.get("type") == "password" and "key" in f)
+    keys = [f.get("key") for f in fields if isinstance(f, dict) and "key" in f]
+    passwords = {f["key"] for f in fields if isinstance(f, dict) and f.get("type") == "password" and "key" in f}
+    return frozenset(passwords | (CREDENTIAL_KEYS & set(keys)))
 
 
 def summary(record: dict[str, Any]) -> dict[str, Any]:
