@@ -216,7 +216,7 @@ _NORMALISE = [
     (re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b", re.I), "<hex>"),
     (re.compile(r"\b[A-Za-z0-9_-]{24,}\b"), "<token>"),
     # An HTTP status is part of the cause (500 is not 503); any other number is an id or a count.
-    (re.compile(r"(?<!HTTP )(?<!status )(?<!HTTP_)\d+(\.\d+)?", re.I), "#"),
+    (re.compile(r"(?<!HTTP )(?<!status )(?<!\d)\d+(\.\d+)?", re.I), "#"),
 ]
 
 
@@ -495,7 +495,9 @@ async def plan_retries(
         for event in batch:
             for rule_event in event.rule_events or []:
                 if rule_event.status in ("completed", "canceled"):
-                    done_by_pair[(rule_event.rule, rule_event.connection)] += 1
+                    # Never retried; counted as skipped when the call's filters name it.
+                    if filters.wants_delivery(rule_event):
+                        done_by_pair[(rule_event.rule, rule_event.connection)] += 1
                     continue
                 group = await classifier.group_of(event, rule_event)
                 if group is not None and (event.id, rule_event.rule) not in planned:
@@ -520,17 +522,9 @@ async def plan_retries(
             break
     plan.summary.skip_limit_hit = state.skip_limit_hit
     pairs = {(t.group.rule, t.group.connection) for t in plan.targets}
-    plan.skipped = sum(n for pair, n in done_by_pair.items() if pair in pairs or _pair_matches(filters, pair))
+    by_group = filters.group is not None or filters.outcome_code is not None
+    plan.skipped = sum(n for pair, n in done_by_pair.items() if not by_group or pair in pairs)
     return plan
-
-
-def _pair_matches(filters: Filters, pair: tuple[str, str | None]) -> bool:
-    """A completed delivery counts as skipped when the call named its rule or connection."""
-    if filters.group or filters.outcome_code or (filters.rule is None and filters.connection is None):
-        return False
-    return (filters.rule is None or pair[0] == filters.rule) and (
-        filters.connection is None or pair[1] == filters.connection
-    )
 
 
 RETRIES_IN_FLIGHT = 8
@@ -573,10 +567,8 @@ async def run_retries(client: Any, run: RetryRun, progress: Throttle) -> None:
             index = run.next_index
             run.next_index += 1
             run.in_flight.add(index)
-            try:
-                await retry_one(client, run, targets[index])
-            finally:
-                run.in_flight.discard(index)
+            await retry_one(client, run, targets[index])
+            run.in_flight.discard(index)  # not on cancellation: a request cut off mid-flight has an unknown fate
             await progress(run.handled, total, f"{run.handled}/{total} retries sent")
 
     async with anyio.create_task_group() as group:

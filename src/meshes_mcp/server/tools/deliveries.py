@@ -4,6 +4,7 @@ incidents (triage_failures, retry_failed)."""
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import Counter
 from typing import Annotated, Any
 
@@ -413,7 +414,9 @@ async def announce_cancel(ctx: Context, run: t.RetryRun) -> None:
     with anyio.CancelScope(shield=True), anyio.move_on_after(2):
         try:
             await ctx.report_progress(run.handled, len(run.plan.targets), message)
-            await ctx.log("warning", message, logger_name="meshes_mcp")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # deprecated in the newest protocol, still how older clients hear it
+                await ctx.log("warning", message, logger_name="meshes_mcp")
         except Exception:  # the client may be gone already; stderr has it
             pass
 
