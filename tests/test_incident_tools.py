@@ -216,6 +216,38 @@ def test_a_retry_run_retries_each_delivery_exactly_once_counted_at_the_receiver(
     assert len(fixed) == 150 and set(fixed.values()) == {1} and set(fixed) <= set(failed)
 
 
+def test_a_revoked_api_key_is_one_group_fixed_with_update_connection_then_retried(one_attempt):
+    async def go():
+        workspace = await new_workspace(one_attempt, "Revoked Key")
+        async with Client(build_server(settings_for(one_attempt, workspace_id=workspace))) as client:
+            good = {"data_center": "us6", "api_key": "good-key-123456"}
+            chimp = ok(await client.call_tool("create_connection", {"type": "mailchimp", "name": "Chimp",
+                                                                    "metadata": good}))  # fmt: skip
+            lists = ok(await client.call_tool("get_connection_actions", {"connection_id": chimp["id"]}))["data"]
+            metadata = {"action": "add_to_list", "id": lists["lists"][0]["id"]}
+            ok(await client.call_tool("create_rule", {"connection": chimp["id"], "event": "key.test",
+                                                      "metadata": metadata}))  # fmt: skip
+            revoked = {"data_center": "us6", "api_key": "invalid-key-123456"}
+            ok(await client.call_tool("update_connection", {"connection_id": chimp["id"], "name": "Chimp",
+                                                            "metadata": revoked}))  # fmt: skip
+            for n in range(6):  # one by one: the first is refused, the rest find the connection inactive
+                await emit(client, "key.test", 1, start=n)
+            await settle(one_attempt, workspace)
+            triage = ok(await client.call_tool("triage_failures", {}))
+            ok(await client.call_tool("update_connection", {"connection_id": chimp["id"], "name": "Chimp",
+                                                            "metadata": good}))  # fmt: skip
+            retry = ok(await client.call_tool("retry_failed", args_of(triage["groups"][0]["then"])))
+            return chimp, triage, retry
+
+    chimp, triage, retry = anyio.run(go)
+    (group,) = triage["groups"]
+    assert group["failed"] == 6 and group["outcome_code"] == "auth_failed"
+    assert group["connection"]["state"] == "inactive (authentication_invalid)"
+    assert group["calls"] == [f"update_connection connection_id={chimp['id']} metadata=<all fields, valid credentials>"]
+    assert "invalid-key" not in str(triage)  # the credential never shows
+    assert retry["retried"] == 6 and retry["outcome"]["delivered"] == 6
+
+
 # --- 425, 429, skipped, cancellation: a forwarding proxy in front of the sandbox ----------------
 
 

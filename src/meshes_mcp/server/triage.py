@@ -50,6 +50,7 @@ MOMENT_EXAMPLE = 'an ISO 8601 time or a duration back from now, e.g. "2026-11-24
 DURATION = re.compile(r"^\s*(\d{1,7})\s*([smhdw])\s*$", re.I)
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 MAX_LOOKBACK = timedelta(days=3660)
+SAME_CAUSE_CODES = frozenset({"auth_failed"})
 KEY_RE = re.compile(r"^[0-9a-f]{8}$")
 
 # --- time windows ------------------------------------------------------------------------------
@@ -332,7 +333,8 @@ class Classifier:
     def __init__(self, client: Any, filters: Filters) -> None:
         self.client = client
         self.filters = filters
-        self.groups: dict[tuple[str, str | None, str], Group] = {}
+        self.groups: dict[tuple[str, str | None, str], Group] = {}  # by rule, connection and cause signature
+        self.by_key: dict[str, Group] = {}
 
     async def group_of(self, event: m.Event, rule_event: m.RuleEvent) -> Group | None:
         """The delivery's group when it is failing and matches the filters, else None."""
@@ -346,14 +348,21 @@ class Classifier:
         if group is None:
             evidence = Evidence(event, rule_event)
             await read_latest_attempt(self.client, evidence)
-            group = Group(rule_event.rule, rule_event.connection, rule_event.integration_type, event.event,
-                          signature, evidence)  # fmt: skip
-            group.key = group_key(rule_event.rule, rule_event.connection, group.outcome_code, signature)
+            code = evidence.code
+            # Rejected credentials are one cause however the destination words it (the first refusal, then
+            # "connection inactive" for every delivery after it): one fix, one group.
+            cause = "" if code in SAME_CAUSE_CODES else signature
+            key = group_key(rule_event.rule, rule_event.connection, code, cause)
+            group = self.by_key.get(key)
+            if group is None:
+                group = Group(rule_event.rule, rule_event.connection, rule_event.integration_type, event.event,
+                              cause, evidence, key)  # fmt: skip
+                self.by_key[key] = group
             self.groups[slot] = group
         return group if self.filters.wants_group(group) else None
 
     def matched(self) -> list[Group]:
-        return sorted((g for g in self.groups.values() if g.count), key=lambda g: -g.count)
+        return sorted((g for g in self.by_key.values() if g.count), key=lambda g: -g.count)
 
 
 class Throttle:
