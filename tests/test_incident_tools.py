@@ -248,6 +248,28 @@ def test_a_revoked_api_key_is_one_group_fixed_with_update_connection_then_retrie
     assert retry["retried"] == 6 and retry["outcome"]["delivered"] == 6
 
 
+def test_credentials_quoted_in_causes_never_show(one_attempt):
+    password, key = "s3cretpassw0rd", "abcdef123456"
+
+    async def go():
+        workspace = await new_workspace(one_attempt, "Leaky Causes")
+        async with Client(build_server(settings_for(one_attempt, workspace_id=workspace))) as client:
+            url = f"http://bob:{password}@127.0.0.1:9/x?api_key={key}"
+            await hook_rule(client, "Leaky hook", url, "leak.test")
+            await emit(client, "leak.test", 2)
+            await settle(one_attempt, workspace)
+            triage = await client.call_tool("triage_failures", {})
+            sample = ok(triage)["groups"][0]["samples"][0]
+            texts = [triage.content[0].text]
+            for tool, arguments in (("diagnose_event", {"event_id": sample}), ("retry_failed", {"dry_run": True})):
+                texts.append((await client.call_tool(tool, arguments)).content[0].text)
+            return texts
+
+    texts = anyio.run(go)
+    assert all(password not in text and key not in text for text in texts), texts
+    assert "could not reach [redacted]@127.0.0.1:9" in texts[0]
+
+
 # --- 425, 429, skipped, cancellation: a forwarding proxy in front of the sandbox ----------------
 
 

@@ -50,6 +50,7 @@ MOMENT_EXAMPLE = 'an ISO 8601 time or a duration back from now, e.g. "2026-11-24
 DURATION = re.compile(r"^\s*(\d{1,7})\s*([smhdw])\s*$", re.I)
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 MAX_LOOKBACK = timedelta(days=3660)
+ATTEMPT_READS = 200  # per scan: beyond this many distinct causes, groups go without an outcome code
 SAME_CAUSE_CODES = frozenset({"auth_failed"})
 KEY_RE = re.compile(r"^[0-9a-f]{8}$")
 
@@ -335,6 +336,7 @@ class Classifier:
         self.filters = filters
         self.groups: dict[tuple[str, str | None, str], Group] = {}  # by rule, connection and cause signature
         self.by_key: dict[str, Group] = {}
+        self.reads = 0
 
     async def group_of(self, event: m.Event, rule_event: m.RuleEvent) -> Group | None:
         """The delivery's group when it is failing and matches the filters, else None."""
@@ -347,7 +349,9 @@ class Classifier:
         group = self.groups.get(slot)
         if group is None:
             evidence = Evidence(event, rule_event)
-            await read_latest_attempt(self.client, evidence)
+            if self.reads < ATTEMPT_READS:  # causes that defy normalisation must not cost a read each
+                self.reads += 1
+                await read_latest_attempt(self.client, evidence)
             code = evidence.code
             # Rejected credentials are one cause however the destination words it (the first refusal, then
             # "connection inactive" for every delivery after it): one fix, one group.
