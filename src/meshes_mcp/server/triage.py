@@ -707,10 +707,8 @@ async def wait_for_event(client: Any, event_id: str, seconds: float, progress: T
     pause = 0.1
     event: m.Event | None = None
     while True:
-        try:
+        with contextlib.suppress(e.MeshesError, InvalidRequest):  # a failed read keeps the last good one
             event = await client.get_event(event_id)
-        except (e.MeshesError, InvalidRequest):
-            event = event  # keep the last good read; an unreadable moment is not an outcome
         rule_events = (event.rule_events or []) if event is not None else []
         done = sum(1 for r in rule_events if r.status in m.TERMINAL_STATUSES)
         settled = event is not None and done == len(rule_events) and event.status in m.TERMINAL_STATUSES
