@@ -176,9 +176,10 @@ def test_two_thousand_failures_are_one_group_and_the_scan_is_bounded(one_attempt
     assert out["last_hour"]["count"] == 1 and out["last_hour"]["failing"] == 30
 
     dry = out["dry"]
-    assert dry["dry_run"] is True and dry["would_retry"] == 1000 and dry["window"]["complete"] is False
+    # max_retries (1,000 by default) cuts the scan between two timestamps, so at most 1,000.
+    assert dry["dry_run"] is True and 900 <= dry["would_retry"] <= 1000 and dry["window"]["complete"] is False
     assert "Not retried" in out["declined"] and len(user.questions) == 1
-    assert "1,000 failed deliveries" in user.questions[0] and '"Orders hook"' in user.questions[0]
+    assert f"{dry['would_retry']:,} failed deliveries" in user.questions[0] and '"Orders hook"' in user.questions[0]
     assert "127.0.0.1:9" in user.questions[0]
     assert out["unchanged"]["groups"][0]["failed"] == 2000  # neither the dry run nor the refusal sent anything
 
@@ -448,7 +449,9 @@ def test_a_declined_confirmation_sends_nothing(one_attempt, webhook_receiver):
 
     result, sent, small = anyio.run(go)
     assert "Not retried" in refused(result) and len(user.questions) == 1 and "11 failed deliveries" in user.questions[0]
-    assert small["retried"] == 10  # ten or fewer: not asked
+    # Ten or fewer: not asked. The scan stops between two timestamps, so it may take fewer and say how to go on.
+    assert 0 < small["retried"] == small["matched"] <= 10
+    assert small["matched"] == 10 or "until=" in small["next"]
     assert sent <= 10
 
 
