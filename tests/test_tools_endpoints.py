@@ -115,6 +115,8 @@ def test_every_documented_endpoint_is_reached_by_its_tool(sandbox, webhook_recei
         first = attempts["attempts"][0]["id"]
         await call("get_rule_attempt", event_id=sent["id"], rule_id=rule, attempt_id=first, include_response=True)
         await call("diagnose_event", event_id=failed["id"])
+        await call("triage_failures", event="tour.stop")
+        await call("retry_failed", event="tour.stop", dry_run=True)
         await call("retry_rule_event", event_id=sent["id"], rule_id=rule)
         # Whether these land before or after the retried attempt, the endpoint answers (200 or 409).
         await call.client.call_tool("cancel_rule_event", {"event_id": sent["id"], "rule_id": rule})
@@ -146,5 +148,6 @@ def test_every_documented_endpoint_is_reached_by_its_tool(sandbox, webhook_recei
         return call.called | call_org.called
 
     called = anyio.run(go)
-    assert called == ALL_TOOLS == set(ENDPOINTS.values()) | {"diagnose_event"}  # diagnose reads others' endpoints
+    # diagnose and the incident tools read (and retry through) others' endpoints
+    assert called == ALL_TOOLS == set(ENDPOINTS.values()) | {"diagnose_event", "triage_failures", "retry_failed"}
     assert set(recorder.reached) == set(ENDPOINTS), sorted(set(ENDPOINTS) ^ set(recorder.reached))

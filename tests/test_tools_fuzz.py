@@ -86,6 +86,8 @@ TOOLS = [
     "cancel_rule_event",
     "cancel_event",
     "diagnose_event",
+    "triage_failures",
+    "retry_failed",
     "list_workspaces",
     "get_workspace",
     "create_workspace",

@@ -37,7 +37,7 @@ TOOLSETS: dict[str, set[str]] = {
     "rules": {"list_rules", "get_rule", "create_rule", "delete_rule"},
     "deliveries": {
         "list_events", "get_event", "list_rule_attempts", "get_rule_attempt", "retry_rule_event",
-        "cancel_rule_event", "cancel_event", "diagnose_event",
+        "cancel_rule_event", "cancel_event", "diagnose_event", "triage_failures", "retry_failed",
     },
     "workspaces": {
         "list_workspaces", "get_workspace", "create_workspace", "update_workspace", "list_event_types",
@@ -53,7 +53,7 @@ DESTRUCTIVE = CONFIRMED | {"update_connection", "update_connection_mappings", "u
 # Writes that are not idempotent: each call creates, sends or retries once more.
 NOT_IDEMPOTENT = {
     "emit_event", "emit_events", "create_connection", "create_rule", "create_workspace", "create_session",
-    "refresh_session", "retry_rule_event",
+    "refresh_session", "retry_rule_event", "retry_failed",
 }  # fmt: skip
 
 # The 38 documented endpoints (API reference §4.7) and the tool that reaches each.

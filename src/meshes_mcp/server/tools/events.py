@@ -15,7 +15,9 @@ from meshes_mcp.api.models import BULK_LIMIT, BulkResult, EmitEventRequest
 from meshes_mcp.api.problems import InvalidRequest, check
 from meshes_mcp.server import params as p
 from meshes_mcp.server.failures import Failure, attempt
+from meshes_mcp.server.triage import Throttle, Wait, check_range, wait_for_event
 
+WAIT_MAX = 60
 # Four bulk requests in flight keep ingestion fast without one agent hogging the API's rate limit.
 PARALLEL_CHUNKS = 4
 # Event ids are worth listing for a handful of events; for thousands the count says it all.
@@ -171,29 +173,42 @@ def register(box: Any) -> None:
     @box.tool("events", read_only=False, idempotent=False, title="Emit event")
     async def emit_event(
         event: p.EventName,
-        payload: p.Payload,
+        payload: Annotated[dict[str, Any], Field(description="Event data; email for people")],
+        ctx: Context,
         workspace: p.WorkspaceOpt = None,
         resource: p.Resource = None,
         resource_id: p.ResourceKey = None,
+        wait_seconds: Wait = None,
     ) -> Annotated[CallToolResult, EmittedEvent]:
-        """Emit one event to every active rule matching its name. Accepted means queued: get_event shows
-        delivery."""
+        """Emit one event to every active rule matching its name; wait_seconds awaits delivery."""
+        wait = check_range("wait_seconds", wait_seconds, 0, WAIT_MAX, 10)
         client = rt.client(publishable_ok=True)
         ws = target_workspace(workspace)
         body = {"event": event, "payload": payload, "workspace": ws, "resource": resource, "resource_id": resource_id}
         request = p.check_given(EmitEventRequest, body)
         failure = Failure(write=True, verify="list_events shows whether it arrived")
         created = await attempt(client.emit_event(request), failure)
-        return rt.result(
-            {
-                "id": created.id,
-                "event": created.event,
-                "workspace": created.workspace,
-                "resource": created.resource,
-                "resource_id": created.resource_id,
-                "next": f"get_event event_id={created.id} shows its delivery to each rule",
-            }
-        )
+        result: dict[str, Any] = {
+            "id": created.id,
+            "event": created.event,
+            "workspace": created.workspace,
+            "resource": created.resource,
+            "resource_id": created.resource_id,
+            "next": f"get_event event_id={created.id} shows its delivery to each rule",
+        }
+        if wait and rt.settings.machine_key() is None:
+            result["waited"] = (
+                "not waited: reading deliveries needs a machine key (MESHES_ACCESS_KEY, MESHES_SECRET_KEY)"
+            )
+        elif wait:
+            from meshes_mcp.server.tools.deliveries import event_view
+
+            settled, result["waited"] = await wait_for_event(client, created.id, wait, Throttle(ctx.report_progress))
+            if settled is not None:
+                view = event_view(settled)
+                result.update({"status": view.get("status"), "rule_events": view["rule_events"]})
+                result["next"] = view.get("next") or result["next"]
+        return rt.result(result)
 
     @box.tool("events", read_only=False, idempotent=False, title="Emit events")
     async def emit_events(
@@ -201,10 +216,9 @@ def register(box: Any) -> None:
             list[dict[str, Any]], Field(description="Each {event, payload, resource?, resource_id?, workspace?}")
         ],
         ctx: Context,
-        workspace: p.WorkspaceOpt = None,
+        workspace: p.Filter = None,
     ) -> Annotated[CallToolResult, BulkEmitted]:
-        """Emit any number of events in bulk, with progress. Invalid items are reported by index, not sent;
-        nothing is sent twice."""
+        """Emit any number of events in bulk, with progress; invalid items are reported by index, not sent."""
         client = rt.client(publishable_ok=True)
         ws = target_workspace(workspace)
         run = BulkRun(total=len(events))

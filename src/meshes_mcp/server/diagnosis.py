@@ -1,0 +1,341 @@
+"""What went wrong with a delivery and the exact calls that fix it: the one place that maps a cause
+(outcome code, connection state, refused rule metadata) to a fix.
+
+`diagnose_event` explains one event's troubled deliveries; `triage_failures` explains a whole group
+of them through the same `advice`, given the group's newest delivery as evidence and the group's
+`retry_failed` call in place of a single `retry_rule_event`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import anyio
+
+from meshes_mcp.api import errors as e
+from meshes_mcp.api import models as m
+from meshes_mcp.api.problems import InvalidRequest, Problem
+from meshes_mcp.server.failures import Failure, attempt
+from meshes_mcp.server.render import is_header_error
+
+NOT_FOUND = "list_events shows recent events; get_event lists an event's rule ids."
+NEEDS_ATTENTION = frozenset({"failed", "retrying"})
+EVENT_SUMMARY_FIELDS = {
+    "id", "event", "resource", "resource_id", "status", "total_rules", "completed_count", "failed_count",
+    "created_at", "completed_at",
+}  # fmt: skip
+# Causes quote what a destination or transport said: a host with its userinfo (no scheme in front, so
+# the shared redactor's URL rule misses it) or a URL whose query carries a key. Scrubbed before the
+# shared redaction runs on the whole result.
+BARE_USERINFO = re.compile(r"(^|[\s(\"'=,;])([^\s/@:\"']+):[^\s/@\"']+@")
+SECRET_QUERY = re.compile(
+    r"([?&][A-Za-z0-9_.-]*(?:key|secret|token|password|passwd|pwd|sig|signature|auth)[A-Za-z0-9_.-]*=)[^&#\s\"']+",
+    re.I,
+)
+
+
+def scrub(value: Any) -> Any:
+    """Deep copy of a result with credentials quoted in causes and URLs masked."""
+    if isinstance(value, str):
+        value = BARE_USERINFO.sub(lambda mo: f"{mo.group(1)}[redacted]@", value)
+        return SECRET_QUERY.sub(lambda mo: mo.group(1) + "[redacted]", value)
+    if isinstance(value, dict):
+        return {key: scrub(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [scrub(item) for item in value]
+    return value
+
+
+OAUTH_REASONS = frozenset({"oauth_authorization_revoked", "oauth_reauthorization_required"})
+ATTEMPTS_READ = 200  # far more than any retry schedule makes: the last one is on the first page
+
+
+class Evidence:
+    """What is known about one troubled delivery (for a group: its newest one)."""
+
+    def __init__(self, event: m.Event, rule_event: m.RuleEvent) -> None:
+        self.event = event
+        self.rule_event = rule_event
+        self.latest: m.Attempt | None = None
+        self.connection: m.Connection | None = None
+        self.rule_problems: list[Problem] = []
+        # A group retries all its deliveries with one retry_failed call; 1 means a single delivery.
+        self.group_retry: str | None = None
+        self.group_size = 1
+        # A group whose every delivery is still in Meshes' retry loop (None: judge by this delivery).
+        self.retrying_only: bool | None = None
+
+    @property
+    def retrying(self) -> bool:
+        if self.retrying_only is not None:
+            return self.retrying_only
+        return self.rule_event.status == "retrying"
+
+    @property
+    def code(self) -> str | None:
+        return self.latest.outcome_code if self.latest else None
+
+    @property
+    def http_status(self) -> Any:
+        return (self.latest.model_extra or {}).get("http_status") if self.latest else None
+
+    @property
+    def cause(self) -> str | None:
+        message = (self.latest.model_extra or {}).get("message") if self.latest else None
+        return message or self.rule_event.last_error
+
+    def calls(self) -> dict[str, str]:
+        ids = self.rule_event
+        event_id, rule, connection = self.event.id, ids.rule, ids.connection
+        return {
+            "retry": self.group_retry or f"retry_rule_event event_id={event_id} rule_id={rule}",
+            "credentials": f"update_connection connection_id={connection} metadata=<all fields, valid credentials>",
+            "connection": f"get_connection connection_id={connection}",
+            "actions": f"get_connection_actions connection_id={connection}",
+            "response": (
+                f"get_rule_attempt event_id={event_id} rule_id={rule} attempt_id={self.latest.id} include_response=true"
+                if self.latest
+                else f"list_rule_attempts event_id={event_id} rule_id={rule}"
+            ),
+        }
+
+
+def latest_attempt(attempts: list[m.Attempt]) -> m.Attempt | None:
+    def number(item: m.Attempt) -> int:
+        value = (item.model_extra or {}).get("attempt_number")
+        return value if isinstance(value, int) else 0
+
+    return max(attempts, key=number) if attempts else None
+
+
+def advice(ev: Evidence) -> tuple[str, list[str]]:
+    """The fix for a troubled delivery (or group), and the exact calls that carry it out."""
+    kind = ev.rule_event.integration_type or "destination"
+    calls = ev.calls()
+    retrying = ev.retrying
+    conn = ev.connection
+    if conn is not None and conn.active is False:
+        if conn.inactive_reason in OAUTH_REASONS:
+            return f"Reconnect the {kind} account in the Meshes dashboard (OAuth), then retry.", [calls["retry"]]
+        if conn.inactive_reason == "manually_inactivated":
+            return "The connection was switched off in the dashboard: reactivate it there, then retry.", [
+                calls["retry"]
+            ]
+    code = ev.code
+    if code == "auth_failed" or (conn is not None and conn.inactive_reason == "authentication_invalid"):
+        return f"{kind} rejected the connection's credentials: update them, then retry.", [
+            calls["credentials"],
+            calls["retry"],
+        ]
+    if code in ("network_error", "rejected_client_error") and is_header_error(ev.cause):
+        # No request could be formed (a header value with a line break saved before such values were refused):
+        # the receiver is fine, the connection is not.
+        return (
+            "A header of the connection (custom_headers or its auth fields) holds a character HTTP forbids, "
+            "such as a trailing newline from a pasted key: update the connection with the clean value, then retry.",
+            [calls["connection"], calls["credentials"], calls["retry"]],
+        )
+    if code == "rejected_client_error":
+        return client_error_advice(ev, kind, calls)
+    if code == "mapping_error":
+        c = ev.rule_event.connection
+        return (
+            "The payload could not fill a destination field through the connection's default mapping: fix the "
+            "mapping (or send the field in the payload), then retry.",
+            [
+                f"get_connection_mappings connection_id={c}",
+                f"update_connection_mappings connection_id={c}",
+                calls["retry"],
+            ],
+        )
+    if code in ("timeout", "network_error"):
+        url = conn.metadata.get("url") if conn is not None else None
+        where = f" {url}" if isinstance(url, str) else ""
+        auto = " Meshes is still retrying." if retrying else ""
+        return (
+            f"The destination{where} could not be reached in time: check the URL and that the receiver is up.{auto}",
+            [calls["connection"], calls["retry"]],
+        )
+    if code in ("rate_limited", "rejected_server_error", "internal_error"):
+        what = {"rate_limited": "rate-limited the delivery", "rejected_server_error": "failed on its side"}
+        cause = f"The destination {what[code]}" if code in what else "Meshes failed internally"
+        if retrying:
+            return f"{cause}; Meshes retries automatically, nothing to fix yet.", []
+        if kind == "webhook" and code == "rejected_server_error":
+            return f"The receiver answered{_status(ev)}: fix the receiver, then retry.", [
+                calls["response"],
+                calls["retry"],
+            ]
+        return f"{cause}; the retries ran out. Retry once it recovers.", [calls["retry"]]
+    if ev.latest is None:
+        if retrying:
+            return "Waiting for its next automatic attempt; check again shortly.", []
+        return "No attempt was recorded; see the cause, then retry.", [calls["retry"]]
+    return "See the cause and the captured response.", [calls["response"], calls["retry"]]
+
+
+def _status(ev: Evidence) -> str:
+    return f" {ev.http_status}" if ev.http_status else " an error"
+
+
+def client_error_advice(ev: Evidence, kind: str, calls: dict[str, str]) -> tuple[str, list[str]]:
+    status = f" {ev.http_status}" if ev.http_status else " a 4xx"
+    if kind == "webhook":
+        return (
+            f"The receiver answered{status}: check that it accepts the request (path, auth, body), then retry.",
+            [calls["response"], calls["connection"], calls["retry"]],
+        )
+    if not ev.rule_problems:
+        return (
+            f"{kind} refused the delivery ({status.strip()}): see the cause and the captured response.",
+            [calls["response"], calls["retry"]],
+        )
+    return replace_rule_advice(ev, kind, calls)
+
+
+def replace_rule_advice(ev: Evidence, kind: str, calls: dict[str, str]) -> tuple[str, list[str]]:
+    """The rule names something the account lacks (a deleted list...). Rules cannot be edited, and a retry
+    re-runs the old rule, so the way out is a new rule and the event sent again."""
+    problems = "; ".join(f"{p.param} {p.msg}" for p in ev.rule_problems)
+    others = (ev.event.total_rules or 0) - 1
+    rerun = (
+        f"re-emitting also re-delivers to its {others} other rule(s)"
+        if others > 0
+        else "re-emitting reaches only the new rule"
+    )
+    event_id, rule, connection = ev.event.id, ev.rule_event.rule, ev.rule_event.connection
+    if ev.group_size > 1:
+        rerun = f"the {ev.group_size} events of this group; " + rerun
+        reemit = f"get_event event_id=<each sample> include_payload=true, e.g. {event_id}; then emit_events"
+    else:
+        reemit = f"get_event event_id={event_id} include_payload=true, then emit_event with that event and payload"
+    return (
+        f"{kind} refused the rule's metadata ({problems}). Rules cannot be edited: replace it with one using a valid"
+        f" id. A retry would re-run the old rule, so re-emit the event instead ({rerun}).",
+        [
+            calls["actions"],
+            f"delete_rule rule_id={rule}",
+            f'create_rule connection={connection} event="{ev.event.event}" metadata=<valid id>',
+            reemit,
+        ],
+    )
+
+
+def retry_helps(ev: Evidence) -> bool:
+    """Whether retrying re-runs something that can now succeed (not when the rule itself must be replaced)."""
+    return not (ev.code == "rejected_client_error" and ev.rule_problems and ev.rule_event.integration_type != "webhook")
+
+
+def connection_state(conn: m.Connection | None) -> str | None:
+    return f"inactive ({conn.inactive_reason})" if conn is not None and conn.active is False else None
+
+
+def delivery_report(ev: Evidence) -> dict[str, Any]:
+    fix, next_calls = advice(ev)
+    return {
+        "rule": ev.rule_event.rule,
+        "connection": ev.rule_event.connection,
+        "type": ev.rule_event.integration_type,
+        "status": ev.rule_event.status,
+        "attempts": ev.rule_event.attempt_count,
+        "outcome_code": ev.code,
+        "http_status": ev.http_status,
+        "cause": ev.cause,
+        "connection_state": connection_state(ev.connection),
+        "next_attempt_at": (ev.rule_event.model_extra or {}).get("next_attempt_at"),
+        "fix": fix,
+        "next": next_calls,
+    }
+
+
+def summary_line(event: m.Event, troubled: list[Evidence]) -> str:
+    rule_events = event.rule_events or []
+    if not rule_events:
+        return (
+            f'No active rule matched "{event.event}": list_rules event={event.event} shows the rules; '
+            "create_rule routes it."
+        )
+    if not troubled:
+        waiting = sum(1 for r in rule_events if r.status not in m.TERMINAL_STATUSES)
+        if waiting:
+            return f"{waiting} of {len(rule_events)} deliveries are still in progress; check again shortly."
+        return f"No failed deliveries: {len(rule_events)} rule(s), statuses as listed."
+    causes = ", ".join(f"{ev.code or ev.rule_event.status} ({ev.rule_event.integration_type})" for ev in troubled)
+    return f"{len(troubled)} of {len(rule_events)} deliveries need attention: {causes}."
+
+
+async def read_latest_attempt(client: Any, ev: Evidence) -> None:
+    try:
+        page = await client.list_rule_attempts(ev.event.id, ev.rule_event.rule, limit=ATTEMPTS_READ)
+        ev.latest = latest_attempt(page.records)
+    except (e.MeshesError, InvalidRequest):
+        ev.latest = None  # the diagnosis still stands on the rule event's last_error
+
+
+async def gather_evidence(client: Any, catalog: Any, ev: Evidence, connections: dict[str, Any]) -> None:
+    """The latest attempt, and for a refused rule the metadata problems against live data."""
+    from meshes_mcp.api.catalog import validate_rule_metadata
+
+    rule_event = ev.rule_event
+    if ev.latest is None:
+        await read_latest_attempt(client, ev)
+    ev.connection = connections.get(rule_event.connection or "")
+    spec = catalog.get(rule_event.integration_type or "")
+    if ev.code != "rejected_client_error" or spec is None or rule_event.integration_type == "webhook":
+        return
+    try:
+        rule = await client.get_rule(rule_event.rule)
+        live = await client.get_connection_actions(rule_event.connection or "")
+    except (e.MeshesError, InvalidRequest):
+        return
+    ev.rule_problems = validate_rule_metadata(spec, rule.metadata, live)
+
+
+async def load_connections(client: Any, connection_ids: set[str]) -> dict[str, m.Connection | None]:
+    """Each connection once, concurrently; one that cannot be read is None (the advice copes)."""
+    connections: dict[str, m.Connection | None] = {}
+
+    async def load(connection_id: str) -> None:
+        try:
+            connections[connection_id] = await client.get_connection(connection_id)
+        except (e.MeshesError, InvalidRequest):
+            connections[connection_id] = None
+
+    async with anyio.create_task_group() as group:
+        for connection_id in connection_ids:
+            group.start_soon(load, connection_id)
+    return connections
+
+
+async def gather_all(client: Any, catalog: Any, evidence: list[Evidence]) -> None:
+    connections = await load_connections(
+        client, {ev.rule_event.connection for ev in evidence if ev.rule_event.connection}
+    )
+    limiter = anyio.CapacityLimiter(8)
+
+    async def gather(ev: Evidence) -> None:
+        async with limiter:
+            await gather_evidence(client, catalog, ev, connections)
+
+    async with anyio.create_task_group() as group:
+        for ev in evidence:
+            group.start_soon(gather, ev)
+
+
+async def diagnose(rt: Any, event_id: str) -> dict[str, Any]:
+    client = rt.client()
+    event = await attempt(client.get_event(event_id), Failure(write=False, not_found=NOT_FOUND))
+    catalog = await rt.catalog()
+    troubled = [Evidence(event, r) for r in event.rule_events or [] if r.status in NEEDS_ATTENTION]
+    await gather_all(client, catalog, troubled)
+    others = [
+        {"rule": r.rule, "type": r.integration_type, "status": r.status}
+        for r in event.rule_events or []
+        if r.status not in NEEDS_ATTENTION
+    ]
+    return {
+        "event": event.model_dump(mode="json", include=EVENT_SUMMARY_FIELDS),
+        "summary": summary_line(event, troubled),
+        "deliveries": [delivery_report(ev) for ev in troubled] + others,
+    }
