@@ -930,5 +930,7 @@ def create_app(
             await client.aclose()
             store.close()
 
-    return Starlette(routes=ROUTES, lifespan=lifespan,
+    from meshes_mcp.sandbox.scenarios.practice import ROUTES as PRACTICE_ROUTES  # its module imports this one
+
+    return Starlette(routes=[*ROUTES, *PRACTICE_ROUTES], lifespan=lifespan,
                      exception_handlers={404: _http_error, 405: _http_error})
