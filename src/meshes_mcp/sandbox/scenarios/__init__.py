@@ -51,15 +51,22 @@ def install(sandbox: Any, name: str, base_url: str, now: float | None = None) ->
         if store.workspace_name_taken(org_id, scenario.workspace):
             raise ScenarioError(
                 f'a workspace named "{scenario.workspace}" already exists and was not made by the {name} scenario; '
-                "rename it, or start the sandbox on another --data-dir to practise")
+                "rename it, or start the sandbox on another --data-dir to practise"
+            )
         moment = clock_now() if now is None else now
         generator = Generator(scenario, sandbox, org_id, base_url, moment)
         workspace_id = generator.new_id()
         built = generator.build(workspace_id, new_publishable_key(org_id, workspace_id))
         _write(store, built)
-        marker = {"scenario": name, "workspace_id": workspace_id, "base_url": base_url, "built_at": moment,
-                  "connections": {c["key"]: c["id"] for c in built.connections},
-                  "rules": {r["key"]: r["id"] for r in built.rules}, "summary": built.summary}
+        marker = {
+            "scenario": name,
+            "workspace_id": workspace_id,
+            "base_url": base_url,
+            "built_at": moment,
+            "connections": {c["key"]: c["id"] for c in built.connections},
+            "rules": {r["key"]: r["id"] for r in built.rules},
+            "summary": built.summary,
+        }
         store.set_meta(marker_key(name), json.dumps(marker))
     store._rules_cache.pop(workspace_id, None)  # new active rules: the next ingest must see them
     return {**marker, "installed": True}
@@ -77,20 +84,55 @@ def _write(store: Any, built: Built) -> None:
     db.execute(
         "INSERT INTO workspaces(id, org_id, name, description, pub_key, pub_key_name, created_at, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (ws["id"], built.connections[0]["org_id"], ws["name"], ws["description"], ws["pub_key"],
-         "Default publishable key", ws["created_at"], ws["created_at"]),
+        (
+            ws["id"],
+            built.connections[0]["org_id"],
+            ws["name"],
+            ws["description"],
+            ws["pub_key"],
+            "Default publishable key",
+            ws["created_at"],
+            ws["created_at"],
+        ),
     )
     db.executemany(
         "INSERT INTO connections(id, org_id, workspace_id, type, name, metadata, hidden, active, inactive_reason,"
         " created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
-        [(c["id"], c["org_id"], c["workspace_id"], c["type"], c["name"], json.dumps(c["metadata"]), c["active"],
-          c["inactive_reason"], c["created_by"], c["created_at"], c["updated_at"]) for c in built.connections],
+        [
+            (
+                c["id"],
+                c["org_id"],
+                c["workspace_id"],
+                c["type"],
+                c["name"],
+                json.dumps(c["metadata"]),
+                c["active"],
+                c["inactive_reason"],
+                c["created_by"],
+                c["created_at"],
+                c["updated_at"],
+            )
+            for c in built.connections
+        ],
     )
     db.executemany(
         "INSERT INTO rules(id, org_id, workspace_id, connection_id, type, event, metadata, active, hidden,"
         " created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, 0, ?, ?, ?)",
-        [(r["id"], r["org_id"], r["workspace_id"], r["connection_id"], r["type"], r["event"],
-          json.dumps(r["metadata"]), r["created_by"], r["created_at"], r["created_at"]) for r in built.rules],
+        [
+            (
+                r["id"],
+                r["org_id"],
+                r["workspace_id"],
+                r["connection_id"],
+                r["type"],
+                r["event"],
+                json.dumps(r["metadata"]),
+                r["created_by"],
+                r["created_at"],
+                r["created_at"],
+            )
+            for r in built.rules
+        ],
     )
     for kind, key in (("event", built.rules[0]["event"]), ("resource", "user")):
         db.execute(
@@ -126,15 +168,19 @@ def _follow_address(store: Any, scenario: Scenario, marker: dict[str, Any], base
     if not old or old == base_url:
         return
     workspace_id = marker["workspace_id"]
-    for row in store.all("SELECT id, metadata FROM connections WHERE workspace_id=? AND type='webhook'"
-                         " AND deleted_at IS NULL", (workspace_id,)):
+    for row in store.all(
+        "SELECT id, metadata FROM connections WHERE workspace_id=? AND type='webhook' AND deleted_at IS NULL",
+        (workspace_id,),
+    ):
         metadata = json.loads(row["metadata"])
         url = metadata.get("url")
         if isinstance(url, str) and url.startswith(old + "/sandbox/inbox/"):
-            metadata["url"] = base_url + url[len(old):]
+            metadata["url"] = base_url + url[len(old) :]
             store.db.execute("UPDATE connections SET metadata=? WHERE id=?", (json.dumps(metadata), row["id"]))
     row = store.one("SELECT description FROM workspaces WHERE id=?", (workspace_id,))
     if row and row["description"]:
-        store.db.execute("UPDATE workspaces SET description=? WHERE id=?",
-                         (row["description"].replace(old + "/", base_url + "/"), workspace_id))
+        store.db.execute(
+            "UPDATE workspaces SET description=? WHERE id=?",
+            (row["description"].replace(old + "/", base_url + "/"), workspace_id),
+        )
     marker["base_url"] = base_url

@@ -43,7 +43,8 @@ SEED = 20260415
 INBOX_PATH = "/sandbox/inbox/signups"
 # The address the webhook was wrongly re-pointed at. Port 9 (discard) on loopback has no listener on any
 # ordinary machine, so a retry before the fix fails the same way the history did, and never leaves loopback.
-GONE_URL = "http://127.0.0.1:9/hooks/signups"
+GONE_HOST = "127.0.0.1:9"
+GONE_URL = f"http://{GONE_HOST}/hooks/signups"
 DASHBOARD = "user:sandbox-owner"  # who created the dashboard-made rows (same as the first-start seed)
 SIGNUP_SOURCE = "publishable_key"  # signups come from the web app's publishable key
 
@@ -94,28 +95,90 @@ INCIDENT = Scenario(
         "`meshes-mcp sandbox reconnect <id>`."
     ),
     destinations=[
-        Destination("hubspot", "hubspot", "HubSpot", {"portal_id": "48211937", "account_name": "Acme Signups"},
-                    {"action": "add_to_list", "id": "5"}),
-        Destination("mailchimp", "mailchimp", "Mailchimp",
-                    {"data_center": "us21", "api_key": "invalid-revoked-6f1c0a9e52d84b7f-us21"},
-                    {"action": "add_to_list"}, pick="Newsletter"),
-        Destination("webhook", "webhook", "Signup webhook", {"url": "{inbox_url}", "http_method": "POST"},
-                    {"action": "send_webhook"}),
-        Destination("slack", "slack", "Slack", {"team_id": "T07ACME0001", "team_name": "Acme"},
-                    {"action": "send_message", "template": "New signup: {{first_name}} {{last_name}} ({{plan}})"},
-                    pick="signups"),
+        Destination(
+            "hubspot",
+            "hubspot",
+            "HubSpot",
+            {"portal_id": "48211937", "account_name": "Acme Signups"},
+            {"action": "add_to_list", "id": "5"},
+        ),
+        Destination(
+            "mailchimp",
+            "mailchimp",
+            "Mailchimp",
+            {"data_center": "us21", "api_key": "invalid-revoked-6f1c0a9e52d84b7f-us21"},
+            {"action": "add_to_list"},
+            pick="Newsletter",
+        ),
+        Destination(
+            "webhook",
+            "webhook",
+            "Signup webhook",
+            {"url": "{inbox_url}", "http_method": "POST"},
+            {"action": "send_webhook"},
+        ),
+        Destination(
+            "slack",
+            "slack",
+            "Slack",
+            {"team_id": "T07ACME0001", "team_name": "Acme"},
+            {"action": "send_message", "template": "New signup: {{first_name}} {{last_name}} ({{plan}})"},
+            pick="signups",
+        ),
     ],
     causes=[
-        Cause("mailchimp", "revoked_api_key", 20.0, "update_connection with a new api_key (the connection reactivates)"),
+        Cause("mailchimp", "revoked_api_key", 20.0, "update_connection with a new api_key (it reactivates)"),
         Cause("webhook", "url_moved", 9.0, f"update_connection with metadata.url = <sandbox>{INBOX_PATH}"),
-        Cause("hubspot", "oauth_expired", 5.0, "a person reconnects HubSpot: POST /sandbox/connections/<id>/reconnect"),
+        Cause("hubspot", "oauth_expired", 5.0, "a person reconnects it: POST /sandbox/connections/<id>/reconnect"),
     ],
 )
 
-FIRST_NAMES = ["Ada", "Ben", "Chloe", "Dev", "Elena", "Femi", "Grace", "Hiro", "Ines", "Jonas", "Kira", "Liam",
-               "Maya", "Noah", "Olga", "Pablo", "Quinn", "Rosa", "Sami", "Tara", "Uma", "Victor", "Wen", "Yara"]
-LAST_NAMES = ["Okafor", "Lindqvist", "Moreau", "Patel", "Novak", "Garcia", "Tanaka", "Schmidt", "Rossi", "Kim",
-              "Haddad", "Silva", "Byrne", "Ivanova", "Mensah", "Costa", "Nguyen", "Fischer"]
+FIRST_NAMES = [
+    "Ada",
+    "Ben",
+    "Chloe",
+    "Dev",
+    "Elena",
+    "Femi",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kira",
+    "Liam",
+    "Maya",
+    "Noah",
+    "Olga",
+    "Pablo",
+    "Quinn",
+    "Rosa",
+    "Sami",
+    "Tara",
+    "Uma",
+    "Victor",
+    "Wen",
+    "Yara",
+]
+LAST_NAMES = [
+    "Okafor",
+    "Lindqvist",
+    "Moreau",
+    "Patel",
+    "Novak",
+    "Garcia",
+    "Tanaka",
+    "Schmidt",
+    "Rossi",
+    "Kim",
+    "Haddad",
+    "Silva",
+    "Byrne",
+    "Ivanova",
+    "Mensah",
+    "Costa",
+    "Nguyen",
+    "Fischer",
+]
 PLANS = [("free", 0.62), ("pro", 0.3), ("enterprise", 0.08)]
 SOURCES = ["website", "website", "website", "mobile_app", "referral", "webinar"]
 
@@ -165,9 +228,13 @@ class Generator:
 
     def build(self, workspace_id: str, pub_key: str) -> Built:
         created = iso(self.now - 30 * 24 * HOUR)
-        workspace = {"id": workspace_id, "name": self.sc.workspace,
-                     "description": self.sc.description.format(inbox_url=self.inbox_url),
-                     "pub_key": pub_key, "created_at": created}
+        workspace = {
+            "id": workspace_id,
+            "name": self.sc.workspace,
+            "description": self.sc.description.format(inbox_url=self.inbox_url),
+            "pub_key": pub_key,
+            "created_at": created,
+        }
         connections, rules = [], []
         for dest in self.sc.destinations:
             conn = self._connection(dest, workspace_id, created)
@@ -178,11 +245,23 @@ class Generator:
         return built
 
     def _connection(self, dest: Destination, workspace_id: str, created: str) -> dict[str, Any]:
-        metadata = {k: (v.format(inbox_url=self.inbox_url) if isinstance(v, str) else v)
-                    for k, v in dest.metadata.items()}
-        conn = {"id": self.new_id(), "org_id": self.org_id, "workspace_id": workspace_id, "type": dest.type,
-                "name": dest.name, "metadata": metadata, "active": 1, "inactive_reason": None,
-                "created_by": DASHBOARD, "created_at": created, "updated_at": created, "key": dest.key}
+        metadata = {
+            k: (v.format(inbox_url=self.inbox_url) if isinstance(v, str) else v) for k, v in dest.metadata.items()
+        }
+        conn = {
+            "id": self.new_id(),
+            "org_id": self.org_id,
+            "workspace_id": workspace_id,
+            "type": dest.type,
+            "name": dest.name,
+            "metadata": metadata,
+            "active": 1,
+            "inactive_reason": None,
+            "created_by": DASHBOARD,
+            "created_at": created,
+            "updated_at": created,
+            "key": dest.key,
+        }
         return conn
 
     def _rule(self, dest: Destination, conn: dict[str, Any], workspace_id: str, created: str) -> dict[str, Any]:
@@ -193,9 +272,18 @@ class Generator:
             items = [i for items in live.values() for i in items]
             chosen = next((i for i in items if dest.pick.lower() in str(i.get("name", "")).lower()), items[0])
             metadata["id"] = str(chosen["id"])
-        return {"id": self.new_id(), "org_id": self.org_id, "workspace_id": workspace_id,
-                "connection_id": conn["id"], "type": dest.type, "event": EVENT, "metadata": metadata,
-                "created_by": DASHBOARD, "created_at": created, "key": dest.key}
+        return {
+            "id": self.new_id(),
+            "org_id": self.org_id,
+            "workspace_id": workspace_id,
+            "connection_id": conn["id"],
+            "type": dest.type,
+            "event": EVENT,
+            "metadata": metadata,
+            "created_by": DASHBOARD,
+            "created_at": created,
+            "key": dest.key,
+        }
 
     # -- history ------------------------------------------------------------------------------------
 
@@ -210,8 +298,13 @@ class Generator:
     def _payload(self, index: int) -> dict[str, Any]:
         first, last = self.rng.choice(FIRST_NAMES), self.rng.choice(LAST_NAMES)
         plan = self.rng.choices([p for p, _ in PLANS], [w for _, w in PLANS])[0]
-        return {"email": f"{first}.{last}.{index}@example.com".lower(), "first_name": first, "last_name": last,
-                "plan": plan, "source": self.rng.choice(SOURCES)}
+        return {
+            "email": f"{first}.{last}.{index}@example.com".lower(),
+            "first_name": first,
+            "last_name": last,
+            "plan": plan,
+            "source": self.rng.choice(SOURCES),
+        }
 
     def _history(self, built: Built) -> None:
         counts: dict[str, dict[str, int]] = {c["key"]: {"delivered": 0, "failed": 0} for c in built.connections}
@@ -221,8 +314,14 @@ class Generator:
             event_id = self.new_id()
             payload = self._payload(index)
             resource_id = f"usr_{self.rng.getrandbits(48):012x}"
-            event = {"id": event_id, "event": EVENT, "resource": "user", "resource_id": resource_id,
-                     "payload": payload, "created_at": iso(created)}
+            event = {
+                "id": event_id,
+                "event": EVENT,
+                "resource": "user",
+                "resource_id": resource_id,
+                "payload": payload,
+                "created_at": iso(created),
+            }
             first_start, settled, any_failed = float("inf"), created, False
             for conn, rule in pairs:
                 status, start, end = self._deliver(built, event, created, conn, rule)
@@ -230,16 +329,34 @@ class Generator:
                 any_failed |= status == "failed"
                 first_start, settled = min(first_start, start), max(settled, end)
             failing_events += any_failed
-            built.events.append((event_id, self.org_id, built.workspace["id"], EVENT, "user", resource_id,
-                                 json.dumps(payload, separators=(",", ":")), "pending", len(pairs),
-                                 iso(first_start), SIGNUP_SOURCE, event["created_at"]))
+            built.events.append(
+                (
+                    event_id,
+                    self.org_id,
+                    built.workspace["id"],
+                    EVENT,
+                    "user",
+                    resource_id,
+                    json.dumps(payload, separators=(",", ":")),
+                    "pending",
+                    len(pairs),
+                    iso(first_start),
+                    SIGNUP_SOURCE,
+                    event["created_at"],
+                )
+            )
             built.event_times[event_id] = (iso(first_start), iso(settled))
         self._final_connection_states(built)
-        built.summary = {"signups": len(built.events), "failing_events": failing_events, "destinations": counts,
-                         "attempts": len(built.attempts)}
+        built.summary = {
+            "signups": len(built.events),
+            "failing_events": failing_events,
+            "destinations": counts,
+            "attempts": len(built.attempts),
+        }
 
-    def _deliver(self, built: Built, event: dict[str, Any], created: float, conn: dict[str, Any],
-                 rule: dict[str, Any]) -> tuple[str, float, float]:
+    def _deliver(
+        self, built: Built, event: dict[str, Any], created: float, conn: dict[str, Any], rule: dict[str, Any]
+    ) -> tuple[str, float, float]:
         """One rule event and its attempts; returns its final status, when it started and when it settled."""
         rule_event_id = self.new_id()
         started = created + self.rng.uniform(0.03, 0.4)
@@ -256,25 +373,58 @@ class Generator:
             retry_at = None
             if number < len(plan):
                 retry_at = end + self.sb.policy.base * 2 ** (number - 1) * self.rng.uniform(0.8, 1.2)
-            rows.append((self.new_id(), rule_event_id, event["id"], rule["id"], number, code, http_status, message,
-                         iso(at), iso(end), round(duration * 1000, 1), iso(retry_at) if retry_at else None,
-                         json.dumps(response) if response is not None else None))
+            rows.append(
+                (
+                    self.new_id(),
+                    rule_event_id,
+                    event["id"],
+                    rule["id"],
+                    number,
+                    code,
+                    http_status,
+                    message,
+                    iso(at),
+                    iso(end),
+                    round(duration * 1000, 1),
+                    iso(retry_at) if retry_at else None,
+                    json.dumps(response) if response is not None else None,
+                )
+            )
             at = retry_at if retry_at is not None else end
         final_code = plan[-1][0]
         status = "completed" if final_code == "delivered" else "failed"
         last_error = None if status == "completed" else plan[-1][2]
         attempt_limit = max(self.sb.policy.max_attempts, len(plan))
         built.attempts.extend(rows)
-        built.rule_events.append((rule_event_id, event["id"], rule["id"], conn["workspace_id"], conn["id"],
-                                  conn["type"], EVENT, event["resource"], event["resource_id"], status, len(plan),
-                                  attempt_limit, None, iso(started), rows[-1][9], last_error, SIGNUP_SOURCE,
-                                  event["created_at"]))
+        built.rule_events.append(
+            (
+                rule_event_id,
+                event["id"],
+                rule["id"],
+                conn["workspace_id"],
+                conn["id"],
+                conn["type"],
+                EVENT,
+                event["resource"],
+                event["resource_id"],
+                status,
+                len(plan),
+                attempt_limit,
+                None,
+                iso(started),
+                rows[-1][9],
+                last_error,
+                SIGNUP_SOURCE,
+                event["created_at"],
+            )
+        )
         return status, started, end
 
     # Each plan is a list of attempts: (outcome_code, http_status, message, response, seconds taken).
 
-    def _success_plan(self, conn: dict[str, Any], event: dict[str, Any], rule: dict[str, Any],
-                      rule_event_id: str) -> list[tuple[Any, ...]]:
+    def _success_plan(
+        self, conn: dict[str, Any], event: dict[str, Any], rule: dict[str, Any], rule_event_id: str
+    ) -> list[tuple[Any, ...]]:
         if conn["type"] != "webhook":
             code, message, response = self._simulated_delivery(conn, event, rule, rule_event_id)
             return [(code, 200, message, response, self.rng.uniform(0.06, 0.35))]
@@ -284,8 +434,9 @@ class Generator:
         plan.append(self._webhook_answer(conn, event, rule_event_id, len(plan) + 1, 200, "OK"))
         return plan
 
-    def _simulated_delivery(self, conn: dict[str, Any], event: dict[str, Any], rule: dict[str, Any],
-                            rule_event_id: str) -> tuple[str, str, dict[str, Any]]:
+    def _simulated_delivery(
+        self, conn: dict[str, Any], event: dict[str, Any], rule: dict[str, Any], rule_event_id: str
+    ) -> tuple[str, str, dict[str, Any]]:
         """A delivered simulated attempt. The first one per connection runs the sandbox's own simulated
         destination (and proves the scenario's configuration delivers); the rest reuse its message and
         build only the per-event response, which keeps a build of ~10,000 deliveries well under 2 s."""
@@ -299,8 +450,12 @@ class Generator:
         payload = event["payload"]
         metadata = rule["metadata"]
         if conn["type"] == "slack":
-            result: dict[str, Any] = {"ok": True, "channel": metadata.get("id"), "ts": f"{event['sent']:.6f}",
-                                      "message": {"text": render_template(str(metadata.get("template", "")), payload)}}
+            result: dict[str, Any] = {
+                "ok": True,
+                "channel": metadata.get("id"),
+                "ts": f"{event['sent']:.6f}",
+                "message": {"text": render_template(str(metadata.get("template", "")), payload)},
+            }
         else:
             mapped, _, _ = apply_mapping(self._schema(conn), payload)
             result = {"ok": True, "action": metadata.get("action"), "contact": mapped}
@@ -315,33 +470,47 @@ class Generator:
             self._schemas[conn["id"]] = schema
         return schema
 
-    def _webhook_answer(self, conn: dict[str, Any], event: dict[str, Any], rule_event_id: str, number: int,
-                        status: int, reason: str) -> tuple[Any, ...]:
+    def _webhook_answer(
+        self, conn: dict[str, Any], event: dict[str, Any], rule_event_id: str, number: int, status: int, reason: str
+    ) -> tuple[Any, ...]:
         metadata = {**conn["metadata"], "url": self.inbox_url}
         request = build_webhook_request(metadata, event, rule_event_id, number)
         body = b'{"ok":true}' if status < 400 else b'{"ok":false,"error":"upstream unavailable"}'
         headers = {"content-type": "application/json", "content-length": str(len(body))}
         response = _capture(status, headers, body, len(body), request)
         if status < 400:
-            return ("delivered", status, f"delivered: {self.host} answered HTTP {status} {reason}", response,
-                    self.rng.uniform(0.003, 0.025))
-        return ("rejected_server_error", status, f"{self.host} answered HTTP {status} {reason}", response,
-                self.rng.uniform(0.003, 0.025))
+            return (
+                "delivered",
+                status,
+                f"delivered: {self.host} answered HTTP {status} {reason}",
+                response,
+                self.rng.uniform(0.003, 0.025),
+            )
+        return (
+            "rejected_server_error",
+            status,
+            f"{self.host} answered HTTP {status} {reason}",
+            response,
+            self.rng.uniform(0.003, 0.025),
+        )
 
-    def _failure_plan(self, conn: dict[str, Any], event: dict[str, Any], rule: dict[str, Any],
-                      rule_event_id: str) -> list[tuple[Any, ...]]:
+    def _failure_plan(
+        self, conn: dict[str, Any], event: dict[str, Any], rule: dict[str, Any], rule_event_id: str
+    ) -> list[tuple[Any, ...]]:
         kind = self.kinds[conn["key"]]
         if kind == "url_moved":
-            message = f"could not reach {GONE_URL.split('//')[1].split('/')[0]}: ConnectError All connection attempts failed"
-            return [("network_error", None, message, None, self.rng.uniform(0.0005, 0.003))
-                    for _ in range(self.sb.policy.max_attempts)]
+            # What the engine writes for a refused connection (httpx's ConnectError text).
+            message = f"could not reach {GONE_HOST}: ConnectError All connection attempts failed"
+            return [
+                ("network_error", None, message, None, self.rng.uniform(0.0005, 0.003))
+                for _ in range(self.sb.policy.max_attempts)
+            ]
         if kind == "revoked_api_key" and conn["active"]:
             # The first delivery after the revocation meets the provider's 401 and deactivates the connection,
             # exactly as the delivery engine does; every later one fails without a request.
             outcome = self.sb.destinations._simulated(self._job(conn, event, rule, rule_event_id), conn)
             conn.update(active=0, inactive_reason=outcome.deactivate, updated_at=event["created_at"])
-            return [(outcome.code, outcome.http_status, outcome.message, outcome.response,
-                     self.rng.uniform(0.08, 0.3))]
+            return [(outcome.code, outcome.http_status, outcome.message, outcome.response, self.rng.uniform(0.08, 0.3))]
         if kind == "oauth_expired" and conn["active"]:
             conn.update(active=0, inactive_reason="oauth_reauthorization_required", updated_at=event["created_at"])
         outcome = self.sb.destinations._inactive(conn)
@@ -354,9 +523,19 @@ class Generator:
         return conn
 
     def _job(self, conn: dict[str, Any], event: dict[str, Any], rule: dict[str, Any], rule_event_id: str) -> Job:
-        return Job(rule_event_id=rule_event_id, event_id=event["id"], rule_id=rule["id"], attempt_id="",
-                   attempt_number=1, workspace_id=conn["workspace_id"], integration_type=conn["type"], event=event,
-                   rule_metadata=rule["metadata"], connection=conn, started=0.0)
+        return Job(
+            rule_event_id=rule_event_id,
+            event_id=event["id"],
+            rule_id=rule["id"],
+            attempt_id="",
+            attempt_number=1,
+            workspace_id=conn["workspace_id"],
+            integration_type=conn["type"],
+            event=event,
+            rule_metadata=rule["metadata"],
+            connection=conn,
+            started=0.0,
+        )
 
     def _final_connection_states(self, built: Built) -> None:
         """What each cause left behind on its connection, at the moment it began."""
@@ -366,5 +545,6 @@ class Generator:
                 conn["metadata"] = {**conn["metadata"], "url": GONE_URL}
                 conn["updated_at"] = iso(self.starts[conn["key"]])
             elif kind == "oauth_expired" and conn["active"]:  # no signup came after it began
-                conn.update(active=0, inactive_reason="oauth_reauthorization_required",
-                            updated_at=iso(self.starts[conn["key"]]))
+                conn.update(
+                    active=0, inactive_reason="oauth_reauthorization_required", updated_at=iso(self.starts[conn["key"]])
+                )

@@ -43,8 +43,13 @@ class InboxCounts:
     capped: bool = False
 
     def view(self, name: str) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": name, "received": self.received, "deliveries": len(self.seen),
-                               "duplicates": self.duplicates, "last_received_at": self.last_received_at}
+        out: dict[str, Any] = {
+            "name": name,
+            "received": self.received,
+            "deliveries": len(self.seen),
+            "duplicates": self.duplicates,
+            "last_received_at": self.last_received_at,
+        }
         if self.capped:
             out["note"] = f"only the first {TRACKED_DELIVERIES} distinct deliveries are tracked for duplicates"
         return out
@@ -117,9 +122,11 @@ async def reconnect(request: Request, sb: Sandbox, p: Any) -> Any:
     spec = sb.spec(row["type"])
     if not spec.is_oauth:
         raise bad_request(
-            f"{spec.name} connections authenticate with credentials, not OAuth: nothing to reconnect", "connection_id",
+            f"{spec.name} connections authenticate with credentials, not OAuth: nothing to reconnect",
+            "connection_id",
             f"update its credentials instead: PUT /api/v1/connections/{row['id']} (update_connection) with new "
-            "metadata reactivates it")
+            "metadata reactivates it",
+        )
     was_inactive = not row["active"]
     if was_inactive:
         reconnect_connection(sb.store, row["id"])
@@ -170,6 +177,8 @@ def reconnect_from_cli(data_dir: Path, connection_id: str) -> dict[str, Any]:
     if response.status_code != 200:
         error = body.get("error") or {}
         hint = "; ".join(d.get("msg", "") for d in error.get("data", []))
-        raise ValueError(f"reconnect refused ({response.status_code}): {error.get('message', response.text[:200])}"
-                         + (f" — {hint}" if hint and hint != error.get("message") else ""))
+        raise ValueError(
+            f"reconnect refused ({response.status_code}): {error.get('message', response.text[:200])}"
+            + (f" — {hint}" if hint and hint != error.get("message") else "")
+        )
     return body
