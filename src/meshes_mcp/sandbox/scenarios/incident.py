@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import random
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,7 +189,10 @@ class Ids:
         self.rng = rng
 
     def __call__(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        # Version 4 and RFC 4122 variant bits set by hand: what uuid.UUID(version=4) does, several times faster.
+        bits = self.rng.getrandbits(128) & ~(0xF000 << 64) & ~(0xC000 << 48) | (0x4000 << 64) | (0x8000 << 48)
+        h = f"{bits:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass
@@ -373,6 +375,7 @@ class Generator:
             retry_at = None
             if number < len(plan):
                 retry_at = end + self.sb.policy.base * 2 ** (number - 1) * self.rng.uniform(0.8, 1.2)
+            self._as_sent(response, at)
             rows.append(
                 (
                     self.new_id(),
@@ -420,6 +423,18 @@ class Generator:
         )
         return status, started, end
 
+    def _as_sent(self, response: dict[str, Any] | None, at: float) -> None:
+        """Captured evidence as of the attempt's own time, with the scenario's ids: the helpers that build it
+        stamp the current time and a random request id."""
+        if not response:
+            return
+        headers = response.get("headers") or {}
+        if "x-request-id" in headers:
+            headers["x-request-id"] = self.new_id()
+        sent = (response.get("request") or {}).get("headers") or {}
+        if "X-Meshes-Timestamp" in sent:
+            sent["X-Meshes-Timestamp"] = str(int(at * 1000))
+
     # Each plan is a list of attempts: (outcome_code, http_status, message, response, seconds taken).
 
     def _success_plan(
@@ -438,15 +453,14 @@ class Generator:
         self, conn: dict[str, Any], event: dict[str, Any], rule: dict[str, Any], rule_event_id: str
     ) -> tuple[str, str, dict[str, Any]]:
         """A delivered simulated attempt. The first one per connection runs the sandbox's own simulated
-        destination (and proves the scenario's configuration delivers); the rest reuse its message and
-        build only the per-event response, which keeps a build of ~10,000 deliveries well under 2 s."""
+        destination (proving the scenario's configuration delivers) for its message; every one builds only
+        its per-event response, which keeps a build of ~10,000 deliveries well under 2 s."""
         first = self._delivered.get(conn["id"])
         if first is None:
             outcome = self.sb.destinations._simulated(self._job(conn, event, rule, rule_event_id), self._healthy(conn))
             if outcome.code != "delivered":
                 raise ValueError(f"the scenario's {conn['name']} rule does not deliver: {outcome.message}")
-            self._delivered[conn["id"]] = outcome.message
-            return outcome.code, outcome.message, outcome.response or {}
+            first = self._delivered[conn["id"]] = outcome.message
         payload = event["payload"]
         metadata = rule["metadata"]
         if conn["type"] == "slack":
