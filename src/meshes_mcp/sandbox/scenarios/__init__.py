@@ -19,10 +19,10 @@ from typing import Any
 
 from meshes_mcp.sandbox.clock import new_id
 from meshes_mcp.sandbox.clock import now as clock_now
-from meshes_mcp.sandbox.scenarios.incident import INCIDENT, Built, Generator, Scenario
+from meshes_mcp.sandbox.scenarios.incident import INCIDENT, INCIDENT_DEMO, Built, Generator, Scenario
 
-SCENARIOS: dict[str, Scenario] = {"incident": INCIDENT}
-NAMES = tuple(SCENARIOS)
+SCENARIOS: dict[str, Scenario] = {"incident": INCIDENT, "incident-demo": INCIDENT_DEMO}
+NAMES = ("incident",)  # offered on the command line; incident-demo is the demo's tenth-size copy
 
 
 class ScenarioError(ValueError):
@@ -38,7 +38,7 @@ def install(sandbox: Any, name: str, base_url: str, now: float | None = None) ->
     summary (the counts it wrote) and `installed` (True when this call wrote it)."""
     scenario = SCENARIOS.get(name)
     if scenario is None:
-        raise ScenarioError(f"unknown scenario {name!r}: choose one of {', '.join(NAMES)}")
+        raise ScenarioError(f"unknown scenario {name!r}: choose one of {', '.join(SCENARIOS)}")
     store = sandbox.store
     org_id = sandbox.seed["organization_id"]
     with store.tx():  # BEGIN IMMEDIATE: two sandboxes starting on one data directory install it once

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshes_mcp.sandbox import provider_data
@@ -131,6 +131,9 @@ INCIDENT = Scenario(
         Cause("hubspot", "oauth_expired", 5.0, "a person reconnects it: POST /sandbox/connections/<id>/reconnect"),
     ],
 )
+
+# The same story at a tenth of the size, so `meshes-mcp demo` retries it in a few seconds.
+INCIDENT_DEMO = replace(INCIDENT, healthy_signups=40, failing_signups=200)
 
 FIRST_NAMES = [
     "Ada",
