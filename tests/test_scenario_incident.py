@@ -5,6 +5,7 @@ at the inbox it serves."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -241,22 +242,45 @@ def test_a_second_start_adds_nothing_and_existing_data_is_untouched(tmp_path):
     before = snapshot(data_dir)
 
     first = EmbeddedSandbox(data_dir, retry_base=0.05, scenario="incident")
-    first.start()
+    first_info = first.start()
+    assert first.scenario and first.scenario["installed"] is True
+    ws, webhook_id = first.scenario["workspace_id"], first.scenario["connections"]["webhook"]
+    with SandboxApi(first_info) as api:  # the webhook fixed to this run's inbox
+        webhook = api.get(f"/connections/{webhook_id}").json()
+        api.put(
+            f"/connections/{webhook_id}",
+            json={"name": webhook["name"], "metadata": {"url": base_url(first_info) + INBOX_PATH}},
+        ).raise_for_status()
     first.stop()
     after = snapshot(data_dir)
     for table, rows in before.items():
         assert {k: after[table][k] for k in rows} == rows, table  # every old row as it was
-    assert first.scenario and first.scenario["installed"] is True
 
-    second = EmbeddedSandbox(data_dir, retry_base=0.05, scenario="incident")
-    second.start()
-    second.stop()
-    assert second.scenario and second.scenario["installed"] is False
-    assert second.scenario["workspace_id"] == first.scenario["workspace_id"]
+    # Started again on another port: nothing is added; only the inbox URLs follow the new address.
+    second = EmbeddedSandbox(data_dir, retry_base=0.05, scenario="incident", port=free_port(first_info))
+    second_info = second.start()
+    try:
+        assert second.scenario and second.scenario["installed"] is False
+        assert second.scenario["workspace_id"] == ws
+        with SandboxApi(second_info) as api:
+            assert api.get(f"/connections/{webhook_id}").json()["metadata"]["url"] == base_url(second_info) + INBOX_PATH
+            assert base_url(second_info) + INBOX_PATH in api.get(f"/workspaces/{ws}").json()["description"]
+    finally:
+        second.stop()
     again = snapshot(data_dir)
+    changed = {(t, k) for t, rows in again.items() for k, row in rows.items() if after[t].get(k) != row}
+    assert changed == {("workspaces", ws), ("connections", webhook_id)}
     assert {t: len(r) for t, r in again.items()} == {t: len(r) for t, r in after.items()}
-    # A new port (each embedded start picks one): the inbox URL follows it, nothing else changes.
-    assert again["workspaces"] != after["workspaces"] or first.port == second.port
+
+
+def free_port(avoid: SandboxInfo) -> int:
+    taken = int(base_url(avoid).rsplit(":", 1)[1])
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port != taken:
+            return port
 
 
 def test_a_workspace_named_incident_that_the_scenario_did_not_make_is_refused(tmp_path):
