@@ -39,6 +39,7 @@ from meshes_mcp.sandbox.scenarios.incident import INBOX_PATH
 from meshes_mcp.sandbox.scenarios.practice import reconnect_from_cli
 
 CALLS_TARGET, BYTES_TARGET = 6, 12 * 1024
+TRIAGE_TARGET, RATE_TARGET = 10.0, 200
 NEW_MAILCHIMP_KEY = "5b3c9e0d7a214f68a1c2-us21"
 
 
@@ -308,18 +309,29 @@ def run_jobs(info: SandboxInfo, data_dir: Path) -> None:
           f"{sum(d['failed'] for d in summary['destinations'].values()):,} failing deliveries")  # fmt: skip
     print(f"  triage: {figures.get('triage_seconds', 0):.2f} s for {figures.get('scanned')} events scanned, "
           f"groups {figures.get('groups')}")  # fmt: skip
-    rate = figures.get("retried", 0) / figures["retry_seconds"] if figures.get("retry_seconds") else 0
+    retried, spent = figures.get("retried", 0), figures.get("retry_seconds", 0.0)
+    waited = float((figures.get("outcome") or {}).get("waited_s") or 0.0)
+    # Sending: the call's time less the wait for outcomes it reports (what is left includes its own scan).
+    rate = retried / (spent - waited) if spent > waited else 0.0
     print(
-        f"  retry_failed: {figures.get('retried', 0):,} retried in {figures.get('retry_seconds', 0):.2f} s "
-        f"including the wait until settled = {rate:,.0f} rule events/s; outcome {json.dumps(figures.get('outcome'))}"
+        f"  retry_failed: {retried:,} retried in {spent:.2f} s, of which {waited:.1f} s waiting for outcomes"
+        f" = {rate:,.0f} rule events/s sent; outcome {json.dumps(figures.get('outcome'))}"
     )
     print(f"  retried twice: {twice} of {touched} rule events (store); webhook inbox: {counts['deliveries']} "
           f"deliveries, {counts['duplicates']} duplicates")  # fmt: skip
     print(f"  after: {figures.get('left')} groups left")
-    ok = job.calls <= CALLS_TARGET and job.bytes <= BYTES_TARGET and job.failed == 0 and figures.get("left") == 0
-    ok = ok and twice == 0 and counts["duplicates"] == 0
-    print(f"targets (≤ {CALLS_TARGET} calls, ≤ {BYTES_TARGET // 1024} KB, nothing left, nothing twice): "
-          f"{'met' if ok else 'NOT met'}")  # fmt: skip
+    checks = {
+        f"incident ≤ {CALLS_TARGET} tool calls": job.calls <= CALLS_TARGET,
+        f"incident ≤ {BYTES_TARGET // 1024} KB text": job.bytes <= BYTES_TARGET,
+        "no failed calls": job.failed == 0,
+        "nothing left": figures.get("left") == 0,
+        "nothing retried twice": twice == 0 and counts["duplicates"] == 0,
+        f"triage of {summary['failing_events']:,} failing events < {TRIAGE_TARGET:g} s":
+            figures.get("triage_seconds", 1e9) < TRIAGE_TARGET,
+        f"retry_failed ≥ {RATE_TARGET} rule events/s": rate >= RATE_TARGET,
+    }  # fmt: skip
+    for name, met in checks.items():
+        print(f"  target {name}: {'met' if met else 'NOT met'}")
 
 
 def sqlite_meta(data_dir: Path, key: str) -> str:
