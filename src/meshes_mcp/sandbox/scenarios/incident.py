@@ -4,8 +4,8 @@ Everything here is data plus one deterministic generator. The story (times are b
 scenario is first built; the numbers are those of the default seed):
 
 - 2,400 `user.signup` events over the last 24 hours, each routed by four rules: HubSpot (add to the
-  "Newsletter Subscribers" list), Mailchimp (add to an audience list), a signed-off webhook to the
-  sandbox's own inbox, and Slack (a message in #signups).
+  "Newsletter Subscribers" list), Mailchimp (add to an audience list), a webhook to the sandbox's
+  own inbox, and Slack (a message in #signups).
 - ~20 h ago Mailchimp's API key was revoked: the first delivery after that got HTTP 401 and made the
   connection inactive (`authentication_invalid`); every later one failed at once, nothing sent. The
   last 2,000 signups failed there. Fix: `update_connection` with a new `api_key`.
@@ -82,7 +82,6 @@ class Scenario:
     window_hours: float = 24.0
     webhook_503_rate: float = 0.015
     seed: int = SEED
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 INCIDENT = Scenario(
@@ -135,52 +134,12 @@ INCIDENT = Scenario(
 # The same story at a tenth of the size, so `meshes-mcp demo` retries it in a few seconds.
 INCIDENT_DEMO = replace(INCIDENT, healthy_signups=40, failing_signups=200)
 
-FIRST_NAMES = [
-    "Ada",
-    "Ben",
-    "Chloe",
-    "Dev",
-    "Elena",
-    "Femi",
-    "Grace",
-    "Hiro",
-    "Ines",
-    "Jonas",
-    "Kira",
-    "Liam",
-    "Maya",
-    "Noah",
-    "Olga",
-    "Pablo",
-    "Quinn",
-    "Rosa",
-    "Sami",
-    "Tara",
-    "Uma",
-    "Victor",
-    "Wen",
-    "Yara",
-]
-LAST_NAMES = [
-    "Okafor",
-    "Lindqvist",
-    "Moreau",
-    "Patel",
-    "Novak",
-    "Garcia",
-    "Tanaka",
-    "Schmidt",
-    "Rossi",
-    "Kim",
-    "Haddad",
-    "Silva",
-    "Byrne",
-    "Ivanova",
-    "Mensah",
-    "Costa",
-    "Nguyen",
-    "Fischer",
-]
+# fmt: off
+FIRST_NAMES = ["Ada", "Ben", "Chloe", "Dev", "Elena", "Femi", "Grace", "Hiro", "Ines", "Jonas", "Kira", "Liam", "Maya",
+               "Noah", "Olga", "Pablo", "Quinn", "Rosa", "Sami", "Tara", "Uma", "Victor", "Wen", "Yara"]
+LAST_NAMES = ["Okafor", "Lindqvist", "Moreau", "Patel", "Novak", "Garcia", "Tanaka", "Schmidt", "Rossi", "Kim",
+              "Haddad", "Silva", "Byrne", "Ivanova", "Mensah", "Costa", "Nguyen", "Fischer"]
+# fmt: on
 PLANS = [("free", 0.62), ("pro", 0.3), ("enterprise", 0.08)]
 SOURCES = ["website", "website", "website", "mobile_app", "referral", "webinar"]
 
@@ -352,11 +311,14 @@ class Generator:
             )
             built.event_times[event_id] = (iso(first_start), iso(settled))
         self._final_connection_states(built)
+        causes = [{"destination": c.destination, "kind": c.kind, "started_at": iso(self.starts[c.destination]),
+                   "fix": c.fix} for c in self.sc.causes]  # fmt: skip
         built.summary = {
             "signups": len(built.events),
             "failing_events": failing_events,
             "destinations": counts,
             "attempts": len(built.attempts),
+            "causes": causes,
         }
 
     def _deliver(
