@@ -3,7 +3,8 @@
 It starts the embedded sandbox (with the `incident` practice scenario) and a local webhook receiver,
 then drives the MCP server through a real stdio client session, exactly as an IDE would.
 Act one: wire a HubSpot list and a webhook (with a typo in its URL), emit an event, watch the webhook
-delivery fail, diagnose it, fix the URL, retry, and see it delivered.
+delivery fail, diagnose it, fix the URL, retry, and see it delivered (outcomes awaited with the tools'
+`wait_seconds` where the build has it, else by reading the event back).
 Act two, the incident: triage a day of failing signups into causes, fix each (two through the API, a
 HubSpot reconnect as the person's step), retry them all once while waiting for the outcome, and triage
 again to see nothing left.
@@ -50,6 +51,8 @@ async def walk_through(env: dict[str, str], receiver: Any, incident: dict[str, A
 async def story(client: Any, receiver: Any) -> None:
     tools = await client.list_tools()
     say(f"Connected to meshes-mcp over stdio: {len(tools.tools)} tools.\n")
+    # Builds whose tools take wait_seconds report outcomes themselves; older ones are polled with get_event.
+    waits = {t.name for t in tools.tools if "wait_seconds" in (t.input_schema.get("properties") or {})}
 
     async def call(name: str, args: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         result = await client.call_tool(name, args)
@@ -83,12 +86,10 @@ async def story(client: Any, receiver: Any) -> None:
     )
 
     say("5. Emit a signup. Meshes fans it out to both rules.")
-    _, emitted = await call(
-        "emit_event",
-        {"event": "user.signup", "payload": {"email": "jane@example.com", "first_name": "Jane", "plan": "pro"}},
-    )
+    signup = {"event": "user.signup", "payload": {"email": "jane@example.com", "first_name": "Jane", "plan": "pro"}}
+    _, emitted = await call("emit_event", {**signup, "wait_seconds": 10} if "emit_event" in waits else signup)
     event_id = emitted["id"]
-    settled = await wait_until_settled(client, event_id)
+    settled = emitted if emitted.get("rule_events") else await wait_until_settled(client, event_id)
     say("   The webhook delivery failed. One call explains why:")
     await call("diagnose_event", {"event_id": event_id})
 
@@ -99,9 +100,11 @@ async def story(client: Any, receiver: Any) -> None:
     )
     failed = [r for r in settled.get("rule_events", []) if r.get("status") == "failed"]
     for rule_event in failed:
-        await call("retry_rule_event", {"event_id": event_id, "rule_id": rule_event["rule"]})
-    await wait_until_settled(client, event_id)
-    await call("get_event", {"event_id": event_id})
+        retry = {"event_id": event_id, "rule_id": rule_event["rule"]}
+        await call("retry_rule_event", {**retry, "wait_seconds": 10} if "retry_rule_event" in waits else retry)
+    if "retry_rule_event" not in waits:
+        await wait_until_settled(client, event_id)
+        await call("get_event", {"event_id": event_id})
     delivered = receiver.matching("/hooks/meshes")
     say(f"The receiver got {len(delivered)} delivery at the right URL: the event reached every destination.")
 
