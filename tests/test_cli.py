@@ -31,6 +31,9 @@ def test_demo_walks_through_both_jobs(tmp_path):
     assert 'list "9" does not exist' in out  # validation before any request
     assert "rejected_client_error" in out  # the failed webhook, diagnosed
     assert "The receiver got 1 delivery at the right URL" in out  # fixed and retried exactly once
+    assert "Act two: an incident" in out
+    if "act two needs them" not in out:  # the incident tools are in this build: the whole loop ran
+        assert "reconnected: True" in out and "Nothing left" in out
 
 
 def test_sandbox_command_serves_the_api_and_writes_its_credentials(tmp_path):

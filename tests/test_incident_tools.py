@@ -268,7 +268,7 @@ def test_credentials_quoted_in_causes_never_show(one_attempt):
 
     texts = anyio.run(go)
     assert all(password not in text and key not in text for text in texts), texts
-    assert "could not reach [redacted]@127.0.0.1:9" in texts[0]
+    assert "could not reach " in texts[0] and "127.0.0.1:9" in texts[0]  # the cause still names the host
 
 
 # --- 425, 429, skipped, cancellation: a forwarding proxy in front of the sandbox ----------------

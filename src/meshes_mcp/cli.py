@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8787)
     sandbox.add_argument("--data-dir", type=Path, help="where the sandbox keeps its database")
     add_delivery_options(sandbox)
+    add_scenario_option(sandbox)
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION")
+    reconnect = sandbox_commands.add_parser(
+        "reconnect", help="a person's dashboard step: reconnect an OAuth connection of the running sandbox"
+    )
+    reconnect.add_argument("connection_id", help="the connection's UUID")
+    reconnect.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="the running sandbox's data dir")
 
     demo = commands.add_parser("demo", help="a guided walk-through on a throwaway sandbox")
     demo.add_argument("--data-dir", type=Path, help="keep the demo's sandbox data here")
@@ -91,6 +98,14 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-v", "--verbose", action="store_true", default=d, help="debug logging on stderr")
     add_delivery_options(parser)
+    add_scenario_option(parser)
+
+
+def add_scenario_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scenario", choices=("incident",), default=argparse.SUPPRESS,
+        help="sandbox: add practice history once (incident: a workspace Incident with a day of failing signups)",
+    )
 
 
 def add_delivery_options(parser: argparse.ArgumentParser) -> None:
@@ -176,20 +191,25 @@ def serve(options: dict[str, Any]) -> None:
     http = http_settings_from(options) if options.get("transport") == "http" else None
     sandbox = None
     overrides: dict[str, Any] = {}
+    if options.get("scenario") and not options.get("sandbox"):
+        raise ValueError("--scenario adds practice history to the local sandbox: use it with --sandbox")
     if options.get("sandbox"):
         from meshes_mcp.sandbox import EmbeddedSandbox
 
         data_dir = options.get("data_dir") or default_data_dir()
         sandbox = EmbeddedSandbox(
-            Path(data_dir), retry_base=options.get("retry_base"), max_attempts=options.get("max_attempts")
+            Path(data_dir), retry_base=options.get("retry_base"), max_attempts=options.get("max_attempts"),
+            scenario=options.get("scenario"),
         )
         info = sandbox.start()
+        # Practising a scenario: its workspace is the default one, unless --workspace says otherwise.
+        practice = sandbox.scenario["workspace_id"] if sandbox.scenario else None
         overrides = {
             "api_url": info.api_url,
             "access_key": info.access_key,
             "secret_key": info.secret_key,
             "org_id": info.organization_id,
-            "workspace_id": options.get("workspace_id") or info.workspace_id,
+            "workspace_id": options.get("workspace_id") or practice or info.workspace_id,
         }
         log.info("sandbox at %s (data in %s)", info.api_url, data_dir)
     settings = settings_from(options, **overrides)
@@ -215,6 +235,15 @@ def serve(options: dict[str, Any]) -> None:
 
 
 def run_sandbox_command(options: dict[str, Any]) -> None:
+    if options.get("sandbox_command") == "reconnect":
+        from meshes_mcp.sandbox.scenarios.practice import reconnect_from_cli
+
+        data_dir = Path(options.get("data_dir") or default_data_dir())
+        body = reconnect_from_cli(data_dir, options["connection_id"])
+        conn = body.get("connection", {})
+        done = "reconnected" if body.get("reconnected") else "was already active"
+        print(f"{conn.get('name', options['connection_id'])} ({conn.get('type')}): {done}")
+        return
     from meshes_mcp.sandbox import run_sandbox
 
     run_sandbox(
@@ -223,6 +252,7 @@ def run_sandbox_command(options: dict[str, Any]) -> None:
         data_dir=Path(options.get("data_dir") or default_data_dir()),
         retry_base=options.get("retry_base"),
         max_attempts=options.get("max_attempts"),
+        scenario=options.get("scenario"),
     )
 
 

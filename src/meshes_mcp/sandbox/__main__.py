@@ -15,8 +15,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8787, help="0 picks a free port (see sandbox.json)")
     parser.add_argument("--retry-base", type=float, default=None, help="first retry delay in seconds (default 2)")
     parser.add_argument("--max-attempts", type=int, default=None, help="attempts per delivery (default 5)")
+    parser.add_argument("--scenario", choices=("incident",), default=None, help="add practice history once")
     args = parser.parse_args(argv)
-    run_sandbox(args.host, args.port, args.data_dir, retry_base=args.retry_base, max_attempts=args.max_attempts)
+    run_sandbox(args.host, args.port, args.data_dir, retry_base=args.retry_base, max_attempts=args.max_attempts,
+                scenario=args.scenario)
 
 
 if __name__ == "__main__":

@@ -999,7 +999,10 @@ def create_app(
             await client.aclose()
             store.close()
 
-    app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers={404: _http_error, 405: _http_error})
+    from meshes_mcp.sandbox.scenarios.practice import ROUTES as PRACTICE_ROUTES  # its module imports this one
+
+    app = Starlette(routes=[*ROUTES, *PRACTICE_ROUTES], lifespan=lifespan,
+                    exception_handlers={404: _http_error, 405: _http_error})
     # No redirect for a trailing slash (Starlette's default): an API client gets a 404 error body, not an
     # empty 307 it may not follow.
     app.router.redirect_slashes = False

@@ -54,6 +54,18 @@ def _info(app: Any, host: str, port: int) -> SandboxInfo:
     return SandboxInfo(api_url=_base_url(host, port) + "/api/v1", **seed)
 
 
+def _install_scenario(app: Any, name: str | None, host: str, port: int) -> dict[str, Any] | None:
+    """Add a practice scenario once the address is known (its webhook inbox lives on this sandbox)."""
+    if not name:
+        return None
+    from meshes_mcp.sandbox.scenarios import install
+
+    marker = install(app.state.sandbox, name, _base_url(host, port))
+    done = "installed" if marker["installed"] else "already installed"
+    log.info("scenario %s %s: workspace %s", name, done, marker["workspace_id"])
+    return marker
+
+
 def write_info(data_dir: Path, info: SandboxInfo) -> None:
     """`sandbox.json`, readable by its owner only: it holds the sandbox's secret key."""
     path = data_dir / INFO_FILE
@@ -82,10 +94,11 @@ def run_sandbox(
     data_dir: Path | None = None,
     retry_base: float | None = None,
     max_attempts: int | None = None,
+    scenario: str | None = None,
 ) -> None:
     """Serve the sandbox until interrupted; writes `data_dir/sandbox.json` once listening.
 
-    Logs go to stderr only."""
+    `scenario` adds a practice scenario (see `meshes_mcp.sandbox.scenarios`). Logs go to stderr only."""
     if data_dir is None:
         raise ValueError("run_sandbox needs a data_dir")
     data_dir = Path(data_dir)
@@ -99,6 +112,12 @@ def run_sandbox(
         task = asyncio.create_task(server.serve(sockets=[sock]))
         await _wait_started(server, task)
         bound_port = sock.getsockname()[1]
+        try:
+            _install_scenario(app, scenario, host, bound_port)
+        except BaseException:
+            server.should_exit = True
+            await task
+            raise
         write_info(data_dir, _info(app, host, bound_port))
         log.info("Meshes sandbox listening on %s (data in %s)", _base_url(host, bound_port), data_dir)
         await task
@@ -111,8 +130,9 @@ class EmbeddedSandbox:
     """The sandbox in a background thread on a loopback port (0 = a free one).
 
     ``with EmbeddedSandbox(tmp) as info: ...`` or ``info = sandbox.start(); …; sandbox.stop()``.
-    Extra keywords: `delivery_timeout` (seconds per webhook request, default 10) and `concurrency`
-    (deliveries in flight, default 64).
+    Extra keywords: `delivery_timeout` (seconds per webhook request, default 10), `concurrency`
+    (deliveries in flight, default 64) and `scenario` (a practice scenario to add; its marker is then in
+    `self.scenario`).
     """
 
     def __init__(
@@ -126,6 +146,7 @@ class EmbeddedSandbox:
         delivery_timeout: float | None = None,
         concurrency: int = 64,
         shutdown_grace: float = 1.0,
+        scenario: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
@@ -133,6 +154,8 @@ class EmbeddedSandbox:
         self._app_args: dict[str, Any] = {"retry_base": retry_base, "max_attempts": max_attempts,
                                           "delivery_timeout": delivery_timeout, "concurrency": concurrency,
                                           "shutdown_grace": shutdown_grace}
+        self.scenario_name = scenario
+        self.scenario: dict[str, Any] | None = None
         self.info: SandboxInfo | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -151,6 +174,8 @@ class EmbeddedSandbox:
             raise TimeoutError("the embedded sandbox did not start in time")
         if self._error is not None:
             self._thread.join(1)
+            if isinstance(self._error, ValueError):  # a clear refusal (e.g. a scenario's): pass it on as is
+                raise self._error
             raise RuntimeError(f"the embedded sandbox failed to start: {self._error}") from self._error
         assert self.info is not None
         return self.info
@@ -172,6 +197,12 @@ class EmbeddedSandbox:
         self._server = server = _server(app)
         task = asyncio.create_task(server.serve(sockets=[sock]))
         await _wait_started(server, task)
+        try:
+            self.scenario = _install_scenario(app, self.scenario_name, self.host, sock.getsockname()[1])
+        except BaseException:
+            server.should_exit = True
+            await task
+            raise
         self.info = _info(app, self.host, sock.getsockname()[1])
         write_info(self.data_dir, self.info)
         self._ready.set()
