@@ -17,14 +17,16 @@ from meshes_mcp.sandbox.receiver import WebhookReceiver
 from tests.conftest import SandboxApi
 
 
-def start(data_dir: Path, log: Path) -> tuple[subprocess.Popen, SandboxInfo]:
+def start(data_dir: Path, log: Path, retry_base: float = 2.0) -> tuple[subprocess.Popen, SandboxInfo]:
+    """`python -m meshes_mcp.sandbox` on `data_dir` (port 0), once it answers /healthz."""
     info_file = data_dir / "sandbox.json"
     info_file.unlink(missing_ok=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meshes_mcp.sandbox", "--data-dir", str(data_dir), "--port", "0",
-         "--retry-base", "2.0"],
-        stdout=subprocess.DEVNULL, stderr=log.open("ab"),
-    )
+    with log.open("ab") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "meshes_mcp.sandbox", "--data-dir", str(data_dir), "--port", "0",
+             "--retry-base", str(retry_base)],
+            stdout=subprocess.DEVNULL, stderr=stderr,
+        )
     deadline = time.monotonic() + 20
     while not info_file.exists():
         assert proc.poll() is None, log.read_text()

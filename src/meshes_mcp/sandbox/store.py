@@ -84,6 +84,16 @@ CREATE TABLE IF NOT EXISTS sessions (
     token_hash TEXT NOT NULL, ttl_seconds INTEGER NOT NULL, expires_epoch REAL NOT NULL,
     created_at TEXT NOT NULL, expires_at TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS ix_sessions_ws ON sessions(workspace_id, seq);
+-- Bumped by every change to `rules`, whichever process (or version of this code) makes it: routing
+-- reads it inside the ingest transaction to tell whether its cached rules are still current.
+CREATE TABLE IF NOT EXISTS rules_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+INSERT OR IGNORE INTO rules_version(id, version) VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS rules_version_on_insert AFTER INSERT ON rules
+    BEGIN UPDATE rules_version SET version = version + 1 WHERE id = 1; END;
+CREATE TRIGGER IF NOT EXISTS rules_version_on_update AFTER UPDATE ON rules
+    BEGIN UPDATE rules_version SET version = version + 1 WHERE id = 1; END;
+CREATE TRIGGER IF NOT EXISTS rules_version_on_delete AFTER DELETE ON rules
+    BEGIN UPDATE rules_version SET version = version + 1 WHERE id = 1; END;
 """
 
 ACTIVE_STATUSES = ("pending", "processing", "retrying")
@@ -149,10 +159,14 @@ class Store:
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.execute("PRAGMA temp_store=MEMORY")
         self.db.executescript(SCHEMA)
-        # Rules matched per ingested event: cached per workspace, dropped on every rule change.
+        # Active rules per workspace, valid only while `rules_version` still reads `_rules_version`.
+        # Other processes may share the database (two editor windows on one data directory), so this
+        # process's own rule writes are not the only ones: the version row, bumped by triggers and read
+        # inside the ingest transaction, is what keeps the cache honest. (`PRAGMA data_version` would
+        # also see other processes' commits, but any commit at all, so it would empty the cache on
+        # every event another process ingests.)
         self._rules_cache: dict[str, list[MatchedRule]] = {}
-        # (workspace, kind, key) already in the event-type / resource catalogue.
-        self._catalog_seen: set[tuple[str, str, str]] = set()
+        self._rules_version: int | None = None
 
     def close(self) -> None:
         self.db.close()
@@ -329,7 +343,6 @@ class Store:
                 "UPDATE rules SET active=0, updated_at=? WHERE connection_id=? AND active=1", (ts, connection_id)
             )
             self._cancel_where("connection_id=?", (connection_id,), ts)
-        self._rules_cache.clear()
 
     # -- rules ------------------------------------------------------------------------------------
 
@@ -382,7 +395,6 @@ class Store:
             self._note_catalog(workspace_id, "event", event, created_by, ts)
             if resource:
                 self._note_catalog(workspace_id, "resource", resource, created_by, ts)
-        self._rules_cache.pop(workspace_id, None)
         return self.get_rule(org_id, rid)  # type: ignore[return-value]
 
     def delete_rule(self, rule_id: str) -> None:
@@ -391,9 +403,14 @@ class Store:
         with self.tx():
             self.db.execute("UPDATE rules SET deleted_at=?, active=0, updated_at=? WHERE id=?", (ts, ts, rule_id))
             self._cancel_where("rule_id=?", (rule_id,), ts)
-        self._rules_cache.clear()
 
     def rules_for_workspace(self, workspace_id: str) -> list[MatchedRule]:
+        """The workspace's active rules as the database holds them now. Call inside the write transaction
+        that uses them (as `insert_events` does), so no other process can change them in between."""
+        version = self.one("SELECT version FROM rules_version WHERE id = 1")["version"]  # type: ignore[index]
+        if version != self._rules_version:
+            self._rules_cache.clear()
+            self._rules_version = version
         cached = self._rules_cache.get(workspace_id)
         if cached is None:
             rows = self.all(
@@ -420,15 +437,13 @@ class Store:
     # -- event-type / resource catalogue ------------------------------------------------------------
 
     def _note_catalog(self, workspace_id: str, kind: str, key: str, created_by: str | None, ts: str) -> None:
-        mark = (workspace_id, kind, key)
-        if mark in self._catalog_seen:
-            return
+        # No per-process "already noted" memory: it would outlive a rolled-back transaction and grow with
+        # every distinct name a client invents. The unique index makes a repeat a cheap no-op.
         self.db.execute(
             "INSERT OR IGNORE INTO catalog_entries(id, workspace_id, kind, key, created_by, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (new_id(), workspace_id, kind, key, created_by, ts, ts),
         )
-        self._catalog_seen.add(mark)
 
     def catalog(self, workspace_id: str, kind: str) -> list[dict[str, Any]]:
         return self.all(
@@ -438,14 +453,18 @@ class Store:
     # -- events -----------------------------------------------------------------------------------
 
     def insert_events(self, events: list[NewEvent], attempt_limit: int) -> None:
-        """Write accepted events and their rule events (the fan-out) in one transaction.
+        """Route accepted events and write them with their rule events (the fan-out) in one transaction.
 
+        Each event's `rules` are matched here, inside the write transaction, so an event is routed by the
+        rules as they are when it is stored, even when another process changed them a moment ago.
         Each rule event is queued for an immediate first attempt. An event matching no rule is
         `completed` at once (nothing to deliver)."""
         now_epoch = now()
         ev_rows, re_rows = [], []
+        noted: set[tuple[str, str, str]] = set()
         with self.tx():
             for ev in events:
+                ev.rules = self.match_rules(ev.workspace_id, ev.event, ev.resource, ev.resource_id)
                 total = len(ev.rules)
                 status = "pending" if total else "completed"
                 ev_rows.append((ev.id, ev.org_id, ev.workspace_id, ev.event, ev.resource, ev.resource_id,
@@ -455,9 +474,10 @@ class Store:
                     re_rows.append((new_id(), ev.id, rule.id, ev.workspace_id, rule.connection_id, rule.type,
                                     ev.event, ev.resource, ev.resource_id, attempt_limit, now_epoch,
                                     ev.created_by, ev.created_at))
-                self._note_catalog(ev.workspace_id, "event", ev.event, ev.created_by, ev.created_at)
-                if ev.resource:
-                    self._note_catalog(ev.workspace_id, "resource", ev.resource, ev.created_by, ev.created_at)
+                for kind, key in (("event", ev.event), ("resource", ev.resource)):
+                    if key and (ev.workspace_id, kind, key) not in noted:
+                        noted.add((ev.workspace_id, kind, key))
+                        self._note_catalog(ev.workspace_id, kind, key, ev.created_by, ev.created_at)
             self.db.executemany(
                 "INSERT INTO events(id, org_id, workspace_id, event, resource, resource_id, payload, status,"
                 " total_rules, completed_at, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
