@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from meshes_mcp.sandbox.enginelock import EngineLock
 from meshes_mcp.sandbox.receiver import WebhookReceiver
 from tests.conftest import SandboxApi
 from tests.test_sandbox_restart import start
@@ -97,3 +98,20 @@ def test_a_rule_deleted_through_one_process_no_longer_routes_events_ingested_thr
         time.sleep(0.5)  # anything routed through the deleted rule would be delivered by now
         delivered = {r.event_id for r in receiver.matching("/hooks/windows")}
         assert delivered == set(routed)
+
+
+def test_the_engine_lock_publishes_its_wake_up_port_to_the_other_processes(tmp_path):
+    holder, other = EngineLock(tmp_path / "delivery.lock"), EngineLock(tmp_path / "delivery.lock")
+    assert holder.try_acquire() and not other.try_acquire()
+    assert other.wake_port() is None  # nothing published yet
+    holder.publish_wake_port(40123)
+    assert other.wake_port() == 40123
+    other.publish_wake_port(1)  # only the holder may publish
+    assert other.wake_port() == 40123
+    for garbage in (b"", b"70000\n", b"-5\n", b"\xff\xfe", b"12 34"):
+        (tmp_path / "delivery.lock").write_bytes(garbage)
+        assert other.wake_port() is None, garbage
+    holder.publish_wake_port(40123)
+    holder.release()  # nobody listens any more
+    assert other.wake_port() is None and other.try_acquire()
+    other.release()
