@@ -97,6 +97,10 @@ CREATE TRIGGER IF NOT EXISTS rules_version_on_delete AFTER DELETE ON rules
 """
 
 ACTIVE_STATUSES = ("pending", "processing", "retrying")
+INTERRUPTED_ATTEMPT = (
+    "interrupted by a sandbox restart: the request may or may not have reached the destination"
+)
+INTERRUPTED_DELIVERY = "interrupted by a sandbox restart"
 TERMINAL_STATUSES = ("completed", "failed", "canceled")
 
 
@@ -640,24 +644,41 @@ class Store:
         return status
 
     def recover(self) -> int:
-        """After a crash or restart: close attempts left open (the request may or may not have reached
-        the destination) and requeue their rule events at once, with one extra attempt granted so an
-        interruption never uses up the retry budget. Pending and retrying work is already queued."""
-        ts = now_iso()
+        """After a crash or restart: close the attempts left open and count them against the budget.
+
+        Such a request may or may not have reached the destination, so it is recorded as a
+        `network_error` attempt, like a connection lost mid-request. Its rule event is requeued at once
+        if attempts remain, else it ends `failed` (a manual retry still grants one more). Counting it
+        is what bounds redelivery: a delivery in flight at every restart is sent at most `attempt_limit`
+        times. Delivery is at least once; receivers deduplicate on `X-Meshes-Delivery-Id`.
+        Returns how many deliveries were requeued; pending and retrying work is already queued."""
+        resumed_at = now()
+        ts = iso(resumed_at)
         with self.tx():
+            interrupted = self.all(
+                "SELECT id, event_id, attempt_count < attempt_limit AS can_retry FROM rule_events"
+                " WHERE status='processing'"
+            )
+            retry_ids = [(r["id"],) for r in interrupted if r["can_retry"]]
             self.db.execute(
-                "UPDATE attempts SET outcome_code='internal_error', completed_at=?, message="
-                "'interrupted: the sandbox stopped while this attempt was in flight; it will be retried'"
+                "UPDATE attempts SET outcome_code='network_error', completed_at=?, message=?,"
+                " next_attempt_at=(SELECT CASE WHEN re.attempt_count < re.attempt_limit THEN ? END"
+                " FROM rule_events re WHERE re.id = attempts.rule_event_id AND re.status = 'processing')"
                 " WHERE completed_at IS NULL",
-                (ts,),
+                (ts, INTERRUPTED_ATTEMPT, ts),
             )
-            cur = self.db.execute(
-                "UPDATE rule_events SET status='retrying', next_attempt_at=?,"
-                " attempt_limit=max(attempt_limit, attempt_count + 1),"
-                " last_error='interrupted by a sandbox restart' WHERE status='processing'",
-                (now(),),
+            self.db.executemany(
+                "UPDATE rule_events SET status='retrying', next_attempt_at=?, last_error=? WHERE id=?",
+                [(resumed_at, INTERRUPTED_DELIVERY, rid) for (rid,) in retry_ids],
             )
-            return cur.rowcount
+            self.db.executemany(
+                "UPDATE rule_events SET status='failed', next_attempt_at=NULL, last_error=?,"
+                " completed_at=COALESCE(completed_at, ?) WHERE id=?",
+                [(INTERRUPTED_DELIVERY + "; no attempts left", ts, r["id"]) for r in interrupted if not r["can_retry"]],
+            )
+            for event_id in sorted({r["event_id"] for r in interrupted}):
+                self.refresh_event(event_id, ts)
+            return len(retry_ids)
 
     # -- manual retry and cancel -----------------------------------------------------------------------
 
