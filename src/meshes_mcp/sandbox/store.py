@@ -96,6 +96,7 @@ CREATE TRIGGER IF NOT EXISTS rules_version_on_delete AFTER DELETE ON rules
     BEGIN UPDATE rules_version SET version = version + 1 WHERE id = 1; END;
 """
 
+CATALOG_MEMORY = 10_000  # catalogue marks remembered per process before the memory starts over
 ACTIVE_STATUSES = ("pending", "processing", "retrying")
 INTERRUPTED_ATTEMPT = (
     "interrupted by a sandbox restart: the request may or may not have reached the destination"
@@ -171,6 +172,10 @@ class Store:
         # every event another process ingests.)
         self._rules_cache: dict[str, list[MatchedRule]] = {}
         self._rules_version: int | None = None
+        # (workspace, kind, key) known to be in the event-type / resource catalogue. Safe to keep per
+        # process because catalogue entries are never removed; recorded only after the commit that
+        # wrote them, and bounded, since clients choose the names.
+        self._catalog_known: set[tuple[str, str, str]] = set()
 
     def close(self) -> None:
         self.db.close()
@@ -388,6 +393,7 @@ class Store:
                     hidden: bool, created_by: str) -> dict[str, Any]:
         ts = now_iso()
         rid = new_id()
+        noted: set[tuple[str, str, str]] = set()
         with self.tx():
             self.db.execute(
                 "INSERT INTO rules(id, org_id, workspace_id, connection_id, type, event, resource, resource_id,"
@@ -396,9 +402,10 @@ class Store:
                 (rid, org_id, workspace_id, connection_id, type_, event, resource, resource_id, json.dumps(metadata),
                  int(active), int(hidden), created_by, ts, ts),
             )
-            self._note_catalog(workspace_id, "event", event, created_by, ts)
+            self._note_catalog(noted, workspace_id, "event", event, created_by, ts)
             if resource:
-                self._note_catalog(workspace_id, "resource", resource, created_by, ts)
+                self._note_catalog(noted, workspace_id, "resource", resource, created_by, ts)
+        self._remember_catalog(noted)
         return self.get_rule(org_id, rid)  # type: ignore[return-value]
 
     def delete_rule(self, rule_id: str) -> None:
@@ -408,13 +415,15 @@ class Store:
             self.db.execute("UPDATE rules SET deleted_at=?, active=0, updated_at=? WHERE id=?", (ts, ts, rule_id))
             self._cancel_where("rule_id=?", (rule_id,), ts)
 
-    def rules_for_workspace(self, workspace_id: str) -> list[MatchedRule]:
-        """The workspace's active rules as the database holds them now. Call inside the write transaction
-        that uses them (as `insert_events` does), so no other process can change them in between."""
+    def _check_rules_cache(self) -> None:
+        """Drop the cached rules if any process changed a rule since they were read. Call inside the
+        write transaction that routes with them, so nothing can change them in between."""
         version = self.one("SELECT version FROM rules_version WHERE id = 1")["version"]  # type: ignore[index]
         if version != self._rules_version:
             self._rules_cache.clear()
             self._rules_version = version
+
+    def _rules_for_workspace(self, workspace_id: str) -> list[MatchedRule]:
         cached = self._rules_cache.get(workspace_id)
         if cached is None:
             rows = self.all(
@@ -427,12 +436,13 @@ class Store:
             self._rules_cache[workspace_id] = cached
         return cached
 
-    def match_rules(self, workspace_id: str, event: str, resource: str | None,
-                    resource_id: str | None) -> list[MatchedRule]:
-        """Active rules routing this event. A rule's `resource` / `resource_id` filter applies only when
-        the rule sets it (the reference leaves this undocumented; a rule without them matches any)."""
+    def _match_rules(self, workspace_id: str, event: str, resource: str | None,
+                     resource_id: str | None) -> list[MatchedRule]:
+        """Active rules routing this event (after `_check_rules_cache`). A rule's `resource` / `resource_id`
+        filter applies only when the rule sets it (the reference leaves this undocumented; a rule without
+        them matches any)."""
         return [
-            r for r in self.rules_for_workspace(workspace_id)
+            r for r in self._rules_for_workspace(workspace_id)
             if r.event == event
             and (r.resource is None or r.resource == resource)
             and (r.resource_id is None or r.resource_id == resource_id)
@@ -440,14 +450,27 @@ class Store:
 
     # -- event-type / resource catalogue ------------------------------------------------------------
 
-    def _note_catalog(self, workspace_id: str, kind: str, key: str, created_by: str | None, ts: str) -> None:
-        # No per-process "already noted" memory: it would outlive a rolled-back transaction and grow with
-        # every distinct name a client invents. The unique index makes a repeat a cheap no-op.
+    def _note_catalog(self, noted: set[tuple[str, str, str]], workspace_id: str, kind: str, key: str,
+                      created_by: str | None, ts: str) -> None:
+        """Add an event type or resource to the catalogue (inside the caller's transaction); `noted`
+        collects what this transaction added, for `_remember_catalog` once it has committed."""
+        mark = (workspace_id, kind, key)
+        if mark in self._catalog_known or mark in noted:
+            return
         self.db.execute(
             "INSERT OR IGNORE INTO catalog_entries(id, workspace_id, kind, key, created_by, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (new_id(), workspace_id, kind, key, created_by, ts, ts),
         )
+        noted.add(mark)
+
+    def _remember_catalog(self, noted: set[tuple[str, str, str]]) -> None:
+        """After the commit only: a mark kept from a rolled-back transaction would hide a missing entry."""
+        if self.db.in_transaction:  # an outer transaction may still roll back
+            return
+        if len(self._catalog_known) + len(noted) > CATALOG_MEMORY:
+            self._catalog_known.clear()
+        self._catalog_known |= noted
 
     def catalog(self, workspace_id: str, kind: str) -> list[dict[str, Any]]:
         return self.all(
@@ -467,8 +490,9 @@ class Store:
         ev_rows, re_rows = [], []
         noted: set[tuple[str, str, str]] = set()
         with self.tx():
+            self._check_rules_cache()
             for ev in events:
-                ev.rules = self.match_rules(ev.workspace_id, ev.event, ev.resource, ev.resource_id)
+                ev.rules = self._match_rules(ev.workspace_id, ev.event, ev.resource, ev.resource_id)
                 total = len(ev.rules)
                 status = "pending" if total else "completed"
                 ev_rows.append((ev.id, ev.org_id, ev.workspace_id, ev.event, ev.resource, ev.resource_id,
@@ -478,10 +502,9 @@ class Store:
                     re_rows.append((new_id(), ev.id, rule.id, ev.workspace_id, rule.connection_id, rule.type,
                                     ev.event, ev.resource, ev.resource_id, attempt_limit, now_epoch,
                                     ev.created_by, ev.created_at))
-                for kind, key in (("event", ev.event), ("resource", ev.resource)):
-                    if key and (ev.workspace_id, kind, key) not in noted:
-                        noted.add((ev.workspace_id, kind, key))
-                        self._note_catalog(ev.workspace_id, kind, key, ev.created_by, ev.created_at)
+                self._note_catalog(noted, ev.workspace_id, "event", ev.event, ev.created_by, ev.created_at)
+                if ev.resource:
+                    self._note_catalog(noted, ev.workspace_id, "resource", ev.resource, ev.created_by, ev.created_at)
             self.db.executemany(
                 "INSERT INTO events(id, org_id, workspace_id, event, resource, resource_id, payload, status,"
                 " total_rules, completed_at, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -494,6 +517,7 @@ class Store:
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
                     re_rows,
                 )
+        self._remember_catalog(noted)
 
     def list_events(self, org_id: str, workspace_id: str | None, filters: dict[str, str], after: int | None,
                     limit: int) -> list[dict[str, Any]]:
