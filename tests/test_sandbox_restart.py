@@ -141,3 +141,38 @@ def test_attempts_interrupted_by_crashes_use_up_the_attempt_budget(tmp_path):
         finally:
             proc.kill()
             proc.wait()
+
+
+def test_sigterm_while_delivering_stops_the_sandbox_and_the_rest_is_delivered_after_a_restart(tmp_path):
+    """Stopping raced the worker's wake-ups (every finished attempt sets one) and could hang for ever;
+    each stop here lands in the middle of a burst of deliveries."""
+    data_dir, log = tmp_path / "data", tmp_path / "sandbox.log"
+    data_dir.mkdir()
+    emitted: list[str] = []
+    with WebhookReceiver() as receiver:
+        for _ in range(2):
+            proc, info = start(data_dir, log, 0.2)
+            try:
+                with SandboxApi(info) as api:
+                    ws = info.workspace_id
+                    if not emitted:
+                        conn = api.post("/connections", json={"workspace": ws, "type": "webhook", "name": "busy",
+                                                              "metadata": {"url": receiver.url + "/busy"}}).json()
+                        api.post("/rules", json={"workspace": ws, "connection": conn["connection"]["id"],
+                                                 "event": "busy", "metadata": {"action": "send_webhook"}})
+                    before = len(receiver.matching("/busy"))
+                    for _ in range(3):
+                        items = [{"workspace": ws, "event": "busy", "payload": {}}] * 100
+                        emitted += [r["id"] for r in api.post("/events/bulk", json=items).json()["records"]]
+                wait(lambda n=before: len(receiver.matching("/busy")) > n)
+                proc.terminate()  # in the middle of delivering
+                assert proc.wait(30) in (0, -15), log.read_text()[-2000:]  # stops instead of hanging
+            finally:
+                proc.kill()
+                proc.wait()
+        proc, info = start(data_dir, log, 0.2)
+        try:
+            wait(lambda: {r.event_id for r in receiver.matching("/busy")} >= set(emitted))
+        finally:
+            proc.terminate()
+            proc.wait(30)

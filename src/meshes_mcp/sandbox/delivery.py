@@ -74,6 +74,7 @@ class DeliveryEngine:
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
+        self._stopping = False
         self._listener: asyncio.DatagramTransport | None = None  # wake-ups from other processes
         self._nudger: socket.socket | None = None  # for waking the holder when this process is not it
 
@@ -127,6 +128,7 @@ class DeliveryEngine:
     async def stop(self, grace: float = 2.0) -> None:
         """Stop claiming; let in-flight attempts finish for up to `grace` seconds. Attempts cut off after
         that stay open in the store and are resumed by the next start."""
+        self._stopping = True
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -149,7 +151,7 @@ class DeliveryEngine:
 
     async def _run(self) -> None:
         await self._become_the_engine()
-        while True:
+        while not self._stopping:  # (also ends the loop should a cancellation ever be lost)
             self._wake.clear()
             free = self.concurrency - len(self._inflight)
             claimed = 0
@@ -174,8 +176,15 @@ class DeliveryEngine:
                 if due is not None:
                     timeout = max(0.0, min(IDLE_POLL, due - now()))
             if timeout > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await self._sleep_until_woken(timeout)
+
+    async def _sleep_until_woken(self, timeout: float) -> None:
+        # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for swallows a cancellation that
+        # arrives just as the event is set (every finished attempt sets it), and stop() then waited
+        # for the runner forever.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
 
     async def _attempt(self, job: Job) -> None:
         try:

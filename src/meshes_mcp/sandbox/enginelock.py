@@ -52,7 +52,8 @@ class EngineLock:
         data = b"" if port is None else f"{port}\n".encode()
         os.ftruncate(self._fd, 0)
         if data:
-            os.pwrite(self._fd, data, 0)
+            os.lseek(self._fd, 0, os.SEEK_SET)  # (not os.pwrite: that is POSIX only)
+            os.write(self._fd, data)
 
     def wake_port(self) -> int | None:
         """The holder's wake-up port as published, or None (no holder, or none published yet)."""
