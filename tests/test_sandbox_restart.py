@@ -176,3 +176,24 @@ def test_sigterm_while_delivering_stops_the_sandbox_and_the_rest_is_delivered_af
         finally:
             proc.terminate()
             proc.wait(30)
+
+
+def test_the_standalone_sandbox_does_not_log_webhook_urls(tmp_path):
+    data_dir, log = tmp_path / "data", tmp_path / "sandbox.log"
+    data_dir.mkdir()
+    with WebhookReceiver() as receiver:
+        proc, info = start(data_dir, log)
+        try:
+            with SandboxApi(info) as api:
+                ws = info.workspace_id
+                url = receiver.url + "/hook?token=query-secret-4711"
+                conn = api.post("/connections", json={"workspace": ws, "type": "webhook", "name": "logged",
+                                                      "metadata": {"url": url}}).json()
+                api.post("/rules", json={"workspace": ws, "connection": conn["connection"]["id"], "event": "log",
+                                         "metadata": {"action": "send_webhook"}}).raise_for_status()
+                api.post("/events", json={"workspace": ws, "event": "log", "payload": {}}).raise_for_status()
+                wait(lambda: len(receiver.matching("/hook")) == 1)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    assert "query-secret-4711" not in log.read_text()
