@@ -2,9 +2,14 @@
 
 Threading model: the store is opened inside the server's event loop and used only from that
 loop's thread. Every method is synchronous and short (a handful of indexed statements inside one
-transaction), so the loop stays responsive without a thread hop per query; `synchronous=NORMAL`
-in WAL mode makes a commit a write to the WAL without an fsync, which survives a process crash
-(the restart guarantee we need) though not a power cut.
+transaction), so the loop stays responsive without a thread hop per query.
+
+Durability: `synchronous=NORMAL` in WAL mode makes a commit a write to the WAL without an fsync. That
+survives the sandbox process dying at any point (kill -9 included: tests/test_sandbox_crash.py), but
+an OS crash or power cut can lose the last commits, acknowledged events among them (the database
+itself stays consistent). `FULL` would close that gap at an fsync per commit: measured 4-5x the cost
+of a commit and less than half the webhook delivery throughput (bench/bench_sandbox.py --synchronous
+FULL), too much for a local development sandbox; the README says so.
 
 Rows are soft-deleted (`deleted_at`) for connections and rules so that rule events keep pointing at
 what they were created from; the API never shows deleted rows.
