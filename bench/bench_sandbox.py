@@ -1,11 +1,12 @@
 """Sandbox throughput on this machine: event ingestion (single and bulk, machine JWT per request) and
 webhook deliveries to a local receiver.
 
-    .venv/bin/python bench/bench_sandbox.py [--seconds 3] [--deliveries 3000]
+    .venv/bin/python bench/bench_sandbox.py [--seconds 3] [--deliveries 3000] [--synchronous FULL]
 
 The sandbox runs in its own process (as `meshes-mcp sandbox` would); this process is the client and
 the webhook receiver. Figures are printed; nothing is asserted (targets: > 1,000 ingests/s and
-> 500 webhook deliveries/s on 2 cores).
+> 500 webhook deliveries/s on 2 cores). `--synchronous FULL` measures the sandbox with an fsync of the
+write-ahead log at every commit (the sandbox itself uses NORMAL; see `meshes_mcp.sandbox.store`).
 """
 
 from __future__ import annotations
@@ -26,9 +27,24 @@ import jwt
 from meshes_mcp.sandbox import SandboxInfo
 from meshes_mcp.sandbox.receiver import WebhookReceiver
 
+# `python -c` prelude running the sandbox with another `PRAGMA synchronous` (measurement only).
+SYNCHRONOUS_PRELUDE = """
+import sys
+from meshes_mcp.sandbox import store
+opened = store.Store.__init__
+def reopened(self, path):
+    opened(self, path)
+    self.db.execute("PRAGMA synchronous={mode}")
+store.Store.__init__ = reopened
+from meshes_mcp.sandbox.__main__ import main
+main(sys.argv[1:])
+"""
 
-def start_sandbox(data_dir: Path) -> tuple[subprocess.Popen, SandboxInfo]:
-    proc = subprocess.Popen([sys.executable, "-m", "meshes_mcp.sandbox", "--data-dir", str(data_dir), "--port", "0"],
+
+def start_sandbox(data_dir: Path, synchronous: str | None = None) -> tuple[subprocess.Popen, SandboxInfo]:
+    entry = ["-m", "meshes_mcp.sandbox"] if synchronous is None else ["-c", SYNCHRONOUS_PRELUDE.format(
+        mode=synchronous)]
+    proc = subprocess.Popen([sys.executable, *entry, "--data-dir", str(data_dir), "--port", "0"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     info_file = data_dir / "sandbox.json"
     deadline = time.monotonic() + 20
@@ -104,9 +120,9 @@ async def deliveries(info: SandboxInfo, client: httpx2.AsyncClient, receiver: We
     return len(receipts), total / (done - started), (len(receipts) - 1) / max(last - first, 1e-9), emitted - started
 
 
-async def main(seconds: float, total: int) -> None:
+async def main(seconds: float, total: int, synchronous: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp, WebhookReceiver() as receiver:
-        proc, info = start_sandbox(Path(tmp))
+        proc, info = start_sandbox(Path(tmp), synchronous)
         try:
             limits = httpx2.Limits(max_connections=64, max_keepalive_connections=64)
             async with httpx2.AsyncClient(base_url=info.api_url, limits=limits, timeout=30,
@@ -121,12 +137,15 @@ async def main(seconds: float, total: int) -> None:
         finally:
             proc.terminate()
             proc.wait(10)
-    print(f"(machine: {os.cpu_count()} CPUs; sandbox in its own process; client and receiver in this one)")
+    mode = f"synchronous={synchronous}" if synchronous else "the sandbox's own synchronous mode"
+    print(f"(machine: {os.cpu_count()} CPUs; sandbox in its own process, {mode}; client and receiver in this one)")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each ingest measurement")
     parser.add_argument("--deliveries", type=int, default=3000, help="webhook deliveries to measure")
+    parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default=None,
+                        help="run the sandbox with this PRAGMA synchronous instead of its own")
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.deliveries))
+    asyncio.run(main(args.seconds, args.deliveries, args.synchronous))

@@ -17,14 +17,16 @@ from meshes_mcp.sandbox.receiver import WebhookReceiver
 from tests.conftest import SandboxApi
 
 
-def start(data_dir: Path, log: Path) -> tuple[subprocess.Popen, SandboxInfo]:
+def start(data_dir: Path, log: Path, retry_base: float = 2.0, *extra: str) -> tuple[subprocess.Popen, SandboxInfo]:
+    """`python -m meshes_mcp.sandbox` on `data_dir` (port 0), once it answers /healthz."""
     info_file = data_dir / "sandbox.json"
     info_file.unlink(missing_ok=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meshes_mcp.sandbox", "--data-dir", str(data_dir), "--port", "0",
-         "--retry-base", "2.0"],
-        stdout=subprocess.DEVNULL, stderr=log.open("ab"),
-    )
+    with log.open("ab") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "meshes_mcp.sandbox", "--data-dir", str(data_dir), "--port", "0",
+             "--retry-base", str(retry_base), *extra],
+            stdout=subprocess.DEVNULL, stderr=stderr,
+        )
     deadline = time.monotonic() + 20
     while not info_file.exists():
         assert proc.poll() is None, log.read_text()
@@ -94,10 +96,104 @@ def test_deliveries_survive_a_crash_and_complete_exactly_once(tmp_path):
                 assert rule_event["status"] == "completed" and event["completed_count"] == 1
                 outcomes = [a["outcome_code"] for a in api.get(
                     f"/events/{flying_id}/rules/{rule_event['rule']}/attempts").json()["records"]]
-                assert outcomes == ["internal_error", "delivered"]  # the interrupted attempt is on record
+                assert outcomes == ["network_error", "delivered"]  # the interrupted attempt is on record
                 # The interrupted request may have reached the receiver; the redelivery carries the same
                 # X-Meshes-Delivery-Id so a receiver can tell.
                 assert Counter(r.delivery_id for r in receiver.matching("/slow")) == {rule_event["id"]: 2}
         finally:
             proc.terminate()
             proc.wait(10)
+
+
+def test_attempts_interrupted_by_crashes_use_up_the_attempt_budget(tmp_path):
+    """A delivery in flight at every crash is not sent again without limit: each interrupted attempt counts."""
+    data_dir, log = tmp_path / "data", tmp_path / "sandbox.log"
+    data_dir.mkdir()
+    with WebhookReceiver() as receiver:
+        proc, info = start(data_dir, log, 2.0, "--max-attempts", "2")
+        try:
+            with SandboxApi(info) as api:
+                ws = info.workspace_id
+                conn = api.post("/connections", json={"workspace": ws, "type": "webhook", "name": "hangs",
+                                                      "metadata": {"url": receiver.url + "/slow/60"}}).json()
+                api.post("/rules", json={"workspace": ws, "connection": conn["connection"]["id"], "event": "hang",
+                                         "metadata": {"action": "send_webhook"}}).raise_for_status()
+                emitted = api.post("/events", json={"workspace": ws, "event": "hang", "payload": {}})
+                event_id = emitted.json()["event"]["id"]
+            for sent in (1, 2):  # in flight at each crash: the first attempt, then the one after the restart
+                wait(lambda n=sent: len(receiver.matching("/slow")) == n)
+                proc.kill()
+                proc.wait()
+                proc, info = start(data_dir, log, 2.0, "--max-attempts", "2")
+            with SandboxApi(info) as api:
+                event = api.wait_event(event_id, timeout=20)
+                rule_event = event["rule_events"][0]
+                assert (event["status"], rule_event["status"], rule_event["attempt_count"]) == ("failed", "failed", 2)
+                records = api.get(f"/events/{event_id}/rules/{rule_event['rule']}/attempts").json()["records"]
+                assert [a["outcome_code"] for a in records] == ["network_error", "network_error"]
+                assert all("interrupted" in a["message"] for a in records)
+                assert len(receiver.matching("/slow")) == 2  # not sent a third time
+                # A person may still ask for one more attempt.
+                retried = api.post(f"/events/{event_id}/rules/{rule_event['rule']}/retry")
+                assert retried.status_code == 200, retried.text
+                assert retried.json()["status"] in ("retrying", "processing")
+                wait(lambda: len(receiver.matching("/slow")) == 3)
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def test_sigterm_while_delivering_stops_the_sandbox_and_the_rest_is_delivered_after_a_restart(tmp_path):
+    """Stopping raced the worker's wake-ups (every finished attempt sets one) and could hang for ever;
+    each stop here lands in the middle of a burst of deliveries."""
+    data_dir, log = tmp_path / "data", tmp_path / "sandbox.log"
+    data_dir.mkdir()
+    emitted: list[str] = []
+    with WebhookReceiver() as receiver:
+        for _ in range(2):
+            proc, info = start(data_dir, log, 0.2)
+            try:
+                with SandboxApi(info) as api:
+                    ws = info.workspace_id
+                    if not emitted:
+                        conn = api.post("/connections", json={"workspace": ws, "type": "webhook", "name": "busy",
+                                                              "metadata": {"url": receiver.url + "/busy"}}).json()
+                        api.post("/rules", json={"workspace": ws, "connection": conn["connection"]["id"],
+                                                 "event": "busy", "metadata": {"action": "send_webhook"}})
+                    before = len(receiver.matching("/busy"))
+                    for _ in range(3):
+                        items = [{"workspace": ws, "event": "busy", "payload": {}}] * 100
+                        emitted += [r["id"] for r in api.post("/events/bulk", json=items).json()["records"]]
+                wait(lambda n=before: len(receiver.matching("/busy")) > n)
+                proc.terminate()  # in the middle of delivering
+                assert proc.wait(30) in (0, -15), log.read_text()[-2000:]  # stops instead of hanging
+            finally:
+                proc.kill()
+                proc.wait()
+        proc, info = start(data_dir, log, 0.2)
+        try:
+            wait(lambda: {r.event_id for r in receiver.matching("/busy")} >= set(emitted))
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+def test_the_standalone_sandbox_does_not_log_webhook_urls(tmp_path):
+    data_dir, log = tmp_path / "data", tmp_path / "sandbox.log"
+    data_dir.mkdir()
+    with WebhookReceiver() as receiver:
+        proc, info = start(data_dir, log)
+        try:
+            with SandboxApi(info) as api:
+                ws = info.workspace_id
+                url = receiver.url + "/hook?token=query-secret-4711"
+                conn = api.post("/connections", json={"workspace": ws, "type": "webhook", "name": "logged",
+                                                      "metadata": {"url": url}}).json()
+                api.post("/rules", json={"workspace": ws, "connection": conn["connection"]["id"], "event": "log",
+                                         "metadata": {"action": "send_webhook"}}).raise_for_status()
+                api.post("/events", json={"workspace": ws, "event": "log", "payload": {}}).raise_for_status()
+                wait(lambda: len(receiver.matching("/hook")) == 1)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    assert "query-secret-4711" not in log.read_text()

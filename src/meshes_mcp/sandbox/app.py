@@ -639,7 +639,7 @@ class _WorkspaceCache:
 
 
 def prepare_event(sb: Sandbox, p: Principal, item: Any, workspaces: _WorkspaceCache) -> NewEvent:
-    """Validate one event body and route it (publishable key → its workspace; JWT → `workspace`)."""
+    """Validate one event body and find its workspace (publishable key → its own; JWT → `workspace`)."""
     if not isinstance(item, dict):
         raise bad_request("an event must be a JSON object", "body",
                           'must be an object like {"event": "user.signup", "payload": {...}}')
@@ -655,9 +655,9 @@ def prepare_event(sb: Sandbox, p: Principal, item: Any, workspaces: _WorkspaceCa
                               "is required when emitting with a machine JWT: the workspace id to emit into")
         workspace_id = workspaces.get(req.workspace.lower())["id"]
     assert workspace_id is not None
-    rules = sb.store.match_rules(workspace_id, req.event, req.resource, req.resource_id)
+    # Routed (its `rules` filled in) by `Store.insert_events`, inside the transaction that stores it.
     return NewEvent(new_id(), p.org_id, workspace_id, req.event, req.resource, req.resource_id, req.payload,
-                    p.created_by, now_iso(), rules)
+                    p.created_by, now_iso())
 
 
 def _created_view(ev: NewEvent) -> dict[str, Any]:

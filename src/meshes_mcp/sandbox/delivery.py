@@ -11,6 +11,13 @@ Retry schedule (undocumented upstream beyond "exponential backoff"; our defaults
 Concurrency: up to `concurrency` attempts in flight at once (default 64) over one shared HTTP client.
 Claiming opens an attempt row in the same transaction that marks the rule event `processing`, so a
 crash leaves evidence; `Store.recover()` closes such attempts and requeues their work on start-up.
+
+Two sandboxes on one data directory: only the holder of the engine lock delivers. When the other one
+queues work (an ingested event, a manual retry) it wakes the holder with an empty UDP datagram on
+127.0.0.1 (the port is published in the lock file), so the hand-over takes milliseconds rather than a
+poll interval. Chosen over watching `PRAGMA data_version` in a tight loop, which would cost an idle
+sandbox hundreds of wake-ups a second to be as prompt; the datagram carries nothing, so the worst a
+stray one can do is make the holder look at its queue. The one-second poll stays as the safety net.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 from dataclasses import dataclass
 
 from meshes_mcp.sandbox.clock import now
@@ -66,6 +74,9 @@ class DeliveryEngine:
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._listener: asyncio.DatagramTransport | None = None  # wake-ups from other processes
+        self._nudger: socket.socket | None = None  # for waking the holder when this process is not it
 
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name="meshes-sandbox-delivery")
@@ -77,17 +88,47 @@ class DeliveryEngine:
             while not self.lock.try_acquire():
                 await asyncio.sleep(IDLE_POLL)
             log.info("took over delivery for this data directory")
+        await self._listen_for_wake_ups()
         resumed = self.store.recover()
         if resumed:
             log.info("resuming %d deliveries interrupted by the last stop", resumed)
 
+    async def _listen_for_wake_ups(self) -> None:
+        if self.lock is None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _WakeUps(self._wake), local_addr=("127.0.0.1", 0), family=socket.AF_INET)
+            self.lock.publish_wake_port(transport.get_extra_info("sockname")[1])
+        except OSError:
+            log.warning("cannot listen for wake-ups on 127.0.0.1; other sandboxes' work waits for the poll")
+            return
+        self._listener = transport  # type: ignore[assignment]
+
     def wake(self) -> None:
-        """New or rescheduled work: look at the queue now rather than at the next poll."""
+        """New or rescheduled work: look at the queue now rather than at the next poll; when another
+        process holds the engine lock, tell it instead."""
         self._wake.set()
+        if self.lock is not None and not self.lock.held:
+            self._nudge_the_engine()
+
+    def _nudge_the_engine(self) -> None:
+        port = self.lock.wake_port() if self.lock is not None else None
+        if port is None:
+            return
+        try:
+            if self._nudger is None:
+                self._nudger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self._nudger.setblocking(False)
+            self._nudger.sendto(b"", ("127.0.0.1", port))
+        except OSError:  # a holder that just went away, a full buffer: the poll still finds the work
+            pass
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop claiming; let in-flight attempts finish for up to `grace` seconds. Attempts cut off after
         that stay open in the store and are resumed by the next start."""
+        self._stopping = True
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -99,12 +140,18 @@ class DeliveryEngine:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self._nudger is not None:
+            self._nudger.close()
+            self._nudger = None
         if self.lock is not None:
             self.lock.release()
 
     async def _run(self) -> None:
         await self._become_the_engine()
-        while True:
+        while not self._stopping:  # (also ends the loop should a cancellation ever be lost)
             self._wake.clear()
             free = self.concurrency - len(self._inflight)
             claimed = 0
@@ -129,8 +176,15 @@ class DeliveryEngine:
                 if due is not None:
                     timeout = max(0.0, min(IDLE_POLL, due - now()))
             if timeout > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                await self._sleep_until_woken(timeout)
+
+    async def _sleep_until_woken(self, timeout: float) -> None:
+        # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for swallows a cancellation that
+        # arrives just as the event is set (every finished attempt sets it), and stop() then waited
+        # for the runner forever.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
 
     async def _attempt(self, job: Job) -> None:
         try:
@@ -150,3 +204,16 @@ class DeliveryEngine:
             log.exception("recording attempt %s failed", job.attempt_id)
         finally:
             self._wake.set()
+
+
+class _WakeUps(asyncio.DatagramProtocol):
+    """Any datagram on the engine's loopback port means "look at the queue"; its content is ignored."""
+
+    def __init__(self, wake: asyncio.Event) -> None:
+        self.wake = wake
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.wake.set()
+
+    def error_received(self, exc: Exception) -> None:  # pragma: no cover - nothing to do: the poll remains
+        pass

@@ -104,6 +104,8 @@ def run_sandbox(
     data_dir = Path(data_dir)
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        # A line per delivery request would flood stderr, and a webhook URL can carry a token in its query.
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
 
     async def main() -> None:
         app = create_app(data_dir, retry_base=retry_base, max_attempts=max_attempts)

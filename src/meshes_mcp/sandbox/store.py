@@ -2,9 +2,14 @@
 
 Threading model: the store is opened inside the server's event loop and used only from that
 loop's thread. Every method is synchronous and short (a handful of indexed statements inside one
-transaction), so the loop stays responsive without a thread hop per query; `synchronous=NORMAL`
-in WAL mode makes a commit a write to the WAL without an fsync, which survives a process crash
-(the restart guarantee we need) though not a power cut.
+transaction), so the loop stays responsive without a thread hop per query.
+
+Durability: `synchronous=NORMAL` in WAL mode makes a commit a write to the WAL without an fsync. That
+survives the sandbox process dying at any point (kill -9 included: tests/test_sandbox_crash.py), but
+an OS crash or power cut can lose the last commits, acknowledged events among them (the database
+itself stays consistent). `FULL` would close that gap at an fsync per commit: measured 4-5x the cost
+of a commit and less than half the webhook delivery throughput (bench/bench_sandbox.py --synchronous
+FULL), too much for a local development sandbox; the README says so.
 
 Rows are soft-deleted (`deleted_at`) for connections and rules so that rule events keep pointing at
 what they were created from; the API never shows deleted rows.
@@ -84,9 +89,24 @@ CREATE TABLE IF NOT EXISTS sessions (
     token_hash TEXT NOT NULL, ttl_seconds INTEGER NOT NULL, expires_epoch REAL NOT NULL,
     created_at TEXT NOT NULL, expires_at TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS ix_sessions_ws ON sessions(workspace_id, seq);
+-- Bumped by every change to `rules`, whichever process (or version of this code) makes it: routing
+-- reads it inside the ingest transaction to tell whether its cached rules are still current.
+CREATE TABLE IF NOT EXISTS rules_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+INSERT OR IGNORE INTO rules_version(id, version) VALUES (1, 0);
+CREATE TRIGGER IF NOT EXISTS rules_version_on_insert AFTER INSERT ON rules
+    BEGIN UPDATE rules_version SET version = version + 1 WHERE id = 1; END;
+CREATE TRIGGER IF NOT EXISTS rules_version_on_update AFTER UPDATE ON rules
+    BEGIN UPDATE rules_version SET version = version + 1 WHERE id = 1; END;
+CREATE TRIGGER IF NOT EXISTS rules_version_on_delete AFTER DELETE ON rules
+    BEGIN UPDATE rules_version SET version = version + 1 WHERE id = 1; END;
 """
 
+CATALOG_MEMORY = 10_000  # catalogue marks remembered per process before the memory starts over
 ACTIVE_STATUSES = ("pending", "processing", "retrying")
+INTERRUPTED_ATTEMPT = (
+    "interrupted by a sandbox restart: the request may or may not have reached the destination"
+)
+INTERRUPTED_DELIVERY = "interrupted by a sandbox restart"
 TERMINAL_STATUSES = ("completed", "failed", "canceled")
 
 
@@ -149,10 +169,18 @@ class Store:
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.execute("PRAGMA temp_store=MEMORY")
         self.db.executescript(SCHEMA)
-        # Rules matched per ingested event: cached per workspace, dropped on every rule change.
+        # Active rules per workspace, valid only while `rules_version` still reads `_rules_version`.
+        # Other processes may share the database (two editor windows on one data directory), so this
+        # process's own rule writes are not the only ones: the version row, bumped by triggers and read
+        # inside the ingest transaction, is what keeps the cache honest. (`PRAGMA data_version` would
+        # also see other processes' commits, but any commit at all, so it would empty the cache on
+        # every event another process ingests.)
         self._rules_cache: dict[str, list[MatchedRule]] = {}
-        # (workspace, kind, key) already in the event-type / resource catalogue.
-        self._catalog_seen: set[tuple[str, str, str]] = set()
+        self._rules_version: int | None = None
+        # (workspace, kind, key) known to be in the event-type / resource catalogue. Safe to keep per
+        # process because catalogue entries are never removed; recorded only after the commit that
+        # wrote them, and bounded, since clients choose the names.
+        self._catalog_known: set[tuple[str, str, str]] = set()
 
     def close(self) -> None:
         self.db.close()
@@ -329,7 +357,6 @@ class Store:
                 "UPDATE rules SET active=0, updated_at=? WHERE connection_id=? AND active=1", (ts, connection_id)
             )
             self._cancel_where("connection_id=?", (connection_id,), ts)
-        self._rules_cache.clear()
 
     # -- rules ------------------------------------------------------------------------------------
 
@@ -371,6 +398,7 @@ class Store:
                     hidden: bool, created_by: str) -> dict[str, Any]:
         ts = now_iso()
         rid = new_id()
+        noted: set[tuple[str, str, str]] = set()
         with self.tx():
             self.db.execute(
                 "INSERT INTO rules(id, org_id, workspace_id, connection_id, type, event, resource, resource_id,"
@@ -379,10 +407,10 @@ class Store:
                 (rid, org_id, workspace_id, connection_id, type_, event, resource, resource_id, json.dumps(metadata),
                  int(active), int(hidden), created_by, ts, ts),
             )
-            self._note_catalog(workspace_id, "event", event, created_by, ts)
+            self._note_catalog(noted, workspace_id, "event", event, created_by, ts)
             if resource:
-                self._note_catalog(workspace_id, "resource", resource, created_by, ts)
-        self._rules_cache.pop(workspace_id, None)
+                self._note_catalog(noted, workspace_id, "resource", resource, created_by, ts)
+        self._remember_catalog(noted)
         return self.get_rule(org_id, rid)  # type: ignore[return-value]
 
     def delete_rule(self, rule_id: str) -> None:
@@ -391,9 +419,16 @@ class Store:
         with self.tx():
             self.db.execute("UPDATE rules SET deleted_at=?, active=0, updated_at=? WHERE id=?", (ts, ts, rule_id))
             self._cancel_where("rule_id=?", (rule_id,), ts)
-        self._rules_cache.clear()
 
-    def rules_for_workspace(self, workspace_id: str) -> list[MatchedRule]:
+    def _check_rules_cache(self) -> None:
+        """Drop the cached rules if any process changed a rule since they were read. Call inside the
+        write transaction that routes with them, so nothing can change them in between."""
+        version = self.one("SELECT version FROM rules_version WHERE id = 1")["version"]  # type: ignore[index]
+        if version != self._rules_version:
+            self._rules_cache.clear()
+            self._rules_version = version
+
+    def _rules_for_workspace(self, workspace_id: str) -> list[MatchedRule]:
         cached = self._rules_cache.get(workspace_id)
         if cached is None:
             rows = self.all(
@@ -406,12 +441,13 @@ class Store:
             self._rules_cache[workspace_id] = cached
         return cached
 
-    def match_rules(self, workspace_id: str, event: str, resource: str | None,
-                    resource_id: str | None) -> list[MatchedRule]:
-        """Active rules routing this event. A rule's `resource` / `resource_id` filter applies only when
-        the rule sets it (the reference leaves this undocumented; a rule without them matches any)."""
+    def _match_rules(self, workspace_id: str, event: str, resource: str | None,
+                     resource_id: str | None) -> list[MatchedRule]:
+        """Active rules routing this event (after `_check_rules_cache`). A rule's `resource` / `resource_id`
+        filter applies only when the rule sets it (the reference leaves this undocumented; a rule without
+        them matches any)."""
         return [
-            r for r in self.rules_for_workspace(workspace_id)
+            r for r in self._rules_for_workspace(workspace_id)
             if r.event == event
             and (r.resource is None or r.resource == resource)
             and (r.resource_id is None or r.resource_id == resource_id)
@@ -419,16 +455,27 @@ class Store:
 
     # -- event-type / resource catalogue ------------------------------------------------------------
 
-    def _note_catalog(self, workspace_id: str, kind: str, key: str, created_by: str | None, ts: str) -> None:
+    def _note_catalog(self, noted: set[tuple[str, str, str]], workspace_id: str, kind: str, key: str,
+                      created_by: str | None, ts: str) -> None:
+        """Add an event type or resource to the catalogue (inside the caller's transaction); `noted`
+        collects what this transaction added, for `_remember_catalog` once it has committed."""
         mark = (workspace_id, kind, key)
-        if mark in self._catalog_seen:
+        if mark in self._catalog_known or mark in noted:
             return
         self.db.execute(
             "INSERT OR IGNORE INTO catalog_entries(id, workspace_id, kind, key, created_by, created_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (new_id(), workspace_id, kind, key, created_by, ts, ts),
         )
-        self._catalog_seen.add(mark)
+        noted.add(mark)
+
+    def _remember_catalog(self, noted: set[tuple[str, str, str]]) -> None:
+        """After the commit only: a mark kept from a rolled-back transaction would hide a missing entry."""
+        if self.db.in_transaction:  # an outer transaction may still roll back
+            return
+        if len(self._catalog_known) + len(noted) > CATALOG_MEMORY:
+            self._catalog_known.clear()
+        self._catalog_known |= noted
 
     def catalog(self, workspace_id: str, kind: str) -> list[dict[str, Any]]:
         return self.all(
@@ -438,14 +485,19 @@ class Store:
     # -- events -----------------------------------------------------------------------------------
 
     def insert_events(self, events: list[NewEvent], attempt_limit: int) -> None:
-        """Write accepted events and their rule events (the fan-out) in one transaction.
+        """Route accepted events and write them with their rule events (the fan-out) in one transaction.
 
+        Each event's `rules` are matched here, inside the write transaction, so an event is routed by the
+        rules as they are when it is stored, even when another process changed them a moment ago.
         Each rule event is queued for an immediate first attempt. An event matching no rule is
         `completed` at once (nothing to deliver)."""
         now_epoch = now()
         ev_rows, re_rows = [], []
+        noted: set[tuple[str, str, str]] = set()
         with self.tx():
+            self._check_rules_cache()
             for ev in events:
+                ev.rules = self._match_rules(ev.workspace_id, ev.event, ev.resource, ev.resource_id)
                 total = len(ev.rules)
                 status = "pending" if total else "completed"
                 ev_rows.append((ev.id, ev.org_id, ev.workspace_id, ev.event, ev.resource, ev.resource_id,
@@ -455,9 +507,9 @@ class Store:
                     re_rows.append((new_id(), ev.id, rule.id, ev.workspace_id, rule.connection_id, rule.type,
                                     ev.event, ev.resource, ev.resource_id, attempt_limit, now_epoch,
                                     ev.created_by, ev.created_at))
-                self._note_catalog(ev.workspace_id, "event", ev.event, ev.created_by, ev.created_at)
+                self._note_catalog(noted, ev.workspace_id, "event", ev.event, ev.created_by, ev.created_at)
                 if ev.resource:
-                    self._note_catalog(ev.workspace_id, "resource", ev.resource, ev.created_by, ev.created_at)
+                    self._note_catalog(noted, ev.workspace_id, "resource", ev.resource, ev.created_by, ev.created_at)
             self.db.executemany(
                 "INSERT INTO events(id, org_id, workspace_id, event, resource, resource_id, payload, status,"
                 " total_rules, completed_at, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -470,6 +522,7 @@ class Store:
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
                     re_rows,
                 )
+        self._remember_catalog(noted)
 
     def list_events(self, org_id: str, workspace_id: str | None, filters: dict[str, str], after: int | None,
                     limit: int) -> list[dict[str, Any]]:
@@ -620,24 +673,41 @@ class Store:
         return status
 
     def recover(self) -> int:
-        """After a crash or restart: close attempts left open (the request may or may not have reached
-        the destination) and requeue their rule events at once, with one extra attempt granted so an
-        interruption never uses up the retry budget. Pending and retrying work is already queued."""
-        ts = now_iso()
+        """After a crash or restart: close the attempts left open and count them against the budget.
+
+        Such a request may or may not have reached the destination, so it is recorded as a
+        `network_error` attempt, like a connection lost mid-request. Its rule event is requeued at once
+        if attempts remain, else it ends `failed` (a manual retry still grants one more). Counting it
+        is what bounds redelivery: a delivery in flight at every restart is sent at most `attempt_limit`
+        times. Delivery is at least once; receivers deduplicate on `X-Meshes-Delivery-Id`.
+        Returns how many deliveries were requeued; pending and retrying work is already queued."""
+        resumed_at = now()
+        ts = iso(resumed_at)
         with self.tx():
+            interrupted = self.all(
+                "SELECT id, event_id, attempt_count < attempt_limit AS can_retry FROM rule_events"
+                " WHERE status='processing'"
+            )
+            retry_ids = [(r["id"],) for r in interrupted if r["can_retry"]]
             self.db.execute(
-                "UPDATE attempts SET outcome_code='internal_error', completed_at=?, message="
-                "'interrupted: the sandbox stopped while this attempt was in flight; it will be retried'"
+                "UPDATE attempts SET outcome_code='network_error', completed_at=?, message=?,"
+                " next_attempt_at=(SELECT CASE WHEN re.attempt_count < re.attempt_limit THEN ? END"
+                " FROM rule_events re WHERE re.id = attempts.rule_event_id AND re.status = 'processing')"
                 " WHERE completed_at IS NULL",
-                (ts,),
+                (ts, INTERRUPTED_ATTEMPT, ts),
             )
-            cur = self.db.execute(
-                "UPDATE rule_events SET status='retrying', next_attempt_at=?,"
-                " attempt_limit=max(attempt_limit, attempt_count + 1),"
-                " last_error='interrupted by a sandbox restart' WHERE status='processing'",
-                (now(),),
+            self.db.executemany(
+                "UPDATE rule_events SET status='retrying', next_attempt_at=?, last_error=? WHERE id=?",
+                [(resumed_at, INTERRUPTED_DELIVERY, rid) for (rid,) in retry_ids],
             )
-            return cur.rowcount
+            self.db.executemany(
+                "UPDATE rule_events SET status='failed', next_attempt_at=NULL, last_error=?,"
+                " completed_at=COALESCE(completed_at, ?) WHERE id=?",
+                [(INTERRUPTED_DELIVERY + "; no attempts left", ts, r["id"]) for r in interrupted if not r["can_retry"]],
+            )
+            for event_id in sorted({r["event_id"] for r in interrupted}):
+                self.refresh_event(event_id, ts)
+            return len(retry_ids)
 
     # -- manual retry and cancel -----------------------------------------------------------------------
 
