@@ -280,7 +280,8 @@ def test_a_planted_header_secret_is_masked_everywhere_and_the_cause_still_explai
         "secret.planted",
     )
     assert event["status"] == "failed"
-    assert PASTED in json.dumps(sandbox_api.get(f"/events/{event['id']}").json())  # the API does leak it
+    # The sandbox scrubs its own delivery text; the MCP side below must hold even without that (see the next test).
+    assert PASTED not in json.dumps(sandbox_api.get(f"/events/{event['id']}").json())
     rule = event["rule_events"][0]["rule"]
 
     async def steps(client):
@@ -301,6 +302,43 @@ def test_a_planted_header_secret_is_masked_everywhere_and_the_cause_still_explai
     assert "Illegal header value [redacted]" in blob and "CR/LF" in blob  # what is wrong, without the value
     fix = diagnosis["deliveries"][0]["fix"]
     assert "header" in fix and "update the connection" in fix
+
+
+def test_an_api_that_quotes_a_connection_secret_in_delivery_errors_is_masked_by_value():
+    """A real API may echo a credential in a delivery error. The server has never seen that connection: it
+    reads the connection before showing the event, learns its secrets and masks them by value."""
+    from meshes_mcp.config import Settings
+    from tests.http_double import ACCESS_KEY, ORG, SECRET_KEY, ApiDouble, Scripted
+
+    event_id, rule, connection = (
+        "0b6f6a7e-2c1d-4e5f-8a9b-0c1d2e3f4a5b",
+        "1c7a7b8f-3d2e-4f60-9bac-1d2e3f4a5b6c",
+        "2d8b5e3a-4f6c-4d7e-af80-91a2b3c4d5e6",
+    )
+    leaked = f"receiver refused X-Api-Key {PASTED} (expected another key)"
+    rule_event = {"id": "3e9c8d90-5e4f-4a71-8cbd-2e3f4a5b6c7d", "type": "rule", "workspace": ORG,
+                  "event": "secret.echoed", "event_id": event_id, "connection": connection, "rule": rule,
+                  "integration_type": "webhook", "status": "failed", "attempt_count": 1, "last_error": leaked}
+    event = {"id": event_id, "type": "event", "workspace": ORG, "event": "secret.echoed", "status": "failed",
+             "total_rules": 1, "completed_count": 0, "failed_count": 1, "rule_events": [rule_event]}
+    held = {"id": connection, "type": "webhook", "name": "Echoing", "workspace": ORG,
+            "metadata": {"url": "https://example.com/h", "custom_headers": {"X-Api-Key": PASTED}}}
+    double = ApiDouble().start()
+    try:
+        double.script("GET", f"/events/{event_id}", Scripted(200, event))
+        double.script("GET", f"/connections/{connection}", Scripted(200, held))
+        settings = Settings(api_url=double.url, access_key=ACCESS_KEY, secret_key=SECRET_KEY, org_id=ORG)
+
+        async def go():
+            async with Client(build_server(settings)) as client:
+                return await client.call_tool("get_event", {"event_id": event_id})
+
+        got = anyio.run(go)
+    finally:
+        double.stop()
+    shown = got.content[0].text + json.dumps(got.structured_content)
+    assert "receiver refused X-Api-Key" in shown and PASTED[:10] not in shown and PASTED[-10:] not in shown, shown
+    assert any(r["method"] == "GET" and connection in r["path"] for r in double.requests)  # it did look
 
 
 # --- the redactor on its own: every quoted form of a known secret --------------------------------
