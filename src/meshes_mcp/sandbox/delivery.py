@@ -165,7 +165,7 @@ class DeliveryEngine:
                 for job in jobs:
                     task = asyncio.create_task(self._attempt(job))
                     self._inflight.add(task)
-                    task.add_done_callback(self._inflight.discard)
+                    task.add_done_callback(self._attempt_done)
             if claimed and claimed == free:
                 await asyncio.sleep(0)  # the queue may hold more: claim again once a slot frees
                 if len(self._inflight) < self.concurrency:
@@ -202,8 +202,13 @@ class DeliveryEngine:
                 self.store.set_connection_state(job.connection["id"], False, outcome.deactivate)
         except Exception:
             log.exception("recording attempt %s failed", job.attempt_id)
-        finally:
-            self._wake.set()
+
+    def _attempt_done(self, task: asyncio.Task[None]) -> None:
+        # The slot is freed and the worker woken in one step. Waking it from inside the attempt (before its
+        # task is done and discarded) let the worker see no free slot, sleep a whole poll interval, and
+        # deliver one batch per second when a batch of attempts finished together.
+        self._inflight.discard(task)
+        self._wake.set()
 
 
 class _WakeUps(asyncio.DatagramProtocol):
