@@ -23,6 +23,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from meshes_mcp.api.problems import is_plain_json
 from meshes_mcp.sandbox.errors import ApiError, bad_request
 
 MAX_BODY = 10 * 1024 * 1024
@@ -175,8 +176,40 @@ def _is_identifier(path: str, depth: int, root_is_list: bool) -> bool:
     return depth == top and path.rsplit(".", 1)[-1] in IDENTIFIER_FIELDS
 
 
+def _within_depth(document: Any) -> bool:
+    """No container nested `MAX_DEPTH` levels deep (only containers are visited: cheap for real bodies)."""
+    stack: list[tuple[Any, int]] = [(document, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth >= MAX_DEPTH:
+            return False
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((item, depth + 1) for item in children if isinstance(item, dict | list))
+    return True
+
+
+def _identifiers_clean(document: Any) -> bool:
+    """No control character in the names and ids at the top of the body (or of each bulk item)."""
+    items = document if isinstance(document, list) else [document]
+    return not any(
+        isinstance(value, str) and _identifier_problem(value)
+        for item in items
+        if isinstance(item, dict)
+        for key, value in item.items()
+        if key in IDENTIFIER_FIELDS
+    )
+
+
 def first_problem(document: Any) -> tuple[str, str] | None:
     """The first value that strict JSON cannot carry, as `(param, msg)`. Iterative: no recursion limit."""
+    if not isinstance(document, dict | list):
+        return None if is_plain_json(document) else _walk_for_problem(document)
+    if is_plain_json(document) and _within_depth(document) and _identifiers_clean(document):
+        return None  # the common case, checked without building a path for every value
+    return _walk_for_problem(document)
+
+
+def _walk_for_problem(document: Any) -> tuple[str, str] | None:
     root_is_list = isinstance(document, list)
     stack: list[tuple[Any, str, int]] = [(document, "", 0)]
     while stack:
