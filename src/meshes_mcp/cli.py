@@ -70,7 +70,9 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workspace", dest="workspace_id", default=d, help="default workspace (MESHES_WORKSPACE_ID)")
     parser.add_argument("--publishable-key", default=d, help="workspace publishable key (MESHES_PUBLISHABLE_KEY)")
     parser.add_argument("--toolsets", default=d, help="comma list of toolsets, or all (MESHES_TOOLSETS)")
-    parser.add_argument("--read-only", action="store_true", default=d, help="only tools that change nothing (MESHES_READ_ONLY)")
+    parser.add_argument(
+        "--read-only", action="store_true", default=d, help="only tools that change nothing (MESHES_READ_ONLY)"
+    )
     parser.add_argument("--sandbox", action="store_true", default=d, help="run against the embedded local sandbox")
     parser.add_argument("--data-dir", type=Path, default=d, help="sandbox data directory (with --sandbox)")
     parser.add_argument(
@@ -136,8 +138,6 @@ def main(argv: list[str] | None = None) -> None:
 
             run_demo(options.get("data_dir"))
         elif command == "doctor":
-            from meshes_mcp.doctor import run_doctor
-
             sys.exit(doctor(options))
         else:
             serve(options)
