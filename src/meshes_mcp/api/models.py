@@ -93,6 +93,8 @@ INTEGRATION_TYPES = tuple(t.value for t in IntegrationType)
 EventStatusFilter = Literal["pending", "processing", "completed", "failed"]
 EVENT_STATUSES = ("pending", "processing", "retrying", "completed", "failed", "canceled")
 TERMINAL_STATUSES = frozenset({"completed", "failed", "canceled"})
+# Still queued or in flight: what a cancel can stop. Derived, so the lists cannot disagree.
+ACTIVE_STATUSES = tuple(status for status in EVENT_STATUSES if status not in TERMINAL_STATUSES)
 OUTCOME_CODES = (
     "delivered",
     "rejected_client_error",

@@ -1,5 +1,9 @@
 """The sandbox's HTTP face: the 38 documented endpoints under /api/v1, as a Starlette app.
 
+Handlers read the request, load rows and answer; when a request is refused for a domain reason
+(409/425, mapping and metadata rules) the rule lives in `meshes_mcp.sandbox.domain`, and the
+delivery queue's moves (retry, cancel) in `meshes_mcp.sandbox.queue`.
+
 Request bodies are validated with the package's own request models (`meshes_mcp.api.models`) and
 integration catalogue (`meshes_mcp.api.catalog`), so the sandbox judges requests exactly as the MCP
 layer expects the API to; a validation failure is a 400 whose `error.data` names each `param`.
@@ -56,9 +60,8 @@ from meshes_mcp.api.catalog import (
     Catalog,
     IntegrationSpec,
     load_catalog,
-    validate_connection_metadata,
-    validate_rule_metadata,
 )
+from meshes_mcp.api.models import EVENT_STATUSES
 from meshes_mcp.api.problems import InvalidRequest, check
 from meshes_mcp.sandbox import provider_data, views
 from meshes_mcp.sandbox.auth import Authenticator, Principal
@@ -69,20 +72,43 @@ from meshes_mcp.sandbox.destinations import (
     Destinations,
     Scrubber,
     connection_secrets,
-    header_field_problems,
     keep_redacted,
     redact_metadata,
-    secret_keys,
+)
+from meshes_mcp.sandbox.domain import (
+    check_connection_deletable,
+    check_connection_metadata,
+    check_connection_name_free,
+    check_event_canceled,
+    check_mapping_fields,
+    check_mapping_target,
+    check_provider_reachable,
+    check_retry,
+    check_rule_metadata,
+    check_rule_target,
+    check_rule_unique,
+    check_session_refreshable,
+    no_mapping,
+    rule_event_needs_cancel,
+    should_reactivate,
 )
 from meshes_mcp.sandbox.enginelock import EngineLock
-from meshes_mcp.sandbox.errors import ApiError, bad_request, conflict, error_body, not_found, too_early, unprocessable
+from meshes_mcp.sandbox.errors import (
+    ApiError,
+    bad_request,
+    conflict,
+    error_body,
+    not_found,
+    problems_error,
+    summary,
+    unprocessable,
+)
+from meshes_mcp.sandbox.queue import DeliveryQueue
 from meshes_mcp.sandbox.seed import ensure_seed, new_publishable_key
-from meshes_mcp.sandbox.store import ACTIVE_STATUSES, NewEvent, Store
+from meshes_mcp.sandbox.store import NewEvent, Store
 
 log = logging.getLogger("meshes_mcp.sandbox")
 
-RETRY_IMMINENT = 1.0  # seconds: a retry due sooner than this answers 425
-EVENT_STATUSES = ("pending", "processing", "retrying", "completed", "failed", "canceled")
 DEFAULT_DELIVERY_TIMEOUT = 10.0
 DEFAULT_CONCURRENCY = 64
 
@@ -125,6 +151,11 @@ class Sandbox:
     policy: RetryPolicy
     seed: dict[str, Any]
 
+    @property
+    def queue(self) -> DeliveryQueue:
+        """The delivery queue (manual retry and cancel go through it; the engine claims from it)."""
+        return self.engine.queue
+
     def spec(self, integration_type: str) -> IntegrationSpec:
         spec = self.catalog.get(integration_type)
         if spec is None:
@@ -138,23 +169,12 @@ Handler = Callable[[Request, Sandbox, Principal], Awaitable[Any]]
 # -- plumbing -------------------------------------------------------------------------------------
 
 
-def _summary(problems: list[tuple[str, str]]) -> str:
-    first = f"{problems[0][0]} {problems[0][1]}" if problems[0][0] else problems[0][1]
-    more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
-    return f"invalid request: {first}{more}"
-
-
 def validate(model: type[Any], data: Any, status: int = 400, prefix: str = "") -> Any:
     try:
         return check(model, data, prefix=prefix)
     except InvalidRequest as exc:
         problems = [(p.param, p.msg) for p in exc.problems]
-    raise ApiError(status, _summary(problems), problems)
-
-
-def problems_error(problems: list[Any], status: int = 400) -> ApiError:
-    data = [(p.param, p.msg) for p in problems]
-    return ApiError(status, _summary(data), data)
+    raise ApiError(status, summary(problems), problems)
 
 
 def created(body: Any) -> JSONResponse:
@@ -391,24 +411,13 @@ async def _url_test(sb: Sandbox, spec: IntegrationSpec, metadata: dict[str, Any]
         raise unprocessable("the webhook URL test failed", [("metadata.url", problem)])
 
 
-def check_metadata(spec: IntegrationSpec, metadata: dict[str, Any], for_update: bool = False) -> None:
-    """Header-bound values first (their problems would make the catalogue's checks fail or mislead)."""
-    header_problems = header_field_problems(metadata)
-    if header_problems:
-        raise ApiError(400, _summary(header_problems), header_problems)
-    problems = validate_connection_metadata(spec, metadata, for_update=for_update)
-    if problems:
-        raise problems_error(problems)
-
-
 @api()
 async def create_connection(request: Request, sb: Sandbox, p: Principal) -> Any:
     req = validate(models.CreateConnectionRequest, await read_json(request))
     workspace = workspace_or_404(sb, p, req.workspace.lower(), "workspace")
     spec = sb.spec(req.type.value)
-    check_metadata(spec, req.metadata)
-    if sb.store.connection_name_taken(workspace["id"], req.name):
-        raise conflict(f'a connection named "{req.name}" already exists in this workspace', "name")
+    check_connection_metadata(spec, req.metadata)
+    check_connection_name_free(sb.store.connection_name_taken(workspace["id"], req.name), req.name)
     await _url_test(sb, spec, req.metadata)
     row = sb.store.create_connection(p.org_id, workspace["id"], spec.type, req.name, req.metadata,
                                      bool(req.hidden), p.created_by)
@@ -428,13 +437,13 @@ async def update_connection(request: Request, sb: Sandbox, p: Principal) -> Any:
     req = validate(models.UpdateConnectionRequest, await read_json(request))
     spec = sb.spec(row["type"])
     metadata = keep_redacted(spec, req.metadata, row["metadata"])
-    check_metadata(spec, metadata, for_update=True)
-    if sb.store.connection_name_taken(row["workspace_id"], req.name, except_id=row["id"]):
-        raise conflict(f'a connection named "{req.name}" already exists in this workspace', "name")
+    check_connection_metadata(spec, metadata, for_update=True)
+    check_connection_name_free(sb.store.connection_name_taken(row["workspace_id"], req.name, except_id=row["id"]),
+                               req.name)
     changed = metadata != row["metadata"]
     if changed:
         await _url_test(sb, spec, metadata)
-    reactivate = changed and not row["active"] and row["inactive_reason"] == "authentication_invalid"
+    reactivate = should_reactivate(row, changed)
     hidden = bool(req.hidden) if req.hidden is not None else bool(row["hidden"])
     sb.store.update_connection(row["id"], req.name, metadata, hidden, reactivate)
     return connection_view(sb, sb.store.get_connection(p.org_id, row["id"]))  # type: ignore[arg-type]
@@ -445,27 +454,9 @@ async def delete_connection(request: Request, sb: Sandbox, p: Principal) -> Any:
     row = connection_or_404(sb, p, path_id(request, "connection_id", "connection"))
     body = await read_json(request, required=False)
     req = validate(models.DeleteConnectionRequest, body if body is not None else {})
-    active = sb.store.active_rule_count(row["id"])
-    if active and not req.force_delete:
-        rules = f"{active} active rule{'s' if active != 1 else ''}"
-        raise conflict(
-            f"connection has {rules}: delete {'them' if active != 1 else 'it'} first, or send "
-            '{"force_delete": true} to delete anyway (its rules are deactivated and queued deliveries canceled)'
-        )
+    check_connection_deletable(sb.store.active_rule_count(row["id"]), force=bool(req.force_delete))
     sb.store.delete_connection(row["id"])
     return {"id": row["id"], "type": row["type"]}
-
-
-def _check_provider_reachable(sb: Sandbox, spec: IntegrationSpec, row: dict[str, Any]) -> None:
-    """Reading live data needs a working connection, like the real provider call would."""
-    if not row["active"]:
-        raise conflict(f"connection is inactive ({row['inactive_reason'] or 'inactive'}): reconnect it or update its "
-                       "credentials before reading live data")
-    for key in secret_keys(spec, row["metadata"]):
-        value = row["metadata"].get(key)
-        if isinstance(value, str) and value.lower().startswith("invalid"):
-            raise unprocessable(f"{spec.name} rejected the connection's credentials (HTTP 401)",
-                                [(f"metadata.{key}", "was rejected by the provider: update the connection")])
 
 
 @api()
@@ -473,13 +464,9 @@ async def connection_actions(request: Request, sb: Sandbox, p: Principal) -> Any
     """Live action data keyed by collection; webhooks have none (`{}`)."""
     row = connection_or_404(sb, p, path_id(request, "connection_id", "connection"))
     spec = sb.spec(row["type"])
-    _check_provider_reachable(sb, spec, row)
+    check_provider_reachable(spec, row)
     record = next(r for r in sb.records if r["type"] == row["type"])
     return provider_data.action_data(record, row["id"])
-
-
-def _no_mapping(row: dict[str, Any]) -> ApiError:
-    return unprocessable(f"{row['type']} connections send the event as-is and have no field mapping")
 
 
 def _fields_of(sb: Sandbox, row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -491,13 +478,13 @@ def _fields_of(sb: Sandbox, row: dict[str, Any]) -> list[dict[str, Any]]:
 async def connection_fields(request: Request, sb: Sandbox, p: Principal) -> Any:
     row = connection_or_404(sb, p, path_id(request, "connection_id", "connection"))
     if not provider_data.has_field_mapping(row["type"]):
-        raise _no_mapping(row)
+        raise no_mapping(row)
     refresh_text = request.query_params.get("refresh", "false").lower()
     if refresh_text not in ("true", "false", "1", "0"):
         raise bad_request("invalid refresh flag", "refresh", "must be true or false")
     refresh = refresh_text in ("true", "1")
     if refresh:
-        _check_provider_reachable(sb, sb.spec(row["type"]), row)
+        check_provider_reachable(sb.spec(row["type"]), row)
     fields = _fields_of(sb, row)
     meta = sb.store.field_catalog_row(row["id"], refresh, p.created_by)
     return {"id": meta["id"], "workspace_id": row["workspace_id"], "connection_id": row["id"],
@@ -518,7 +505,7 @@ def _mapping_view(row: dict[str, Any], mapping: dict[str, Any]) -> dict[str, Any
 async def get_mapping(request: Request, sb: Sandbox, p: Principal) -> Any:
     row = connection_or_404(sb, p, path_id(request, "connection_id", "connection"))
     if not provider_data.has_field_mapping(row["type"]):
-        raise _no_mapping(row)
+        raise no_mapping(row)
     stored = sb.store.get_mapping(row["id"])
     if stored is not None:
         return {"status": "stored", "mapping": _mapping_view(row, stored)}
@@ -536,7 +523,7 @@ async def get_mapping(request: Request, sb: Sandbox, p: Principal) -> Any:
 async def put_mapping(request: Request, sb: Sandbox, p: Principal) -> Any:
     row = connection_or_404(sb, p, path_id(request, "connection_id", "connection"))
     if not provider_data.has_field_mapping(row["type"]):
-        raise _no_mapping(row)
+        raise no_mapping(row)
     body = await read_json(request)
     try:
         req = check(models.UpdateMappingsRequest, body)
@@ -544,36 +531,11 @@ async def put_mapping(request: Request, sb: Sandbox, p: Principal) -> Any:
         # Schema problems are "invalid mapping schema" (422); anything else is a bad request (400).
         status = 422 if all(pr.param.startswith("schema") for pr in exc.problems) else 400
         raise problems_error(exc.problems, status) from None
-    if req.workspace_id and req.workspace_id.lower() != row["workspace_id"]:
-        raise bad_request("workspace_id does not match the connection's workspace", "workspace_id",
-                          f"must be {row['workspace_id']} (the connection's workspace) or omitted")
     stored = sb.store.get_mapping(row["id"])
-    current_version = stored["version"] if stored else 0
-    if req.mapping_id and (stored is None or req.mapping_id.lower() != stored["mapping_id"]):
-        raise conflict("mapping_id is not this connection's stored default mapping; omit it or read it again",
-                       "mapping_id")
-    if req.expected_version is not None and req.expected_version != current_version:
-        raise conflict(f"the default mapping is at version {current_version}, not {req.expected_version}: read it "
-                       "again, re-apply your change and retry (omit expected_version when nothing is stored yet)",
-                       "expected_version")
+    check_mapping_target(row, stored, req)
     fields = _fields_of(sb, row)
-    known = {f["key"]: f for f in fields}
     schema = req.mapping_schema.model_dump(mode="json", exclude_none=True)
-    problems: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for index, field in enumerate(schema["fields"]):
-        param = f"schema.fields[{index}].dest"
-        dest = field["dest"]
-        if dest not in known:
-            problems.append((param, f"is not a field of this {row['type']} connection; fields are "
-                                    f"{', '.join(known) or 'none'}"))
-        elif dest in seen:
-            problems.append((param, "maps the same destination field twice"))
-        elif (known[dest].get("constraints") or {}).get("read_only"):
-            problems.append((param, "is read-only at the destination"))
-        seen.add(dest)
-    if problems:
-        raise ApiError(422, _summary(problems), problems)
+    check_mapping_fields(row, schema, fields)
     name = req.name or (schema.get("meta") or {}).get("name") or "Default mapping"
     mapping = sb.store.put_mapping(row, schema, name, provider_data.catalog_version(fields), p.created_by)
     return {"status": "stored", "mapping": _mapping_view(row, mapping)}
@@ -596,16 +558,12 @@ async def create_rule(request: Request, sb: Sandbox, p: Principal) -> Any:
     req = validate(models.CreateRuleRequest, await read_json(request))
     workspace = workspace_or_404(sb, p, req.workspace.lower(), "workspace")
     conn = connection_or_404(sb, p, req.connection.lower(), "connection")
-    if conn["workspace_id"] != workspace["id"]:
-        raise bad_request("the connection belongs to another workspace", "connection",
-                          f"must be a connection of workspace {workspace['id']}; list them with "
-                          "GET /api/v1/workspaces/{workspace_id}/connections")
+    check_rule_target(workspace, conn)
     metadata = req.metadata.model_dump(mode="json")
-    problems = validate_rule_metadata(sb.spec(conn["type"]), metadata)
-    if problems:
-        raise problems_error(problems)
-    if sb.store.find_identical_rule(workspace["id"], conn["id"], req.event, req.resource, req.resource_id, metadata):
-        raise conflict("an identical rule already exists for this connection and event")
+    check_rule_metadata(sb.spec(conn["type"]), metadata)
+    check_rule_unique(
+        sb.store.find_identical_rule(workspace["id"], conn["id"], req.event, req.resource, req.resource_id, metadata)
+    )
     row = sb.store.create_rule(p.org_id, workspace["id"], conn["id"], conn["type"], req.event, req.resource,
                                req.resource_id, metadata, req.active is not False, bool(req.hidden), p.created_by)
     return created({"rule": views.rule(row)})
@@ -729,15 +687,8 @@ async def get_event_payload(request: Request, sb: Sandbox, p: Principal) -> Any:
 @api()
 async def retry_rule_event(request: Request, sb: Sandbox, p: Principal) -> Any:
     _, rule_event = rule_event_or_404(sb, p, request)
-    status = rule_event["status"]
-    if status in ("completed", "canceled"):
-        raise conflict(f"this delivery is {status}: there is nothing to retry (emit a new event to deliver again)")
-    if status == "processing":
-        raise too_early("an attempt for this delivery is in flight: wait for it, then read the rule event again")
-    due = rule_event["next_attempt_at"]
-    if status in ("pending", "retrying") and due is not None and due - now() <= RETRY_IMMINENT:
-        raise too_early(f"the next attempt is due at {iso(due)} (within {RETRY_IMMINENT:g} s): no need to force it")
-    sb.store.force_retry(rule_event)
+    check_retry(rule_event, now())
+    sb.queue.force_retry(rule_event)
     sb.engine.wake()
     return views.rule_event(StoredText(sb).rule_event(
         sb.store.get_rule_event(rule_event["event_id"], rule_event["rule_id"])))  # type: ignore[arg-type]
@@ -775,10 +726,8 @@ async def attempt_response_details(request: Request, sb: Sandbox, p: Principal) 
 async def cancel_rule_event(request: Request, sb: Sandbox, p: Principal) -> Any:
     """A request in flight finishes; if it delivers, the rule event ends `completed` after all."""
     _, rule_event = rule_event_or_404(sb, p, request)
-    if rule_event["status"] in ("completed", "failed"):
-        raise conflict(f"this delivery already {rule_event['status']}: there is nothing to cancel")
-    if rule_event["status"] in ACTIVE_STATUSES:
-        sb.store.cancel_rule_event(rule_event["id"])
+    if rule_event_needs_cancel(rule_event):
+        sb.queue.cancel_rule_event(rule_event["id"])
     return views.rule_event(StoredText(sb).rule_event(
         sb.store.get_rule_event(rule_event["event_id"], rule_event["rule_id"])))  # type: ignore[arg-type]
 
@@ -786,9 +735,7 @@ async def cancel_rule_event(request: Request, sb: Sandbox, p: Principal) -> Any:
 @api()
 async def cancel_event(request: Request, sb: Sandbox, p: Principal) -> Any:
     row = event_or_404(sb, p, request)
-    canceled = sb.store.cancel_event(row["id"])
-    if not canceled and row["status"] in ("completed", "failed"):
-        raise conflict(f"this event already {row['status']}: there is nothing left to cancel")
+    check_event_canceled(row, sb.queue.cancel_event(row["id"]))
     fresh = sb.store.get_event(p.org_id, row["id"])
     return event_view(sb, fresh)  # type: ignore[arg-type]
 
@@ -871,10 +818,7 @@ def _session_or_404(sb: Sandbox, p: Principal, request: Request) -> dict[str, An
 @api()
 async def refresh_session(request: Request, sb: Sandbox, p: Principal) -> Any:
     row = _session_or_404(sb, p, request)
-    if row["status"] == "revoked":
-        raise conflict("the session was revoked: create a new session")
-    if now() >= row["expires_epoch"]:
-        raise conflict(f"the session expired at {row['expires_at']}: create a new session")
+    check_session_refreshable(row, now())
     token, token_hash = _token()
     start = now()
     sb.store.update_session(row["id"], token_hash=token_hash, expires_epoch=start + row["ttl_seconds"],

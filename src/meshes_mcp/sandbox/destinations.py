@@ -49,7 +49,8 @@ from meshes_mcp.sandbox import provider_data
 from meshes_mcp.sandbox.bodies import plain_json
 from meshes_mcp.sandbox.clock import new_id, parse_iso
 from meshes_mcp.sandbox.mapping import apply_mapping, resolve_path
-from meshes_mcp.sandbox.store import Job, Store
+from meshes_mcp.sandbox.queue import Job
+from meshes_mcp.sandbox.store import Store
 
 log = logging.getLogger("meshes_mcp.sandbox")
 
