@@ -438,6 +438,7 @@ def retry_after_seconds(headers: Mapping[str, str], *, now: datetime | None = No
     if value is None:
         return None
     value = value.strip()
+    seconds: float | None
     try:
         seconds = float(value)
     except ValueError:

@@ -206,27 +206,27 @@ def api(publishable: bool = False) -> Callable[[Handler], Callable[[Request], Aw
 
 
 def path_id(request: Request, name: str, what: str) -> str:
-    value = request.path_params[name]
+    value: str = request.path_params[name]
     if not is_uuid(value):
         raise not_found(what, value[:64])
     return value.lower()
 
 
-def workspace_or_404(sb: Sandbox, principal: Principal, workspace_id: str, param: str | None = None) -> dict:
+def workspace_or_404(sb: Sandbox, principal: Principal, workspace_id: str, param: str | None = None) -> dict[str, Any]:
     row = sb.store.get_workspace(principal.org_id, workspace_id) if is_uuid(workspace_id) else None
     if row is None:
         raise not_found("workspace", workspace_id[:64], param)
     return row
 
 
-def connection_or_404(sb: Sandbox, principal: Principal, connection_id: str, param: str | None = None) -> dict:
+def connection_or_404(sb: Sandbox, principal: Principal, connection_id: str, param: str | None = None) -> dict[str, Any]:
     row = sb.store.get_connection(principal.org_id, connection_id) if is_uuid(connection_id) else None
     if row is None:
         raise not_found("connection", connection_id[:64], param)
     return row
 
 
-def rule_or_404(sb: Sandbox, principal: Principal, request: Request) -> dict:
+def rule_or_404(sb: Sandbox, principal: Principal, request: Request) -> dict[str, Any]:
     rule_id = path_id(request, "rule_id", "rule")
     row = sb.store.get_rule(principal.org_id, rule_id)
     if row is None:
@@ -234,7 +234,7 @@ def rule_or_404(sb: Sandbox, principal: Principal, request: Request) -> dict:
     return row
 
 
-def event_or_404(sb: Sandbox, principal: Principal, request: Request) -> dict:
+def event_or_404(sb: Sandbox, principal: Principal, request: Request) -> dict[str, Any]:
     event_id = path_id(request, "event_id", "event")
     row = sb.store.get_event(principal.org_id, event_id)
     if row is None:
@@ -242,7 +242,7 @@ def event_or_404(sb: Sandbox, principal: Principal, request: Request) -> dict:
     return row
 
 
-def rule_event_or_404(sb: Sandbox, principal: Principal, request: Request) -> tuple[dict, dict]:
+def rule_event_or_404(sb: Sandbox, principal: Principal, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
     event = event_or_404(sb, principal, request)
     rule_id = path_id(request, "rule_id", "rule")
     row = sb.store.get_rule_event(event["id"], rule_id)
@@ -561,9 +561,10 @@ async def create_rule(request: Request, sb: Sandbox, p: Principal) -> Any:
     check_rule_target(workspace, conn)
     metadata = req.metadata.model_dump(mode="json")
     check_rule_metadata(sb.spec(conn["type"]), metadata)
-    check_rule_unique(
-        sb.store.find_identical_rule(workspace["id"], conn["id"], req.event, req.resource, req.resource_id, metadata)
+    identical = sb.store.find_identical_rule(
+        workspace["id"], conn["id"], req.event, req.resource, req.resource_id, metadata
     )
+    check_rule_unique(identical is not None)
     row = sb.store.create_rule(p.org_id, workspace["id"], conn["id"], conn["type"], req.event, req.resource,
                                req.resource_id, metadata, req.active is not False, bool(req.hidden), p.created_by)
     return created({"rule": views.rule(row)})
@@ -588,7 +589,8 @@ class _WorkspaceCache:
     """Per-request workspace lookups (a bulk request names the same workspace a hundred times)."""
 
     def __init__(self, sb: Sandbox, principal: Principal) -> None:
-        self.sb, self.principal, self.known = sb, principal, {}
+        self.sb, self.principal = sb, principal
+        self.known: dict[str, dict[str, Any]] = {}
 
     def get(self, workspace_id: str) -> dict[str, Any]:
         if workspace_id not in self.known:
@@ -746,7 +748,7 @@ async def cancel_event(request: Request, sb: Sandbox, p: Principal) -> Any:
 @api()
 async def list_integrations(request: Request, sb: Sandbox, p: Principal) -> Any:
     after, limit = list_page(request, "integrations")
-    rows = [{"seq": i + 1, "record": r} for i, r in enumerate(sb.records)]
+    rows: list[dict[str, Any]] = [{"seq": i + 1, "record": r} for i, r in enumerate(sb.records)]
     rows = [r for r in rows if after is None or r["seq"] > after][: limit + 1]
     return views.page(rows, limit, "integrations", lambda r: r["record"])
 

@@ -51,7 +51,7 @@ class RetryPolicy:
     cap: float = RETRY_CAP
 
     def delay(self, attempt_number: int, retry_after: float | None = None) -> float:
-        backoff = min(self.cap, self.base * 2 ** max(0, attempt_number - 1))
+        backoff = min(self.cap, self.base * 2.0 ** max(0, attempt_number - 1))
         backoff *= random.uniform(1 - JITTER, 1 + JITTER)
         if retry_after is not None:
             backoff = max(backoff, min(retry_after, self.cap))
@@ -106,7 +106,7 @@ class DeliveryEngine:
         except OSError:
             log.warning("cannot listen for wake-ups on 127.0.0.1; other sandboxes' work waits for the poll")
             return
-        self._listener = transport  # type: ignore[assignment]
+        self._listener = transport
 
     def wake(self) -> None:
         """New or rescheduled work: look at the queue now rather than at the next poll; when another

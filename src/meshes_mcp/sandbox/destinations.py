@@ -39,7 +39,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx2
@@ -398,7 +398,10 @@ async def send_webhook(client: httpx2.AsyncClient, request: WebhookRequest) -> O
         # Header values outside ASCII (an event or resource named in another script) go out as their UTF-8
         # bytes: the HTTP client would otherwise refuse to encode them and every attempt would fail.
         headers = {k: (v if v.isascii() else v.encode()) for k, v in request.headers.items()}
-        async with client.stream(request.method, request.url, headers=headers, content=request.body) as response:
+        # httpx2 takes str and bytes values mixed in one mapping; its annotation lists only one or the other.
+        async with client.stream(
+            request.method, request.url, headers=cast(Any, headers), content=request.body
+        ) as response:
             kept = bytearray()
             total = 0
             async for chunk in response.aiter_bytes():
@@ -588,7 +591,7 @@ class Destinations:
     async def test_url(self, metadata: dict[str, Any]) -> str | None:
         """The save-time URL test Meshes runs unless skip_url_test is "true": a signed `meshes.url_test`
         event (header X-Meshes-Test: true). Returns what went wrong, or None."""
-        event = {"id": new_id(), "event": "meshes.url_test", "resource": None, "resource_id": None,
+        event: dict[str, Any] = {"id": new_id(), "event": "meshes.url_test", "resource": None, "resource_id": None,
                  "payload": {"test": True, "message": "Meshes webhook URL test"},
                  "created_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
         request = build_webhook_request(metadata, event, event["id"], 1, {"X-Meshes-Test": "true"})

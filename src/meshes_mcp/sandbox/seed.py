@@ -47,7 +47,8 @@ def ensure_seed(store: Store) -> dict[str, Any]:
     """The seed values (organization_id, access_key, secret_key, workspace_id, publishable_key)."""
     existing = store.get_meta(SEED_KEY)
     if existing:
-        return json.loads(existing)
+        seed: dict[str, Any] = json.loads(existing)
+        return seed
     org_id = new_id()
     access_key, secret_key = new_access_key(), new_secret_key()
     with store.tx():

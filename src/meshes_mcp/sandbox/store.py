@@ -172,7 +172,8 @@ class Store:
         return _Tx(self.db)
 
     def one(self, sql: str, args: tuple[Any, ...] = ()) -> dict[str, Any] | None:
-        return self.db.execute(sql, args).fetchone()
+        row: dict[str, Any] | None = self.db.execute(sql, args).fetchone()  # rows are dicts: see _row
+        return row
 
     def all(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         return self.db.execute(sql, args).fetchall()
@@ -265,7 +266,7 @@ class Store:
             where, args = where + " AND workspace_id=?", [*args, workspace_id]
         return [self._connection(r) for r in self._page("connections", where, args, after, limit)]  # type: ignore[misc]
 
-    def get_connection(self, org_id: str | None, connection_id: str, include_deleted: bool = False) -> dict | None:
+    def get_connection(self, org_id: str | None, connection_id: str, include_deleted: bool = False) -> dict[str, Any] | None:
         sql = "SELECT * FROM connections WHERE id=?"
         args: tuple[Any, ...] = (connection_id,)
         if org_id is not None:
