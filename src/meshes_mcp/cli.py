@@ -75,9 +75,7 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--sandbox", action="store_true", default=d, help="run against the embedded local sandbox")
     parser.add_argument("--data-dir", type=Path, default=d, help="sandbox data directory (with --sandbox)")
-    parser.add_argument(
-        "--transport", choices=("stdio", "http"), default=d, help="stdio (default) or streamable HTTP"
-    )
+    parser.add_argument("--transport", choices=("stdio", "http"), default=d, help="stdio (default) or streamable HTTP")
     parser.add_argument("--host", default=d, help="HTTP host (default 127.0.0.1; others need a token)")
     parser.add_argument("--port", type=int, default=d, help="HTTP port (default 8000)")
     parser.add_argument(
@@ -105,7 +103,9 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
 
 def add_scenario_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--scenario", choices=("incident",), default=argparse.SUPPRESS,
+        "--scenario",
+        choices=("incident",),
+        default=argparse.SUPPRESS,
         help="sandbox: add practice history once (incident: a workspace Incident with a day of failing signups)",
     )
 

@@ -200,7 +200,11 @@ class MeshesClient:
         return m.Page[m.Event].model_validate(data)
 
     async def list_workspace_rules(
-        self, workspace_id: str, filters: m.RuleFilters | None = None, *, limit: int | None = None,
+        self,
+        workspace_id: str,
+        filters: m.RuleFilters | None = None,
+        *,
+        limit: int | None = None,
         cursor: str | None = None,
     ) -> m.Page[m.Rule]:
         require_uuid("workspace_id", workspace_id)
@@ -293,9 +297,7 @@ class MeshesClient:
         if not 1 <= len(requests) <= m.BULK_LIMIT:
             raise InvalidRequest([Problem("events", f"a bulk request carries 1 to {m.BULK_LIMIT} events")])
         body = [r.body() for r in requests]
-        return m.BulkResult.model_validate(
-            await self._request("POST", "/events/bulk", json=body, publishable_ok=True)
-        )
+        return m.BulkResult.model_validate(await self._request("POST", "/events/bulk", json=body, publishable_ok=True))
 
     async def get_event(self, event_id: str, *, include_payload: bool = False) -> m.Event:
         require_uuid("event_id", event_id)

@@ -396,7 +396,7 @@ class RuleMetadata(BaseModel):
     def _extra_values_are_strings(self) -> RuleMetadata:
         for key, value in (self.model_extra or {}).items():
             if not isinstance(value, str):
-                raise ValueError(f"metadata.{key} must be a string, e.g. \"{key}\": \"5\"")
+                raise ValueError(f'metadata.{key} must be a string, e.g. "{key}": "5"')
         return self
 
 
@@ -409,6 +409,7 @@ class CreateRuleRequest(Request):
     resource_id: ResourceId | None = None
     active: bool | None = None
     hidden: bool | None = None
+
 
 class RuleFilters(Request):
     event: str | None = None

@@ -219,7 +219,9 @@ def workspace_or_404(sb: Sandbox, principal: Principal, workspace_id: str, param
     return row
 
 
-def connection_or_404(sb: Sandbox, principal: Principal, connection_id: str, param: str | None = None) -> dict[str, Any]:
+def connection_or_404(
+    sb: Sandbox, principal: Principal, connection_id: str, param: str | None = None
+) -> dict[str, Any]:
     row = sb.store.get_connection(principal.org_id, connection_id) if is_uuid(connection_id) else None
     if row is None:
         raise not_found("connection", connection_id[:64], param)
@@ -247,8 +249,11 @@ def rule_event_or_404(sb: Sandbox, principal: Principal, request: Request) -> tu
     rule_id = path_id(request, "rule_id", "rule")
     row = sb.store.get_rule_event(event["id"], rule_id)
     if row is None:
-        raise ApiError(404, f"rule {rule_id} has no delivery for event {event['id']}: use the `rule` field of one of "
-                            "the event's rule_events")
+        raise ApiError(
+            404,
+            f"rule {rule_id} has no delivery for event {event['id']}: use the `rule` field of one of "
+            "the event's rule_events",
+        )
     return event, row
 
 
@@ -262,7 +267,8 @@ def query_filters(request: Request, *keys: str) -> dict[str, str]:
 
 def list_page(request: Request, scope: str) -> tuple[int | None, int]:
     return views.decode_cursor(scope, request.query_params.get("cursor")), views.parse_limit(
-        request.query_params.get("limit"))
+        request.query_params.get("limit")
+    )
 
 
 def status_filter(request: Request) -> dict[str, str]:
@@ -285,7 +291,8 @@ class StoredText:
         if connection_id not in self._scrubbers:
             row = self.sb.store.get_connection(None, connection_id, include_deleted=True)
             self._scrubbers[connection_id] = Scrubber(
-                connection_secrets(self.sb.catalog.get(row["type"]), row["metadata"]) if row else set())
+                connection_secrets(self.sb.catalog.get(row["type"]), row["metadata"]) if row else set()
+            )
         return self._scrubbers[connection_id]
 
     def rule_event(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -331,8 +338,9 @@ async def create_workspace(request: Request, sb: Sandbox, p: Principal) -> Any:
     if sb.store.workspace_name_taken(p.org_id, req.name):
         raise conflict(f'a workspace named "{req.name}" already exists', "name")
     wid = new_id()
-    row = sb.store.create_workspace(p.org_id, req.name, req.description, new_publishable_key(p.org_id, wid),
-                                    "Default publishable key")
+    row = sb.store.create_workspace(
+        p.org_id, req.name, req.description, new_publishable_key(p.org_id, wid), "Default publishable key"
+    )
     return created({"workspace": views.workspace(row)})
 
 
@@ -419,8 +427,9 @@ async def create_connection(request: Request, sb: Sandbox, p: Principal) -> Any:
     check_connection_metadata(spec, req.metadata)
     check_connection_name_free(sb.store.connection_name_taken(workspace["id"], req.name), req.name)
     await _url_test(sb, spec, req.metadata)
-    row = sb.store.create_connection(p.org_id, workspace["id"], spec.type, req.name, req.metadata,
-                                     bool(req.hidden), p.created_by)
+    row = sb.store.create_connection(
+        p.org_id, workspace["id"], spec.type, req.name, req.metadata, bool(req.hidden), p.created_by
+    )
     return created({"connection": connection_view(sb, row)})
 
 
@@ -438,8 +447,9 @@ async def update_connection(request: Request, sb: Sandbox, p: Principal) -> Any:
     spec = sb.spec(row["type"])
     metadata = keep_redacted(spec, req.metadata, row["metadata"])
     check_connection_metadata(spec, metadata, for_update=True)
-    check_connection_name_free(sb.store.connection_name_taken(row["workspace_id"], req.name, except_id=row["id"]),
-                               req.name)
+    check_connection_name_free(
+        sb.store.connection_name_taken(row["workspace_id"], req.name, except_id=row["id"]), req.name
+    )
     changed = metadata != row["metadata"]
     if changed:
         await _url_test(sb, spec, metadata)
@@ -487,18 +497,35 @@ async def connection_fields(request: Request, sb: Sandbox, p: Principal) -> Any:
         check_provider_reachable(sb.spec(row["type"]), row)
     fields = _fields_of(sb, row)
     meta = sb.store.field_catalog_row(row["id"], refresh, p.created_by)
-    return {"id": meta["id"], "workspace_id": row["workspace_id"], "connection_id": row["id"],
-            "integration_type": row["type"], "catalog_version": provider_data.catalog_version(fields),
-            "refreshed_at": meta["refreshed_at"], "created_by": meta["created_by"], "created_at": meta["created_at"],
-            "updated_at": meta["updated_at"], "fields": fields}
+    return {
+        "id": meta["id"],
+        "workspace_id": row["workspace_id"],
+        "connection_id": row["id"],
+        "integration_type": row["type"],
+        "catalog_version": provider_data.catalog_version(fields),
+        "refreshed_at": meta["refreshed_at"],
+        "created_by": meta["created_by"],
+        "created_at": meta["created_at"],
+        "updated_at": meta["updated_at"],
+        "fields": fields,
+    }
 
 
 def _mapping_view(row: dict[str, Any], mapping: dict[str, Any]) -> dict[str, Any]:
-    return {"id": mapping["id"], "mapping_id": mapping["mapping_id"], "version": mapping["version"],
-            "workspace_id": mapping["workspace_id"], "connection_id": row["id"],
-            "integration_type": mapping["integration_type"], "name": mapping["name"], "schema": mapping["schema"],
-            "catalog_version": mapping["catalog_version"], "created_by": mapping["created_by"],
-            "created_at": mapping["created_at"], "updated_at": mapping["updated_at"]}
+    return {
+        "id": mapping["id"],
+        "mapping_id": mapping["mapping_id"],
+        "version": mapping["version"],
+        "workspace_id": mapping["workspace_id"],
+        "connection_id": row["id"],
+        "integration_type": mapping["integration_type"],
+        "name": mapping["name"],
+        "schema": mapping["schema"],
+        "catalog_version": mapping["catalog_version"],
+        "created_by": mapping["created_by"],
+        "created_at": mapping["created_at"],
+        "updated_at": mapping["updated_at"],
+    }
 
 
 @api()
@@ -511,11 +538,19 @@ async def get_mapping(request: Request, sb: Sandbox, p: Principal) -> Any:
         return {"status": "stored", "mapping": _mapping_view(row, stored)}
     fields = _fields_of(sb, row)
     generated_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"meshes-sandbox:mapping:{row['id']}"))
-    mapping = {"id": generated_id, "mapping_id": generated_id, "version": 0, "workspace_id": row["workspace_id"],
-               "integration_type": row["type"], "name": "Default mapping",
-               "schema": provider_data.generated_schema(fields),
-               "catalog_version": provider_data.catalog_version(fields), "created_by": "system",
-               "created_at": row["created_at"], "updated_at": row["updated_at"]}
+    mapping = {
+        "id": generated_id,
+        "mapping_id": generated_id,
+        "version": 0,
+        "workspace_id": row["workspace_id"],
+        "integration_type": row["type"],
+        "name": "Default mapping",
+        "schema": provider_data.generated_schema(fields),
+        "catalog_version": provider_data.catalog_version(fields),
+        "created_by": "system",
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
     return {"status": "generated", "mapping": _mapping_view(row, mapping)}
 
 
@@ -565,8 +600,19 @@ async def create_rule(request: Request, sb: Sandbox, p: Principal) -> Any:
         workspace["id"], conn["id"], req.event, req.resource, req.resource_id, metadata
     )
     check_rule_unique(identical is not None)
-    row = sb.store.create_rule(p.org_id, workspace["id"], conn["id"], conn["type"], req.event, req.resource,
-                               req.resource_id, metadata, req.active is not False, bool(req.hidden), p.created_by)
+    row = sb.store.create_rule(
+        p.org_id,
+        workspace["id"],
+        conn["id"],
+        conn["type"],
+        req.event,
+        req.resource,
+        req.resource_id,
+        metadata,
+        req.active is not False,
+        bool(req.hidden),
+        p.created_by,
+    )
     return created({"rule": views.rule(row)})
 
 
@@ -601,29 +647,47 @@ class _WorkspaceCache:
 def prepare_event(sb: Sandbox, p: Principal, item: Any, workspaces: _WorkspaceCache) -> NewEvent:
     """Validate one event body and find its workspace (publishable key → its own; JWT → `workspace`)."""
     if not isinstance(item, dict):
-        raise bad_request("an event must be a JSON object", "body",
-                          'must be an object like {"event": "user.signup", "payload": {...}}')
+        raise bad_request(
+            "an event must be a JSON object",
+            "body",
+            'must be an object like {"event": "user.signup", "payload": {...}}',
+        )
     req = validate(models.EmitEventRequest, item)
     if p.kind == "publishable":
         if req.workspace and req.workspace.lower() != p.workspace_id:
-            raise ApiError(403, "the publishable key belongs to another workspace",
-                           [("workspace", "must be omitted or be the publishable key's own workspace")])
+            raise ApiError(
+                403,
+                "the publishable key belongs to another workspace",
+                [("workspace", "must be omitted or be the publishable key's own workspace")],
+            )
         workspace_id = p.workspace_id
     else:
         if not req.workspace:
-            raise bad_request("workspace is required with a machine token", "workspace",
-                              "is required when emitting with a machine JWT: the workspace id to emit into")
+            raise bad_request(
+                "workspace is required with a machine token",
+                "workspace",
+                "is required when emitting with a machine JWT: the workspace id to emit into",
+            )
         workspace_id = workspaces.get(req.workspace.lower())["id"]
     assert workspace_id is not None
     # Routed (its `rules` filled in) by `Store.insert_events`, inside the transaction that stores it.
-    return NewEvent(new_id(), p.org_id, workspace_id, req.event, req.resource, req.resource_id, req.payload,
-                    p.created_by, now_iso())
+    return NewEvent(
+        new_id(), p.org_id, workspace_id, req.event, req.resource, req.resource_id, req.payload, p.created_by, now_iso()
+    )
 
 
 def _created_view(ev: NewEvent) -> dict[str, Any]:
-    return views.event_created({"id": ev.id, "event": ev.event, "resource": ev.resource,
-                                "resource_id": ev.resource_id, "workspace_id": ev.workspace_id,
-                                "created_by": ev.created_by, "created_at": ev.created_at})
+    return views.event_created(
+        {
+            "id": ev.id,
+            "event": ev.event,
+            "resource": ev.resource,
+            "resource_id": ev.resource_id,
+            "workspace_id": ev.workspace_id,
+            "created_by": ev.created_by,
+            "created_at": ev.created_at,
+        }
+    )
 
 
 @api(publishable=True)
@@ -639,11 +703,17 @@ async def emit_event(request: Request, sb: Sandbox, p: Principal) -> Any:
 async def emit_bulk(request: Request, sb: Sandbox, p: Principal) -> Any:
     body = await read_json(request)
     if not isinstance(body, list):
-        raise bad_request("the bulk body must be a JSON array of events", "body",
-                          'must be an array of 1–100 events, e.g. [{"event": "user.signup", "payload": {...}}]')
+        raise bad_request(
+            "the bulk body must be a JSON array of events",
+            "body",
+            'must be an array of 1–100 events, e.g. [{"event": "user.signup", "payload": {...}}]',
+        )
     if not 1 <= len(body) <= models.BULK_LIMIT:
-        raise bad_request(f"a bulk request takes 1 to {models.BULK_LIMIT} events (got {len(body)})", "body",
-                          f"must hold 1 to {models.BULK_LIMIT} events; split larger batches")
+        raise bad_request(
+            f"a bulk request takes 1 to {models.BULK_LIMIT} events (got {len(body)})",
+            "body",
+            f"must hold 1 to {models.BULK_LIMIT} events; split larger batches",
+        )
     workspaces = _WorkspaceCache(sb, p)
     accepted: list[NewEvent] = []
     records: list[dict[str, Any]] = []
@@ -692,8 +762,14 @@ async def retry_rule_event(request: Request, sb: Sandbox, p: Principal) -> Any:
     check_retry(rule_event, now())
     sb.queue.force_retry(rule_event)
     sb.engine.wake()
-    return views.rule_event(StoredText(sb).rule_event(
-        sb.store.get_rule_event(rule_event["event_id"], rule_event["rule_id"])))  # type: ignore[arg-type]
+    return rule_event_now(sb, rule_event)
+
+
+def rule_event_now(sb: Sandbox, rule_event: dict[str, Any]) -> dict[str, Any]:
+    """The rule event's view as stored now (rule events are never deleted, so the re-read finds it)."""
+    row = sb.store.get_rule_event(rule_event["event_id"], rule_event["rule_id"])
+    assert row is not None
+    return views.rule_event(StoredText(sb).rule_event(row))
 
 
 @api()
@@ -701,8 +777,12 @@ async def list_attempts(request: Request, sb: Sandbox, p: Principal) -> Any:
     _, rule_event = rule_event_or_404(sb, p, request)
     after, limit = list_page(request, "attempts")
     text, connection_id = StoredText(sb), rule_event["connection_id"]
-    return views.page(sb.store.list_attempts(rule_event["id"], after, limit), limit, "attempts",
-                      lambda r: views.attempt(text.attempt(r, connection_id)))
+    return views.page(
+        sb.store.list_attempts(rule_event["id"], after, limit),
+        limit,
+        "attempts",
+        lambda r: views.attempt(text.attempt(r, connection_id)),
+    )
 
 
 def _attempt_or_404(sb: Sandbox, p: Principal, request: Request) -> dict[str, Any]:
@@ -730,8 +810,7 @@ async def cancel_rule_event(request: Request, sb: Sandbox, p: Principal) -> Any:
     _, rule_event = rule_event_or_404(sb, p, request)
     if rule_event_needs_cancel(rule_event):
         sb.queue.cancel_rule_event(rule_event["id"])
-    return views.rule_event(StoredText(sb).rule_event(
-        sb.store.get_rule_event(rule_event["event_id"], rule_event["rule_id"])))  # type: ignore[arg-type]
+    return rule_event_now(sb, rule_event)
 
 
 @api()
@@ -762,9 +841,15 @@ def _token() -> tuple[str, str]:
 
 
 def _session_token_view(row: dict[str, Any], token: str) -> dict[str, Any]:
-    out = {"session_id": row["id"], "access_token": token, "expires_in": row["ttl_seconds"],
-           "expires_at": row["expires_at"], "workspace_id": row["workspace_id"], "role": row["role"],
-           "session_type": row["session_type"]}
+    out = {
+        "session_id": row["id"],
+        "access_token": token,
+        "expires_in": row["ttl_seconds"],
+        "expires_at": row["expires_at"],
+        "workspace_id": row["workspace_id"],
+        "role": row["role"],
+        "session_type": row["session_type"],
+    }
     for key in ("resource", "resource_id"):
         if row[key] is not None:
             out[key] = row[key]
@@ -780,20 +865,36 @@ async def create_session(request: Request, sb: Sandbox, p: Principal) -> Any:
     launch_ttl = req.launch_ttl_seconds or 30
     start = now()
     page = req.launch_page or "dashboard"
-    row = sb.store.create_session({
-        "id": f"sess_{uuid.uuid4()}", "org_id": p.org_id, "workspace_id": workspace["id"],
-        "role": req.role or "member", "session_type": req.session_type or "workspace",
-        "external_user_id": req.external_user_id, "resource": req.resource, "resource_id": req.resource_id,
-        "launch_page": page, "allowed_origins": json.dumps(req.allowed_origins or []),
-        "scopes": json.dumps(req.scopes or []), "status": "active", "token_hash": token_hash, "ttl_seconds": ttl,
-        "expires_epoch": start + ttl, "created_at": iso(start), "expires_at": iso(start + ttl),
-        "updated_at": iso(start),
-    })
+    row = sb.store.create_session(
+        {
+            "id": f"sess_{uuid.uuid4()}",
+            "org_id": p.org_id,
+            "workspace_id": workspace["id"],
+            "role": req.role or "member",
+            "session_type": req.session_type or "workspace",
+            "external_user_id": req.external_user_id,
+            "resource": req.resource,
+            "resource_id": req.resource_id,
+            "launch_page": page,
+            "allowed_origins": json.dumps(req.allowed_origins or []),
+            "scopes": json.dumps(req.scopes or []),
+            "status": "active",
+            "token_hash": token_hash,
+            "ttl_seconds": ttl,
+            "expires_epoch": start + ttl,
+            "created_at": iso(start),
+            "expires_at": iso(start + ttl),
+            "updated_at": iso(start),
+        }
+    )
     launch_token = "mlt_" + secrets.token_urlsafe(24)
     base = str(request.base_url).rstrip("/")
-    return {**_session_token_view(row, token), "launch_token": launch_token,
-            "launch_expires_at": iso(start + launch_ttl),
-            "launch_url": f"{base}/embed/workspace/{page}?launch={launch_token}"}
+    return {
+        **_session_token_view(row, token),
+        "launch_token": launch_token,
+        "launch_expires_at": iso(start + launch_ttl),
+        "launch_url": f"{base}/embed/workspace/{page}?launch={launch_token}",
+    }
 
 
 @api()
@@ -823,8 +924,13 @@ async def refresh_session(request: Request, sb: Sandbox, p: Principal) -> Any:
     check_session_refreshable(row, now())
     token, token_hash = _token()
     start = now()
-    sb.store.update_session(row["id"], token_hash=token_hash, expires_epoch=start + row["ttl_seconds"],
-                            expires_at=iso(start + row["ttl_seconds"]), updated_at=iso(start))
+    sb.store.update_session(
+        row["id"],
+        token_hash=token_hash,
+        expires_epoch=start + row["ttl_seconds"],
+        expires_at=iso(start + row["ttl_seconds"]),
+        updated_at=iso(start),
+    )
     return _session_token_view(sb.store.get_session(p.org_id, row["id"]), token)  # type: ignore[arg-type]
 
 
@@ -846,8 +952,10 @@ async def health(request: Request) -> Response:
 
 async def embed(request: Request) -> Response:
     """Where launch_url points: the embedded dashboard is not emulated, so say so plainly."""
-    return HTMLResponse("<!doctype html><title>Meshes sandbox</title><p>The Meshes embedded dashboard is not "
-                        "emulated by the local sandbox. The session API works; use the REST endpoints.</p>")
+    return HTMLResponse(
+        "<!doctype html><title>Meshes sandbox</title><p>The Meshes embedded dashboard is not "
+        "emulated by the local sandbox. The session API works; use the REST endpoints.</p>"
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -895,8 +1003,11 @@ ROUTES = [
     Route(f"{V1}/events/{{event_id}}/rules/{{rule_id}}/cancel", cancel_rule_event, methods=["POST"]),
     Route(f"{V1}/events/{{event_id}}/rules/{{rule_id}}/attempts", list_attempts, methods=["GET"]),
     Route(f"{V1}/events/{{event_id}}/rules/{{rule_id}}/attempts/{{attempt_id}}", get_attempt, methods=["GET"]),
-    Route(f"{V1}/events/{{event_id}}/rules/{{rule_id}}/attempts/{{attempt_id}}/response-details",
-          attempt_response_details, methods=["GET"]),
+    Route(
+        f"{V1}/events/{{event_id}}/rules/{{rule_id}}/attempts/{{attempt_id}}/response-details",
+        attempt_response_details,
+        methods=["GET"],
+    ),
     Route(f"{V1}/integrations", list_integrations, methods=["GET"]),
     Route(f"{V1}/sessions", create_session, methods=["POST"]),
     Route(f"{V1}/sessions", list_sessions, methods=["GET"]),
@@ -916,8 +1027,10 @@ def create_app(
     shutdown_grace: float = 2.0,
 ) -> Starlette:
     """The sandbox app; state (store, worker, HTTP client) is built in its lifespan."""
-    policy = RetryPolicy(base=retry_base if retry_base is not None else DEFAULT_RETRY_BASE,
-                         max_attempts=max_attempts if max_attempts is not None else DEFAULT_MAX_ATTEMPTS)
+    policy = RetryPolicy(
+        base=retry_base if retry_base is not None else DEFAULT_RETRY_BASE,
+        max_attempts=max_attempts if max_attempts is not None else DEFAULT_MAX_ATTEMPTS,
+    )
     timeout = delivery_timeout if delivery_timeout is not None else DEFAULT_DELIVERY_TIMEOUT
 
     @contextlib.asynccontextmanager
@@ -931,12 +1044,14 @@ def create_app(
         client = httpx2.AsyncClient(
             timeout=httpx2.Timeout(timeout, connect=min(timeout, 5.0)),
             limits=httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            follow_redirects=False, trust_env=False,
+            follow_redirects=False,
+            trust_env=False,
         )
         destinations = Destinations(catalog, store, client)
         engine = DeliveryEngine(store, destinations, policy, concurrency, EngineLock(data_dir / "delivery.lock"))
-        app.state.sandbox = Sandbox(store, Authenticator(store), catalog, catalog.records(), destinations, engine,
-                                    policy, seed)
+        app.state.sandbox = Sandbox(
+            store, Authenticator(store), catalog, catalog.records(), destinations, engine, policy, seed
+        )
         engine.start()
         try:
             yield
@@ -947,8 +1062,9 @@ def create_app(
 
     from meshes_mcp.sandbox.scenarios.practice import ROUTES as PRACTICE_ROUTES  # its module imports this one
 
-    app = Starlette(routes=[*ROUTES, *PRACTICE_ROUTES], lifespan=lifespan,
-                    exception_handlers={404: _http_error, 405: _http_error})
+    app = Starlette(
+        routes=[*ROUTES, *PRACTICE_ROUTES], lifespan=lifespan, exception_handlers={404: _http_error, 405: _http_error}
+    )
     # No redirect for a trailing slash (Starlette's default): an API client gets a 404 error body, not an
     # empty 307 it may not follow.
     app.router.redirect_slashes = False

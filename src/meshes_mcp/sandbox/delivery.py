@@ -101,7 +101,8 @@ class DeliveryEngine:
         loop = asyncio.get_running_loop()
         try:
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: _WakeUps(self._wake), local_addr=("127.0.0.1", 0), family=socket.AF_INET)
+                lambda: _WakeUps(self._wake), local_addr=("127.0.0.1", 0), family=socket.AF_INET
+            )
             self.lock.publish_wake_port(transport.get_extra_info("sockname")[1])
         except OSError:
             log.warning("cannot listen for wake-ups on 127.0.0.1; other sandboxes' work waits for the poll")
@@ -198,8 +199,9 @@ class DeliveryEngine:
             outcome = Outcome("internal_error", None, f"internal error while delivering: {type(exc).__name__}")
         try:
             delay = self.policy.delay(job.attempt_number, outcome.retry_after)
-            self.queue.finish_attempt(job, outcome.code, outcome.http_status, outcome.message, outcome.response,
-                                      outcome.retryable, delay)
+            self.queue.finish_attempt(
+                job, outcome.code, outcome.http_status, outcome.message, outcome.response, outcome.retryable, delay
+            )
             if outcome.deactivate and job.connection is not None:
                 self.store.set_connection_state(job.connection["id"], False, outcome.deactivate)
         except Exception:

@@ -22,9 +22,7 @@ from meshes_mcp.sandbox.clock import iso, new_id, now, now_iso
 if TYPE_CHECKING:
     from meshes_mcp.sandbox.store import Store
 
-INTERRUPTED_ATTEMPT = (
-    "interrupted by a sandbox restart: the request may or may not have reached the destination"
-)
+INTERRUPTED_ATTEMPT = "interrupted by a sandbox restart: the request may or may not have reached the destination"
 INTERRUPTED_DELIVERY = "interrupted by a sandbox restart"
 ACTIVE_SQL = ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)  # fixed words, never user input
 
@@ -99,20 +97,40 @@ class DeliveryQueue:
                 cid = row["connection_id"]
                 if cid not in conns:
                     conns[cid] = self.store.get_connection(None, cid, include_deleted=True)
-                jobs.append(Job(
-                    rule_event_id=row["id"], event_id=row["event_id"], rule_id=row["rule_id"],
-                    attempt_id=attempt_id, attempt_number=number, workspace_id=row["workspace_id"],
-                    integration_type=row["integration_type"],
-                    event={"id": row["event_id"], "event": row["event"], "resource": row["resource"],
-                           "resource_id": row["resource_id"], "payload": json.loads(row["payload"]),
-                           "created_at": row["created_at"]},
-                    rule_metadata=json.loads(row["rule_metadata"]) if row["rule_metadata"] else {},
-                    connection=conns[cid], started=started,
-                ))
+                jobs.append(
+                    Job(
+                        rule_event_id=row["id"],
+                        event_id=row["event_id"],
+                        rule_id=row["rule_id"],
+                        attempt_id=attempt_id,
+                        attempt_number=number,
+                        workspace_id=row["workspace_id"],
+                        integration_type=row["integration_type"],
+                        event={
+                            "id": row["event_id"],
+                            "event": row["event"],
+                            "resource": row["resource"],
+                            "resource_id": row["resource_id"],
+                            "payload": json.loads(row["payload"]),
+                            "created_at": row["created_at"],
+                        },
+                        rule_metadata=json.loads(row["rule_metadata"]) if row["rule_metadata"] else {},
+                        connection=conns[cid],
+                        started=started,
+                    )
+                )
         return jobs
 
-    def finish_attempt(self, job: Job, outcome: str, http_status: int | None, message: str,
-                       response: dict[str, Any] | None, retryable: bool, retry_delay: float) -> str:
+    def finish_attempt(
+        self,
+        job: Job,
+        outcome: str,
+        http_status: int | None,
+        message: str,
+        response: dict[str, Any] | None,
+        retryable: bool,
+        retry_delay: float,
+    ) -> str:
         """Record an attempt's outcome and move its rule event on; returns the rule event's new status.
 
         A rule event canceled while its request was in flight stays canceled, unless that request
@@ -120,8 +138,9 @@ class DeliveryQueue:
         finished = now()
         ts = iso(finished)
         with self.store.tx():
-            cur = self.store.one("SELECT status, attempt_count, attempt_limit FROM rule_events WHERE id=?",
-                           (job.rule_event_id,))
+            cur = self.store.one(
+                "SELECT status, attempt_count, attempt_limit FROM rule_events WHERE id=?", (job.rule_event_id,)
+            )
             assert cur is not None
             next_at: float | None = None
             if outcome == "delivered":
@@ -135,9 +154,16 @@ class DeliveryQueue:
             self.store.db.execute(
                 "UPDATE attempts SET outcome_code=?, http_status=?, message=?, completed_at=?, duration_ms=?,"
                 " next_attempt_at=?, response=? WHERE id=?",
-                (outcome, http_status, message, ts, round((finished - job.started) * 1000, 1),
-                 iso(next_at) if next_at else None, json.dumps(response) if response is not None else None,
-                 job.attempt_id),
+                (
+                    outcome,
+                    http_status,
+                    message,
+                    ts,
+                    round((finished - job.started) * 1000, 1),
+                    iso(next_at) if next_at else None,
+                    json.dumps(response) if response is not None else None,
+                    job.attempt_id,
+                ),
             )
             terminal = status in TERMINAL_STATUSES
             self.store.db.execute(
@@ -218,8 +244,12 @@ def refresh_event(store: Store, event_id: str, ts: str) -> None:
     completed: every rule event completed (or none exist); failed: one failed and none is still
     active; canceled: nothing failed and the rest were canceled; otherwise pending (nothing
     started yet) or processing."""
-    counts = {r["status"]: r["n"] for r in store.all(
-        "SELECT status, count(*) AS n FROM rule_events WHERE event_id=? GROUP BY status", (event_id,))}
+    counts = {
+        r["status"]: r["n"]
+        for r in store.all(
+            "SELECT status, count(*) AS n FROM rule_events WHERE event_id=? GROUP BY status", (event_id,)
+        )
+    }
     active = sum(counts.get(s, 0) for s in ACTIVE_STATUSES)
     if active:
         started = any(counts.get(s, 0) for s in ("processing", "retrying", *sorted(TERMINAL_STATUSES)))

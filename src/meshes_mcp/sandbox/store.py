@@ -266,7 +266,9 @@ class Store:
             where, args = where + " AND workspace_id=?", [*args, workspace_id]
         return [self._connection(r) for r in self._page("connections", where, args, after, limit)]  # type: ignore[misc]
 
-    def get_connection(self, org_id: str | None, connection_id: str, include_deleted: bool = False) -> dict[str, Any] | None:
+    def get_connection(
+        self, org_id: str | None, connection_id: str, include_deleted: bool = False
+    ) -> dict[str, Any] | None:
         sql = "SELECT * FROM connections WHERE id=?"
         args: tuple[Any, ...] = (connection_id,)
         if org_id is not None:
@@ -300,8 +302,20 @@ class Store:
         self.db.execute(
             "INSERT INTO connections(id, org_id, workspace_id, type, name, metadata, hidden, active, inactive_reason,"
             " created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (cid, org_id, workspace_id, type_, name, json.dumps(metadata), int(hidden), int(active),
-             inactive_reason, created_by, ts, ts),
+            (
+                cid,
+                org_id,
+                workspace_id,
+                type_,
+                name,
+                json.dumps(metadata),
+                int(hidden),
+                int(active),
+                inactive_reason,
+                created_by,
+                ts,
+                ts,
+            ),
         )
         return self.get_connection(org_id, cid)  # type: ignore[return-value]
 
@@ -360,11 +374,19 @@ class Store:
         return [self._rule(r) for r in self._page("rules", where, args, after, limit)]  # type: ignore[misc]
 
     def get_rule(self, org_id: str, rule_id: str) -> dict[str, Any] | None:
-        return self._rule(self.one("SELECT * FROM rules WHERE id=? AND org_id=? AND deleted_at IS NULL",
-                                   (rule_id, org_id)))
+        return self._rule(
+            self.one("SELECT * FROM rules WHERE id=? AND org_id=? AND deleted_at IS NULL", (rule_id, org_id))
+        )
 
-    def find_identical_rule(self, workspace_id: str, connection_id: str, event: str, resource: str | None,
-                            resource_id: str | None, metadata: dict[str, Any]) -> dict[str, Any] | None:
+    def find_identical_rule(
+        self,
+        workspace_id: str,
+        connection_id: str,
+        event: str,
+        resource: str | None,
+        resource_id: str | None,
+        metadata: dict[str, Any],
+    ) -> dict[str, Any] | None:
         rows = self.all(
             "SELECT * FROM rules WHERE workspace_id=? AND connection_id=? AND event=? AND resource IS ?"
             " AND resource_id IS ? AND deleted_at IS NULL",
@@ -375,9 +397,20 @@ class Store:
                 return self._rule(row)
         return None
 
-    def create_rule(self, org_id: str, workspace_id: str, connection_id: str, type_: str, event: str,
-                    resource: str | None, resource_id: str | None, metadata: dict[str, Any], active: bool,
-                    hidden: bool, created_by: str) -> dict[str, Any]:
+    def create_rule(
+        self,
+        org_id: str,
+        workspace_id: str,
+        connection_id: str,
+        type_: str,
+        event: str,
+        resource: str | None,
+        resource_id: str | None,
+        metadata: dict[str, Any],
+        active: bool,
+        hidden: bool,
+        created_by: str,
+    ) -> dict[str, Any]:
         ts = now_iso()
         rid = new_id()
         noted: set[tuple[str, str, str]] = set()
@@ -386,8 +419,22 @@ class Store:
                 "INSERT INTO rules(id, org_id, workspace_id, connection_id, type, event, resource, resource_id,"
                 " metadata, active, hidden, created_by, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (rid, org_id, workspace_id, connection_id, type_, event, resource, resource_id, json.dumps(metadata),
-                 int(active), int(hidden), created_by, ts, ts),
+                (
+                    rid,
+                    org_id,
+                    workspace_id,
+                    connection_id,
+                    type_,
+                    event,
+                    resource,
+                    resource_id,
+                    json.dumps(metadata),
+                    int(active),
+                    int(hidden),
+                    created_by,
+                    ts,
+                    ts,
+                ),
             )
             self._note_catalog(noted, workspace_id, "event", event, created_by, ts)
             if resource:
@@ -418,18 +465,22 @@ class Store:
                 " WHERE workspace_id=? AND active=1 AND deleted_at IS NULL ORDER BY seq",
                 (workspace_id,),
             )
-            cached = [MatchedRule(r["id"], r["connection_id"], r["type"], r["event"], r["resource"],
-                                  r["resource_id"]) for r in rows]
+            cached = [
+                MatchedRule(r["id"], r["connection_id"], r["type"], r["event"], r["resource"], r["resource_id"])
+                for r in rows
+            ]
             self._rules_cache[workspace_id] = cached
         return cached
 
-    def _match_rules(self, workspace_id: str, event: str, resource: str | None,
-                     resource_id: str | None) -> list[MatchedRule]:
+    def _match_rules(
+        self, workspace_id: str, event: str, resource: str | None, resource_id: str | None
+    ) -> list[MatchedRule]:
         """Active rules routing this event (after `_check_rules_cache`). A rule's `resource` / `resource_id`
         filter applies only when the rule sets it (the reference leaves this undocumented; a rule without
         them matches any)."""
         return [
-            r for r in self._rules_for_workspace(workspace_id)
+            r
+            for r in self._rules_for_workspace(workspace_id)
             if r.event == event
             and (r.resource is None or r.resource == resource)
             and (r.resource_id is None or r.resource_id == resource_id)
@@ -437,8 +488,9 @@ class Store:
 
     # -- event-type / resource catalogue ------------------------------------------------------------
 
-    def _note_catalog(self, noted: set[tuple[str, str, str]], workspace_id: str, kind: str, key: str,
-                      created_by: str | None, ts: str) -> None:
+    def _note_catalog(
+        self, noted: set[tuple[str, str, str]], workspace_id: str, kind: str, key: str, created_by: str | None, ts: str
+    ) -> None:
         """Add an event type or resource to the catalogue (inside the caller's transaction); `noted`
         collects what this transaction added, for `_remember_catalog` once it has committed."""
         mark = (workspace_id, kind, key)
@@ -482,13 +534,40 @@ class Store:
                 ev.rules = self._match_rules(ev.workspace_id, ev.event, ev.resource, ev.resource_id)
                 total = len(ev.rules)
                 status = "pending" if total else "completed"
-                ev_rows.append((ev.id, ev.org_id, ev.workspace_id, ev.event, ev.resource, ev.resource_id,
-                                json.dumps(ev.payload, separators=(",", ":")), status, total,
-                                None if total else ev.created_at, ev.created_by, ev.created_at))
+                ev_rows.append(
+                    (
+                        ev.id,
+                        ev.org_id,
+                        ev.workspace_id,
+                        ev.event,
+                        ev.resource,
+                        ev.resource_id,
+                        json.dumps(ev.payload, separators=(",", ":")),
+                        status,
+                        total,
+                        None if total else ev.created_at,
+                        ev.created_by,
+                        ev.created_at,
+                    )
+                )
                 for rule in ev.rules:
-                    re_rows.append((new_id(), ev.id, rule.id, ev.workspace_id, rule.connection_id, rule.type,
-                                    ev.event, ev.resource, ev.resource_id, attempt_limit, now_epoch,
-                                    ev.created_by, ev.created_at))
+                    re_rows.append(
+                        (
+                            new_id(),
+                            ev.id,
+                            rule.id,
+                            ev.workspace_id,
+                            rule.connection_id,
+                            rule.type,
+                            ev.event,
+                            ev.resource,
+                            ev.resource_id,
+                            attempt_limit,
+                            now_epoch,
+                            ev.created_by,
+                            ev.created_at,
+                        )
+                    )
                 self._note_catalog(noted, ev.workspace_id, "event", ev.event, ev.created_by, ev.created_at)
                 if ev.resource:
                     self._note_catalog(noted, ev.workspace_id, "resource", ev.resource, ev.created_by, ev.created_at)
@@ -506,8 +585,9 @@ class Store:
                 )
         self._remember_catalog(noted)
 
-    def list_events(self, org_id: str, workspace_id: str | None, filters: dict[str, str], after: int | None,
-                    limit: int) -> list[dict[str, Any]]:
+    def list_events(
+        self, org_id: str, workspace_id: str | None, filters: dict[str, str], after: int | None, limit: int
+    ) -> list[dict[str, Any]]:
         where, args = "org_id=?", [org_id]
         if workspace_id:
             where, args = where + " AND workspace_id=?", [*args, workspace_id]
@@ -547,8 +627,9 @@ class Store:
             row["schema"] = json.loads(row["schema"])
         return row
 
-    def put_mapping(self, connection: dict[str, Any], schema: dict[str, Any], name: str, catalog_version: str,
-                    created_by: str) -> dict[str, Any]:
+    def put_mapping(
+        self, connection: dict[str, Any], schema: dict[str, Any], name: str, catalog_version: str, created_by: str
+    ) -> dict[str, Any]:
         ts = now_iso()
         current = self.get_mapping(connection["id"])
         with self.tx():
@@ -558,8 +639,19 @@ class Store:
                     "INSERT INTO mappings(connection_id, id, mapping_id, version, workspace_id, integration_type,"
                     " name, schema, catalog_version, created_by, created_at, updated_at)"
                     " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (connection["id"], mid, mid, connection["workspace_id"], connection["type"], name,
-                     json.dumps(schema), catalog_version, created_by, ts, ts),
+                    (
+                        connection["id"],
+                        mid,
+                        mid,
+                        connection["workspace_id"],
+                        connection["type"],
+                        name,
+                        json.dumps(schema),
+                        catalog_version,
+                        created_by,
+                        ts,
+                        ts,
+                    ),
                 )
             else:
                 self.db.execute(
@@ -589,15 +681,15 @@ class Store:
 
     def create_session(self, values: dict[str, Any]) -> dict[str, Any]:
         cols = ",".join(values)
-        self.db.execute(f"INSERT INTO sessions({cols}) VALUES ({','.join('?' * len(values))})",
-                        tuple(values.values()))
+        self.db.execute(f"INSERT INTO sessions({cols}) VALUES ({','.join('?' * len(values))})", tuple(values.values()))
         return self.get_session(values["org_id"], values["id"])  # type: ignore[return-value]
 
     def get_session(self, org_id: str, session_id: str) -> dict[str, Any] | None:
         return self.one("SELECT * FROM sessions WHERE id=? AND org_id=?", (session_id, org_id))
 
-    def list_sessions(self, org_id: str, workspace_id: str, filters: dict[str, str], after: int | None,
-                      limit: int) -> list[dict[str, Any]]:
+    def list_sessions(
+        self, org_id: str, workspace_id: str, filters: dict[str, str], after: int | None, limit: int
+    ) -> list[dict[str, Any]]:
         where, args = "org_id=? AND workspace_id=?", [org_id, workspace_id]
         for key in ("status", "resource", "resource_id"):
             if filters.get(key):
