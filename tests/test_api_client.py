@@ -298,3 +298,17 @@ def test_require_uuid_lives_with_the_models_and_stays_importable_from_the_client
     with pytest.raises(InvalidRequest) as caught:
         models.require_uuid("rule_id", "../rules")
     assert caught.value.problems[0].param == "rule_id"
+
+
+@pytest.mark.parametrize("count", [0, 101])
+def test_a_bulk_outside_1_to_100_events_is_refused_before_any_request(double, count):
+    from meshes_mcp.api.models import EmitEventRequest
+
+    async def go():
+        async with client_for(double) as client:
+            await client.emit_events([EmitEventRequest(event="user.signup", payload={})] * count)
+
+    with pytest.raises(InvalidRequest) as caught:
+        run(go)
+    assert caught.value.problems[0].param == "events" and "e.g." in caught.value.problems[0].msg
+    assert double.requests == []

@@ -29,8 +29,7 @@ from meshes_mcp.api.errors import (
     ConfigurationError,
     error_for_status,
 )
-from meshes_mcp.api.models import require_session_id, require_uuid
-from meshes_mcp.api.problems import InvalidRequest, Problem
+from meshes_mcp.api.models import require_bulk_size, require_session_id, require_uuid
 
 # `require_uuid` lives with the models (validation has one home); it stays importable from here.
 __all__ = ["MeshesClient", "iterate_pages", "require_uuid", "retry_after_seconds", "retry_delay", "should_retry"]
@@ -294,8 +293,7 @@ class MeshesClient:
         return m.Event.model_validate(_unwrap(data, "event"))
 
     async def emit_events(self, requests: list[m.EmitEventRequest]) -> m.BulkResult:
-        if not 1 <= len(requests) <= m.BULK_LIMIT:
-            raise InvalidRequest([Problem("events", f"a bulk request carries 1 to {m.BULK_LIMIT} events")])
+        require_bulk_size(requests)
         body = [r.body() for r in requests]
         return m.BulkResult.model_validate(await self._request("POST", "/events/bulk", json=body, publishable_ok=True))
 

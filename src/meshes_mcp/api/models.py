@@ -52,6 +52,15 @@ def require_uuid(param: str, value: str) -> str:
     return value
 
 
+def require_bulk_size(events: list[Any]) -> list[Any]:
+    """A bulk ingestion carries 1 to BULK_LIMIT events (the API refuses the whole request otherwise)."""
+    if not 1 <= len(events) <= BULK_LIMIT:
+        raise InvalidRequest(
+            [Problem("events", f'a bulk request carries 1 to {BULK_LIMIT} events, e.g. [{{"event": "user.signup"}}]')]
+        )
+    return events
+
+
 def require_session_id(value: str) -> str:
     # Session ids are opaque strings (docs example: sess_<uuid>); only refuse what cannot be a path segment.
     if not isinstance(value, str) or not value or not all(c.isalnum() or c in "_-" for c in value):
