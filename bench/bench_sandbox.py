@@ -42,10 +42,14 @@ main(sys.argv[1:])
 
 
 def start_sandbox(data_dir: Path, synchronous: str | None = None) -> tuple[subprocess.Popen, SandboxInfo]:
-    entry = ["-m", "meshes_mcp.sandbox"] if synchronous is None else ["-c", SYNCHRONOUS_PRELUDE.format(
-        mode=synchronous)]
-    proc = subprocess.Popen([sys.executable, *entry, "--data-dir", str(data_dir), "--port", "0"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    entry = (
+        ["-m", "meshes_mcp.sandbox"] if synchronous is None else ["-c", SYNCHRONOUS_PRELUDE.format(mode=synchronous)]
+    )
+    proc = subprocess.Popen(
+        [sys.executable, *entry, "--data-dir", str(data_dir), "--port", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     info_file = data_dir / "sandbox.json"
     deadline = time.monotonic() + 20
     while not info_file.exists():
@@ -57,8 +61,13 @@ def start_sandbox(data_dir: Path, synchronous: str | None = None) -> tuple[subpr
 
 def token(info: SandboxInfo) -> str:
     now = int(time.time())
-    claims = {"iss": f"urn:meshes:m2m:{info.access_key}", "aud": "meshes-api", "org": info.organization_id,
-              "iat": now, "exp": now + 30}
+    claims = {
+        "iss": f"urn:meshes:m2m:{info.access_key}",
+        "aud": "meshes-api",
+        "org": info.organization_id,
+        "iat": now,
+        "exp": now + 30,
+    }
     return jwt.encode(claims, info.secret_key, algorithm="HS256", headers={"kid": info.access_key})
 
 
@@ -84,8 +93,9 @@ async def ingest(info: SandboxInfo, client: httpx2.AsyncClient, seconds: float, 
                 accepted += 1
             else:
                 payload = {"email": "b@example.com", "i": i}
-                body = [{"workspace": ws, "event": "bench.ingest", "payload": {**payload, "j": j}}
-                        for j in range(batch)]
+                body = [
+                    {"workspace": ws, "event": "bench.ingest", "payload": {**payload, "j": j}} for j in range(batch)
+                ]
                 response = await client.post("/events/bulk", json=body, headers=auth(info))
                 assert response.status_code == 201, response.text
                 accepted += response.json()["count"]
@@ -97,18 +107,34 @@ async def ingest(info: SandboxInfo, client: httpx2.AsyncClient, seconds: float, 
 
 async def deliveries(info: SandboxInfo, client: httpx2.AsyncClient, receiver: WebhookReceiver, total: int) -> tuple:
     ws = info.workspace_id
-    created = await client.post("/connections", headers=auth(info), json={
-        "workspace": ws, "type": "webhook", "name": "Bench hook",
-        "metadata": {"url": f"{receiver.url}/bench", "signing_algorithm": "sha256", "signing_secret": "bench"}})
+    created = await client.post(
+        "/connections",
+        headers=auth(info),
+        json={
+            "workspace": ws,
+            "type": "webhook",
+            "name": "Bench hook",
+            "metadata": {"url": f"{receiver.url}/bench", "signing_algorithm": "sha256", "signing_secret": "bench"},
+        },
+    )
     created.raise_for_status()
-    rule = await client.post("/rules", headers=auth(info), json={
-        "workspace": ws, "connection": created.json()["connection"]["id"], "event": "bench.deliver",
-        "metadata": {"action": "send_webhook"}})
+    rule = await client.post(
+        "/rules",
+        headers=auth(info),
+        json={
+            "workspace": ws,
+            "connection": created.json()["connection"]["id"],
+            "event": "bench.deliver",
+            "metadata": {"action": "send_webhook"},
+        },
+    )
     rule.raise_for_status()
     started = time.perf_counter()
     for offset in range(0, total, 100):
-        body = [{"workspace": ws, "event": "bench.deliver", "payload": {"n": offset + j}}
-                for j in range(min(100, total - offset))]
+        body = [
+            {"workspace": ws, "event": "bench.deliver", "payload": {"n": offset + j}}
+            for j in range(min(100, total - offset))
+        ]
         (await client.post("/events/bulk", json=body, headers=auth(info))).raise_for_status()
     emitted = time.perf_counter()
     deadline = emitted + 120
@@ -125,15 +151,16 @@ async def main(seconds: float, total: int, synchronous: str | None) -> None:
         proc, info = start_sandbox(Path(tmp), synchronous)
         try:
             limits = httpx2.Limits(max_connections=64, max_keepalive_connections=64)
-            async with httpx2.AsyncClient(base_url=info.api_url, limits=limits, timeout=30,
-                                          trust_env=False) as client:
+            async with httpx2.AsyncClient(base_url=info.api_url, limits=limits, timeout=30, trust_env=False) as client:
                 single = await ingest(info, client, seconds, batch=1, workers=16)
                 print(f"ingest, POST /events (1 event/request, 16 concurrent): {single:,.0f} events/s")
                 bulk = await ingest(info, client, seconds, batch=100, workers=4)
                 print(f"ingest, POST /events/bulk (100 events/request, 4 concurrent): {bulk:,.0f} events/s")
                 count, overall, steady, emit_time = await deliveries(info, client, receiver, total)
-                print(f"webhook deliveries: {count:,} delivered, {overall:,.0f}/s end to end "
-                      f"(emit → last receipt; emitting took {emit_time:.2f} s), {steady:,.0f}/s first → last receipt")
+                print(
+                    f"webhook deliveries: {count:,} delivered, {overall:,.0f}/s end to end "
+                    f"(emit → last receipt; emitting took {emit_time:.2f} s), {steady:,.0f}/s first → last receipt"
+                )
         finally:
             proc.terminate()
             proc.wait(10)
@@ -145,7 +172,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each ingest measurement")
     parser.add_argument("--deliveries", type=int, default=3000, help="webhook deliveries to measure")
-    parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default=None,
-                        help="run the sandbox with this PRAGMA synchronous instead of its own")
+    parser.add_argument(
+        "--synchronous",
+        choices=["NORMAL", "FULL"],
+        default=None,
+        help="run the sandbox with this PRAGMA synchronous instead of its own",
+    )
     args = parser.parse_args()
     asyncio.run(main(args.seconds, args.deliveries, args.synchronous))

@@ -3,6 +3,11 @@
 Spawns `python -m meshes_mcp` (and `--sandbox` on a fresh data dir), writes one `initialize`
 request on stdin and times until the response line arrives. Prints the median of N runs.
 
+Then splits the import time of that same start between the MCP SDK and us, measured in one process
+with `-X importtime`: the SDK modules the server uses are imported first (with everything they pull
+in: pydantic, anyio, ...), then the server runs as `python -m meshes_mcp` would; every import after
+that point is our share (our modules, and any library only we need). Medians of N runs.
+
     python bench/bench_startup.py [--runs 10]
 """
 
@@ -78,12 +83,83 @@ def measure(label: str, extra_for_run, runs: int) -> None:
     )
 
 
+# The SDK modules the stdio server imports; anything missing here would be counted as ours (overstating it).
+SDK_MODULES = (
+    "mcp.server.mcpserver",
+    "mcp.server.mcpserver.exceptions",
+    "mcp.server.mcpserver.resolve",
+    "mcp.server.mcpserver.tools",
+    "mcp.server.elicitation",
+    "mcp.server.stdio",
+    "mcp.shared.message",
+    "mcp_types",
+)
+SDK_MARK, OURS_MARK = "-- sdk imports --", "-- our imports --"
+SPLIT_PRELUDE = f"""
+import sys
+sys.stderr.write({SDK_MARK!r} + "\\n"); sys.stderr.flush()
+{"; ".join(f"import {name}" for name in SDK_MODULES)}
+sys.stderr.write({OURS_MARK!r} + "\\n"); sys.stderr.flush()
+import runpy
+sys.argv = ["meshes_mcp"]
+runpy.run_module("meshes_mcp", run_name="__main__", alter_sys=True)
+"""
+
+
+def import_split() -> tuple[float, float, list[tuple[float, str]]]:
+    """(SDK ms, our ms, our top-level imports by cost) for one cold start to `initialize`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHES_")}
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", SPLIT_PRELUDE],
+        input=(json.dumps(INITIALIZE) + "\n").encode(),
+        capture_output=True,
+        env=env,
+        timeout=60,
+    )
+    if b'"result"' not in done.stdout:
+        raise RuntimeError(f"unexpected answer: {done.stdout[:200]!r} {done.stderr[-500:]!r}")
+    section, totals, ours = None, {SDK_MARK: 0.0, OURS_MARK: 0.0}, []
+    for line in done.stderr.decode(errors="replace").splitlines():
+        if line in totals:
+            section = line
+        elif section and line.startswith("import time:") and "|" in line and "self [us]" not in line:
+            _, cumulative, name = line.split(":", 1)[1].split("|")
+            if not name.startswith("  "):  # depth 0: its cumulative time covers everything nested in it
+                totals[section] += int(cumulative) / 1000
+                if section == OURS_MARK:
+                    ours.append((int(cumulative) / 1000, name.strip()))
+    return totals[SDK_MARK], totals[OURS_MARK], sorted(ours, reverse=True)
+
+
+def bare_python_ms(runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def measure_split(runs: int) -> None:
+    sdk, ours, biggest = [], [], []
+    for _ in range(runs):
+        sdk_ms, our_ms, top = import_split()
+        sdk.append(sdk_ms)
+        ours.append(our_ms)
+        biggest = top
+    print(f"python itself (-c pass): median {bare_python_ms(runs):.0f} ms")
+    print(f"import time, MCP SDK (and what it pulls in): median {statistics.median(sdk):.0f} ms")
+    print(f"import time, ours (everything imported after the SDK): median {statistics.median(ours):.0f} ms")
+    print("  our biggest top-level imports (last run): " + ", ".join(f"{n} {ms:.1f} ms" for ms, n in biggest[:5]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]} on {os.cpu_count()} cores")
     measure("stdio, no credentials", lambda i: [], args.runs)
+    measure_split(args.runs)
     with tempfile.TemporaryDirectory() as tmp:
         measure(
             "stdio --sandbox (fresh data dir each run)",

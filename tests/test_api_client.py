@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import anyio
 import jwt
@@ -11,7 +13,7 @@ import pytest
 from meshes_mcp import __version__
 from meshes_mcp.api import errors
 from meshes_mcp.api.auth import MachineKey
-from meshes_mcp.api.client import MeshesClient
+from meshes_mcp.api.client import MAX_RETRY_AFTER, MeshesClient, retry_after_seconds, retry_delay, should_retry
 from meshes_mcp.api.problems import InvalidRequest
 from tests.http_double import ACCESS_KEY, ORG, PUBLISHABLE_KEY, SECRET_KEY, ApiDouble, Scripted
 
@@ -211,3 +213,102 @@ def test_publishable_key_mode_sends_the_key_only_for_ingestion(double):
     assert double.requests[0]["headers"]["x-meshes-publishable-key"] == PUBLISHABLE_KEY
     assert "authorization" not in double.requests[0]["headers"]
     assert len(double.requests) == 1
+
+
+def test_429_with_retry_after_as_an_http_date_carries_the_seconds_until_then(double):
+    # RFC 9110 allows Retry-After as an HTTP date; the wait it asks for must reach the caller as seconds.
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    double.script("GET", "/integrations", Scripted(429, {"message": "slow down"}, headers={"Retry-After": when}))
+
+    async def go():
+        async with client_for(double, max_retries=0) as client:
+            await client.list_integrations()
+
+    with pytest.raises(errors.RateLimitError) as caught:
+        run(go)
+    assert caught.value.retry_after is not None
+    assert 20 <= caught.value.retry_after <= 31
+
+
+def test_429_with_a_past_http_date_is_retried_at_once_and_succeeds(double):
+    past = format_datetime(datetime.now(UTC) - timedelta(hours=1), usegmt=True)
+    double.script(
+        "GET",
+        "/integrations",
+        Scripted(429, {"message": "slow down"}, headers={"Retry-After": past}),
+        Scripted(200, {"count": 0, "limit": 50, "records": []}),
+    )
+
+    async def go():
+        async with client_for(double) as client:
+            return await client.list_integrations()
+
+    assert run(go).records == []
+    assert len(double.requests) == 2
+
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("7", 7.0),
+        (" 1.5 ", 1.5),
+        ("-3", 0.0),
+        ("Fri, 02 Jan 2026 03:04:35 GMT", 30.0),
+        ("Friday, 02-Jan-26 03:04:15 GMT", 10.0),  # obsolete RFC 850 form, still valid to receive
+        ("Thu, 01 Jan 2026 00:00:00 GMT", 0.0),  # in the past: now
+        ("soon", None),
+        ("nan", None),
+        ("", None),
+        ("\x00\ud800", None),
+    ],
+)
+def test_retry_after_reads_seconds_or_an_http_date(header, seconds):
+    assert retry_after_seconds({"retry-after": header}, now=NOW) == seconds
+
+
+def test_retry_after_absent_is_none():
+    assert retry_after_seconds({}, now=NOW) is None
+
+
+def test_retry_delay_honours_retry_after_up_to_a_cap_and_jitters_otherwise():
+    assert retry_delay(1, base=0.5, retry_after=3) == 3
+    assert retry_delay(1, base=0.5, retry_after=float("inf")) == MAX_RETRY_AFTER
+    for attempt in (1, 2, 3):
+        assert 0 <= retry_delay(attempt, base=0.5) <= 0.5 * 2 ** (attempt - 1)
+        assert 0 <= retry_delay(attempt, base=0.5, retry_after=0) <= 0.5 * 2 ** (attempt - 1)
+
+
+def test_should_retry_repeats_reads_on_gateway_errors_and_writes_only_on_429():
+    for status in (429, 502, 503, 504):
+        assert should_retry(status, idempotent=True)
+    assert should_retry(429, idempotent=False)
+    for status in (500, 502, 503, 504):
+        assert not should_retry(status, idempotent=False)
+    for status in (400, 401, 404, 409, 425, 500):
+        assert not should_retry(status, idempotent=True)
+
+
+def test_require_uuid_lives_with_the_models_and_stays_importable_from_the_client():
+    from meshes_mcp.api import client, models
+
+    assert client.require_uuid is models.require_uuid
+    with pytest.raises(InvalidRequest) as caught:
+        models.require_uuid("rule_id", "../rules")
+    assert caught.value.problems[0].param == "rule_id"
+
+
+@pytest.mark.parametrize("count", [0, 101])
+def test_a_bulk_outside_1_to_100_events_is_refused_before_any_request(double, count):
+    from meshes_mcp.api.models import EmitEventRequest
+
+    async def go():
+        async with client_for(double) as client:
+            await client.emit_events([EmitEventRequest(event="user.signup", payload={})] * count)
+
+    with pytest.raises(InvalidRequest) as caught:
+        run(go)
+    assert caught.value.problems[0].param == "events" and "e.g." in caught.value.problems[0].msg
+    assert double.requests == []

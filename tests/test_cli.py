@@ -11,7 +11,7 @@ import time
 import httpx2
 import pytest
 
-from meshes_mcp.cli import build_parser, main, settings_from
+from meshes_mcp.cli import SETTING_FLAGS, build_parser, main, settings_from
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -87,6 +87,24 @@ def test_doctor_without_credentials_says_what_is_missing():
     assert done.returncode == 1
     assert "MESHES_ACCESS_KEY" in done.stderr and "--sandbox" in done.stderr
     assert done.stdout == ""
+
+
+def test_doctor_sandbox_checks_the_sandbox_instead_of_ignoring_the_flag(tmp_path):
+    done = run_cli("doctor", "--sandbox", "--data-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads((tmp_path / "sandbox.json").read_text())
+    assert "API reachable: 1 workspace(s)" in done.stderr
+    assert info["api_url"] in done.stderr  # the sandbox's own address was checked, not api.meshes.io
+    assert info["secret_key"] not in done.stderr and info["access_key"] not in done.stderr
+    assert done.stdout == ""
+
+
+def test_every_flag_with_a_variable_names_it_in_its_help():
+    parser = build_parser()
+    helps = {action.dest: action.help or "" for action in parser._actions}
+    for dest in (*SETTING_FLAGS, "read_only"):
+        variable = "MESHES_" + dest.upper()
+        assert variable in helps[dest], f"--{dest.replace('_', '-')} help should name {variable}"
 
 
 def http_refusal(capsys, *args: str) -> str:

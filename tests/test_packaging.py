@@ -87,3 +87,15 @@ def test_python_example_drives_the_server_end_to_end():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert '"status": "completed"' in done.stdout
+
+
+def test_the_package_is_marked_typed_and_links_its_repository_and_changelog():
+    from importlib.resources import files
+
+    assert files("meshes_mcp").joinpath("py.typed").is_file()  # hatch ships every file under the package
+    assert "Typing :: Typed" in PYPROJECT["project"]["classifiers"]
+    urls = PYPROJECT["project"]["urls"]
+    assert urls["Repository"] == SERVER_JSON["repository"]["url"]
+    assert urls["Changelog"].endswith("/CHANGELOG.md") and (ROOT / "CHANGELOG.md").is_file()
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]" in changelog and f"## [{PYPROJECT['project']['version']}]" in changelog

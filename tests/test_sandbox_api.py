@@ -46,10 +46,12 @@ def test_workspace_lifecycle(sandbox_api, workspace):
     assert "name" in params(sandbox_api.post("/workspaces", json={"name": "bad/name"}))
     assert "color" in params(sandbox_api.post("/workspaces", json={"name": "Fine", "color": "red"}))
     assert params(sandbox_api.post("/workspaces", json={"name": "api tests"}), 409) == {
-        "name": 'a workspace named "api tests" already exists'}
+        "name": 'a workspace named "api tests" already exists'
+    }
     assert "Content-Type" in params(sandbox_api.post("/workspaces", content=b"{nope", headers={"content-type": "x"}))
-    assert "body" in params(sandbox_api.post("/workspaces", content=b"{nope",
-                                             headers={"content-type": "application/json"}))
+    assert "body" in params(
+        sandbox_api.post("/workspaces", content=b"{nope", headers={"content-type": "application/json"})
+    )
 
     updated = sandbox_api.put(f"/workspaces/{workspace}", json={"name": "Api Tests", "description": None})
     assert updated.status_code == 200 and updated.json()["description"] is None and "workspace" not in updated.json()
@@ -67,15 +69,25 @@ def test_unknown_route_and_method_use_the_error_body(sandbox_api):
 
 def test_seeded_oauth_connections_and_live_action_data(sandbox, sandbox_api):
     records = sandbox_api.get(f"/workspaces/{sandbox.workspace_id}/connections").json()["records"]
-    assert {c["type"] for c in records} >= {"hubspot", "salesforce", "slack", "intercom", "zoom", "aweber",
-                                            "discord", "pipedrive"}
+    assert {c["type"] for c in records} >= {
+        "hubspot",
+        "salesforce",
+        "slack",
+        "intercom",
+        "zoom",
+        "aweber",
+        "discord",
+        "pipedrive",
+    }
     hubspot = next(c for c in records if c["type"] == "hubspot")
     actions = sandbox_api.get(f"/connections/{hubspot['id']}/actions").json()
     lists = {i["id"]: i["name"] for i in actions["lists"]}
     assert lists["5"] == "Newsletter Subscribers" and lists["8"] == "Active Subscriptions"
     stage = next(p for p in actions["properties"] if p["id"] == "lifecycle_stage")
-    assert stage["key"] == "lifecycle_stage" and {"key": "customer", "value": "customer", "label": "Customer"} in \
-        stage["options"]
+    assert (
+        stage["key"] == "lifecycle_stage"
+        and {"key": "customer", "value": "customer", "label": "Customer"} in stage["options"]
+    )
     assert sandbox_api.get(f"/connections/{hubspot['id']}/actions").json() == actions  # deterministic
 
     slack = next(c for c in records if c["type"] == "slack")
@@ -84,8 +96,9 @@ def test_seeded_oauth_connections_and_live_action_data(sandbox, sandbox_api):
 
 
 def test_oauth_types_cannot_be_created(sandbox_api, workspace):
-    response = sandbox_api.post("/connections", json={"workspace": workspace, "type": "hubspot", "name": "Hub",
-                                                      "metadata": {}})
+    response = sandbox_api.post(
+        "/connections", json={"workspace": workspace, "type": "hubspot", "name": "Hub", "metadata": {}}
+    )
     assert "OAuth" in params(response)["type"]
 
 
@@ -99,14 +112,19 @@ def test_connection_validation_names_params(sandbox_api, workspace):
     assert "type" in params(bad_type)
     no_ws = sandbox_api.post("/connections", json={**base, "workspace": UNKNOWN, "metadata": {"url": "https://a.b"}})
     assert "workspace" in params(no_ws, 404)
-    basic = sandbox_api.post("/connections", json={**base, "metadata": {"url": "https://a.example",
-                                                                         "auth_scheme": "basic"}})
+    basic = sandbox_api.post(
+        "/connections", json={**base, "metadata": {"url": "https://a.example", "auth_scheme": "basic"}}
+    )
     assert {"metadata.auth_username", "metadata.auth_password"} <= set(params(basic))
 
 
 def test_credentials_are_redacted_and_kept_on_update(sandbox_dir, sandbox_api, workspace):
-    body = {"workspace": workspace, "type": "mailchimp", "name": "Mailchimp Main",
-            "metadata": {"data_center": "us6", "api_key": "abcdef0123456789-us6"}}
+    body = {
+        "workspace": workspace,
+        "type": "mailchimp",
+        "name": "Mailchimp Main",
+        "metadata": {"data_center": "us6", "api_key": "abcdef0123456789-us6"},
+    }
     created = sandbox_api.post("/connections", json=body)
     assert created.status_code == 201, created.text
     conn = created.json()["connection"]
@@ -114,11 +132,13 @@ def test_credentials_are_redacted_and_kept_on_update(sandbox_dir, sandbox_api, w
     assert "abcdef0123456789" not in sandbox_api.get(f"/connections/{conn['id']}").text
     assert "abcdef0123456789" not in sandbox_api.get("/connections").text
     assert params(sandbox_api.post("/connections", json=body), 409) == {
-        "name": 'a connection named "Mailchimp Main" already exists in this workspace'}
+        "name": 'a connection named "Mailchimp Main" already exists in this workspace'
+    }
 
     # PUT what was read: the masked key keeps its stored value.
-    same = sandbox_api.put(f"/connections/{conn['id']}", json={"name": "Mailchimp Renamed",
-                                                               "metadata": conn["metadata"]})
+    same = sandbox_api.put(
+        f"/connections/{conn['id']}", json={"name": "Mailchimp Renamed", "metadata": conn["metadata"]}
+    )
     assert same.status_code == 200 and same.json()["name"] == "Mailchimp Renamed"
     db = sqlite3.connect(sandbox_dir / "sandbox.db")
     stored = db.execute("SELECT metadata FROM connections WHERE id=?", (conn["id"],)).fetchone()[0]
@@ -130,15 +150,30 @@ def test_credentials_are_redacted_and_kept_on_update(sandbox_dir, sandbox_api, w
     email = next(f for f in fields["fields"] if f["key"] == "email")
     assert email["constraints"] == {"required": True, "format": "email"}
     assert params(sandbox_api.get(f"/connections/{conn['id']}/fields?refresh=maybe")) == {
-        "refresh": "must be true or false"}
+        "refresh": "must be true or false"
+    }
 
 
 def test_delete_connection_with_active_rules_needs_force(sandbox_api, workspace):
-    conn = sandbox_api.post("/connections", json={"workspace": workspace, "type": "webhook", "name": "Doomed",
-                                                  "metadata": {"url": "https://hooks.example.com/x"}}).json()
+    conn = sandbox_api.post(
+        "/connections",
+        json={
+            "workspace": workspace,
+            "type": "webhook",
+            "name": "Doomed",
+            "metadata": {"url": "https://hooks.example.com/x"},
+        },
+    ).json()
     conn = conn["connection"]
-    rule = sandbox_api.post("/rules", json={"workspace": workspace, "connection": conn["id"], "event": "doomed.evt",
-                                            "metadata": {"action": "send_webhook"}}).json()["rule"]
+    rule = sandbox_api.post(
+        "/rules",
+        json={
+            "workspace": workspace,
+            "connection": conn["id"],
+            "event": "doomed.evt",
+            "metadata": {"action": "send_webhook"},
+        },
+    ).json()["rule"]
     refused = error(sandbox_api.request("DELETE", f"/connections/{conn['id']}"), 409)
     assert "force_delete" in refused["message"] and "1 active rule" in refused["message"]
     forced = sandbox_api.request("DELETE", f"/connections/{conn['id']}", json={"force_delete": True})
@@ -155,10 +190,14 @@ def test_rule_validation_and_lifecycle(sandbox, sandbox_api):
     base = {"workspace": sandbox.workspace_id, "connection": hubspot["id"], "event": f"rule.{uuid.uuid4().hex[:6]}"}
     assert "metadata.action" in params(sandbox_api.post("/rules", json={**base, "metadata": {"action": "subscribe"}}))
     assert "metadata.id" in params(sandbox_api.post("/rules", json={**base, "metadata": {"action": "add_to_list"}}))
-    assert "resource_id" in params(sandbox_api.post("/rules", json={**base, "resource_id": "bad id!",
-                                                                    "metadata": {"action": "add_to_list", "id": "5"}}))
-    assert "connection" in params(sandbox_api.post("/rules", json={**base, "connection": UNKNOWN,
-                                                                   "metadata": {"action": "add_to_list"}}), 404)
+    assert "resource_id" in params(
+        sandbox_api.post(
+            "/rules", json={**base, "resource_id": "bad id!", "metadata": {"action": "add_to_list", "id": "5"}}
+        )
+    )
+    assert "connection" in params(
+        sandbox_api.post("/rules", json={**base, "connection": UNKNOWN, "metadata": {"action": "add_to_list"}}), 404
+    )
     # Permissive on ids: a list that does not exist is accepted here and fails at delivery.
     created = sandbox_api.post("/rules", json={**base, "metadata": {"action": "add_to_list", "id": "999"}})
     assert created.status_code == 201, created.text
@@ -176,8 +215,9 @@ def test_rule_validation_and_lifecycle(sandbox, sandbox_api):
 
 
 def test_cursor_pagination_walks_every_record_once(sandbox_api, workspace):
-    bulk = sandbox_api.post("/events/bulk", json=[{"workspace": workspace, "event": "page.test", "payload": {"n": i}}
-                                                  for i in range(7)])
+    bulk = sandbox_api.post(
+        "/events/bulk", json=[{"workspace": workspace, "event": "page.test", "payload": {"n": i}} for i in range(7)]
+    )
     assert bulk.status_code == 201
     emitted = [r["id"] for r in bulk.json()["records"]]
     seen, cursor, pages = [], None, 0
@@ -213,8 +253,16 @@ def test_integrations_event_types_and_resources(sandbox_api, workspace):
     rest = sandbox_api.get("/integrations", params={"limit": 10, "cursor": first["next_cursor"]}).json()
     assert first["count"] + rest["count"] == 15 and rest["next_cursor"] is None
 
-    sandbox_api.post("/events", json={"workspace": workspace, "event": "order.paid", "resource": "order",
-                                      "resource_id": "ord_1", "payload": {"total": 5}})
+    sandbox_api.post(
+        "/events",
+        json={
+            "workspace": workspace,
+            "event": "order.paid",
+            "resource": "order",
+            "resource_id": "ord_1",
+            "payload": {"total": 5},
+        },
+    )
     types = sandbox_api.get(f"/workspaces/{workspace}/event-types").json()
     assert isinstance(types, list)
     paid = next(t for t in types if t["key"] == "order.paid")
@@ -261,9 +309,13 @@ def test_default_mapping_generated_then_stored_with_versions(sandbox, sandbox_ap
     assert generated["status"] == "generated" and generated["mapping"]["version"] == 0
     assert {"dest": "Email", "source": {"type": "path", "value": "email"}} in generated["mapping"]["schema"]["fields"]
 
-    schema = {"schema_version": 1, "fields": [
-        {"dest": "Email", "source": {"type": "path", "value": "user.email"}, "transforms": [{"type": "lower"}]},
-        {"dest": "LeadSource", "source": {"type": "literal", "value": "Web"}}]}
+    schema = {
+        "schema_version": 1,
+        "fields": [
+            {"dest": "Email", "source": {"type": "path", "value": "user.email"}, "transforms": [{"type": "lower"}]},
+            {"dest": "LeadSource", "source": {"type": "literal", "value": "Web"}},
+        ],
+    }
     stored = sandbox_api.put(url, json={"schema": schema}).json()
     assert stored["status"] == "stored" and stored["mapping"]["version"] == 1
     assert sandbox_api.get(url).json()["mapping"]["schema"]["fields"][0]["source"]["value"] == "user.email"
@@ -275,18 +327,39 @@ def test_default_mapping_generated_then_stored_with_versions(sandbox, sandbox_ap
 
     invalid = sandbox_api.put(url, json={"schema": {"schema_version": 2, "fields": []}})
     assert "schema.schema_version" in params(invalid, 422)
-    bad_path = sandbox_api.put(url, json={"schema": {"schema_version": 1, "fields": [
-        {"dest": "Email", "source": {"type": "path", "value": "not a path"}}]}})
+    bad_path = sandbox_api.put(
+        url,
+        json={
+            "schema": {
+                "schema_version": 1,
+                "fields": [{"dest": "Email", "source": {"type": "path", "value": "not a path"}}],
+            }
+        },
+    )
     assert params(bad_path, 422)
-    unknown_dest = sandbox_api.put(url, json={"schema": {"schema_version": 1, "fields": [
-        {"dest": "Shoe_Size__c", "source": {"type": "path", "value": "size"}}]}})
+    unknown_dest = sandbox_api.put(
+        url,
+        json={
+            "schema": {
+                "schema_version": 1,
+                "fields": [{"dest": "Shoe_Size__c", "source": {"type": "path", "value": "size"}}],
+            }
+        },
+    )
     assert "schema.fields[0].dest" in params(unknown_dest, 422)
     assert "workspace_id" in params(sandbox_api.put(url, json={"schema": schema, "workspace_id": "nope"}))
 
 
 def test_webhooks_have_no_field_mapping(sandbox_api, workspace):
-    conn = sandbox_api.post("/connections", json={"workspace": workspace, "type": "webhook", "name": "No Map",
-                                                  "metadata": {"url": "https://hooks.example.com/m"}}).json()
+    conn = sandbox_api.post(
+        "/connections",
+        json={
+            "workspace": workspace,
+            "type": "webhook",
+            "name": "No Map",
+            "metadata": {"url": "https://hooks.example.com/m"},
+        },
+    ).json()
     cid = conn["connection"]["id"]
     error(sandbox_api.get(f"/connections/{cid}/mappings/default"), 422)
     error(sandbox_api.get(f"/connections/{cid}/fields"), 422)

@@ -9,12 +9,18 @@ import jwt
 import pytest
 
 
-def mint(info, *, secret=None, kid=None, iss=None, aud="meshes-api", org=None, iat=None, lifetime=30, drop=(),
-         alg="HS256"):
+def mint(
+    info, *, secret=None, kid=None, iss=None, aud="meshes-api", org=None, iat=None, lifetime=30, drop=(), alg="HS256"
+):
     now = int(time.time()) if iat is None else iat
     kid = kid or info.access_key
-    claims = {"iss": iss or f"urn:meshes:m2m:{kid}", "aud": aud, "org": org or info.organization_id,
-              "iat": now, "exp": now + lifetime}
+    claims = {
+        "iss": iss or f"urn:meshes:m2m:{kid}",
+        "aud": aud,
+        "org": org or info.organization_id,
+        "iat": now,
+        "exp": now + lifetime,
+    }
     for claim in drop:
         claims.pop(claim)
     return jwt.encode(claims, secret or info.secret_key, algorithm=alg, headers={"kid": kid})
@@ -58,8 +64,19 @@ def test_valid_token_is_accepted(sandbox, http):
         ({"drop": ("org",)}, '"org"'),
         ({"alg": "HS512"}, "HS256"),
     ],
-    ids=["bad-signature", "unknown-kid", "wrong-iss", "wrong-aud", "wrong-org", "expired", "lifetime-61",
-         "lifetime-hour", "no-exp", "no-org", "alg"],
+    ids=[
+        "bad-signature",
+        "unknown-kid",
+        "wrong-iss",
+        "wrong-aud",
+        "wrong-org",
+        "expired",
+        "lifetime-61",
+        "lifetime-hour",
+        "no-exp",
+        "no-org",
+        "alg",
+    ],
 )
 def test_bad_machine_tokens_are_refused(sandbox, http, change, expected):
     message = unauthorized(get_workspaces(http, mint(sandbox, **change)))
@@ -75,8 +92,13 @@ def test_missing_and_malformed_credentials(http):
 
 def test_publishable_key_is_refused_on_management_endpoints(sandbox, http):
     key = {"X-Meshes-Publishable-Key": sandbox.publishable_key}
-    for method, path in [("GET", "/workspaces"), ("GET", "/events"), ("GET", "/integrations"),
-                         ("GET", f"/workspaces/{sandbox.workspace_id}/events"), ("POST", "/rules")]:
+    for method, path in [
+        ("GET", "/workspaces"),
+        ("GET", "/events"),
+        ("GET", "/integrations"),
+        ("GET", f"/workspaces/{sandbox.workspace_id}/events"),
+        ("POST", "/rules"),
+    ]:
         message = unauthorized(http.request(method, path, headers=key))
         assert "POST /api/v1/events" in message
 
@@ -93,12 +115,16 @@ def test_publishable_key_emits_into_its_own_workspace(sandbox, http):
     assert bulk.status_code == 201
     assert {r["workspace"] for r in bulk.json()["records"]} == {sandbox.workspace_id}
 
-    other = http.post("/events", headers=key, json={"event": "page.viewed", "payload": {},
-                                                    "workspace": "00000000-0000-4000-8000-000000000000"})
+    other = http.post(
+        "/events",
+        headers=key,
+        json={"event": "page.viewed", "payload": {}, "workspace": "00000000-0000-4000-8000-000000000000"},
+    )
     assert other.status_code == 403 and other.json()["error"]["data"][0]["param"] == "workspace"
 
-    unknown = http.post("/events", headers={"X-Meshes-Publishable-Key": "mesh_pub_a_b_c"},
-                        json={"event": "page.viewed", "payload": {}})
+    unknown = http.post(
+        "/events", headers={"X-Meshes-Publishable-Key": "mesh_pub_a_b_c"}, json={"event": "page.viewed", "payload": {}}
+    )
     assert "unknown publishable key" in unauthorized(unknown)
 
 

@@ -26,23 +26,38 @@ def ws(sandbox) -> str:
 
 def webhook(api, ws, url: str, **metadata) -> str:
     name = unique("hook").replace(".", "-")
-    response = api.post("/connections", json={"workspace": ws, "type": "webhook", "name": name,
-                                              "metadata": {"url": url, **metadata}})
+    response = api.post(
+        "/connections", json={"workspace": ws, "type": "webhook", "name": name, "metadata": {"url": url, **metadata}}
+    )
     assert response.status_code == 201, response.text
     return response.json()["connection"]["id"]
 
 
 def rule(api, ws, connection: str, event: str, metadata=None, **extra) -> str:
-    response = api.post("/rules", json={"workspace": ws, "connection": connection, "event": event,
-                                        "metadata": metadata or {"action": "send_webhook"}, **extra})
+    response = api.post(
+        "/rules",
+        json={
+            "workspace": ws,
+            "connection": connection,
+            "event": event,
+            "metadata": metadata or {"action": "send_webhook"},
+            **extra,
+        },
+    )
     assert response.status_code == 201, response.text
     return response.json()["rule"]["id"]
 
 
 def emit(api, ws, event: str, payload=None, **extra) -> str:
-    response = api.post("/events", json={"workspace": ws, "event": event,
-                                         "payload": payload if payload is not None else {"email": "jo@example.com"},
-                                         **extra})
+    response = api.post(
+        "/events",
+        json={
+            "workspace": ws,
+            "event": event,
+            "payload": payload if payload is not None else {"email": "jo@example.com"},
+            **extra,
+        },
+    )
     assert response.status_code == 201, response.text
     return response.json()["event"]["id"]
 
@@ -85,8 +100,12 @@ def test_fan_out_matches_filters_and_counts_stay_true(sandbox_api: SandboxApi, w
     event_id = emit(api, ws, name, {"email": "a@example.com"}, resource="order", resource_id="ord_1")
     event = api.wait_event(event_id)
     assert {r["rule"] for r in event["rule_events"]} == matching
-    assert (event["status"], event["total_rules"], event["completed_count"], event["failed_count"]) == \
-        ("failed", 4, 3, 1)
+    assert (event["status"], event["total_rules"], event["completed_count"], event["failed_count"]) == (
+        "failed",
+        4,
+        3,
+        1,
+    )
     assert event["started_at"] and event["completed_at"]
     failed = api.get(f"/workspaces/{ws}/events", params={"status": "failed", "event": name}).json()
     assert [e["id"] for e in failed["records"]] == [event_id]
@@ -157,8 +176,12 @@ def test_500_then_200_is_retried_with_backoff_and_recorded(sandbox_api, ws, webh
 
 @pytest.mark.parametrize(
     ("path", "outcome", "http_status"),
-    [("status/400", "rejected_client_error", 400), ("status/404", "rejected_client_error", 404),
-     ("status/401", "auth_failed", 401), ("status/403", "auth_failed", 403)],
+    [
+        ("status/400", "rejected_client_error", 400),
+        ("status/404", "rejected_client_error", 404),
+        ("status/401", "auth_failed", 401),
+        ("status/403", "auth_failed", 403),
+    ],
 )
 def test_client_errors_are_final(sandbox_api, ws, webhook_receiver, path, outcome, http_status):
     name, rule_id = wire(sandbox_api, ws, f"{webhook_receiver.url}/{path}")
@@ -203,8 +226,10 @@ def test_redirects_count_as_delivered(sandbox_api, ws, webhook_receiver):
 
 
 def test_timeouts_are_retried(tmp_path, webhook_receiver):
-    with EmbeddedSandbox(tmp_path, retry_base=0.05, max_attempts=2, delivery_timeout=0.3) as info, \
-            SandboxApi(info) as api:
+    with (
+        EmbeddedSandbox(tmp_path, retry_base=0.05, max_attempts=2, delivery_timeout=0.3) as info,
+        SandboxApi(info) as api,
+    ):
         name, rule_id = wire(api, info.workspace_id, f"{webhook_receiver.url}/slow/1")
         event_id = emit(api, info.workspace_id, name)
         event = api.wait_event(event_id)
@@ -260,8 +285,10 @@ def test_force_retry_and_cancel_a_retrying_delivery(sandbox_api, ws, webhook_rec
 
     forced = sandbox_api.post(f"/events/{event_id}/rules/{rule_id}/retry")
     assert forced.status_code == 200
-    event = sandbox_api.wait_event(event_id, until=lambda ev: ev["rule_events"][0]["attempt_count"] == 2
-                                   and ev["rule_events"][0]["status"] == "retrying")
+    event = sandbox_api.wait_event(
+        event_id,
+        until=lambda ev: ev["rule_events"][0]["attempt_count"] == 2 and ev["rule_events"][0]["status"] == "retrying",
+    )
     assert one_rule_event(event)["attempt_count"] == 2
 
     canceled = sandbox_api.post(f"/events/{event_id}/rules/{rule_id}/cancel")
@@ -292,11 +319,19 @@ def test_cancel_event_cancels_every_pending_rule(sandbox_api, ws, webhook_receiv
 
 def test_wrapped_webhook_is_signed_and_authenticated(sandbox_api, ws, webhook_receiver):
     secret = "whsec_test_0123456789"
-    name, rule_id = wire(sandbox_api, ws, f"{webhook_receiver.url}/signed", auth_scheme="bearer",
-                         auth_token="tok_abc123", signing_algorithm="sha256", signing_secret=secret,
-                         custom_headers='{"X-Team": "growth"}')
-    event_id = emit(sandbox_api, ws, name, {"email": "sig@example.com", "plan": "pro"}, resource="user",
-                    resource_id="usr_1")
+    name, rule_id = wire(
+        sandbox_api,
+        ws,
+        f"{webhook_receiver.url}/signed",
+        auth_scheme="bearer",
+        auth_token="tok_abc123",
+        signing_algorithm="sha256",
+        signing_secret=secret,
+        custom_headers='{"X-Team": "growth"}',
+    )
+    event_id = emit(
+        sandbox_api, ws, name, {"email": "sig@example.com", "plan": "pro"}, resource="user", resource_id="usr_1"
+    )
     assert sandbox_api.wait_event(event_id)["status"] == "completed"
     [receipt] = webhook_receiver.matching(event_id=event_id)
     assert receipt.method == "POST"
@@ -320,23 +355,41 @@ def test_wrapped_webhook_is_signed_and_authenticated(sandbox_api, ws, webhook_re
 
 def test_raw_webhook_carries_metadata_in_headers(sandbox_api, ws, webhook_receiver):
     secret = "raw-secret"
-    name, _ = wire(sandbox_api, ws, f"{webhook_receiver.url}/raw", payload_mode="raw", http_method="PUT",
-                   auth_scheme="basic", auth_username="meshes", auth_password="p@ss", signing_algorithm="sha512",
-                   signing_secret=secret, signing_header="X-Signature")
-    event_id = emit(sandbox_api, ws, name, {"id": "u1", "email": "raw@example.com"}, resource="user",
-                    resource_id="u1")
+    name, _ = wire(
+        sandbox_api,
+        ws,
+        f"{webhook_receiver.url}/raw",
+        payload_mode="raw",
+        http_method="PUT",
+        auth_scheme="basic",
+        auth_username="meshes",
+        auth_password="p@ss",
+        signing_algorithm="sha512",
+        signing_secret=secret,
+        signing_header="X-Signature",
+    )
+    event_id = emit(sandbox_api, ws, name, {"id": "u1", "email": "raw@example.com"}, resource="user", resource_id="u1")
     assert sandbox_api.wait_event(event_id)["status"] == "completed"
     [receipt] = webhook_receiver.matching(event_id=event_id)
     assert receipt.method == "PUT" and receipt.json() == {"id": "u1", "email": "raw@example.com"}
-    assert (receipt.headers["x-meshes-event"], receipt.headers["x-meshes-resource"],
-            receipt.headers["x-meshes-resource-id"]) == (name, "user", "u1")
+    assert (
+        receipt.headers["x-meshes-event"],
+        receipt.headers["x-meshes-resource"],
+        receipt.headers["x-meshes-resource-id"],
+    ) == (name, "user", "u1")
     assert receipt.headers["x-meshes-timestamp"].isdigit()
     assert base64.b64decode(receipt.headers["authorization"].split()[1]) == b"meshes:p@ss"
     assert receipt.headers["x-signature"].startswith("sha512=")
     assert verify_signature(receipt.body, receipt.headers["x-signature"], secret)
 
-    name, _ = wire(sandbox_api, ws, f"{webhook_receiver.url}/custom", auth_scheme="custom_header",
-                   auth_header_name="X-API-Key", auth_header_value="sk-abc123")
+    name, _ = wire(
+        sandbox_api,
+        ws,
+        f"{webhook_receiver.url}/custom",
+        auth_scheme="custom_header",
+        auth_header_name="X-API-Key",
+        auth_header_value="sk-abc123",
+    )
     event_id = emit(sandbox_api, ws, name)
     sandbox_api.wait_event(event_id)
     assert webhook_receiver.matching(event_id=event_id)[0].headers["x-api-key"] == "sk-abc123"
@@ -347,9 +400,15 @@ def test_url_test_runs_only_when_asked(sandbox_api, ws, webhook_receiver):
     webhook(sandbox_api, ws, f"{webhook_receiver.url}/url-test/ok", skip_url_test="false")
     [probe] = webhook_receiver.matching("/url-test")[before:]
     assert probe.headers["x-meshes-test"] == "true" and probe.json()["event"] == "meshes.url_test"
-    failing = sandbox_api.post("/connections", json={
-        "workspace": ws, "type": "webhook", "name": "Failing test",
-        "metadata": {"url": f"{webhook_receiver.url}/status/500", "skip_url_test": "false"}})
+    failing = sandbox_api.post(
+        "/connections",
+        json={
+            "workspace": ws,
+            "type": "webhook",
+            "name": "Failing test",
+            "metadata": {"url": f"{webhook_receiver.url}/status/500", "skip_url_test": "false"},
+        },
+    )
     assert failing.status_code == 422 and failing.json()["error"]["data"][0]["param"] == "metadata.url"
 
 
@@ -365,8 +424,9 @@ def test_unknown_list_id_and_option_are_client_errors(sandbox_api, ws):
     name = unique()
     good = rule(sandbox_api, ws, hubspot, name, {"action": "add_to_list", "id": "8"})
     bad = rule(sandbox_api, ws, hubspot, name, {"action": "add_to_list", "id": "9"})
-    option = rule(sandbox_api, ws, hubspot, name, {"action": "update_property", "id": "lifecycle_stage",
-                                                   "value": "royalty"})
+    option = rule(
+        sandbox_api, ws, hubspot, name, {"action": "update_property", "id": "lifecycle_stage", "value": "royalty"}
+    )
     event_id = emit(sandbox_api, ws, name, {"email": "crm@example.com"})
     event = sandbox_api.wait_event(event_id)
     by_rule = {r["rule"]: r for r in event["rule_events"]}
@@ -393,9 +453,15 @@ def test_missing_email_is_a_mapping_error(sandbox_api, ws):
 
 
 def test_rejected_credential_is_auth_failed_until_fixed(sandbox_api, ws):
-    created = sandbox_api.post("/connections", json={
-        "workspace": ws, "type": "activecampaign", "name": "AC",
-        "metadata": {"api_url": "https://demo.api-us1.com", "api_key": "good-key-123"}}).json()["connection"]
+    created = sandbox_api.post(
+        "/connections",
+        json={
+            "workspace": ws,
+            "type": "activecampaign",
+            "name": "AC",
+            "metadata": {"api_url": "https://demo.api-us1.com", "api_key": "good-key-123"},
+        },
+    ).json()["connection"]
     lists = sandbox_api.get(f"/connections/{created['id']}/actions").json()["lists"]
     name = unique()
     rule_id = rule(sandbox_api, ws, created["id"], name, {"action": "add_to_list", "id": lists[0]["id"]})
@@ -427,14 +493,19 @@ def test_inactive_connection_fails_without_delivering(sandbox_api, sandbox_dir, 
     db = sqlite3.connect(sandbox_dir / "sandbox.db")
     try:
         with db:
-            db.execute("UPDATE connections SET active=0, inactive_reason='oauth_reauthorization_required' WHERE id=?",
-                       (zoom["id"],))
+            db.execute(
+                "UPDATE connections SET active=0, inactive_reason='oauth_reauthorization_required' WHERE id=?",
+                (zoom["id"],),
+            )
         event_id = emit(sandbox_api, ws, name)
         event = sandbox_api.wait_event(event_id)
         assert "oauth_reauthorization_required" in one_rule_event(event)["last_error"]
         [attempt] = attempts(sandbox_api, event_id, rule_id)
-        assert (attempt["outcome_code"], attempt["http_status"], attempt["has_response_details"]) == \
-            ("auth_failed", None, False)
+        assert (attempt["outcome_code"], attempt["http_status"], attempt["has_response_details"]) == (
+            "auth_failed",
+            None,
+            False,
+        )
     finally:
         with db:
             db.execute("UPDATE connections SET active=1, inactive_reason=NULL WHERE id=?", (zoom["id"],))
@@ -445,8 +516,13 @@ def test_slack_message_is_rendered_from_the_payload(sandbox_api, ws):
     slack = seeded(sandbox_api, ws, "slack")["id"]
     channel = sandbox_api.get(f"/connections/{slack}/actions").json()["channels"][0]["id"]
     name = unique()
-    rule_id = rule(sandbox_api, ws, slack, name, {"action": "send_message", "id": channel,
-                                                   "template": "New signup: {{email}} on {{user.plan}}"})
+    rule_id = rule(
+        sandbox_api,
+        ws,
+        slack,
+        name,
+        {"action": "send_message", "id": channel, "template": "New signup: {{email}} on {{user.plan}}"},
+    )
     event_id = emit(sandbox_api, ws, name, {"email": "s@example.com", "user": {"plan": "pro"}})
     assert sandbox_api.wait_event(event_id)["status"] == "completed"
     attempt = attempts(sandbox_api, event_id, rule_id)[0]
@@ -473,8 +549,9 @@ def test_every_simulated_integration_delivers(sandbox_api, ws):
                     metadata[field["key"]] = "us6"
                 else:
                     metadata[field["key"]] = "https://acct.example.com" if field.get("validate") == "url" else "k-1"
-            created = sandbox_api.post("/connections", json={"workspace": ws, "type": kind, "name": f"All {kind}",
-                                                             "metadata": metadata})
+            created = sandbox_api.post(
+                "/connections", json={"workspace": ws, "type": kind, "name": f"All {kind}", "metadata": metadata}
+            )
             assert created.status_code == 201, created.text
             connections[kind] = created.json()["connection"]["id"]
         live = sandbox_api.get(f"/connections/{connections[kind]}/actions").json()

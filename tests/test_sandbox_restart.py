@@ -23,9 +23,20 @@ def start(data_dir: Path, log: Path, retry_base: float = 2.0, *extra: str) -> tu
     info_file.unlink(missing_ok=True)
     with log.open("ab") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "meshes_mcp.sandbox", "--data-dir", str(data_dir), "--port", "0",
-             "--retry-base", str(retry_base), *extra],
-            stdout=subprocess.DEVNULL, stderr=stderr,
+            [
+                sys.executable,
+                "-m",
+                "meshes_mcp.sandbox",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                "0",
+                "--retry-base",
+                str(retry_base),
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
         )
     deadline = time.monotonic() + 20
     while not info_file.exists():
@@ -54,23 +65,41 @@ def test_deliveries_survive_a_crash_and_complete_exactly_once(tmp_path):
                 ws = info.workspace_id
 
                 def wire(path: str, event: str) -> None:
-                    conn = api.post("/connections", json={"workspace": ws, "type": "webhook", "name": event,
-                                                          "metadata": {"url": receiver.url + path}}).json()
-                    api.post("/rules", json={"workspace": ws, "connection": conn["connection"]["id"], "event": event,
-                                             "metadata": {"action": "send_webhook"}}).raise_for_status()
+                    conn = api.post(
+                        "/connections",
+                        json={
+                            "workspace": ws,
+                            "type": "webhook",
+                            "name": event,
+                            "metadata": {"url": receiver.url + path},
+                        },
+                    ).json()
+                    api.post(
+                        "/rules",
+                        json={
+                            "workspace": ws,
+                            "connection": conn["connection"]["id"],
+                            "event": event,
+                            "metadata": {"action": "send_webhook"},
+                        },
+                    ).raise_for_status()
 
                 wire("/flaky/1/500", "retry-me")
                 wire("/slow/1", "in-flight")
-                bulk = api.post("/events/bulk", json=[{"workspace": ws, "event": "retry-me", "payload": {"n": i}}
-                                                      for i in range(5)])
+                bulk = api.post(
+                    "/events/bulk", json=[{"workspace": ws, "event": "retry-me", "payload": {"n": i}} for i in range(5)]
+                )
                 retrying = [r["id"] for r in bulk.json()["records"]]
                 flying = api.post("/events", json={"workspace": ws, "event": "in-flight", "payload": {}}).json()
                 flying_id = flying["event"]["id"]
 
                 # Every retry-me delivery failed once and waits (~2 s) for its retry; in-flight is in flight.
                 wait(lambda: len(receiver.matching("/flaky")) == 5 and len(receiver.matching("/slow")) == 1)
-                wait(lambda: all(api.get(f"/events/{e}").json()["rule_events"][0]["status"] == "retrying"
-                                 for e in retrying))
+                wait(
+                    lambda: all(
+                        api.get(f"/events/{e}").json()["rule_events"][0]["status"] == "retrying" for e in retrying
+                    )
+                )
         finally:
             proc.kill()
             proc.wait()
@@ -79,9 +108,9 @@ def test_deliveries_survive_a_crash_and_complete_exactly_once(tmp_path):
         proc, info = start(data_dir, log)  # same data dir: same keys, same queue
         try:
             with SandboxApi(info) as api:
+
                 def finished() -> bool:
-                    return all(api.get(f"/events/{e}").json()["status"] == "completed"
-                               for e in [*retrying, flying_id])
+                    return all(api.get(f"/events/{e}").json()["status"] == "completed" for e in [*retrying, flying_id])
 
                 wait(finished)
                 time.sleep(0.3)  # anything duplicated would show up now
@@ -94,8 +123,10 @@ def test_deliveries_survive_a_crash_and_complete_exactly_once(tmp_path):
                 event = api.get(f"/events/{flying_id}").json()
                 rule_event = event["rule_events"][0]
                 assert rule_event["status"] == "completed" and event["completed_count"] == 1
-                outcomes = [a["outcome_code"] for a in api.get(
-                    f"/events/{flying_id}/rules/{rule_event['rule']}/attempts").json()["records"]]
+                outcomes = [
+                    a["outcome_code"]
+                    for a in api.get(f"/events/{flying_id}/rules/{rule_event['rule']}/attempts").json()["records"]
+                ]
                 assert outcomes == ["network_error", "delivered"]  # the interrupted attempt is on record
                 # The interrupted request may have reached the receiver; the redelivery carries the same
                 # X-Meshes-Delivery-Id so a receiver can tell.
@@ -114,10 +145,24 @@ def test_attempts_interrupted_by_crashes_use_up_the_attempt_budget(tmp_path):
         try:
             with SandboxApi(info) as api:
                 ws = info.workspace_id
-                conn = api.post("/connections", json={"workspace": ws, "type": "webhook", "name": "hangs",
-                                                      "metadata": {"url": receiver.url + "/slow/60"}}).json()
-                api.post("/rules", json={"workspace": ws, "connection": conn["connection"]["id"], "event": "hang",
-                                         "metadata": {"action": "send_webhook"}}).raise_for_status()
+                conn = api.post(
+                    "/connections",
+                    json={
+                        "workspace": ws,
+                        "type": "webhook",
+                        "name": "hangs",
+                        "metadata": {"url": receiver.url + "/slow/60"},
+                    },
+                ).json()
+                api.post(
+                    "/rules",
+                    json={
+                        "workspace": ws,
+                        "connection": conn["connection"]["id"],
+                        "event": "hang",
+                        "metadata": {"action": "send_webhook"},
+                    },
+                ).raise_for_status()
                 emitted = api.post("/events", json={"workspace": ws, "event": "hang", "payload": {}})
                 event_id = emitted.json()["event"]["id"]
             for sent in (1, 2):  # in flight at each crash: the first attempt, then the one after the restart
@@ -156,10 +201,24 @@ def test_sigterm_while_delivering_stops_the_sandbox_and_the_rest_is_delivered_af
                 with SandboxApi(info) as api:
                     ws = info.workspace_id
                     if not emitted:
-                        conn = api.post("/connections", json={"workspace": ws, "type": "webhook", "name": "busy",
-                                                              "metadata": {"url": receiver.url + "/busy"}}).json()
-                        api.post("/rules", json={"workspace": ws, "connection": conn["connection"]["id"],
-                                                 "event": "busy", "metadata": {"action": "send_webhook"}})
+                        conn = api.post(
+                            "/connections",
+                            json={
+                                "workspace": ws,
+                                "type": "webhook",
+                                "name": "busy",
+                                "metadata": {"url": receiver.url + "/busy"},
+                            },
+                        ).json()
+                        api.post(
+                            "/rules",
+                            json={
+                                "workspace": ws,
+                                "connection": conn["connection"]["id"],
+                                "event": "busy",
+                                "metadata": {"action": "send_webhook"},
+                            },
+                        )
                     before = len(receiver.matching("/busy"))
                     for _ in range(3):
                         items = [{"workspace": ws, "event": "busy", "payload": {}}] * 100
@@ -187,10 +246,19 @@ def test_the_standalone_sandbox_does_not_log_webhook_urls(tmp_path):
             with SandboxApi(info) as api:
                 ws = info.workspace_id
                 url = receiver.url + "/hook?token=query-secret-4711"
-                conn = api.post("/connections", json={"workspace": ws, "type": "webhook", "name": "logged",
-                                                      "metadata": {"url": url}}).json()
-                api.post("/rules", json={"workspace": ws, "connection": conn["connection"]["id"], "event": "log",
-                                         "metadata": {"action": "send_webhook"}}).raise_for_status()
+                conn = api.post(
+                    "/connections",
+                    json={"workspace": ws, "type": "webhook", "name": "logged", "metadata": {"url": url}},
+                ).json()
+                api.post(
+                    "/rules",
+                    json={
+                        "workspace": ws,
+                        "connection": conn["connection"]["id"],
+                        "event": "log",
+                        "metadata": {"action": "send_webhook"},
+                    },
+                ).raise_for_status()
                 api.post("/events", json={"workspace": ws, "event": "log", "payload": {}}).raise_for_status()
                 wait(lambda: len(receiver.matching("/hook")) == 1)
         finally:

@@ -56,3 +56,14 @@ def test_routing_sees_rules_changed_through_another_connection(tmp_path):
     finally:
         theirs.close()
         mine.close()
+
+
+def test_each_status_list_is_defined_once_and_they_partition_the_statuses():
+    from meshes_mcp.api import models
+    from meshes_mcp.sandbox import app, domain, queue
+
+    assert set(models.ACTIVE_STATUSES) | models.TERMINAL_STATUSES == set(models.EVENT_STATUSES)
+    assert not set(models.ACTIVE_STATUSES) & models.TERMINAL_STATUSES
+    # The sandbox uses the API's lists rather than its own copies.
+    assert queue.ACTIVE_STATUSES is models.ACTIVE_STATUSES and domain.TERMINAL_STATUSES is models.TERMINAL_STATUSES
+    assert app.EVENT_STATUSES is models.EVENT_STATUSES

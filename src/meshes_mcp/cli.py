@@ -70,12 +70,12 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workspace", dest="workspace_id", default=d, help="default workspace (MESHES_WORKSPACE_ID)")
     parser.add_argument("--publishable-key", default=d, help="workspace publishable key (MESHES_PUBLISHABLE_KEY)")
     parser.add_argument("--toolsets", default=d, help="comma list of toolsets, or all (MESHES_TOOLSETS)")
-    parser.add_argument("--read-only", action="store_true", default=d, help="only tools that change nothing")
+    parser.add_argument(
+        "--read-only", action="store_true", default=d, help="only tools that change nothing (MESHES_READ_ONLY)"
+    )
     parser.add_argument("--sandbox", action="store_true", default=d, help="run against the embedded local sandbox")
     parser.add_argument("--data-dir", type=Path, default=d, help="sandbox data directory (with --sandbox)")
-    parser.add_argument(
-        "--transport", choices=("stdio", "http"), default=d, help="stdio (default) or streamable HTTP"
-    )
+    parser.add_argument("--transport", choices=("stdio", "http"), default=d, help="stdio (default) or streamable HTTP")
     parser.add_argument("--host", default=d, help="HTTP host (default 127.0.0.1; others need a token)")
     parser.add_argument("--port", type=int, default=d, help="HTTP port (default 8000)")
     parser.add_argument(
@@ -103,7 +103,9 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
 
 def add_scenario_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--scenario", choices=("incident",), default=argparse.SUPPRESS,
+        "--scenario",
+        choices=("incident",),
+        default=argparse.SUPPRESS,
         help="sandbox: add practice history once (incident: a workspace Incident with a day of failing signups)",
     )
 
@@ -136,10 +138,7 @@ def main(argv: list[str] | None = None) -> None:
 
             run_demo(options.get("data_dir"))
         elif command == "doctor":
-            from meshes_mcp.doctor import run_doctor
-
-            http = http_settings_or_error(options) if _http_configured(options) else None
-            sys.exit(run_doctor(settings_from(options), http))
+            sys.exit(doctor(options))
         else:
             serve(options)
     except KeyboardInterrupt:
@@ -189,29 +188,7 @@ def serve(options: dict[str, Any]) -> None:
     log = logging.getLogger("meshes_mcp")
     # Checked before anything starts: an exposed server without a token must not come up at all.
     http = http_settings_from(options) if options.get("transport") == "http" else None
-    sandbox = None
-    overrides: dict[str, Any] = {}
-    if options.get("scenario") and not options.get("sandbox"):
-        raise ValueError("--scenario adds practice history to the local sandbox: use it with --sandbox")
-    if options.get("sandbox"):
-        from meshes_mcp.sandbox import EmbeddedSandbox
-
-        data_dir = options.get("data_dir") or default_data_dir()
-        sandbox = EmbeddedSandbox(
-            Path(data_dir), retry_base=options.get("retry_base"), max_attempts=options.get("max_attempts"),
-            scenario=options.get("scenario"),
-        )
-        info = sandbox.start()
-        # Practising a scenario: its workspace is the default one, unless --workspace says otherwise.
-        practice = sandbox.scenario["workspace_id"] if sandbox.scenario else None
-        overrides = {
-            "api_url": info.api_url,
-            "access_key": info.access_key,
-            "secret_key": info.secret_key,
-            "org_id": info.organization_id,
-            "workspace_id": options.get("workspace_id") or practice or info.workspace_id,
-        }
-        log.info("sandbox at %s (data in %s)", info.api_url, data_dir)
+    sandbox, overrides = start_sandbox(options)
     settings = settings_from(options, **overrides)
     from meshes_mcp.server.app import build_server, parse_toolsets
 
@@ -229,6 +206,48 @@ def serve(options: dict[str, Any]) -> None:
             from meshes_mcp.server.stdio import serve_stdio
 
             serve_stdio(server)
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
+
+
+def start_sandbox(options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """With --sandbox: the running embedded sandbox and the settings that point at it; else (None, {})."""
+    if options.get("scenario") and not options.get("sandbox"):
+        raise ValueError("--scenario adds practice history to the local sandbox: use it with --sandbox")
+    if not options.get("sandbox"):
+        return None, {}
+    from meshes_mcp.sandbox import EmbeddedSandbox
+
+    data_dir = options.get("data_dir") or default_data_dir()
+    sandbox = EmbeddedSandbox(
+        Path(data_dir),
+        retry_base=options.get("retry_base"),
+        max_attempts=options.get("max_attempts"),
+        scenario=options.get("scenario"),
+    )
+    info = sandbox.start()
+    # Practising a scenario: its workspace is the default one, unless --workspace says otherwise.
+    practice = sandbox.scenario["workspace_id"] if sandbox.scenario else None
+    overrides = {
+        "api_url": info.api_url,
+        "access_key": info.access_key,
+        "secret_key": info.secret_key,
+        "org_id": info.organization_id,
+        "workspace_id": options.get("workspace_id") or practice or info.workspace_id,
+    }
+    logging.getLogger("meshes_mcp").info("sandbox at %s (data in %s)", info.api_url, data_dir)
+    return sandbox, overrides
+
+
+def doctor(options: dict[str, Any]) -> int:
+    """`doctor`, and with --sandbox the sandbox itself: started on its data dir and reached like the API."""
+    from meshes_mcp.doctor import run_doctor
+
+    http = http_settings_or_error(options) if _http_configured(options) else None
+    sandbox, overrides = start_sandbox(options)
+    try:
+        return run_doctor(settings_from(options, **overrides), http)
     finally:
         if sandbox is not None:
             sandbox.stop()

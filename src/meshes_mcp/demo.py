@@ -137,7 +137,7 @@ async def incident_act(client: Any, incident: dict[str, Any], sandbox: Any) -> N
     say("1. What is failing? One call groups every failing delivery of the day by cause.")
     triage = await call("triage_failures", {"workspace": workspace}, triage_brief)
     say("2. Fix each cause. Two are fixed through the API; HubSpot's needs a person to reconnect it.")
-    fixed: set[str] = set()
+    fixed: set[str | None] = set()
     for group in triage.get("groups", []):
         conn = group.get("connection") or {}
         if conn.get("id") in fixed:

@@ -158,9 +158,8 @@ class DataItem(_Tolerant):
     @property
     def options_key(self) -> str:
         """Where a live item keeps its options (`options` in the documented property items)."""
-        if isinstance(self.options, Mapping) and isinstance(self.options.get("key"), str):
-            return self.options["key"]
-        return "options"
+        key = self.options.get("key") if isinstance(self.options, Mapping) else None
+        return key if isinstance(key, str) else "options"
 
     @property
     def choice_values(self) -> list[str]:

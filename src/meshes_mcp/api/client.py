@@ -1,19 +1,23 @@
 """MeshesClient: one typed async method per documented endpoint (38), nothing MCP-specific.
 
-Callers pass validated request models; path ids are checked here so a malformed id never becomes a
-request. Every call mints a fresh machine token. Reads are retried with exponential backoff and
-jitter on 429/502/503/504 and transport failures; writes are retried only when the request
-certainly did not take effect (429, or a connection that was never established), so a write
-happens once or fails with an error that says whether it may have been applied.
+Callers pass validated request models; path ids are checked (by the models' `require_uuid`) so a
+malformed id never becomes a request. Every call mints a fresh machine token. Reads are retried with
+exponential backoff and jitter on 429/502/503/504 and transport failures; writes are retried only when
+the request certainly did not take effect (429, or a connection that was never established), so a
+write happens once or fails with an error that says whether it may have been applied. The policy is
+the small predicates at the bottom of this module (`should_retry`, `retry_delay`, ...).
 """
 
 from __future__ import annotations
 
-import asyncio
+import math
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
+import anyio
 import httpx2
 
 from meshes_mcp import __version__
@@ -25,26 +29,16 @@ from meshes_mcp.api.errors import (
     ConfigurationError,
     error_for_status,
 )
-from meshes_mcp.api.problems import InvalidRequest, Problem
+from meshes_mcp.api.models import require_bulk_size, require_session_id, require_uuid
+
+# `require_uuid` lives with the models (validation has one home); it stays importable from here.
+__all__ = ["MeshesClient", "iterate_pages", "require_uuid", "retry_after_seconds", "retry_delay", "should_retry"]
 
 USER_AGENT = f"meshes-mcp/{__version__} (+https://pypi.org/project/meshes-mcp/)"
 RETRYABLE_READ_STATUSES = frozenset({429, 502, 503, 504})
 MAX_RETRY_AFTER = 20.0
 
 R = TypeVar("R")
-
-
-def require_uuid(param: str, value: str) -> str:
-    if not isinstance(value, str) or not m.UUID_RE.match(value):
-        raise InvalidRequest([Problem(param, 'must be a UUID, e.g. "3f0c9a52-8d1e-4a7b-9c55-0e4b1f2a6d10"')])
-    return value
-
-
-def _require_session_id(value: str) -> str:
-    # Session ids are opaque strings (docs example: sess_<uuid>); only refuse what cannot be a path segment.
-    if not isinstance(value, str) or not value or not all(c.isalnum() or c in "_-" for c in value):
-        raise InvalidRequest([Problem("session_id", 'must be a session id, e.g. "sess_3f0c9a52-8d1e-4a7b-9c55"')])
-    return value
 
 
 def _query(params: dict[str, Any]) -> dict[str, Any]:
@@ -123,40 +117,32 @@ class MeshesClient:
                 response = await self._http.request(
                     method, path, json=json, params=_query(params or {}), headers=headers
                 )
-            except httpx2.ConnectError as exc:
-                # Never connected: nothing was sent, so even a write may be retried.
-                if attempt < self.max_retries:
-                    attempt += 1
-                    await asyncio.sleep(self._backoff(attempt))
-                    continue
-                raise APIConnectionError(f"Could not connect to {self.base_url}: {exc}", sent=False) from exc
-            except httpx2.TimeoutException as exc:
-                sent = not isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout)
-                if (idempotent or not sent) and attempt < self.max_retries:
-                    attempt += 1
-                    await asyncio.sleep(self._backoff(attempt))
-                    continue
-                raise APITimeoutError(f"{method} {path} timed out", sent=sent) from exc
             except httpx2.TransportError as exc:
-                if idempotent and attempt < self.max_retries:
+                failure = self._transport_failure(method, path, exc)
+                if attempt < self.max_retries and should_retry_failure(failure, idempotent=idempotent):
                     attempt += 1
-                    await asyncio.sleep(self._backoff(attempt))
+                    await anyio.sleep(retry_delay(attempt, base=self.retry_base))
                     continue
-                raise APIConnectionError(f"{method} {path} failed: {type(exc).__name__}", sent=True) from exc
+                raise failure from exc
 
             if response.status_code < 400:
                 return _decode(response)
-            retry_after = _retry_after(response)
-            retryable = response.status_code == 429 or (idempotent and response.status_code in RETRYABLE_READ_STATUSES)
-            if retryable and attempt < self.max_retries:
+            retry_after = retry_after_seconds(response.headers)
+            if attempt < self.max_retries and should_retry(response.status_code, idempotent=idempotent):
                 attempt += 1
-                await asyncio.sleep(min(retry_after, MAX_RETRY_AFTER) if retry_after else self._backoff(attempt))
+                await anyio.sleep(retry_delay(attempt, base=self.retry_base, retry_after=retry_after))
                 continue
             raise error_for_status(response.status_code, _decode(response), retry_after=retry_after)
 
-    def _backoff(self, attempt: int) -> float:
-        # Full jitter: spreads simultaneous retries from many agents instead of synchronising them.
-        return random.uniform(0, self.retry_base * 2 ** (attempt - 1))
+    def _transport_failure(self, method: str, path: str, exc: httpx2.TransportError) -> APIConnectionError:
+        """The error a transport failure becomes, saying whether the request may have reached the API."""
+        if isinstance(exc, httpx2.ConnectError):
+            return APIConnectionError(f"Could not connect to {self.base_url}: {exc}", sent=False)
+        if isinstance(exc, httpx2.TimeoutException):
+            # A connect or pool timeout fires before a byte is written; a read/write timeout may follow a send.
+            sent = not isinstance(exc, httpx2.ConnectTimeout | httpx2.PoolTimeout)
+            return APITimeoutError(f"{method} {path} timed out", sent=sent)
+        return APIConnectionError(f"{method} {path} failed: {type(exc).__name__}", sent=True)
 
     # --- integrations -------------------------------------------------------------------------
 
@@ -213,7 +199,11 @@ class MeshesClient:
         return m.Page[m.Event].model_validate(data)
 
     async def list_workspace_rules(
-        self, workspace_id: str, filters: m.RuleFilters | None = None, *, limit: int | None = None,
+        self,
+        workspace_id: str,
+        filters: m.RuleFilters | None = None,
+        *,
+        limit: int | None = None,
         cursor: str | None = None,
     ) -> m.Page[m.Rule]:
         require_uuid("workspace_id", workspace_id)
@@ -303,12 +293,9 @@ class MeshesClient:
         return m.Event.model_validate(_unwrap(data, "event"))
 
     async def emit_events(self, requests: list[m.EmitEventRequest]) -> m.BulkResult:
-        if not 1 <= len(requests) <= m.BULK_LIMIT:
-            raise InvalidRequest([Problem("events", f"a bulk request carries 1 to {m.BULK_LIMIT} events")])
+        require_bulk_size(requests)
         body = [r.body() for r in requests]
-        return m.BulkResult.model_validate(
-            await self._request("POST", "/events/bulk", json=body, publishable_ok=True)
-        )
+        return m.BulkResult.model_validate(await self._request("POST", "/events/bulk", json=body, publishable_ok=True))
 
     async def get_event(self, event_id: str, *, include_payload: bool = False) -> m.Event:
         require_uuid("event_id", event_id)
@@ -365,11 +352,11 @@ class MeshesClient:
         return m.Page[m.SessionSummary].model_validate(await self._request("GET", "/sessions", params=query.body()))
 
     async def refresh_session(self, session_id: str) -> m.SessionToken:
-        _require_session_id(session_id)
+        require_session_id(session_id)
         return m.SessionToken.model_validate(await self._request("POST", f"/sessions/{session_id}/refresh"))
 
     async def revoke_session(self, session_id: str) -> m.RevokedSession:
-        _require_session_id(session_id)
+        require_session_id(session_id)
         return m.RevokedSession.model_validate(await self._request("DELETE", f"/sessions/{session_id}"))
 
 
@@ -412,9 +399,60 @@ def _records(data: Any) -> list[Any]:
     return list(data or [])
 
 
-def _retry_after(response: httpx2.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
+# --- retry policy --------------------------------------------------------------------------------
+# Small predicates, as openai-python's client has them, so the policy reads in one place and each rule
+# is tested on its own through real HTTP.
+
+
+def should_retry(status: int, *, idempotent: bool) -> bool:
+    """Whether an error answer is worth another attempt.
+
+    A 429 means the request was refused before it took effect, so even a write may go again; a 502/503/504
+    may follow a write that landed, so only reads are repeated.
+    """
+    return status == 429 or (idempotent and status in RETRYABLE_READ_STATUSES)
+
+
+def should_retry_failure(failure: APIConnectionError, *, idempotent: bool) -> bool:
+    """Whether a transport failure is worth another attempt: a read always, a write only if never sent."""
+    return idempotent or not failure.sent
+
+
+def retry_delay(attempt: int, *, base: float, retry_after: float | None = None) -> float:
+    """Seconds to wait before retry number `attempt` (1-based).
+
+    The server's Retry-After wins, capped so one answer cannot park an agent for minutes; without one
+    (or with 0), full jitter spreads simultaneous retries from many agents instead of synchronising them.
+    """
+    if retry_after:
+        return min(retry_after, MAX_RETRY_AFTER)
+    return random.uniform(0, base * 2 ** (attempt - 1))
+
+
+def retry_after_seconds(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds, whether sent as delay-seconds or as an HTTP date (RFC 9110 §10.2.3).
+
+    A date in the past means "now" (0); anything unreadable is ignored (None) rather than trusted.
+    """
+    value = headers.get("retry-after")
+    if value is None:
         return None
+    value = value.strip()
+    seconds: float | None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = _seconds_until_http_date(value, now=now)
+    if seconds is None or math.isnan(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _seconds_until_http_date(value: str, *, now: datetime | None) -> float | None:
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is always GMT; obsolete forms may parse without a zone
+        when = when.replace(tzinfo=UTC)
+    return (when - (now or datetime.now(UTC))).total_seconds()

@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from meshes_mcp.api.problems import InvalidRequest, Problem
+
 # --- shared vocabulary -------------------------------------------------------------------------
 
 UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -41,6 +43,29 @@ Uuid = Annotated[str, StringConstraints(pattern=UUID_RE.pattern)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
 ResourceId = Annotated[str, StringConstraints(pattern=RESOURCE_ID_PATTERN)]
 Limit = Annotated[int, Field(ge=1, le=PAGE_LIMIT_MAX)]
+
+
+def require_uuid(param: str, value: str) -> str:
+    """A path id, checked before it becomes part of a URL (the same rule as the `Uuid` field type)."""
+    if not isinstance(value, str) or not UUID_RE.match(value):
+        raise InvalidRequest([Problem(param, 'must be a UUID, e.g. "3f0c9a52-8d1e-4a7b-9c55-0e4b1f2a6d10"')])
+    return value
+
+
+def require_bulk_size(events: list[Any]) -> list[Any]:
+    """A bulk ingestion carries 1 to BULK_LIMIT events (the API refuses the whole request otherwise)."""
+    if not 1 <= len(events) <= BULK_LIMIT:
+        raise InvalidRequest(
+            [Problem("events", f'a bulk request carries 1 to {BULK_LIMIT} events, e.g. [{{"event": "user.signup"}}]')]
+        )
+    return events
+
+
+def require_session_id(value: str) -> str:
+    # Session ids are opaque strings (docs example: sess_<uuid>); only refuse what cannot be a path segment.
+    if not isinstance(value, str) or not value or not all(c.isalnum() or c in "_-" for c in value):
+        raise InvalidRequest([Problem("session_id", 'must be a session id, e.g. "sess_3f0c9a52-8d1e-4a7b-9c55"')])
+    return value
 
 
 def not_blank(value: str) -> str:
@@ -77,6 +102,8 @@ INTEGRATION_TYPES = tuple(t.value for t in IntegrationType)
 EventStatusFilter = Literal["pending", "processing", "completed", "failed"]
 EVENT_STATUSES = ("pending", "processing", "retrying", "completed", "failed", "canceled")
 TERMINAL_STATUSES = frozenset({"completed", "failed", "canceled"})
+# Still queued or in flight: what a cancel can stop. Derived, so the lists cannot disagree.
+ACTIVE_STATUSES = tuple(status for status in EVENT_STATUSES if status not in TERMINAL_STATUSES)
 OUTCOME_CODES = (
     "delivered",
     "rejected_client_error",
@@ -378,7 +405,7 @@ class RuleMetadata(BaseModel):
     def _extra_values_are_strings(self) -> RuleMetadata:
         for key, value in (self.model_extra or {}).items():
             if not isinstance(value, str):
-                raise ValueError(f"metadata.{key} must be a string, e.g. \"{key}\": \"5\"")
+                raise ValueError(f'metadata.{key} must be a string, e.g. "{key}": "5"')
         return self
 
 
@@ -391,6 +418,7 @@ class CreateRuleRequest(Request):
     resource_id: ResourceId | None = None
     active: bool | None = None
     hidden: bool | None = None
+
 
 class RuleFilters(Request):
     event: str | None = None

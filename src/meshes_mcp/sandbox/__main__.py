@@ -17,8 +17,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-attempts", type=int, default=None, help="attempts per delivery (default 5)")
     parser.add_argument("--scenario", choices=("incident",), default=None, help="add practice history once")
     args = parser.parse_args(argv)
-    run_sandbox(args.host, args.port, args.data_dir, retry_base=args.retry_base, max_attempts=args.max_attempts,
-                scenario=args.scenario)
+    run_sandbox(
+        args.host,
+        args.port,
+        args.data_dir,
+        retry_base=args.retry_base,
+        max_attempts=args.max_attempts,
+        scenario=args.scenario,
+    )
 
 
 if __name__ == "__main__":

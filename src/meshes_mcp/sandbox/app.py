@@ -1,5 +1,9 @@
 """The sandbox's HTTP face: the 38 documented endpoints under /api/v1, as a Starlette app.
 
+Handlers read the request, load rows and answer; when a request is refused for a domain reason
+(409/425, mapping and metadata rules) the rule lives in `meshes_mcp.sandbox.domain`, and the
+delivery queue's moves (retry, cancel) in `meshes_mcp.sandbox.queue`.
+
 Request bodies are validated with the package's own request models (`meshes_mcp.api.models`) and
 integration catalogue (`meshes_mcp.api.catalog`), so the sandbox judges requests exactly as the MCP
 layer expects the API to; a validation failure is a 400 whose `error.data` names each `param`.
@@ -56,9 +60,8 @@ from meshes_mcp.api.catalog import (
     Catalog,
     IntegrationSpec,
     load_catalog,
-    validate_connection_metadata,
-    validate_rule_metadata,
 )
+from meshes_mcp.api.models import EVENT_STATUSES
 from meshes_mcp.api.problems import InvalidRequest, check
 from meshes_mcp.sandbox import provider_data, views
 from meshes_mcp.sandbox.auth import Authenticator, Principal
@@ -69,20 +72,43 @@ from meshes_mcp.sandbox.destinations import (
     Destinations,
     Scrubber,
     connection_secrets,
-    header_field_problems,
     keep_redacted,
     redact_metadata,
-    secret_keys,
+)
+from meshes_mcp.sandbox.domain import (
+    check_connection_deletable,
+    check_connection_metadata,
+    check_connection_name_free,
+    check_event_canceled,
+    check_mapping_fields,
+    check_mapping_target,
+    check_provider_reachable,
+    check_retry,
+    check_rule_metadata,
+    check_rule_target,
+    check_rule_unique,
+    check_session_refreshable,
+    no_mapping,
+    rule_event_needs_cancel,
+    should_reactivate,
 )
 from meshes_mcp.sandbox.enginelock import EngineLock
-from meshes_mcp.sandbox.errors import ApiError, bad_request, conflict, error_body, not_found, too_early, unprocessable
+from meshes_mcp.sandbox.errors import (
+    ApiError,
+    bad_request,
+    conflict,
+    error_body,
+    not_found,
+    problems_error,
+    summary,
+    unprocessable,
+)
+from meshes_mcp.sandbox.queue import DeliveryQueue
 from meshes_mcp.sandbox.seed import ensure_seed, new_publishable_key
-from meshes_mcp.sandbox.store import ACTIVE_STATUSES, NewEvent, Store
+from meshes_mcp.sandbox.store import NewEvent, Store
 
 log = logging.getLogger("meshes_mcp.sandbox")
 
-RETRY_IMMINENT = 1.0  # seconds: a retry due sooner than this answers 425
-EVENT_STATUSES = ("pending", "processing", "retrying", "completed", "failed", "canceled")
 DEFAULT_DELIVERY_TIMEOUT = 10.0
 DEFAULT_CONCURRENCY = 64
 
@@ -125,6 +151,11 @@ class Sandbox:
     policy: RetryPolicy
     seed: dict[str, Any]
 
+    @property
+    def queue(self) -> DeliveryQueue:
+        """The delivery queue (manual retry and cancel go through it; the engine claims from it)."""
+        return self.engine.queue
+
     def spec(self, integration_type: str) -> IntegrationSpec:
         spec = self.catalog.get(integration_type)
         if spec is None:
@@ -138,23 +169,12 @@ Handler = Callable[[Request, Sandbox, Principal], Awaitable[Any]]
 # -- plumbing -------------------------------------------------------------------------------------
 
 
-def _summary(problems: list[tuple[str, str]]) -> str:
-    first = f"{problems[0][0]} {problems[0][1]}" if problems[0][0] else problems[0][1]
-    more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
-    return f"invalid request: {first}{more}"
-
-
 def validate(model: type[Any], data: Any, status: int = 400, prefix: str = "") -> Any:
     try:
         return check(model, data, prefix=prefix)
     except InvalidRequest as exc:
         problems = [(p.param, p.msg) for p in exc.problems]
-    raise ApiError(status, _summary(problems), problems)
-
-
-def problems_error(problems: list[Any], status: int = 400) -> ApiError:
-    data = [(p.param, p.msg) for p in problems]
-    return ApiError(status, _summary(data), data)
+    raise ApiError(status, summary(problems), problems)
 
 
 def created(body: Any) -> JSONResponse:
@@ -186,27 +206,29 @@ def api(publishable: bool = False) -> Callable[[Handler], Callable[[Request], Aw
 
 
 def path_id(request: Request, name: str, what: str) -> str:
-    value = request.path_params[name]
+    value: str = request.path_params[name]
     if not is_uuid(value):
         raise not_found(what, value[:64])
     return value.lower()
 
 
-def workspace_or_404(sb: Sandbox, principal: Principal, workspace_id: str, param: str | None = None) -> dict:
+def workspace_or_404(sb: Sandbox, principal: Principal, workspace_id: str, param: str | None = None) -> dict[str, Any]:
     row = sb.store.get_workspace(principal.org_id, workspace_id) if is_uuid(workspace_id) else None
     if row is None:
         raise not_found("workspace", workspace_id[:64], param)
     return row
 
 
-def connection_or_404(sb: Sandbox, principal: Principal, connection_id: str, param: str | None = None) -> dict:
+def connection_or_404(
+    sb: Sandbox, principal: Principal, connection_id: str, param: str | None = None
+) -> dict[str, Any]:
     row = sb.store.get_connection(principal.org_id, connection_id) if is_uuid(connection_id) else None
     if row is None:
         raise not_found("connection", connection_id[:64], param)
     return row
 
 
-def rule_or_404(sb: Sandbox, principal: Principal, request: Request) -> dict:
+def rule_or_404(sb: Sandbox, principal: Principal, request: Request) -> dict[str, Any]:
     rule_id = path_id(request, "rule_id", "rule")
     row = sb.store.get_rule(principal.org_id, rule_id)
     if row is None:
@@ -214,7 +236,7 @@ def rule_or_404(sb: Sandbox, principal: Principal, request: Request) -> dict:
     return row
 
 
-def event_or_404(sb: Sandbox, principal: Principal, request: Request) -> dict:
+def event_or_404(sb: Sandbox, principal: Principal, request: Request) -> dict[str, Any]:
     event_id = path_id(request, "event_id", "event")
     row = sb.store.get_event(principal.org_id, event_id)
     if row is None:
@@ -222,13 +244,16 @@ def event_or_404(sb: Sandbox, principal: Principal, request: Request) -> dict:
     return row
 
 
-def rule_event_or_404(sb: Sandbox, principal: Principal, request: Request) -> tuple[dict, dict]:
+def rule_event_or_404(sb: Sandbox, principal: Principal, request: Request) -> tuple[dict[str, Any], dict[str, Any]]:
     event = event_or_404(sb, principal, request)
     rule_id = path_id(request, "rule_id", "rule")
     row = sb.store.get_rule_event(event["id"], rule_id)
     if row is None:
-        raise ApiError(404, f"rule {rule_id} has no delivery for event {event['id']}: use the `rule` field of one of "
-                            "the event's rule_events")
+        raise ApiError(
+            404,
+            f"rule {rule_id} has no delivery for event {event['id']}: use the `rule` field of one of "
+            "the event's rule_events",
+        )
     return event, row
 
 
@@ -242,7 +267,8 @@ def query_filters(request: Request, *keys: str) -> dict[str, str]:
 
 def list_page(request: Request, scope: str) -> tuple[int | None, int]:
     return views.decode_cursor(scope, request.query_params.get("cursor")), views.parse_limit(
-        request.query_params.get("limit"))
+        request.query_params.get("limit")
+    )
 
 
 def status_filter(request: Request) -> dict[str, str]:
@@ -265,7 +291,8 @@ class StoredText:
         if connection_id not in self._scrubbers:
             row = self.sb.store.get_connection(None, connection_id, include_deleted=True)
             self._scrubbers[connection_id] = Scrubber(
-                connection_secrets(self.sb.catalog.get(row["type"]), row["metadata"]) if row else set())
+                connection_secrets(self.sb.catalog.get(row["type"]), row["metadata"]) if row else set()
+            )
         return self._scrubbers[connection_id]
 
     def rule_event(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -311,8 +338,9 @@ async def create_workspace(request: Request, sb: Sandbox, p: Principal) -> Any:
     if sb.store.workspace_name_taken(p.org_id, req.name):
         raise conflict(f'a workspace named "{req.name}" already exists', "name")
     wid = new_id()
-    row = sb.store.create_workspace(p.org_id, req.name, req.description, new_publishable_key(p.org_id, wid),
-                                    "Default publishable key")
+    row = sb.store.create_workspace(
+        p.org_id, req.name, req.description, new_publishable_key(p.org_id, wid), "Default publishable key"
+    )
     return created({"workspace": views.workspace(row)})
 
 
@@ -391,27 +419,17 @@ async def _url_test(sb: Sandbox, spec: IntegrationSpec, metadata: dict[str, Any]
         raise unprocessable("the webhook URL test failed", [("metadata.url", problem)])
 
 
-def check_metadata(spec: IntegrationSpec, metadata: dict[str, Any], for_update: bool = False) -> None:
-    """Header-bound values first (their problems would make the catalogue's checks fail or mislead)."""
-    header_problems = header_field_problems(metadata)
-    if header_problems:
-        raise ApiError(400, _summary(header_problems), header_problems)
-    problems = validate_connection_metadata(spec, metadata, for_update=for_update)
-    if problems:
-        raise problems_error(problems)
-
-
 @api()
 async def create_connection(request: Request, sb: Sandbox, p: Principal) -> Any:
     req = validate(models.CreateConnectionRequest, await read_json(request))
     workspace = workspace_or_404(sb, p, req.workspace.lower(), "workspace")
     spec = sb.spec(req.type.value)
-    check_metadata(spec, req.metadata)
-    if sb.store.connection_name_taken(workspace["id"], req.name):
-        raise conflict(f'a connection named "{req.name}" already exists in this workspace', "name")
+    check_connection_metadata(spec, req.metadata)
+    check_connection_name_free(sb.store.connection_name_taken(workspace["id"], req.name), req.name)
     await _url_test(sb, spec, req.metadata)
-    row = sb.store.create_connection(p.org_id, workspace["id"], spec.type, req.name, req.metadata,
-                                     bool(req.hidden), p.created_by)
+    row = sb.store.create_connection(
+        p.org_id, workspace["id"], spec.type, req.name, req.metadata, bool(req.hidden), p.created_by
+    )
     return created({"connection": connection_view(sb, row)})
 
 
@@ -428,13 +446,14 @@ async def update_connection(request: Request, sb: Sandbox, p: Principal) -> Any:
     req = validate(models.UpdateConnectionRequest, await read_json(request))
     spec = sb.spec(row["type"])
     metadata = keep_redacted(spec, req.metadata, row["metadata"])
-    check_metadata(spec, metadata, for_update=True)
-    if sb.store.connection_name_taken(row["workspace_id"], req.name, except_id=row["id"]):
-        raise conflict(f'a connection named "{req.name}" already exists in this workspace', "name")
+    check_connection_metadata(spec, metadata, for_update=True)
+    check_connection_name_free(
+        sb.store.connection_name_taken(row["workspace_id"], req.name, except_id=row["id"]), req.name
+    )
     changed = metadata != row["metadata"]
     if changed:
         await _url_test(sb, spec, metadata)
-    reactivate = changed and not row["active"] and row["inactive_reason"] == "authentication_invalid"
+    reactivate = should_reactivate(row, changed)
     hidden = bool(req.hidden) if req.hidden is not None else bool(row["hidden"])
     sb.store.update_connection(row["id"], req.name, metadata, hidden, reactivate)
     return connection_view(sb, sb.store.get_connection(p.org_id, row["id"]))  # type: ignore[arg-type]
@@ -445,27 +464,9 @@ async def delete_connection(request: Request, sb: Sandbox, p: Principal) -> Any:
     row = connection_or_404(sb, p, path_id(request, "connection_id", "connection"))
     body = await read_json(request, required=False)
     req = validate(models.DeleteConnectionRequest, body if body is not None else {})
-    active = sb.store.active_rule_count(row["id"])
-    if active and not req.force_delete:
-        rules = f"{active} active rule{'s' if active != 1 else ''}"
-        raise conflict(
-            f"connection has {rules}: delete {'them' if active != 1 else 'it'} first, or send "
-            '{"force_delete": true} to delete anyway (its rules are deactivated and queued deliveries canceled)'
-        )
+    check_connection_deletable(sb.store.active_rule_count(row["id"]), force=bool(req.force_delete))
     sb.store.delete_connection(row["id"])
     return {"id": row["id"], "type": row["type"]}
-
-
-def _check_provider_reachable(sb: Sandbox, spec: IntegrationSpec, row: dict[str, Any]) -> None:
-    """Reading live data needs a working connection, like the real provider call would."""
-    if not row["active"]:
-        raise conflict(f"connection is inactive ({row['inactive_reason'] or 'inactive'}): reconnect it or update its "
-                       "credentials before reading live data")
-    for key in secret_keys(spec, row["metadata"]):
-        value = row["metadata"].get(key)
-        if isinstance(value, str) and value.lower().startswith("invalid"):
-            raise unprocessable(f"{spec.name} rejected the connection's credentials (HTTP 401)",
-                                [(f"metadata.{key}", "was rejected by the provider: update the connection")])
 
 
 @api()
@@ -473,13 +474,9 @@ async def connection_actions(request: Request, sb: Sandbox, p: Principal) -> Any
     """Live action data keyed by collection; webhooks have none (`{}`)."""
     row = connection_or_404(sb, p, path_id(request, "connection_id", "connection"))
     spec = sb.spec(row["type"])
-    _check_provider_reachable(sb, spec, row)
+    check_provider_reachable(spec, row)
     record = next(r for r in sb.records if r["type"] == row["type"])
     return provider_data.action_data(record, row["id"])
-
-
-def _no_mapping(row: dict[str, Any]) -> ApiError:
-    return unprocessable(f"{row['type']} connections send the event as-is and have no field mapping")
 
 
 def _fields_of(sb: Sandbox, row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -491,44 +488,69 @@ def _fields_of(sb: Sandbox, row: dict[str, Any]) -> list[dict[str, Any]]:
 async def connection_fields(request: Request, sb: Sandbox, p: Principal) -> Any:
     row = connection_or_404(sb, p, path_id(request, "connection_id", "connection"))
     if not provider_data.has_field_mapping(row["type"]):
-        raise _no_mapping(row)
+        raise no_mapping(row)
     refresh_text = request.query_params.get("refresh", "false").lower()
     if refresh_text not in ("true", "false", "1", "0"):
         raise bad_request("invalid refresh flag", "refresh", "must be true or false")
     refresh = refresh_text in ("true", "1")
     if refresh:
-        _check_provider_reachable(sb, sb.spec(row["type"]), row)
+        check_provider_reachable(sb.spec(row["type"]), row)
     fields = _fields_of(sb, row)
     meta = sb.store.field_catalog_row(row["id"], refresh, p.created_by)
-    return {"id": meta["id"], "workspace_id": row["workspace_id"], "connection_id": row["id"],
-            "integration_type": row["type"], "catalog_version": provider_data.catalog_version(fields),
-            "refreshed_at": meta["refreshed_at"], "created_by": meta["created_by"], "created_at": meta["created_at"],
-            "updated_at": meta["updated_at"], "fields": fields}
+    return {
+        "id": meta["id"],
+        "workspace_id": row["workspace_id"],
+        "connection_id": row["id"],
+        "integration_type": row["type"],
+        "catalog_version": provider_data.catalog_version(fields),
+        "refreshed_at": meta["refreshed_at"],
+        "created_by": meta["created_by"],
+        "created_at": meta["created_at"],
+        "updated_at": meta["updated_at"],
+        "fields": fields,
+    }
 
 
 def _mapping_view(row: dict[str, Any], mapping: dict[str, Any]) -> dict[str, Any]:
-    return {"id": mapping["id"], "mapping_id": mapping["mapping_id"], "version": mapping["version"],
-            "workspace_id": mapping["workspace_id"], "connection_id": row["id"],
-            "integration_type": mapping["integration_type"], "name": mapping["name"], "schema": mapping["schema"],
-            "catalog_version": mapping["catalog_version"], "created_by": mapping["created_by"],
-            "created_at": mapping["created_at"], "updated_at": mapping["updated_at"]}
+    return {
+        "id": mapping["id"],
+        "mapping_id": mapping["mapping_id"],
+        "version": mapping["version"],
+        "workspace_id": mapping["workspace_id"],
+        "connection_id": row["id"],
+        "integration_type": mapping["integration_type"],
+        "name": mapping["name"],
+        "schema": mapping["schema"],
+        "catalog_version": mapping["catalog_version"],
+        "created_by": mapping["created_by"],
+        "created_at": mapping["created_at"],
+        "updated_at": mapping["updated_at"],
+    }
 
 
 @api()
 async def get_mapping(request: Request, sb: Sandbox, p: Principal) -> Any:
     row = connection_or_404(sb, p, path_id(request, "connection_id", "connection"))
     if not provider_data.has_field_mapping(row["type"]):
-        raise _no_mapping(row)
+        raise no_mapping(row)
     stored = sb.store.get_mapping(row["id"])
     if stored is not None:
         return {"status": "stored", "mapping": _mapping_view(row, stored)}
     fields = _fields_of(sb, row)
     generated_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"meshes-sandbox:mapping:{row['id']}"))
-    mapping = {"id": generated_id, "mapping_id": generated_id, "version": 0, "workspace_id": row["workspace_id"],
-               "integration_type": row["type"], "name": "Default mapping",
-               "schema": provider_data.generated_schema(fields),
-               "catalog_version": provider_data.catalog_version(fields), "created_by": "system",
-               "created_at": row["created_at"], "updated_at": row["updated_at"]}
+    mapping = {
+        "id": generated_id,
+        "mapping_id": generated_id,
+        "version": 0,
+        "workspace_id": row["workspace_id"],
+        "integration_type": row["type"],
+        "name": "Default mapping",
+        "schema": provider_data.generated_schema(fields),
+        "catalog_version": provider_data.catalog_version(fields),
+        "created_by": "system",
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
     return {"status": "generated", "mapping": _mapping_view(row, mapping)}
 
 
@@ -536,7 +558,7 @@ async def get_mapping(request: Request, sb: Sandbox, p: Principal) -> Any:
 async def put_mapping(request: Request, sb: Sandbox, p: Principal) -> Any:
     row = connection_or_404(sb, p, path_id(request, "connection_id", "connection"))
     if not provider_data.has_field_mapping(row["type"]):
-        raise _no_mapping(row)
+        raise no_mapping(row)
     body = await read_json(request)
     try:
         req = check(models.UpdateMappingsRequest, body)
@@ -544,36 +566,11 @@ async def put_mapping(request: Request, sb: Sandbox, p: Principal) -> Any:
         # Schema problems are "invalid mapping schema" (422); anything else is a bad request (400).
         status = 422 if all(pr.param.startswith("schema") for pr in exc.problems) else 400
         raise problems_error(exc.problems, status) from None
-    if req.workspace_id and req.workspace_id.lower() != row["workspace_id"]:
-        raise bad_request("workspace_id does not match the connection's workspace", "workspace_id",
-                          f"must be {row['workspace_id']} (the connection's workspace) or omitted")
     stored = sb.store.get_mapping(row["id"])
-    current_version = stored["version"] if stored else 0
-    if req.mapping_id and (stored is None or req.mapping_id.lower() != stored["mapping_id"]):
-        raise conflict("mapping_id is not this connection's stored default mapping; omit it or read it again",
-                       "mapping_id")
-    if req.expected_version is not None and req.expected_version != current_version:
-        raise conflict(f"the default mapping is at version {current_version}, not {req.expected_version}: read it "
-                       "again, re-apply your change and retry (omit expected_version when nothing is stored yet)",
-                       "expected_version")
+    check_mapping_target(row, stored, req)
     fields = _fields_of(sb, row)
-    known = {f["key"]: f for f in fields}
     schema = req.mapping_schema.model_dump(mode="json", exclude_none=True)
-    problems: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for index, field in enumerate(schema["fields"]):
-        param = f"schema.fields[{index}].dest"
-        dest = field["dest"]
-        if dest not in known:
-            problems.append((param, f"is not a field of this {row['type']} connection; fields are "
-                                    f"{', '.join(known) or 'none'}"))
-        elif dest in seen:
-            problems.append((param, "maps the same destination field twice"))
-        elif (known[dest].get("constraints") or {}).get("read_only"):
-            problems.append((param, "is read-only at the destination"))
-        seen.add(dest)
-    if problems:
-        raise ApiError(422, _summary(problems), problems)
+    check_mapping_fields(row, schema, fields)
     name = req.name or (schema.get("meta") or {}).get("name") or "Default mapping"
     mapping = sb.store.put_mapping(row, schema, name, provider_data.catalog_version(fields), p.created_by)
     return {"status": "stored", "mapping": _mapping_view(row, mapping)}
@@ -596,18 +593,26 @@ async def create_rule(request: Request, sb: Sandbox, p: Principal) -> Any:
     req = validate(models.CreateRuleRequest, await read_json(request))
     workspace = workspace_or_404(sb, p, req.workspace.lower(), "workspace")
     conn = connection_or_404(sb, p, req.connection.lower(), "connection")
-    if conn["workspace_id"] != workspace["id"]:
-        raise bad_request("the connection belongs to another workspace", "connection",
-                          f"must be a connection of workspace {workspace['id']}; list them with "
-                          "GET /api/v1/workspaces/{workspace_id}/connections")
+    check_rule_target(workspace, conn)
     metadata = req.metadata.model_dump(mode="json")
-    problems = validate_rule_metadata(sb.spec(conn["type"]), metadata)
-    if problems:
-        raise problems_error(problems)
-    if sb.store.find_identical_rule(workspace["id"], conn["id"], req.event, req.resource, req.resource_id, metadata):
-        raise conflict("an identical rule already exists for this connection and event")
-    row = sb.store.create_rule(p.org_id, workspace["id"], conn["id"], conn["type"], req.event, req.resource,
-                               req.resource_id, metadata, req.active is not False, bool(req.hidden), p.created_by)
+    check_rule_metadata(sb.spec(conn["type"]), metadata)
+    identical = sb.store.find_identical_rule(
+        workspace["id"], conn["id"], req.event, req.resource, req.resource_id, metadata
+    )
+    check_rule_unique(identical is not None)
+    row = sb.store.create_rule(
+        p.org_id,
+        workspace["id"],
+        conn["id"],
+        conn["type"],
+        req.event,
+        req.resource,
+        req.resource_id,
+        metadata,
+        req.active is not False,
+        bool(req.hidden),
+        p.created_by,
+    )
     return created({"rule": views.rule(row)})
 
 
@@ -630,7 +635,8 @@ class _WorkspaceCache:
     """Per-request workspace lookups (a bulk request names the same workspace a hundred times)."""
 
     def __init__(self, sb: Sandbox, principal: Principal) -> None:
-        self.sb, self.principal, self.known = sb, principal, {}
+        self.sb, self.principal = sb, principal
+        self.known: dict[str, dict[str, Any]] = {}
 
     def get(self, workspace_id: str) -> dict[str, Any]:
         if workspace_id not in self.known:
@@ -641,29 +647,47 @@ class _WorkspaceCache:
 def prepare_event(sb: Sandbox, p: Principal, item: Any, workspaces: _WorkspaceCache) -> NewEvent:
     """Validate one event body and find its workspace (publishable key → its own; JWT → `workspace`)."""
     if not isinstance(item, dict):
-        raise bad_request("an event must be a JSON object", "body",
-                          'must be an object like {"event": "user.signup", "payload": {...}}')
+        raise bad_request(
+            "an event must be a JSON object",
+            "body",
+            'must be an object like {"event": "user.signup", "payload": {...}}',
+        )
     req = validate(models.EmitEventRequest, item)
     if p.kind == "publishable":
         if req.workspace and req.workspace.lower() != p.workspace_id:
-            raise ApiError(403, "the publishable key belongs to another workspace",
-                           [("workspace", "must be omitted or be the publishable key's own workspace")])
+            raise ApiError(
+                403,
+                "the publishable key belongs to another workspace",
+                [("workspace", "must be omitted or be the publishable key's own workspace")],
+            )
         workspace_id = p.workspace_id
     else:
         if not req.workspace:
-            raise bad_request("workspace is required with a machine token", "workspace",
-                              "is required when emitting with a machine JWT: the workspace id to emit into")
+            raise bad_request(
+                "workspace is required with a machine token",
+                "workspace",
+                "is required when emitting with a machine JWT: the workspace id to emit into",
+            )
         workspace_id = workspaces.get(req.workspace.lower())["id"]
     assert workspace_id is not None
     # Routed (its `rules` filled in) by `Store.insert_events`, inside the transaction that stores it.
-    return NewEvent(new_id(), p.org_id, workspace_id, req.event, req.resource, req.resource_id, req.payload,
-                    p.created_by, now_iso())
+    return NewEvent(
+        new_id(), p.org_id, workspace_id, req.event, req.resource, req.resource_id, req.payload, p.created_by, now_iso()
+    )
 
 
 def _created_view(ev: NewEvent) -> dict[str, Any]:
-    return views.event_created({"id": ev.id, "event": ev.event, "resource": ev.resource,
-                                "resource_id": ev.resource_id, "workspace_id": ev.workspace_id,
-                                "created_by": ev.created_by, "created_at": ev.created_at})
+    return views.event_created(
+        {
+            "id": ev.id,
+            "event": ev.event,
+            "resource": ev.resource,
+            "resource_id": ev.resource_id,
+            "workspace_id": ev.workspace_id,
+            "created_by": ev.created_by,
+            "created_at": ev.created_at,
+        }
+    )
 
 
 @api(publishable=True)
@@ -679,11 +703,17 @@ async def emit_event(request: Request, sb: Sandbox, p: Principal) -> Any:
 async def emit_bulk(request: Request, sb: Sandbox, p: Principal) -> Any:
     body = await read_json(request)
     if not isinstance(body, list):
-        raise bad_request("the bulk body must be a JSON array of events", "body",
-                          'must be an array of 1–100 events, e.g. [{"event": "user.signup", "payload": {...}}]')
+        raise bad_request(
+            "the bulk body must be a JSON array of events",
+            "body",
+            'must be an array of 1–100 events, e.g. [{"event": "user.signup", "payload": {...}}]',
+        )
     if not 1 <= len(body) <= models.BULK_LIMIT:
-        raise bad_request(f"a bulk request takes 1 to {models.BULK_LIMIT} events (got {len(body)})", "body",
-                          f"must hold 1 to {models.BULK_LIMIT} events; split larger batches")
+        raise bad_request(
+            f"a bulk request takes 1 to {models.BULK_LIMIT} events (got {len(body)})",
+            "body",
+            f"must hold 1 to {models.BULK_LIMIT} events; split larger batches",
+        )
     workspaces = _WorkspaceCache(sb, p)
     accepted: list[NewEvent] = []
     records: list[dict[str, Any]] = []
@@ -729,18 +759,17 @@ async def get_event_payload(request: Request, sb: Sandbox, p: Principal) -> Any:
 @api()
 async def retry_rule_event(request: Request, sb: Sandbox, p: Principal) -> Any:
     _, rule_event = rule_event_or_404(sb, p, request)
-    status = rule_event["status"]
-    if status in ("completed", "canceled"):
-        raise conflict(f"this delivery is {status}: there is nothing to retry (emit a new event to deliver again)")
-    if status == "processing":
-        raise too_early("an attempt for this delivery is in flight: wait for it, then read the rule event again")
-    due = rule_event["next_attempt_at"]
-    if status in ("pending", "retrying") and due is not None and due - now() <= RETRY_IMMINENT:
-        raise too_early(f"the next attempt is due at {iso(due)} (within {RETRY_IMMINENT:g} s): no need to force it")
-    sb.store.force_retry(rule_event)
+    check_retry(rule_event, now())
+    sb.queue.force_retry(rule_event)
     sb.engine.wake()
-    return views.rule_event(StoredText(sb).rule_event(
-        sb.store.get_rule_event(rule_event["event_id"], rule_event["rule_id"])))  # type: ignore[arg-type]
+    return rule_event_now(sb, rule_event)
+
+
+def rule_event_now(sb: Sandbox, rule_event: dict[str, Any]) -> dict[str, Any]:
+    """The rule event's view as stored now (rule events are never deleted, so the re-read finds it)."""
+    row = sb.store.get_rule_event(rule_event["event_id"], rule_event["rule_id"])
+    assert row is not None
+    return views.rule_event(StoredText(sb).rule_event(row))
 
 
 @api()
@@ -748,8 +777,12 @@ async def list_attempts(request: Request, sb: Sandbox, p: Principal) -> Any:
     _, rule_event = rule_event_or_404(sb, p, request)
     after, limit = list_page(request, "attempts")
     text, connection_id = StoredText(sb), rule_event["connection_id"]
-    return views.page(sb.store.list_attempts(rule_event["id"], after, limit), limit, "attempts",
-                      lambda r: views.attempt(text.attempt(r, connection_id)))
+    return views.page(
+        sb.store.list_attempts(rule_event["id"], after, limit),
+        limit,
+        "attempts",
+        lambda r: views.attempt(text.attempt(r, connection_id)),
+    )
 
 
 def _attempt_or_404(sb: Sandbox, p: Principal, request: Request) -> dict[str, Any]:
@@ -775,20 +808,15 @@ async def attempt_response_details(request: Request, sb: Sandbox, p: Principal) 
 async def cancel_rule_event(request: Request, sb: Sandbox, p: Principal) -> Any:
     """A request in flight finishes; if it delivers, the rule event ends `completed` after all."""
     _, rule_event = rule_event_or_404(sb, p, request)
-    if rule_event["status"] in ("completed", "failed"):
-        raise conflict(f"this delivery already {rule_event['status']}: there is nothing to cancel")
-    if rule_event["status"] in ACTIVE_STATUSES:
-        sb.store.cancel_rule_event(rule_event["id"])
-    return views.rule_event(StoredText(sb).rule_event(
-        sb.store.get_rule_event(rule_event["event_id"], rule_event["rule_id"])))  # type: ignore[arg-type]
+    if rule_event_needs_cancel(rule_event):
+        sb.queue.cancel_rule_event(rule_event["id"])
+    return rule_event_now(sb, rule_event)
 
 
 @api()
 async def cancel_event(request: Request, sb: Sandbox, p: Principal) -> Any:
     row = event_or_404(sb, p, request)
-    canceled = sb.store.cancel_event(row["id"])
-    if not canceled and row["status"] in ("completed", "failed"):
-        raise conflict(f"this event already {row['status']}: there is nothing left to cancel")
+    check_event_canceled(row, sb.queue.cancel_event(row["id"]))
     fresh = sb.store.get_event(p.org_id, row["id"])
     return event_view(sb, fresh)  # type: ignore[arg-type]
 
@@ -799,7 +827,7 @@ async def cancel_event(request: Request, sb: Sandbox, p: Principal) -> Any:
 @api()
 async def list_integrations(request: Request, sb: Sandbox, p: Principal) -> Any:
     after, limit = list_page(request, "integrations")
-    rows = [{"seq": i + 1, "record": r} for i, r in enumerate(sb.records)]
+    rows: list[dict[str, Any]] = [{"seq": i + 1, "record": r} for i, r in enumerate(sb.records)]
     rows = [r for r in rows if after is None or r["seq"] > after][: limit + 1]
     return views.page(rows, limit, "integrations", lambda r: r["record"])
 
@@ -813,9 +841,15 @@ def _token() -> tuple[str, str]:
 
 
 def _session_token_view(row: dict[str, Any], token: str) -> dict[str, Any]:
-    out = {"session_id": row["id"], "access_token": token, "expires_in": row["ttl_seconds"],
-           "expires_at": row["expires_at"], "workspace_id": row["workspace_id"], "role": row["role"],
-           "session_type": row["session_type"]}
+    out = {
+        "session_id": row["id"],
+        "access_token": token,
+        "expires_in": row["ttl_seconds"],
+        "expires_at": row["expires_at"],
+        "workspace_id": row["workspace_id"],
+        "role": row["role"],
+        "session_type": row["session_type"],
+    }
     for key in ("resource", "resource_id"):
         if row[key] is not None:
             out[key] = row[key]
@@ -831,20 +865,36 @@ async def create_session(request: Request, sb: Sandbox, p: Principal) -> Any:
     launch_ttl = req.launch_ttl_seconds or 30
     start = now()
     page = req.launch_page or "dashboard"
-    row = sb.store.create_session({
-        "id": f"sess_{uuid.uuid4()}", "org_id": p.org_id, "workspace_id": workspace["id"],
-        "role": req.role or "member", "session_type": req.session_type or "workspace",
-        "external_user_id": req.external_user_id, "resource": req.resource, "resource_id": req.resource_id,
-        "launch_page": page, "allowed_origins": json.dumps(req.allowed_origins or []),
-        "scopes": json.dumps(req.scopes or []), "status": "active", "token_hash": token_hash, "ttl_seconds": ttl,
-        "expires_epoch": start + ttl, "created_at": iso(start), "expires_at": iso(start + ttl),
-        "updated_at": iso(start),
-    })
+    row = sb.store.create_session(
+        {
+            "id": f"sess_{uuid.uuid4()}",
+            "org_id": p.org_id,
+            "workspace_id": workspace["id"],
+            "role": req.role or "member",
+            "session_type": req.session_type or "workspace",
+            "external_user_id": req.external_user_id,
+            "resource": req.resource,
+            "resource_id": req.resource_id,
+            "launch_page": page,
+            "allowed_origins": json.dumps(req.allowed_origins or []),
+            "scopes": json.dumps(req.scopes or []),
+            "status": "active",
+            "token_hash": token_hash,
+            "ttl_seconds": ttl,
+            "expires_epoch": start + ttl,
+            "created_at": iso(start),
+            "expires_at": iso(start + ttl),
+            "updated_at": iso(start),
+        }
+    )
     launch_token = "mlt_" + secrets.token_urlsafe(24)
     base = str(request.base_url).rstrip("/")
-    return {**_session_token_view(row, token), "launch_token": launch_token,
-            "launch_expires_at": iso(start + launch_ttl),
-            "launch_url": f"{base}/embed/workspace/{page}?launch={launch_token}"}
+    return {
+        **_session_token_view(row, token),
+        "launch_token": launch_token,
+        "launch_expires_at": iso(start + launch_ttl),
+        "launch_url": f"{base}/embed/workspace/{page}?launch={launch_token}",
+    }
 
 
 @api()
@@ -871,14 +921,16 @@ def _session_or_404(sb: Sandbox, p: Principal, request: Request) -> dict[str, An
 @api()
 async def refresh_session(request: Request, sb: Sandbox, p: Principal) -> Any:
     row = _session_or_404(sb, p, request)
-    if row["status"] == "revoked":
-        raise conflict("the session was revoked: create a new session")
-    if now() >= row["expires_epoch"]:
-        raise conflict(f"the session expired at {row['expires_at']}: create a new session")
+    check_session_refreshable(row, now())
     token, token_hash = _token()
     start = now()
-    sb.store.update_session(row["id"], token_hash=token_hash, expires_epoch=start + row["ttl_seconds"],
-                            expires_at=iso(start + row["ttl_seconds"]), updated_at=iso(start))
+    sb.store.update_session(
+        row["id"],
+        token_hash=token_hash,
+        expires_epoch=start + row["ttl_seconds"],
+        expires_at=iso(start + row["ttl_seconds"]),
+        updated_at=iso(start),
+    )
     return _session_token_view(sb.store.get_session(p.org_id, row["id"]), token)  # type: ignore[arg-type]
 
 
@@ -900,8 +952,10 @@ async def health(request: Request) -> Response:
 
 async def embed(request: Request) -> Response:
     """Where launch_url points: the embedded dashboard is not emulated, so say so plainly."""
-    return HTMLResponse("<!doctype html><title>Meshes sandbox</title><p>The Meshes embedded dashboard is not "
-                        "emulated by the local sandbox. The session API works; use the REST endpoints.</p>")
+    return HTMLResponse(
+        "<!doctype html><title>Meshes sandbox</title><p>The Meshes embedded dashboard is not "
+        "emulated by the local sandbox. The session API works; use the REST endpoints.</p>"
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -949,8 +1003,11 @@ ROUTES = [
     Route(f"{V1}/events/{{event_id}}/rules/{{rule_id}}/cancel", cancel_rule_event, methods=["POST"]),
     Route(f"{V1}/events/{{event_id}}/rules/{{rule_id}}/attempts", list_attempts, methods=["GET"]),
     Route(f"{V1}/events/{{event_id}}/rules/{{rule_id}}/attempts/{{attempt_id}}", get_attempt, methods=["GET"]),
-    Route(f"{V1}/events/{{event_id}}/rules/{{rule_id}}/attempts/{{attempt_id}}/response-details",
-          attempt_response_details, methods=["GET"]),
+    Route(
+        f"{V1}/events/{{event_id}}/rules/{{rule_id}}/attempts/{{attempt_id}}/response-details",
+        attempt_response_details,
+        methods=["GET"],
+    ),
     Route(f"{V1}/integrations", list_integrations, methods=["GET"]),
     Route(f"{V1}/sessions", create_session, methods=["POST"]),
     Route(f"{V1}/sessions", list_sessions, methods=["GET"]),
@@ -970,8 +1027,10 @@ def create_app(
     shutdown_grace: float = 2.0,
 ) -> Starlette:
     """The sandbox app; state (store, worker, HTTP client) is built in its lifespan."""
-    policy = RetryPolicy(base=retry_base if retry_base is not None else DEFAULT_RETRY_BASE,
-                         max_attempts=max_attempts if max_attempts is not None else DEFAULT_MAX_ATTEMPTS)
+    policy = RetryPolicy(
+        base=retry_base if retry_base is not None else DEFAULT_RETRY_BASE,
+        max_attempts=max_attempts if max_attempts is not None else DEFAULT_MAX_ATTEMPTS,
+    )
     timeout = delivery_timeout if delivery_timeout is not None else DEFAULT_DELIVERY_TIMEOUT
 
     @contextlib.asynccontextmanager
@@ -985,12 +1044,14 @@ def create_app(
         client = httpx2.AsyncClient(
             timeout=httpx2.Timeout(timeout, connect=min(timeout, 5.0)),
             limits=httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            follow_redirects=False, trust_env=False,
+            follow_redirects=False,
+            trust_env=False,
         )
         destinations = Destinations(catalog, store, client)
         engine = DeliveryEngine(store, destinations, policy, concurrency, EngineLock(data_dir / "delivery.lock"))
-        app.state.sandbox = Sandbox(store, Authenticator(store), catalog, catalog.records(), destinations, engine,
-                                    policy, seed)
+        app.state.sandbox = Sandbox(
+            store, Authenticator(store), catalog, catalog.records(), destinations, engine, policy, seed
+        )
         engine.start()
         try:
             yield
@@ -1001,8 +1062,9 @@ def create_app(
 
     from meshes_mcp.sandbox.scenarios.practice import ROUTES as PRACTICE_ROUTES  # its module imports this one
 
-    app = Starlette(routes=[*ROUTES, *PRACTICE_ROUTES], lifespan=lifespan,
-                    exception_handlers={404: _http_error, 405: _http_error})
+    app = Starlette(
+        routes=[*ROUTES, *PRACTICE_ROUTES], lifespan=lifespan, exception_handlers={404: _http_error, 405: _http_error}
+    )
     # No redirect for a trailing slash (Starlette's default): an API client gets a 404 error body, not an
     # empty 307 it may not follow.
     app.router.redirect_slashes = False

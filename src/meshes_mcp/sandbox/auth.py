@@ -82,7 +82,8 @@ class Authenticator:
         self._publishable = _BoundedCache(self.CACHE_SIZE)
 
     def _machine_key(self, access_key: str) -> dict[str, Any] | None:
-        return self._keys.lookup(access_key, self.store.machine_key)
+        key: dict[str, Any] | None = self._keys.lookup(access_key, self.store.machine_key)
+        return key
 
     def authenticate(self, headers: Any, allow_publishable: bool) -> Principal:
         authorization = headers.get("authorization")

@@ -10,7 +10,7 @@ Retry schedule (undocumented upstream beyond "exponential backoff"; our defaults
 
 Concurrency: up to `concurrency` attempts in flight at once (default 64) over one shared HTTP client.
 Claiming opens an attempt row in the same transaction that marks the rule event `processing`, so a
-crash leaves evidence; `Store.recover()` closes such attempts and requeues their work on start-up.
+crash leaves evidence; `DeliveryQueue.recover()` closes such attempts and requeues their work on start-up.
 
 Two sandboxes on one data directory: only the holder of the engine lock delivers. When the other one
 queues work (an ingested event, a manual retry) it wakes the holder with an empty UDP datagram on
@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from meshes_mcp.sandbox.clock import now
 from meshes_mcp.sandbox.destinations import Destinations, Outcome
 from meshes_mcp.sandbox.enginelock import EngineLock
-from meshes_mcp.sandbox.store import Job, Store
+from meshes_mcp.sandbox.queue import DeliveryQueue, Job
+from meshes_mcp.sandbox.store import Store
 
 log = logging.getLogger("meshes_mcp.sandbox")
 
@@ -50,7 +51,7 @@ class RetryPolicy:
     cap: float = RETRY_CAP
 
     def delay(self, attempt_number: int, retry_after: float | None = None) -> float:
-        backoff = min(self.cap, self.base * 2 ** max(0, attempt_number - 1))
+        backoff = min(self.cap, self.base * 2.0 ** max(0, attempt_number - 1))
         backoff *= random.uniform(1 - JITTER, 1 + JITTER)
         if retry_after is not None:
             backoff = max(backoff, min(retry_after, self.cap))
@@ -67,6 +68,7 @@ class DeliveryEngine:
         lock: EngineLock | None = None,
     ) -> None:
         self.store = store
+        self.queue = DeliveryQueue(store)
         self.lock = lock
         self.destinations = destinations
         self.policy = policy
@@ -89,7 +91,7 @@ class DeliveryEngine:
                 await asyncio.sleep(IDLE_POLL)
             log.info("took over delivery for this data directory")
         await self._listen_for_wake_ups()
-        resumed = self.store.recover()
+        resumed = self.queue.recover()
         if resumed:
             log.info("resuming %d deliveries interrupted by the last stop", resumed)
 
@@ -99,12 +101,13 @@ class DeliveryEngine:
         loop = asyncio.get_running_loop()
         try:
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: _WakeUps(self._wake), local_addr=("127.0.0.1", 0), family=socket.AF_INET)
+                lambda: _WakeUps(self._wake), local_addr=("127.0.0.1", 0), family=socket.AF_INET
+            )
             self.lock.publish_wake_port(transport.get_extra_info("sockname")[1])
         except OSError:
             log.warning("cannot listen for wake-ups on 127.0.0.1; other sandboxes' work waits for the poll")
             return
-        self._listener = transport  # type: ignore[assignment]
+        self._listener = transport
 
     def wake(self) -> None:
         """New or rescheduled work: look at the queue now rather than at the next poll; when another
@@ -157,7 +160,7 @@ class DeliveryEngine:
             claimed = 0
             if free > 0:
                 try:
-                    jobs = self.store.claim_due(free)
+                    jobs = self.queue.claim_due(free)
                 except Exception:  # a store hiccup must not kill the worker
                     log.exception("claiming due deliveries failed")
                     jobs = []
@@ -172,7 +175,7 @@ class DeliveryEngine:
                     continue
             timeout = IDLE_POLL
             if len(self._inflight) < self.concurrency:
-                due = self.store.next_due()
+                due = self.queue.next_due()
                 if due is not None:
                     timeout = max(0.0, min(IDLE_POLL, due - now()))
             if timeout > 0:
@@ -196,8 +199,9 @@ class DeliveryEngine:
             outcome = Outcome("internal_error", None, f"internal error while delivering: {type(exc).__name__}")
         try:
             delay = self.policy.delay(job.attempt_number, outcome.retry_after)
-            self.store.finish_attempt(job, outcome.code, outcome.http_status, outcome.message, outcome.response,
-                                      outcome.retryable, delay)
+            self.queue.finish_attempt(
+                job, outcome.code, outcome.http_status, outcome.message, outcome.response, outcome.retryable, delay
+            )
             if outcome.deactivate and job.connection is not None:
                 self.store.set_connection_state(job.connection["id"], False, outcome.deactivate)
         except Exception:

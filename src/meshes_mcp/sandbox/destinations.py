@@ -39,7 +39,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx2
@@ -49,7 +49,8 @@ from meshes_mcp.sandbox import provider_data
 from meshes_mcp.sandbox.bodies import plain_json
 from meshes_mcp.sandbox.clock import new_id, parse_iso
 from meshes_mcp.sandbox.mapping import apply_mapping, resolve_path
-from meshes_mcp.sandbox.store import Job, Store
+from meshes_mcp.sandbox.queue import Job
+from meshes_mcp.sandbox.store import Store
 
 log = logging.getLogger("meshes_mcp.sandbox")
 
@@ -70,10 +71,14 @@ HEADER_TEXT_FIELDS = ("auth_header_name", "auth_header_value", "auth_token", "si
 NO_CONTROL_FIELDS = ("url", "auth_username", "auth_password")
 _HEADER_TEXT = re.compile(r"[\x20-\x7e]*")
 _NO_CONTROL = re.compile(r"[^\x00-\x1f\x7f-\x9f]*")
-HEADER_TEXT_MSG = ("must be printable ASCII without control characters (CR, LF, NUL, tab): remove the line break a "
-                   'paste often adds, e.g. "sk_live_abc123"')
-NO_CONTROL_MSG = ('must not contain control characters (CR, LF, NUL, tab): remove the line break a paste often adds, '
-                  'e.g. "s3cret-pass"')
+HEADER_TEXT_MSG = (
+    "must be printable ASCII without control characters (CR, LF, NUL, tab): remove the line break a "
+    'paste often adds, e.g. "sk_live_abc123"'
+)
+NO_CONTROL_MSG = (
+    "must not contain control characters (CR, LF, NUL, tab): remove the line break a paste often adds, "
+    'e.g. "s3cret-pass"'
+)
 CUSTOM_HEADERS_EXAMPLE = '{"X-Team": "growth"}'
 SCRUBBED = "[redacted]"
 # Captured headers whose values are withheld from response-details.
@@ -111,9 +116,14 @@ class Scrubber:
     def __init__(self, values: set[str] | frozenset[str] = frozenset()) -> None:
         forms: set[str] = set()
         for value in values:
-            forms |= {value, value.strip(), value.encode("unicode_escape").decode("ascii"),
-                      repr(value.encode("utf-8", "backslashreplace"))[2:-1], quote(value, safe=""),
-                      quote(value, safe="!$&'()*+,;=:")}
+            forms |= {
+                value,
+                value.strip(),
+                value.encode("unicode_escape").decode("ascii"),
+                repr(value.encode("utf-8", "backslashreplace"))[2:-1],
+                quote(value, safe=""),
+                quote(value, safe="!$&'()*+,;=:"),
+            }
             forms |= {line.strip() for line in value.splitlines()}
         self.forms = sorted((f for f in forms if len(f) >= self.MIN_SECRET), key=len, reverse=True)
 
@@ -251,25 +261,37 @@ def header_field_problems(metadata: dict[str, Any]) -> list[tuple[str, str]]:
     """Values that end up in HTTP request headers (or the request line) must be sendable: a pasted token's
     trailing CR/LF would otherwise fail every delivery with the token quoted in the error. Run before the
     catalogue's checks, which cannot parse a custom_headers text nested thousands of levels deep."""
-    problems = [(f"metadata.{key}", HEADER_TEXT_MSG if key in HEADER_TEXT_FIELDS else NO_CONTROL_MSG)
-                for key in (*HEADER_TEXT_FIELDS, *NO_CONTROL_FIELDS)
-                if isinstance(metadata.get(key), str)
-                and not (_HEADER_TEXT if key in HEADER_TEXT_FIELDS else _NO_CONTROL).fullmatch(metadata[key])]
+    problems = [
+        (f"metadata.{key}", HEADER_TEXT_MSG if key in HEADER_TEXT_FIELDS else NO_CONTROL_MSG)
+        for key in (*HEADER_TEXT_FIELDS, *NO_CONTROL_FIELDS)
+        if isinstance(metadata.get(key), str)
+        and not (_HEADER_TEXT if key in HEADER_TEXT_FIELDS else _NO_CONTROL).fullmatch(metadata[key])
+    ]
     raw = metadata.get("custom_headers")
     headers = raw
     if isinstance(raw, str):
         try:
             headers = json.loads(raw)
         except RecursionError:
-            return [*problems, ("metadata.custom_headers",
-                                f"nests far too deeply: must be a flat JSON object, e.g. {CUSTOM_HEADERS_EXAMPLE}")]
+            return [
+                *problems,
+                (
+                    "metadata.custom_headers",
+                    f"nests far too deeply: must be a flat JSON object, e.g. {CUSTOM_HEADERS_EXAMPLE}",
+                ),
+            ]
         except ValueError:
             return problems  # not JSON: the catalogue's check names the expected shape
     if isinstance(headers, dict):
         for name, value in headers.items():
             if not _HEADER_TEXT.fullmatch(str(name)):
-                problems.append(("metadata.custom_headers", "a header name holds control or non-ASCII characters: "
-                                 f"use letters, digits and -, e.g. {CUSTOM_HEADERS_EXAMPLE}"))
+                problems.append(
+                    (
+                        "metadata.custom_headers",
+                        "a header name holds control or non-ASCII characters: "
+                        f"use letters, digits and -, e.g. {CUSTOM_HEADERS_EXAMPLE}",
+                    )
+                )
             elif isinstance(value, str) and not _HEADER_TEXT.fullmatch(value):
                 problems.append((f"metadata.custom_headers.{name}", HEADER_TEXT_MSG))
     return problems
@@ -287,7 +309,9 @@ def _capture(status: int, headers: Any, body: bytes, total: int, request: Webhoo
         "body": _scrubbed(body[:CAPTURE_LIMIT].decode("utf-8", errors="replace"), request),
         "body_truncated": total > CAPTURE_LIMIT,
         "body_size": total,
-        "request": None if request is None else {
+        "request": None
+        if request is None
+        else {
             "method": request.method,
             "url": request.scrub(request.url),
             "headers": _redact_headers(request.headers, request.secret_headers),
@@ -314,24 +338,40 @@ def custom_headers(metadata: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in headers.items()} if isinstance(headers, dict) else {}
 
 
-def build_webhook_request(metadata: dict[str, Any], event: dict[str, Any], delivery_id: str,
-                          attempt: int, extra_headers: dict[str, str] | None = None) -> WebhookRequest:
+def build_webhook_request(
+    metadata: dict[str, Any],
+    event: dict[str, Any],
+    delivery_id: str,
+    attempt: int,
+    extra_headers: dict[str, str] | None = None,
+) -> WebhookRequest:
     sent_ms = int(time.time() * 1000)
     created_ms = int(parse_iso(event["created_at"]) * 1000)
     if (metadata.get("payload_mode") or "wrapped") == "raw":
         document: Any = event["payload"]
     else:
-        document = {"uuid": event["id"], "event": event["event"], "resource": event.get("resource"),
-                    "resource_id": event.get("resource_id"), "payload": event["payload"],
-                    "time_created": created_ms, "time_sent": sent_ms}
+        document = {
+            "uuid": event["id"],
+            "event": event["event"],
+            "resource": event.get("resource"),
+            "resource_id": event.get("resource_id"),
+            "payload": event["payload"],
+            "time_created": created_ms,
+            "time_sent": sent_ms,
+        }
     try:
         body = json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
     except (ValueError, UnicodeEncodeError):  # an event stored before ingest refused NaN and lone surrogates
         body = json.dumps(plain_json(document), separators=(",", ":"), ensure_ascii=False).encode()
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-               "X-Meshes-Event-Id": event["id"], "X-Meshes-Event": event["event"],
-               "X-Meshes-Timestamp": str(sent_ms), "X-Meshes-Delivery-Id": delivery_id,
-               "X-Meshes-Attempt": str(attempt)}
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-Meshes-Event-Id": event["id"],
+        "X-Meshes-Event": event["event"],
+        "X-Meshes-Timestamp": str(sent_ms),
+        "X-Meshes-Delivery-Id": delivery_id,
+        "X-Meshes-Attempt": str(attempt),
+    }
     if event.get("resource"):
         headers["X-Meshes-Resource"] = event["resource"]
     if event.get("resource_id"):
@@ -397,7 +437,10 @@ async def send_webhook(client: httpx2.AsyncClient, request: WebhookRequest) -> O
         # Header values outside ASCII (an event or resource named in another script) go out as their UTF-8
         # bytes: the HTTP client would otherwise refuse to encode them and every attempt would fail.
         headers = {k: (v if v.isascii() else v.encode()) for k, v in request.headers.items()}
-        async with client.stream(request.method, request.url, headers=headers, content=request.body) as response:
+        # httpx2 takes str and bytes values mixed in one mapping; its annotation lists only one or the other.
+        async with client.stream(
+            request.method, request.url, headers=cast(Any, headers), content=request.body
+        ) as response:
             kept = bytearray()
             total = 0
             async for chunk in response.aiter_bytes():
@@ -417,13 +460,17 @@ async def send_webhook(client: httpx2.AsyncClient, request: WebhookRequest) -> O
         # before such values were refused): retrying cannot help. Scrubbed before cutting, so no prefix of a
         # secret survives the cut.
         detail = request.scrub(str(exc))[:160]
-        return Outcome("rejected_client_error", None,
-                       f"no request could be sent to {_host(request.url)}: {type(exc).__name__} {detail} (not retried: "
-                       "fix the connection's URL or headers, then retry)")
+        return Outcome(
+            "rejected_client_error",
+            None,
+            f"no request could be sent to {_host(request.url)}: {type(exc).__name__} {detail} (not retried: "
+            "fix the connection's URL or headers, then retry)",
+        )
     except httpx2.TransportError as exc:
         detail = request.scrub(str(exc))[:160]
-        return Outcome("network_error", None,
-                       f"could not reach {_host(request.url)}: {type(exc).__name__} {detail}".strip())
+        return Outcome(
+            "network_error", None, f"could not reach {_host(request.url)}: {type(exc).__name__} {detail}".strip()
+        )
     code, delivered = classify_status(status)
     where = _host(request.url)
     if delivered:
@@ -470,14 +517,16 @@ class Destinations:
     async def deliver(self, job: Job) -> Outcome:
         """Scrubbed of the connection's secrets, whatever path produced the outcome."""
         conn = job.connection or {}
-        scrubber = Scrubber(connection_secrets(self.catalog.get(conn.get("type", "")),
-                                               conn.get("metadata") or {}))
+        scrubber = Scrubber(connection_secrets(self.catalog.get(conn.get("type", "")), conn.get("metadata") or {}))
         try:
             outcome = await self._deliver(job)
         except Exception as exc:
             # Logged without the traceback's frames' text: an exception message may quote a credential.
-            log.error("delivery %s failed unexpectedly: %s", job.rule_event_id,
-                      scrubber.text(f"{type(exc).__name__}: {exc}")[:500])
+            log.error(
+                "delivery %s failed unexpectedly: %s",
+                job.rule_event_id,
+                scrubber.text(f"{type(exc).__name__}: {exc}")[:500],
+            )
             outcome = Outcome("internal_error", None, f"internal error while delivering: {type(exc).__name__}")
         return scrubber.outcome(outcome)
 
@@ -496,11 +545,16 @@ class Destinations:
         spec = self.catalog.get(conn["type"])
         name = spec.name if spec else conn["type"]
         reason = conn.get("inactive_reason") or "inactive"
-        fix = ("update the connection's credentials" if reason == "authentication_invalid"
-               else f"reconnect {name} in the Meshes dashboard")
-        return Outcome("auth_failed", None,
-                       f"{name} connection \"{conn['name']}\" is inactive ({reason}): nothing was sent; {fix}, "
-                       "then retry")
+        fix = (
+            "update the connection's credentials"
+            if reason == "authentication_invalid"
+            else f"reconnect {name} in the Meshes dashboard"
+        )
+        return Outcome(
+            "auth_failed",
+            None,
+            f'{name} connection "{conn["name"]}" is inactive ({reason}): nothing was sent; {fix}, then retry',
+        )
 
     def _simulated(self, job: Job, conn: dict[str, Any]) -> Outcome:
         spec = self.catalog.get(conn["type"])
@@ -517,17 +571,24 @@ class Destinations:
             if isinstance(value, str) and value.lower().startswith("invalid"):
                 body = {"status": 401, "error": "unauthorized", "message": f"{name} rejected the credentials"}
                 return Outcome(
-                    "auth_failed", 401,
+                    "auth_failed",
+                    401,
                     f"{name} rejected the connection's credentials (metadata.{key}) with HTTP 401; the connection is "
                     "now inactive (authentication_invalid): update it with a valid value, then retry",
-                    _simulated_response(401, body, operation, spec.type), deactivate="authentication_invalid")
+                    _simulated_response(401, body, operation, spec.type),
+                    deactivate="authentication_invalid",
+                )
 
         problems = [p for p in validate_rule_metadata(spec, metadata) if p.param != "metadata"]
         if problems:
             text = "; ".join(f"{p.param} {p.msg}" for p in problems)
             body = {"status": 400, "error": "bad_request", "message": text}
-            return Outcome("rejected_client_error", 400, f"{name} refused the rule's metadata: {text}",
-                           _simulated_response(400, body, operation, spec.type))
+            return Outcome(
+                "rejected_client_error",
+                400,
+                f"{name} refused the rule's metadata: {text}",
+                _simulated_response(400, body, operation, spec.type),
+            )
 
         action = spec.actions[action_key]
         live = provider_data.action_data(record, conn["id"])
@@ -539,21 +600,33 @@ class Destinations:
             noun = (item.noun or action.noun or item.key or "item").rstrip("s")
             if match is None:
                 known = ", ".join(f"{i['id']} {i.get('name', '')}".strip() for i in collection[:20]) or "none"
-                text = (f"{noun} \"{chosen}\" does not exist in {item.key} of {name} connection \"{conn['name']}\"; "
-                        f"{item.key} are: {known}")
+                text = (
+                    f'{noun} "{chosen}" does not exist in {item.key} of {name} connection "{conn["name"]}"; '
+                    f"{item.key} are: {known}"
+                )
                 body = {"status": 404, "error": "not_found", "message": f"{noun} {chosen} not found"}
-                return Outcome("rejected_client_error", 404, text + NOT_RETRIED_PICK,
-                               _simulated_response(404, body, operation, spec.type))
+                return Outcome(
+                    "rejected_client_error",
+                    404,
+                    text + NOT_RETRIED_PICK,
+                    _simulated_response(404, body, operation, spec.type),
+                )
             option_field = item.option_field
             if option_field:
                 options = [str(o.get("value")) for o in match.get(item.options_key) or []]
                 picked = str(metadata.get(option_field, ""))
                 if picked not in options:
-                    text = (f"\"{picked}\" is not an option of {noun} {match['id']} ({match.get('name')}); options "
-                            f"are: {', '.join(options)}")
+                    text = (
+                        f'"{picked}" is not an option of {noun} {match["id"]} ({match.get("name")}); options '
+                        f"are: {', '.join(options)}"
+                    )
                     body = {"status": 400, "error": "invalid_option", "message": text}
-                    return Outcome("rejected_client_error", 400, text + NOT_RETRIED_PICK,
-                                   _simulated_response(400, body, operation, spec.type))
+                    return Outcome(
+                        "rejected_client_error",
+                        400,
+                        text + NOT_RETRIED_PICK,
+                        _simulated_response(400, body, operation, spec.type),
+                    )
             targets.append(f"{noun} {match['id']} ({match.get('name')})")
 
         payload = job.event["payload"]
@@ -566,9 +639,12 @@ class Destinations:
         missing = [f["key"] for f in fields if (f.get("constraints") or {}).get("required") and f["key"] not in mapped]
         if missing:
             which = ", ".join(missing)
-            return Outcome("mapping_error", None,
-                           f"{name} needs {which} but the event gives none through the connection's default mapping: "
-                           f"include payload.{missing[0]} (or map it), then retry")
+            return Outcome(
+                "mapping_error",
+                None,
+                f"{name} needs {which} but the event gives none through the connection's default mapping: "
+                f"include payload.{missing[0]} (or map it), then retry",
+            )
 
         result: dict[str, Any] = {"ok": True, "action": action_key, "contact": mapped}
         if metadata.get("template"):
@@ -576,8 +652,12 @@ class Destinations:
         if metadata.get("title"):
             result["title"] = render_template(str(metadata["title"]), payload)
         if spec.type == "slack":
-            result = {"ok": True, "channel": metadata.get("id"), "ts": f"{time.time():.6f}",
-                      "message": {"text": result.get("text", "")}}
+            result = {
+                "ok": True,
+                "channel": metadata.get("id"),
+                "ts": f"{time.time():.6f}",
+                "message": {"text": result.get("text", "")},
+            }
         target = f" to {', '.join(targets)}" if targets else ""
         message = f"delivered to {name}: {action.label or action_key}{target}"
         if warnings:
@@ -587,12 +667,19 @@ class Destinations:
     async def test_url(self, metadata: dict[str, Any]) -> str | None:
         """The save-time URL test Meshes runs unless skip_url_test is "true": a signed `meshes.url_test`
         event (header X-Meshes-Test: true). Returns what went wrong, or None."""
-        event = {"id": new_id(), "event": "meshes.url_test", "resource": None, "resource_id": None,
-                 "payload": {"test": True, "message": "Meshes webhook URL test"},
-                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
+        event: dict[str, Any] = {
+            "id": new_id(),
+            "event": "meshes.url_test",
+            "resource": None,
+            "resource_id": None,
+            "payload": {"test": True, "message": "Meshes webhook URL test"},
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        }
         request = build_webhook_request(metadata, event, event["id"], 1, {"X-Meshes-Test": "true"})
         outcome = request.scrubber.outcome(await send_webhook(self.client, request))
         if outcome.code == "delivered":
             return None
-        return (f"the URL test request failed ({outcome.code}): {outcome.message}; fix the receiver or set "
-                "skip_url_test to \"true\"")
+        return (
+            f"the URL test request failed ({outcome.code}): {outcome.message}; fix the receiver or set "
+            'skip_url_test to "true"'
+        )

@@ -50,6 +50,19 @@ def error_body(status: int, message: str, data: list[tuple[str, str]] | None = N
     return {"message": top, "error": error}
 
 
+def summary(problems: list[tuple[str, str]]) -> str:
+    """One line for many problems: the first, and how many more."""
+    first = f"{problems[0][0]} {problems[0][1]}" if problems[0][0] else problems[0][1]
+    more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+    return f"invalid request: {first}{more}"
+
+
+def problems_error(problems: list[Any], status: int = 400) -> ApiError:
+    """An error from the package's validation `Problem`s (anything with `param` and `msg`)."""
+    data = [(p.param, p.msg) for p in problems]
+    return ApiError(status, summary(data), data)
+
+
 def bad_request(message: str, param: str | None = None, msg: str | None = None) -> ApiError:
     return ApiError(400, message, [(param, msg or message)] if param else None)
 

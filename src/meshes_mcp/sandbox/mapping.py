@@ -107,7 +107,7 @@ def apply_transform(value: Any, transform: dict[str, Any]) -> Any:
         text = _string(value, "substring")
         start = int(params.get("start", 0))
         length = params.get("length")
-        return text[start:] if length is None else text[start:start + int(length)]
+        return text[start:] if length is None else text[start : start + int(length)]
     raise TransformError(f"unknown transform {kind}")
 
 

@@ -26,14 +26,27 @@ _ALNUM = string.ascii_letters + string.digits
 
 # Name pools per collection; each connection takes a deterministic sample.
 _POOLS: dict[str, list[str]] = {
-    "lists": ["Newsletter", "Product Updates", "Trial Users", "Webinar Attendees", "Beta Testers", "Customers",
-              "Churned Customers", "Enterprise Leads"],
+    "lists": [
+        "Newsletter",
+        "Product Updates",
+        "Trial Users",
+        "Webinar Attendees",
+        "Beta Testers",
+        "Customers",
+        "Churned Customers",
+        "Enterprise Leads",
+    ],
     "tags": ["new-user", "vip", "trial", "churn-risk", "beta", "enterprise", "onboarded"],
     "groups": ["Newsletter", "Customers", "Trial Users", "Beta Testers", "Event Attendees"],
     "segments": ["All Contacts", "Active Users", "Trial Users", "Paying Customers", "Inactive 30 days"],
     "templates": ["Welcome Email", "Password Reset", "Invoice Receipt", "Trial Ending", "Weekly Digest"],
-    "campaigns": ["Spring Webinar 2026", "Newsletter Signups", "Product Launch", "Trade Show Leads",
-                  "Partner Referrals"],
+    "campaigns": [
+        "Spring Webinar 2026",
+        "Newsletter Signups",
+        "Product Launch",
+        "Trade Show Leads",
+        "Partner Referrals",
+    ],
     "meetings": ["Onboarding Office Hours", "Customer Kickoff", "Weekly Product Q&A", "Implementation Review"],
     "webinars": ["Product Demo Webinar", "Quarterly Roadmap Briefing", "Getting Started Live"],
     "channels": ["general", "signups", "sales-alerts", "product-updates", "support", "announcements"],
@@ -43,18 +56,43 @@ _POOLS: dict[str, list[str]] = {
 # Properties with options, per integration (advanced data items).
 _PROPERTIES: dict[str, list[tuple[str, str, list[tuple[str, str]]]]] = {
     "hubspot": [
-        ("lifecycle_stage", "Lifecycle Stage", [
-            ("subscriber", "Subscriber"), ("lead", "Lead"), ("marketingqualifiedlead", "Marketing Qualified Lead"),
-            ("salesqualifiedlead", "Sales Qualified Lead"), ("opportunity", "Opportunity"),
-            ("customer", "Customer"), ("evangelist", "Evangelist")]),
-        ("hs_lead_status", "Lead Status", [
-            ("NEW", "New"), ("OPEN", "Open"), ("IN_PROGRESS", "In Progress"), ("CONNECTED", "Connected"),
-            ("UNQUALIFIED", "Unqualified")]),
+        (
+            "lifecycle_stage",
+            "Lifecycle Stage",
+            [
+                ("subscriber", "Subscriber"),
+                ("lead", "Lead"),
+                ("marketingqualifiedlead", "Marketing Qualified Lead"),
+                ("salesqualifiedlead", "Sales Qualified Lead"),
+                ("opportunity", "Opportunity"),
+                ("customer", "Customer"),
+                ("evangelist", "Evangelist"),
+            ],
+        ),
+        (
+            "hs_lead_status",
+            "Lead Status",
+            [
+                ("NEW", "New"),
+                ("OPEN", "Open"),
+                ("IN_PROGRESS", "In Progress"),
+                ("CONNECTED", "Connected"),
+                ("UNQUALIFIED", "Unqualified"),
+            ],
+        ),
     ],
     "salesforce": [
-        ("LeadSource", "Lead Source", [
-            ("Web", "Web"), ("Phone Inquiry", "Phone Inquiry"), ("Partner Referral", "Partner Referral"),
-            ("Purchased List", "Purchased List"), ("Other", "Other")]),
+        (
+            "LeadSource",
+            "Lead Source",
+            [
+                ("Web", "Web"),
+                ("Phone Inquiry", "Phone Inquiry"),
+                ("Partner Referral", "Partner Referral"),
+                ("Purchased List", "Purchased List"),
+                ("Other", "Other"),
+            ],
+        ),
         ("Level__c", "Level", [("Primary", "Primary"), ("Secondary", "Secondary"), ("Tertiary", "Tertiary")]),
     ],
     "pipedrive": [
@@ -103,8 +141,10 @@ def _simple(integration_type: str, collection: str, connection_id: str) -> list[
     rng = _rng(connection_id, collection)
     items: list[dict[str, Any]] = []
     if integration_type == "hubspot" and collection == "lists":
-        items += [{"id": "5", "name": "Newsletter Subscribers", "createdAt": "2026-02-20T05:17:49.969Z"},
-                  {"id": "8", "name": "Active Subscriptions", "createdAt": "2026-02-20T05:18:02.113Z"}]
+        items += [
+            {"id": "5", "name": "Newsletter Subscribers", "createdAt": "2026-02-20T05:17:49.969Z"},
+            {"id": "8", "name": "Active Subscriptions", "createdAt": "2026-02-20T05:18:02.113Z"},
+        ]
     pool = _POOLS.get(collection, [f"{collection.rstrip('s').title()} {n}" for n in range(1, 6)])
     taken = {i["name"] for i in items}
     names = [n for n in rng.sample(pool, k=min(len(pool), 3 + rng.randint(0, 1))) if n not in taken]
@@ -168,40 +208,75 @@ def action_data(integration: dict[str, Any], connection_id: str) -> dict[str, li
 _F = tuple[str, str, str, str | None, bool, str | None]
 _EMAIL: _F = ("email", "Email", "string", "email", True, "email")
 _FIELDS: dict[str, list[_F]] = {
-    "activecampaign": [_EMAIL, ("firstName", "First Name", "string", None, False, "first_name"),
-                       ("lastName", "Last Name", "string", None, False, "last_name"),
-                       ("phone", "Phone", "string", "phone", False, "phone")],
-    "aweber": [_EMAIL, ("name", "Name", "string", None, False, "name"),
-               ("ip_address", "IP Address", "string", None, False, "ip_address")],
-    "customer_io": [_EMAIL, ("userId", "User ID", "string", None, False, "id"),
-                    ("traits", "Traits", "object", None, False, None)],
-    "hubspot": [_EMAIL, ("firstname", "First Name", "string", None, False, "first_name"),
-                ("lastname", "Last Name", "string", None, False, "last_name"),
-                ("phone", "Phone Number", "string", "phone", False, "phone"),
-                ("company", "Company Name", "string", None, False, "company"),
-                ("website", "Website URL", "string", "url", False, "resource_url")],
-    "intercom": [_EMAIL, ("external_id", "External ID", "string", None, False, "id"),
-                 ("name", "Name", "string", None, False, "name"),
-                 ("phone", "Phone", "string", "phone", False, "phone")],
-    "mailchimp": [_EMAIL, ("ip_signup", "Signup IP", "string", None, False, "ip_address"),
-                  ("FNAME", "First Name", "string", None, False, "first_name"),
-                  ("LNAME", "Last Name", "string", None, False, "last_name")],
-    "mailerlite": [_EMAIL, ("name", "First Name", "string", None, False, "first_name"),
-                   ("last_name", "Last Name", "string", None, False, "last_name"),
-                   ("phone", "Phone", "string", "phone", False, "phone")],
-    "pipedrive": [_EMAIL, ("name", "Name", "string", None, False, "name"),
-                  ("phone", "Phone", "string", "phone", False, "phone")],
-    "resend": [_EMAIL, ("firstName", "First Name", "string", None, False, "first_name"),
-               ("lastName", "Last Name", "string", None, False, "last_name"),
-               ("template_variables", "Template Variables", "object", None, False, None)],
-    "salesforce": [("Email", "Email", "string", "email", True, "email"),
-                   ("FirstName", "First Name", "string", None, False, "first_name"),
-                   ("LastName", "Last Name", "string", None, False, "last_name"),
-                   ("Phone", "Business Phone", "string", "phone", False, "phone")],
-    "sendgrid": [_EMAIL, ("name", "Recipient Name", "string", None, False, "name"),
-                 ("template_variables", "Template Variables", "object", None, False, None)],
-    "zoom": [_EMAIL, ("first_name", "First Name", "string", None, False, "first_name"),
-             ("last_name", "Last Name", "string", None, False, "last_name")],
+    "activecampaign": [
+        _EMAIL,
+        ("firstName", "First Name", "string", None, False, "first_name"),
+        ("lastName", "Last Name", "string", None, False, "last_name"),
+        ("phone", "Phone", "string", "phone", False, "phone"),
+    ],
+    "aweber": [
+        _EMAIL,
+        ("name", "Name", "string", None, False, "name"),
+        ("ip_address", "IP Address", "string", None, False, "ip_address"),
+    ],
+    "customer_io": [
+        _EMAIL,
+        ("userId", "User ID", "string", None, False, "id"),
+        ("traits", "Traits", "object", None, False, None),
+    ],
+    "hubspot": [
+        _EMAIL,
+        ("firstname", "First Name", "string", None, False, "first_name"),
+        ("lastname", "Last Name", "string", None, False, "last_name"),
+        ("phone", "Phone Number", "string", "phone", False, "phone"),
+        ("company", "Company Name", "string", None, False, "company"),
+        ("website", "Website URL", "string", "url", False, "resource_url"),
+    ],
+    "intercom": [
+        _EMAIL,
+        ("external_id", "External ID", "string", None, False, "id"),
+        ("name", "Name", "string", None, False, "name"),
+        ("phone", "Phone", "string", "phone", False, "phone"),
+    ],
+    "mailchimp": [
+        _EMAIL,
+        ("ip_signup", "Signup IP", "string", None, False, "ip_address"),
+        ("FNAME", "First Name", "string", None, False, "first_name"),
+        ("LNAME", "Last Name", "string", None, False, "last_name"),
+    ],
+    "mailerlite": [
+        _EMAIL,
+        ("name", "First Name", "string", None, False, "first_name"),
+        ("last_name", "Last Name", "string", None, False, "last_name"),
+        ("phone", "Phone", "string", "phone", False, "phone"),
+    ],
+    "pipedrive": [
+        _EMAIL,
+        ("name", "Name", "string", None, False, "name"),
+        ("phone", "Phone", "string", "phone", False, "phone"),
+    ],
+    "resend": [
+        _EMAIL,
+        ("firstName", "First Name", "string", None, False, "first_name"),
+        ("lastName", "Last Name", "string", None, False, "last_name"),
+        ("template_variables", "Template Variables", "object", None, False, None),
+    ],
+    "salesforce": [
+        ("Email", "Email", "string", "email", True, "email"),
+        ("FirstName", "First Name", "string", None, False, "first_name"),
+        ("LastName", "Last Name", "string", None, False, "last_name"),
+        ("Phone", "Business Phone", "string", "phone", False, "phone"),
+    ],
+    "sendgrid": [
+        _EMAIL,
+        ("name", "Recipient Name", "string", None, False, "name"),
+        ("template_variables", "Template Variables", "object", None, False, None),
+    ],
+    "zoom": [
+        _EMAIL,
+        ("first_name", "First Name", "string", None, False, "first_name"),
+        ("last_name", "Last Name", "string", None, False, "last_name"),
+    ],
     # Slack and Discord post messages rendered from the payload: no contact fields to map.
     "slack": [],
     "discord": [],
@@ -227,11 +302,15 @@ def field_defs(integration: dict[str, Any], connection_id: str) -> list[dict[str
     # Picklist properties of the account are mappable enum fields too.
     if "properties" in collections_of(integration):
         for prop in _properties(kind, connection_id):
-            out.append({
-                "key": prop["key"], "label": prop["name"], "type": "enum",
-                "constraints": {"required": False, "allowed_values": [o["value"] for o in prop["options"]]},
-                "provider_meta": {"property_id": prop["id"]},
-            })
+            out.append(
+                {
+                    "key": prop["key"],
+                    "label": prop["name"],
+                    "type": "enum",
+                    "constraints": {"required": False, "allowed_values": [o["value"] for o in prop["options"]]},
+                    "provider_meta": {"property_id": prop["id"]},
+                }
+            )
     return out
 
 
@@ -248,5 +327,8 @@ def generated_schema(fields: list[dict[str, Any]]) -> dict[str, Any]:
         for f in fields
         if (f.get("provider_meta") or {}).get("suggested_source")
     ]
-    return {"schema_version": 1, "fields": mapped, "meta": {"name": "Default mapping",
-                                                            "notes": "Generated from the field catalogue"}}
+    return {
+        "schema_version": 1,
+        "fields": mapped,
+        "meta": {"name": "Default mapping", "notes": "Generated from the field catalogue"},
+    }

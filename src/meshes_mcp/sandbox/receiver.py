@@ -25,10 +25,24 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-_REASONS = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently", 302: "Found",
-            400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
-            409: "Conflict", 422: "Unprocessable Entity", 429: "Too Many Requests",
-            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    301: "Moved Permanently",
+    302: "Found",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    409: "Conflict",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
 
 
 @dataclass
@@ -101,8 +115,11 @@ class WebhookReceiver:
 
     def matching(self, path_prefix: str = "", event_id: str | None = None) -> list[Receipt]:
         with self._lock:
-            return [r for r in self.receipts
-                    if r.path.startswith(path_prefix) and (event_id is None or r.event_id == event_id)]
+            return [
+                r
+                for r in self.receipts
+                if r.path.startswith(path_prefix) and (event_id is None or r.event_id == event_id)
+            ]
 
     def wait_for(self, count: int, path_prefix: str = "", timeout: float = 10.0) -> list[Receipt]:
         deadline = time.monotonic() + timeout
@@ -170,8 +187,11 @@ class WebhookReceiver:
                 if delay:
                     await asyncio.sleep(delay)
                 payload = b'{"ok":true}' if status < 400 else b'{"ok":false,"error":"staged failure"}'
-                out = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", "Content-Type: application/json",
-                       f"Content-Length: {len(payload)}"]
+                out = [
+                    f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+                    "Content-Type: application/json",
+                    f"Content-Length: {len(payload)}",
+                ]
                 out += [f"{k}: {v}" for k, v in extra.items()]
                 writer.write(("\r\n".join(out) + "\r\n\r\n").encode() + payload)
                 await writer.drain()

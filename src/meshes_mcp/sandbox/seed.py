@@ -47,22 +47,31 @@ def ensure_seed(store: Store) -> dict[str, Any]:
     """The seed values (organization_id, access_key, secret_key, workspace_id, publishable_key)."""
     existing = store.get_meta(SEED_KEY)
     if existing:
-        return json.loads(existing)
+        seed: dict[str, Any] = json.loads(existing)
+        return seed
     org_id = new_id()
     access_key, secret_key = new_access_key(), new_secret_key()
     with store.tx():
         store.create_org(org_id, "Sandbox Organization")
         store.add_machine_key(access_key, secret_key, org_id, "Sandbox machine key")
         workspace = store.create_workspace(
-            org_id, DEMO_WORKSPACE, "Demo workspace seeded by the local sandbox",
-            new_publishable_key(org_id, "pending0"), "Default publishable key",
+            org_id,
+            DEMO_WORKSPACE,
+            "Demo workspace seeded by the local sandbox",
+            new_publishable_key(org_id, "pending0"),
+            "Default publishable key",
         )
         # The key embeds the workspace id's prefix, known only now.
         publishable = new_publishable_key(org_id, workspace["id"])
         store.db.execute("UPDATE workspaces SET pub_key=? WHERE id=?", (publishable, workspace["id"]))
         for kind, name, metadata in OAUTH_CONNECTIONS:
             store.create_connection(org_id, workspace["id"], kind, name, metadata, False, SEEDED_BY)
-        seed = {"organization_id": org_id, "access_key": access_key, "secret_key": secret_key,
-                "workspace_id": workspace["id"], "publishable_key": publishable}
+        seed = {
+            "organization_id": org_id,
+            "access_key": access_key,
+            "secret_key": secret_key,
+            "workspace_id": workspace["id"],
+            "publishable_key": publishable,
+        }
         store.set_meta(SEED_KEY, json.dumps(seed))
     return seed

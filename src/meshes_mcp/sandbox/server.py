@@ -44,8 +44,15 @@ def _base_url(host: str, port: int) -> str:
 
 def _server(app: Any) -> uvicorn.Server:
     # log_config=None and no access log: the sandbox may share a process whose stdout is a protocol.
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", loop="asyncio",
-                            timeout_graceful_shutdown=3, server_header=False)
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        loop="asyncio",
+        timeout_graceful_shutdown=3,
+        server_header=False,
+    )
     return uvicorn.Server(config)
 
 
@@ -153,9 +160,13 @@ class EmbeddedSandbox:
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
-        self._app_args: dict[str, Any] = {"retry_base": retry_base, "max_attempts": max_attempts,
-                                          "delivery_timeout": delivery_timeout, "concurrency": concurrency,
-                                          "shutdown_grace": shutdown_grace}
+        self._app_args: dict[str, Any] = {
+            "retry_base": retry_base,
+            "max_attempts": max_attempts,
+            "delivery_timeout": delivery_timeout,
+            "concurrency": concurrency,
+            "shutdown_grace": shutdown_grace,
+        }
         self.scenario_name = scenario
         self.scenario: dict[str, Any] | None = None
         self.info: SandboxInfo | None = None

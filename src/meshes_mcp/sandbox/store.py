@@ -11,6 +11,9 @@ itself stays consistent). `FULL` would close that gap at an fsync per commit: me
 of a commit and less than half the webhook delivery throughput (bench/bench_sandbox.py --synchronous
 FULL), too much for a local development sandbox; the README says so.
 
+The delivery queue (claiming due work, recording outcomes, recovery, manual retry and cancel) works
+on the same tables but lives in `meshes_mcp.sandbox.queue`; this module is the CRUD side.
+
 Rows are soft-deleted (`deleted_at`) for connections and rules so that rule events keep pointing at
 what they were created from; the API never shows deleted rows.
 """
@@ -23,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meshes_mcp.sandbox.clock import iso, new_id, now, now_iso
+from meshes_mcp.sandbox.clock import new_id, now, now_iso
+from meshes_mcp.sandbox.queue import cancel_active
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -102,12 +106,6 @@ CREATE TRIGGER IF NOT EXISTS rules_version_on_delete AFTER DELETE ON rules
 """
 
 CATALOG_MEMORY = 10_000  # catalogue marks remembered per process before the memory starts over
-ACTIVE_STATUSES = ("pending", "processing", "retrying")
-INTERRUPTED_ATTEMPT = (
-    "interrupted by a sandbox restart: the request may or may not have reached the destination"
-)
-INTERRUPTED_DELIVERY = "interrupted by a sandbox restart"
-TERMINAL_STATUSES = ("completed", "failed", "canceled")
 
 
 def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> dict[str, Any]:
@@ -138,23 +136,6 @@ class NewEvent:
     created_by: str
     created_at: str
     rules: list[MatchedRule] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class Job:
-    """One claimed delivery attempt with everything a destination needs."""
-
-    rule_event_id: str
-    event_id: str
-    rule_id: str
-    attempt_id: str
-    attempt_number: int
-    workspace_id: str
-    integration_type: str
-    event: dict[str, Any]
-    rule_metadata: dict[str, Any]
-    connection: dict[str, Any] | None
-    started: float
 
 
 class Store:
@@ -191,7 +172,8 @@ class Store:
         return _Tx(self.db)
 
     def one(self, sql: str, args: tuple[Any, ...] = ()) -> dict[str, Any] | None:
-        return self.db.execute(sql, args).fetchone()
+        row: dict[str, Any] | None = self.db.execute(sql, args).fetchone()  # rows are dicts: see _row
+        return row
 
     def all(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         return self.db.execute(sql, args).fetchall()
@@ -284,7 +266,9 @@ class Store:
             where, args = where + " AND workspace_id=?", [*args, workspace_id]
         return [self._connection(r) for r in self._page("connections", where, args, after, limit)]  # type: ignore[misc]
 
-    def get_connection(self, org_id: str | None, connection_id: str, include_deleted: bool = False) -> dict | None:
+    def get_connection(
+        self, org_id: str | None, connection_id: str, include_deleted: bool = False
+    ) -> dict[str, Any] | None:
         sql = "SELECT * FROM connections WHERE id=?"
         args: tuple[Any, ...] = (connection_id,)
         if org_id is not None:
@@ -318,8 +302,20 @@ class Store:
         self.db.execute(
             "INSERT INTO connections(id, org_id, workspace_id, type, name, metadata, hidden, active, inactive_reason,"
             " created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (cid, org_id, workspace_id, type_, name, json.dumps(metadata), int(hidden), int(active),
-             inactive_reason, created_by, ts, ts),
+            (
+                cid,
+                org_id,
+                workspace_id,
+                type_,
+                name,
+                json.dumps(metadata),
+                int(hidden),
+                int(active),
+                inactive_reason,
+                created_by,
+                ts,
+                ts,
+            ),
         )
         return self.get_connection(org_id, cid)  # type: ignore[return-value]
 
@@ -356,7 +352,7 @@ class Store:
             self.db.execute(
                 "UPDATE rules SET active=0, updated_at=? WHERE connection_id=? AND active=1", (ts, connection_id)
             )
-            self._cancel_where("connection_id=?", (connection_id,), ts)
+            cancel_active(self, "connection_id=?", (connection_id,), ts)
 
     # -- rules ------------------------------------------------------------------------------------
 
@@ -378,11 +374,19 @@ class Store:
         return [self._rule(r) for r in self._page("rules", where, args, after, limit)]  # type: ignore[misc]
 
     def get_rule(self, org_id: str, rule_id: str) -> dict[str, Any] | None:
-        return self._rule(self.one("SELECT * FROM rules WHERE id=? AND org_id=? AND deleted_at IS NULL",
-                                   (rule_id, org_id)))
+        return self._rule(
+            self.one("SELECT * FROM rules WHERE id=? AND org_id=? AND deleted_at IS NULL", (rule_id, org_id))
+        )
 
-    def find_identical_rule(self, workspace_id: str, connection_id: str, event: str, resource: str | None,
-                            resource_id: str | None, metadata: dict[str, Any]) -> dict[str, Any] | None:
+    def find_identical_rule(
+        self,
+        workspace_id: str,
+        connection_id: str,
+        event: str,
+        resource: str | None,
+        resource_id: str | None,
+        metadata: dict[str, Any],
+    ) -> dict[str, Any] | None:
         rows = self.all(
             "SELECT * FROM rules WHERE workspace_id=? AND connection_id=? AND event=? AND resource IS ?"
             " AND resource_id IS ? AND deleted_at IS NULL",
@@ -393,9 +397,20 @@ class Store:
                 return self._rule(row)
         return None
 
-    def create_rule(self, org_id: str, workspace_id: str, connection_id: str, type_: str, event: str,
-                    resource: str | None, resource_id: str | None, metadata: dict[str, Any], active: bool,
-                    hidden: bool, created_by: str) -> dict[str, Any]:
+    def create_rule(
+        self,
+        org_id: str,
+        workspace_id: str,
+        connection_id: str,
+        type_: str,
+        event: str,
+        resource: str | None,
+        resource_id: str | None,
+        metadata: dict[str, Any],
+        active: bool,
+        hidden: bool,
+        created_by: str,
+    ) -> dict[str, Any]:
         ts = now_iso()
         rid = new_id()
         noted: set[tuple[str, str, str]] = set()
@@ -404,8 +419,22 @@ class Store:
                 "INSERT INTO rules(id, org_id, workspace_id, connection_id, type, event, resource, resource_id,"
                 " metadata, active, hidden, created_by, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (rid, org_id, workspace_id, connection_id, type_, event, resource, resource_id, json.dumps(metadata),
-                 int(active), int(hidden), created_by, ts, ts),
+                (
+                    rid,
+                    org_id,
+                    workspace_id,
+                    connection_id,
+                    type_,
+                    event,
+                    resource,
+                    resource_id,
+                    json.dumps(metadata),
+                    int(active),
+                    int(hidden),
+                    created_by,
+                    ts,
+                    ts,
+                ),
             )
             self._note_catalog(noted, workspace_id, "event", event, created_by, ts)
             if resource:
@@ -418,7 +447,7 @@ class Store:
         ts = now_iso()
         with self.tx():
             self.db.execute("UPDATE rules SET deleted_at=?, active=0, updated_at=? WHERE id=?", (ts, ts, rule_id))
-            self._cancel_where("rule_id=?", (rule_id,), ts)
+            cancel_active(self, "rule_id=?", (rule_id,), ts)
 
     def _check_rules_cache(self) -> None:
         """Drop the cached rules if any process changed a rule since they were read. Call inside the
@@ -436,18 +465,22 @@ class Store:
                 " WHERE workspace_id=? AND active=1 AND deleted_at IS NULL ORDER BY seq",
                 (workspace_id,),
             )
-            cached = [MatchedRule(r["id"], r["connection_id"], r["type"], r["event"], r["resource"],
-                                  r["resource_id"]) for r in rows]
+            cached = [
+                MatchedRule(r["id"], r["connection_id"], r["type"], r["event"], r["resource"], r["resource_id"])
+                for r in rows
+            ]
             self._rules_cache[workspace_id] = cached
         return cached
 
-    def _match_rules(self, workspace_id: str, event: str, resource: str | None,
-                     resource_id: str | None) -> list[MatchedRule]:
+    def _match_rules(
+        self, workspace_id: str, event: str, resource: str | None, resource_id: str | None
+    ) -> list[MatchedRule]:
         """Active rules routing this event (after `_check_rules_cache`). A rule's `resource` / `resource_id`
         filter applies only when the rule sets it (the reference leaves this undocumented; a rule without
         them matches any)."""
         return [
-            r for r in self._rules_for_workspace(workspace_id)
+            r
+            for r in self._rules_for_workspace(workspace_id)
             if r.event == event
             and (r.resource is None or r.resource == resource)
             and (r.resource_id is None or r.resource_id == resource_id)
@@ -455,8 +488,9 @@ class Store:
 
     # -- event-type / resource catalogue ------------------------------------------------------------
 
-    def _note_catalog(self, noted: set[tuple[str, str, str]], workspace_id: str, kind: str, key: str,
-                      created_by: str | None, ts: str) -> None:
+    def _note_catalog(
+        self, noted: set[tuple[str, str, str]], workspace_id: str, kind: str, key: str, created_by: str | None, ts: str
+    ) -> None:
         """Add an event type or resource to the catalogue (inside the caller's transaction); `noted`
         collects what this transaction added, for `_remember_catalog` once it has committed."""
         mark = (workspace_id, kind, key)
@@ -500,13 +534,40 @@ class Store:
                 ev.rules = self._match_rules(ev.workspace_id, ev.event, ev.resource, ev.resource_id)
                 total = len(ev.rules)
                 status = "pending" if total else "completed"
-                ev_rows.append((ev.id, ev.org_id, ev.workspace_id, ev.event, ev.resource, ev.resource_id,
-                                json.dumps(ev.payload, separators=(",", ":")), status, total,
-                                None if total else ev.created_at, ev.created_by, ev.created_at))
+                ev_rows.append(
+                    (
+                        ev.id,
+                        ev.org_id,
+                        ev.workspace_id,
+                        ev.event,
+                        ev.resource,
+                        ev.resource_id,
+                        json.dumps(ev.payload, separators=(",", ":")),
+                        status,
+                        total,
+                        None if total else ev.created_at,
+                        ev.created_by,
+                        ev.created_at,
+                    )
+                )
                 for rule in ev.rules:
-                    re_rows.append((new_id(), ev.id, rule.id, ev.workspace_id, rule.connection_id, rule.type,
-                                    ev.event, ev.resource, ev.resource_id, attempt_limit, now_epoch,
-                                    ev.created_by, ev.created_at))
+                    re_rows.append(
+                        (
+                            new_id(),
+                            ev.id,
+                            rule.id,
+                            ev.workspace_id,
+                            rule.connection_id,
+                            rule.type,
+                            ev.event,
+                            ev.resource,
+                            ev.resource_id,
+                            attempt_limit,
+                            now_epoch,
+                            ev.created_by,
+                            ev.created_at,
+                        )
+                    )
                 self._note_catalog(noted, ev.workspace_id, "event", ev.event, ev.created_by, ev.created_at)
                 if ev.resource:
                     self._note_catalog(noted, ev.workspace_id, "resource", ev.resource, ev.created_by, ev.created_at)
@@ -524,8 +585,9 @@ class Store:
                 )
         self._remember_catalog(noted)
 
-    def list_events(self, org_id: str, workspace_id: str | None, filters: dict[str, str], after: int | None,
-                    limit: int) -> list[dict[str, Any]]:
+    def list_events(
+        self, org_id: str, workspace_id: str | None, filters: dict[str, str], after: int | None, limit: int
+    ) -> list[dict[str, Any]]:
         where, args = "org_id=?", [org_id]
         if workspace_id:
             where, args = where + " AND workspace_id=?", [*args, workspace_id]
@@ -549,208 +611,6 @@ class Store:
     def get_rule_event(self, event_id: str, rule_id: str) -> dict[str, Any] | None:
         return self.one("SELECT * FROM rule_events WHERE event_id=? AND rule_id=?", (event_id, rule_id))
 
-    def refresh_event(self, event_id: str, ts: str) -> None:
-        """Recompute an event's status and counters from its rule events (they stay true by construction).
-
-        completed: every rule event completed (or none exist); failed: one failed and none is still
-        active; canceled: nothing failed and the rest were canceled; otherwise pending (nothing
-        started yet) or processing."""
-        counts = {r["status"]: r["n"] for r in self.all(
-            "SELECT status, count(*) AS n FROM rule_events WHERE event_id=? GROUP BY status", (event_id,))}
-        active = sum(counts.get(s, 0) for s in ACTIVE_STATUSES)
-        if active:
-            started = any(counts.get(s, 0) for s in ("processing", "retrying", *TERMINAL_STATUSES))
-            status = "processing" if started else "pending"
-        elif counts.get("failed"):
-            status = "failed"
-        elif counts.get("canceled"):
-            status = "canceled"
-        else:
-            status = "completed"
-        terminal = status in TERMINAL_STATUSES
-        self.db.execute(
-            "UPDATE events SET status=?, completed_count=?, failed_count=?,"
-            " completed_at=CASE WHEN ? THEN COALESCE(completed_at, ?) ELSE NULL END WHERE id=?",
-            (status, counts.get("completed", 0), counts.get("failed", 0), terminal, ts, event_id),
-        )
-
-    # -- delivery queue ---------------------------------------------------------------------------
-
-    def next_due(self) -> float | None:
-        row = self.one("SELECT min(next_attempt_at) AS due FROM rule_events WHERE next_attempt_at IS NOT NULL")
-        return row["due"] if row else None
-
-    def claim_due(self, limit: int) -> list[Job]:
-        """Take up to `limit` due rule events off the queue: mark them processing and open an attempt row
-        for each, in one transaction, so a crash leaves a visible interrupted attempt behind."""
-        started = now()
-        ts = iso(started)
-        rows = self.all(
-            "SELECT re.id, re.event_id, re.rule_id, re.attempt_count, re.workspace_id, re.integration_type,"
-            " re.connection_id, e.event, e.resource, e.resource_id, e.payload, e.created_at,"
-            " r.metadata AS rule_metadata FROM rule_events re JOIN events e ON e.id = re.event_id"
-            " LEFT JOIN rules r ON r.id = re.rule_id"
-            " WHERE re.next_attempt_at IS NOT NULL AND re.next_attempt_at <= ? ORDER BY re.next_attempt_at LIMIT ?",
-            (started, limit),
-        )
-        if not rows:
-            return []
-        jobs: list[Job] = []
-        conns: dict[str, dict[str, Any] | None] = {}
-        with self.tx():
-            for row in rows:
-                number = row["attempt_count"] + 1
-                attempt_id = new_id()
-                # Re-checked inside the write transaction: a row canceled or claimed since the read is skipped.
-                claimed = self.db.execute(
-                    "UPDATE rule_events SET status='processing', attempt_count=?, next_attempt_at=NULL,"
-                    " started_at=COALESCE(started_at, ?) WHERE id=? AND attempt_count=?"
-                    " AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?",
-                    (number, ts, row["id"], row["attempt_count"], started),
-                ).rowcount
-                if not claimed:
-                    continue
-                self.db.execute(
-                    "INSERT INTO attempts(id, rule_event_id, event_id, rule_id, attempt_number, started_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (attempt_id, row["id"], row["event_id"], row["rule_id"], number, ts),
-                )
-                self.db.execute(
-                    "UPDATE events SET status='processing', started_at=COALESCE(started_at, ?) WHERE id=?"
-                    " AND status IN ('pending', 'processing')",
-                    (ts, row["event_id"]),
-                )
-                cid = row["connection_id"]
-                if cid not in conns:
-                    conns[cid] = self.get_connection(None, cid, include_deleted=True)
-                jobs.append(Job(
-                    rule_event_id=row["id"], event_id=row["event_id"], rule_id=row["rule_id"],
-                    attempt_id=attempt_id, attempt_number=number, workspace_id=row["workspace_id"],
-                    integration_type=row["integration_type"],
-                    event={"id": row["event_id"], "event": row["event"], "resource": row["resource"],
-                           "resource_id": row["resource_id"], "payload": json.loads(row["payload"]),
-                           "created_at": row["created_at"]},
-                    rule_metadata=json.loads(row["rule_metadata"]) if row["rule_metadata"] else {},
-                    connection=conns[cid], started=started,
-                ))
-        return jobs
-
-    def finish_attempt(self, job: Job, outcome: str, http_status: int | None, message: str,
-                       response: dict[str, Any] | None, retryable: bool, retry_delay: float) -> str:
-        """Record an attempt's outcome and move its rule event on; returns the rule event's new status.
-
-        A rule event canceled while its request was in flight stays canceled, unless that request
-        delivered: then it is `completed`, because the destination did receive it."""
-        finished = now()
-        ts = iso(finished)
-        with self.tx():
-            cur = self.one("SELECT status, attempt_count, attempt_limit FROM rule_events WHERE id=?",
-                           (job.rule_event_id,))
-            assert cur is not None
-            next_at: float | None = None
-            if outcome == "delivered":
-                status, last_error = "completed", None
-            elif cur["status"] == "canceled":
-                status, last_error = "canceled", message
-            elif retryable and cur["attempt_count"] < cur["attempt_limit"]:
-                status, last_error, next_at = "retrying", message, finished + retry_delay
-            else:
-                status, last_error = "failed", message
-            self.db.execute(
-                "UPDATE attempts SET outcome_code=?, http_status=?, message=?, completed_at=?, duration_ms=?,"
-                " next_attempt_at=?, response=? WHERE id=?",
-                (outcome, http_status, message, ts, round((finished - job.started) * 1000, 1),
-                 iso(next_at) if next_at else None, json.dumps(response) if response is not None else None,
-                 job.attempt_id),
-            )
-            terminal = status in TERMINAL_STATUSES
-            self.db.execute(
-                "UPDATE rule_events SET status=?, last_error=?, next_attempt_at=?,"
-                " completed_at=CASE WHEN ? THEN COALESCE(completed_at, ?) ELSE NULL END WHERE id=?",
-                (status, last_error, next_at, terminal, ts, job.rule_event_id),
-            )
-            self.refresh_event(job.event_id, ts)
-        return status
-
-    def recover(self) -> int:
-        """After a crash or restart: close the attempts left open and count them against the budget.
-
-        Such a request may or may not have reached the destination, so it is recorded as a
-        `network_error` attempt, like a connection lost mid-request. Its rule event is requeued at once
-        if attempts remain, else it ends `failed` (a manual retry still grants one more). Counting it
-        is what bounds redelivery: a delivery in flight at every restart is sent at most `attempt_limit`
-        times. Delivery is at least once; receivers deduplicate on `X-Meshes-Delivery-Id`.
-        Returns how many deliveries were requeued; pending and retrying work is already queued."""
-        resumed_at = now()
-        ts = iso(resumed_at)
-        with self.tx():
-            interrupted = self.all(
-                "SELECT id, event_id, attempt_count < attempt_limit AS can_retry FROM rule_events"
-                " WHERE status='processing'"
-            )
-            retry_ids = [(r["id"],) for r in interrupted if r["can_retry"]]
-            self.db.execute(
-                "UPDATE attempts SET outcome_code='network_error', completed_at=?, message=?,"
-                " next_attempt_at=(SELECT CASE WHEN re.attempt_count < re.attempt_limit THEN ? END"
-                " FROM rule_events re WHERE re.id = attempts.rule_event_id AND re.status = 'processing')"
-                " WHERE completed_at IS NULL",
-                (ts, INTERRUPTED_ATTEMPT, ts),
-            )
-            self.db.executemany(
-                "UPDATE rule_events SET status='retrying', next_attempt_at=?, last_error=? WHERE id=?",
-                [(resumed_at, INTERRUPTED_DELIVERY, rid) for (rid,) in retry_ids],
-            )
-            self.db.executemany(
-                "UPDATE rule_events SET status='failed', next_attempt_at=NULL, last_error=?,"
-                " completed_at=COALESCE(completed_at, ?) WHERE id=?",
-                [(INTERRUPTED_DELIVERY + "; no attempts left", ts, r["id"]) for r in interrupted if not r["can_retry"]],
-            )
-            for event_id in sorted({r["event_id"] for r in interrupted}):
-                self.refresh_event(event_id, ts)
-            return len(retry_ids)
-
-    # -- manual retry and cancel -----------------------------------------------------------------------
-
-    def force_retry(self, rule_event: dict[str, Any]) -> None:
-        """Queue the next attempt now; a failed rule event is granted exactly one more attempt."""
-        ts = now_iso()
-        with self.tx():
-            if rule_event["status"] == "failed":
-                self.db.execute(
-                    "UPDATE rule_events SET status='retrying', next_attempt_at=?, completed_at=NULL,"
-                    " attempt_limit=attempt_count + 1 WHERE id=?",
-                    (now(), rule_event["id"]),
-                )
-                self.refresh_event(rule_event["event_id"], ts)
-            else:
-                self.db.execute("UPDATE rule_events SET next_attempt_at=? WHERE id=?", (now(), rule_event["id"]))
-
-    def _cancel_where(self, where: str, args: tuple[Any, ...], ts: str) -> list[str]:
-        rows = self.all(
-            f"SELECT id, event_id FROM rule_events WHERE {where} AND status IN ('pending', 'processing', 'retrying')",
-            args,
-        )
-        if not rows:
-            return []
-        self.db.executemany(
-            "UPDATE rule_events SET status='canceled', next_attempt_at=NULL, completed_at=? WHERE id=?",
-            [(ts, r["id"]) for r in rows],
-        )
-        event_ids = sorted({r["event_id"] for r in rows})
-        for eid in event_ids:
-            self.refresh_event(eid, ts)
-        return event_ids
-
-    def cancel_rule_event(self, rule_event_id: str) -> None:
-        ts = now_iso()
-        with self.tx():
-            self._cancel_where("id=?", (rule_event_id,), ts)
-
-    def cancel_event(self, event_id: str) -> int:
-        ts = now_iso()
-        with self.tx():
-            return len(self._cancel_where("event_id=?", (event_id,), ts))
-
     # -- attempts ---------------------------------------------------------------------------------
 
     def list_attempts(self, rule_event_id: str, after: int | None, limit: int) -> list[dict[str, Any]]:
@@ -767,8 +627,9 @@ class Store:
             row["schema"] = json.loads(row["schema"])
         return row
 
-    def put_mapping(self, connection: dict[str, Any], schema: dict[str, Any], name: str, catalog_version: str,
-                    created_by: str) -> dict[str, Any]:
+    def put_mapping(
+        self, connection: dict[str, Any], schema: dict[str, Any], name: str, catalog_version: str, created_by: str
+    ) -> dict[str, Any]:
         ts = now_iso()
         current = self.get_mapping(connection["id"])
         with self.tx():
@@ -778,8 +639,19 @@ class Store:
                     "INSERT INTO mappings(connection_id, id, mapping_id, version, workspace_id, integration_type,"
                     " name, schema, catalog_version, created_by, created_at, updated_at)"
                     " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (connection["id"], mid, mid, connection["workspace_id"], connection["type"], name,
-                     json.dumps(schema), catalog_version, created_by, ts, ts),
+                    (
+                        connection["id"],
+                        mid,
+                        mid,
+                        connection["workspace_id"],
+                        connection["type"],
+                        name,
+                        json.dumps(schema),
+                        catalog_version,
+                        created_by,
+                        ts,
+                        ts,
+                    ),
                 )
             else:
                 self.db.execute(
@@ -809,15 +681,15 @@ class Store:
 
     def create_session(self, values: dict[str, Any]) -> dict[str, Any]:
         cols = ",".join(values)
-        self.db.execute(f"INSERT INTO sessions({cols}) VALUES ({','.join('?' * len(values))})",
-                        tuple(values.values()))
+        self.db.execute(f"INSERT INTO sessions({cols}) VALUES ({','.join('?' * len(values))})", tuple(values.values()))
         return self.get_session(values["org_id"], values["id"])  # type: ignore[return-value]
 
     def get_session(self, org_id: str, session_id: str) -> dict[str, Any] | None:
         return self.one("SELECT * FROM sessions WHERE id=? AND org_id=?", (session_id, org_id))
 
-    def list_sessions(self, org_id: str, workspace_id: str, filters: dict[str, str], after: int | None,
-                      limit: int) -> list[dict[str, Any]]:
+    def list_sessions(
+        self, org_id: str, workspace_id: str, filters: dict[str, str], after: int | None, limit: int
+    ) -> list[dict[str, Any]]:
         where, args = "org_id=? AND workspace_id=?", [org_id, workspace_id]
         for key in ("status", "resource", "resource_id"):
             if filters.get(key):

@@ -73,9 +73,12 @@ def page(rows: list[dict[str, Any]], limit: int, scope: str, render: Any) -> dic
     more = len(rows) > limit
     rows = rows[:limit]
     records = [render(r) for r in rows]
-    return {"count": len(records), "limit": limit,
-            "next_cursor": encode_cursor(scope, rows[-1]["seq"]) if more and rows else None,
-            "records": records}
+    return {
+        "count": len(records),
+        "limit": limit,
+        "next_cursor": encode_cursor(scope, rows[-1]["seq"]) if more and rows else None,
+        "records": records,
+    }
 
 
 def _optional(out: dict[str, Any], row: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -89,8 +92,13 @@ def _optional(out: dict[str, Any], row: dict[str, Any], *keys: str) -> dict[str,
 
 
 def workspace(row: dict[str, Any], with_key: bool = False) -> dict[str, Any]:
-    out = {"id": row["id"], "name": row["name"], "description": row["description"],
-           "created_at": row["created_at"], "updated_at": row["updated_at"]}
+    out = {
+        "id": row["id"],
+        "name": row["name"],
+        "description": row["description"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
     if with_key:
         out["publishable_key"] = {"name": row["pub_key_name"], "public_key": row["pub_key"]}
     return out
@@ -98,24 +106,50 @@ def workspace(row: dict[str, Any], with_key: bool = False) -> dict[str, Any]:
 
 def connection(row: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
     """`metadata` is passed already redacted: a connection response never holds a credential."""
-    return {"id": row["id"], "workspace": row["workspace_id"], "type": row["type"], "name": row["name"],
-            "metadata": metadata, "active": bool(row["active"]), "inactive_reason": row["inactive_reason"],
-            "hidden": bool(row["hidden"]), "created_by": row["created_by"], "created_at": row["created_at"],
-            "updated_at": row["updated_at"]}
+    return {
+        "id": row["id"],
+        "workspace": row["workspace_id"],
+        "type": row["type"],
+        "name": row["name"],
+        "metadata": metadata,
+        "active": bool(row["active"]),
+        "inactive_reason": row["inactive_reason"],
+        "hidden": bool(row["hidden"]),
+        "created_by": row["created_by"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
 
 
 def rule(row: dict[str, Any]) -> dict[str, Any]:
-    out = {"id": row["id"], "connection": row["connection_id"], "workspace": row["workspace_id"],
-           "type": row["type"], "event": row["event"]}
+    out = {
+        "id": row["id"],
+        "connection": row["connection_id"],
+        "workspace": row["workspace_id"],
+        "type": row["type"],
+        "event": row["event"],
+    }
     _optional(out, row, "resource", "resource_id")
-    out.update({"metadata": row["metadata"], "active": bool(row["active"]), "hidden": bool(row["hidden"]),
-                "created_by": row["created_by"], "created_at": row["created_at"], "updated_at": row["updated_at"]})
+    out.update(
+        {
+            "metadata": row["metadata"],
+            "active": bool(row["active"]),
+            "hidden": bool(row["hidden"]),
+            "created_by": row["created_by"],
+            "created_at": row["created_at"],
+            "updated_at": row["updated_at"],
+        }
+    )
     return out
 
 
 def deleted_rule(row: dict[str, Any]) -> dict[str, Any]:
-    return _optional({"id": row["id"], "connection": row["connection_id"], "event": row["event"],
-                      "type": row["type"]}, row, "resource", "resource_id")
+    return _optional(
+        {"id": row["id"], "connection": row["connection_id"], "event": row["event"], "type": row["type"]},
+        row,
+        "resource",
+        "resource_id",
+    )
 
 
 def event_created(row: dict[str, Any]) -> dict[str, Any]:
@@ -131,26 +165,49 @@ def _iso_or_none(epoch: float | None) -> str | None:
 
 
 def rule_event(row: dict[str, Any]) -> dict[str, Any]:
-    out = {"id": row["id"], "type": "rule", "workspace": row["workspace_id"], "event": row["event"],
-           "event_id": row["event_id"]}
+    out = {
+        "id": row["id"],
+        "type": "rule",
+        "workspace": row["workspace_id"],
+        "event": row["event"],
+        "event_id": row["event_id"],
+    }
     _optional(out, row, "resource", "resource_id")
-    out.update({"connection": row["connection_id"], "rule": row["rule_id"],
-                "integration_type": row["integration_type"], "status": row["status"],
-                "attempt_count": row["attempt_count"], "started_at": row["started_at"],
-                "completed_at": row["completed_at"], "last_error": row["last_error"],
-                "next_attempt_at": _iso_or_none(row["next_attempt_at"]),
-                "created_by": row["created_by"], "created_at": row["created_at"]})
+    out.update(
+        {
+            "connection": row["connection_id"],
+            "rule": row["rule_id"],
+            "integration_type": row["integration_type"],
+            "status": row["status"],
+            "attempt_count": row["attempt_count"],
+            "started_at": row["started_at"],
+            "completed_at": row["completed_at"],
+            "last_error": row["last_error"],
+            "next_attempt_at": _iso_or_none(row["next_attempt_at"]),
+            "created_by": row["created_by"],
+            "created_at": row["created_at"],
+        }
+    )
     return out
 
 
-def event(row: dict[str, Any], rule_events: list[dict[str, Any]] | None = None,
-          with_payload: bool = False) -> dict[str, Any]:
+def event(
+    row: dict[str, Any], rule_events: list[dict[str, Any]] | None = None, with_payload: bool = False
+) -> dict[str, Any]:
     out = {"id": row["id"], "type": "event", "workspace": row["workspace_id"], "event": row["event"]}
     _optional(out, row, "resource", "resource_id")
-    out.update({"status": row["status"], "total_rules": row["total_rules"],
-                "completed_count": row["completed_count"], "failed_count": row["failed_count"],
-                "started_at": row["started_at"], "completed_at": row["completed_at"],
-                "created_by": row["created_by"], "created_at": row["created_at"]})
+    out.update(
+        {
+            "status": row["status"],
+            "total_rules": row["total_rules"],
+            "completed_count": row["completed_count"],
+            "failed_count": row["failed_count"],
+            "started_at": row["started_at"],
+            "completed_at": row["completed_at"],
+            "created_by": row["created_by"],
+            "created_at": row["created_at"],
+        }
+    )
     if rule_events is not None:
         out["rule_events"] = [rule_event(r) for r in rule_events]
     if with_payload:
@@ -159,12 +216,21 @@ def event(row: dict[str, Any], rule_events: list[dict[str, Any]] | None = None,
 
 
 def attempt(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "event_id": row["event_id"], "rule": row["rule_id"],
-            "rule_event_id": row["rule_event_id"], "attempt_number": row["attempt_number"],
-            "outcome_code": row["outcome_code"], "http_status": row["http_status"], "message": row["message"],
-            "started_at": row["started_at"], "completed_at": row["completed_at"],
-            "duration_ms": row["duration_ms"], "next_attempt_at": row["next_attempt_at"],
-            "has_response_details": row["response"] is not None}
+    return {
+        "id": row["id"],
+        "event_id": row["event_id"],
+        "rule": row["rule_id"],
+        "rule_event_id": row["rule_event_id"],
+        "attempt_number": row["attempt_number"],
+        "outcome_code": row["outcome_code"],
+        "http_status": row["http_status"],
+        "message": row["message"],
+        "started_at": row["started_at"],
+        "completed_at": row["completed_at"],
+        "duration_ms": row["duration_ms"],
+        "next_attempt_at": row["next_attempt_at"],
+        "has_response_details": row["response"] is not None,
+    }
 
 
 def response_details(row: dict[str, Any]) -> dict[str, Any]:
@@ -175,15 +241,32 @@ def response_details(row: dict[str, Any]) -> dict[str, Any]:
     captured = plain_json(json.loads(row["response"])) if row["response"] else None
     request = captured.pop("request", None) if captured else None
     simulated = captured.pop("simulated", False) if captured else False
-    return {"attempt_id": row["id"], "event_id": row["event_id"], "rule": row["rule_id"],
-            "attempt_number": row["attempt_number"], "outcome_code": row["outcome_code"],
-            "http_status": row["http_status"], "message": row["message"], "captured": captured is not None,
-            "simulated": simulated, "request": request, "response": captured}
+    return {
+        "attempt_id": row["id"],
+        "event_id": row["event_id"],
+        "rule": row["rule_id"],
+        "attempt_number": row["attempt_number"],
+        "outcome_code": row["outcome_code"],
+        "http_status": row["http_status"],
+        "message": row["message"],
+        "captured": captured is not None,
+        "simulated": simulated,
+        "request": request,
+        "response": captured,
+    }
 
 
 def catalog_entry(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "key": row["key"], "label": humanize(row["key"]), "description": None, "active": True,
-            "created_by": row["created_by"], "created_at": row["created_at"], "updated_at": row["updated_at"]}
+    return {
+        "id": row["id"],
+        "key": row["key"],
+        "label": humanize(row["key"]),
+        "description": None,
+        "active": True,
+        "created_by": row["created_by"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
 
 
 def humanize(key: str) -> str:
@@ -193,7 +276,14 @@ def humanize(key: str) -> str:
 
 
 def session_summary(row: dict[str, Any], now_epoch: float) -> dict[str, Any]:
-    out = {"session_id": row["id"], "workspace_id": row["workspace_id"], "role": row["role"],
-           "status": row["status"], "created_at": row["created_at"], "expires_at": row["expires_at"],
-           "is_expired": now_epoch >= row["expires_epoch"], "session_type": row["session_type"]}
+    out = {
+        "session_id": row["id"],
+        "workspace_id": row["workspace_id"],
+        "role": row["role"],
+        "status": row["status"],
+        "created_at": row["created_at"],
+        "expires_at": row["expires_at"],
+        "is_expired": now_epoch >= row["expires_epoch"],
+        "session_type": row["session_type"],
+    }
     return _optional(out, row, "external_user_id", "resource", "resource_id")

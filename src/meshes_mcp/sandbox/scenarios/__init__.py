@@ -3,7 +3,7 @@
 `install(sandbox, "incident", base_url)` adds the scenario once per data directory:
 - it writes a new workspace (never touching existing rows) in one transaction, straight through the
   store: configuration, events, rule events and every attempt, then the event statuses and counters
-  through the store's own `refresh_event`, so they agree with the rule events by construction;
+  through the queue's own `refresh_event`, so they agree with the rule events by construction;
 - a later start finds its marker in the `meta` table and adds nothing. It only re-points the
   scenario's webhook at this run's sandbox address when the port changed (an embedded sandbox picks a
   free port per start), so the receiving inbox keeps working; history is anchored at the first build
@@ -19,6 +19,7 @@ from typing import Any
 
 from meshes_mcp.sandbox.clock import new_id
 from meshes_mcp.sandbox.clock import now as clock_now
+from meshes_mcp.sandbox.queue import refresh_event
 from meshes_mcp.sandbox.scenarios.incident import INCIDENT, INCIDENT_DEMO, Built, Generator, Scenario
 
 SCENARIOS: dict[str, Scenario] = {"incident": INCIDENT, "incident-demo": INCIDENT_DEMO}
@@ -159,7 +160,7 @@ def _write(store: Any, built: Built) -> None:
     )
     # Status and counters come from the store's own rule: they agree with the rule events by construction.
     for event_id, (_, settled) in built.event_times.items():
-        store.refresh_event(event_id, settled)
+        refresh_event(store, event_id, settled)
 
 
 def _follow_address(store: Any, scenario: Scenario, marker: dict[str, Any], base_url: str) -> None:

@@ -33,7 +33,7 @@ from meshes_mcp.sandbox import provider_data
 from meshes_mcp.sandbox.clock import iso
 from meshes_mcp.sandbox.destinations import _capture, _simulated_response, build_webhook_request, render_template
 from meshes_mcp.sandbox.mapping import apply_mapping
-from meshes_mcp.sandbox.store import Job
+from meshes_mcp.sandbox.queue import Job
 
 HOUR = 3600.0
 WORKSPACE = "Incident"

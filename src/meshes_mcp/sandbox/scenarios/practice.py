@@ -88,7 +88,7 @@ def _inboxes(request: Request) -> Inboxes:
 
 
 def _inbox_name(request: Request) -> str:
-    name = request.path_params["name"]
+    name: str = request.path_params["name"]
     if not INBOX_NAME.fullmatch(name):
         raise bad_request("invalid inbox name", "name", 'must be 1–64 of A-Z a-z 0-9 . _ -, e.g. "signups"')
     return name
@@ -170,6 +170,7 @@ def reconnect_from_cli(data_dir: Path, connection_id: str) -> dict[str, Any]:
             response = client.post(f"{base}/sandbox/connections/{connection_id}/reconnect", headers=key.headers())
     except httpx2.TransportError:
         raise ValueError(f"the sandbox at {base} is not answering: is it running?") from None
+    body: dict[str, Any]
     try:
         body = response.json()
     except json.JSONDecodeError:
