@@ -10,19 +10,17 @@ MESHES_MCP_ALLOWED_HOSTS and MESHES_MCP_ALLOWED_ORIGINS.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic.fields import FieldInfo
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from meshes_mcp.api.auth import MachineKey, mask
 
 DEFAULT_API_URL = "https://api.meshes.io"
-ENV_PREFIX = "MESHES_"
 _VERSIONED = re.compile(r"/api/v\d+$")
 
 CREDENTIALS_HELP = (
@@ -38,37 +36,8 @@ def api_base_url(url: str) -> str:
     return url if _VERSIONED.search(url) else f"{url}/api/v1"
 
 
-def _variable_names(name: str, field: FieldInfo) -> list[str]:
-    """The variables a field is read from, lower-cased: its alias choices if it has them, else MESHES_<NAME>."""
-    alias = field.validation_alias
-    if isinstance(alias, AliasChoices):
-        return [choice.lower() for choice in alias.choices if isinstance(choice, str)]
-    return [f"{ENV_PREFIX}{name}".lower()]
-
-
-def _from_environment(model: type[BaseModel], environ: Mapping[str, str]) -> dict[str, str]:
-    """Each field's value from the first of its variables that is set (names compared case-insensitively)."""
-    lowered = {key.lower(): value for key, value in environ.items()}
-    found: dict[str, str] = {}
-    for name, info in model.model_fields.items():
-        for variable in _variable_names(name, info):
-            if variable in lowered:
-                found[name] = lowered[variable]
-                break
-    return found
-
-
-class Settings(BaseModel):
-    """Where the server points and with what: keywords (the command line's flags) win over the environment.
-
-    Each field is read from `MESHES_<FIELD>` (names in any case; the organisation id also from
-    MESHES_ORGANIZATION_ID, as the official server reads it), validated like any pydantic field.
-    Plain pydantic rather than pydantic-settings: ten flat variables need only a lookup, and importing
-    pydantic-settings (every source provider it ships, python-dotenv) cost a noticeable share of each
-    cold start. The rules it applied are kept: case-insensitive names, keywords first, values as text.
-    """
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MESHES_", extra="ignore", populate_by_name=True)
 
     access_key: SecretStr | None = None
     secret_key: SecretStr | None = None
@@ -82,9 +51,6 @@ class Settings(BaseModel):
     read_only: bool = False
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
-
-    def __init__(self, **values: Any) -> None:
-        super().__init__(**{**_from_environment(type(self), os.environ), **values})
 
     @field_validator("access_key", "secret_key", "publishable_key", "org_id", "workspace_id", mode="before")
     @classmethod
