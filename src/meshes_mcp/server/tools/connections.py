@@ -387,9 +387,9 @@ async def get_connection_actions(
 ) -> Annotated[CallToolResult, ActionDataOut]:
     """A connection's live data (lists, tags, properties, channels...) and what each action needs: the ids
     for create_rule metadata."""
-    rt = runtime_of(ctx)
     from meshes_mcp.api.catalog import describe_action
 
+    rt = runtime_of(ctx)
     client = rt.client()
     failure = Failure(write=False, not_found=NOT_FOUND)
     connection = await attempt(client.get_connection(connection_id), failure)

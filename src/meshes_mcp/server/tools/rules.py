@@ -122,10 +122,10 @@ async def create_rule(
 ) -> Annotated[CallToolResult, RuleOut]:
     """Route events named `event` to a connection's action. Metadata is checked against its live data
     (list ids...) first."""
-    rt = runtime_of(ctx)
     from meshes_mcp.api.catalog import validate_rule_metadata
     from meshes_mcp.api.client import require_uuid
 
+    rt = runtime_of(ctx)
     client = rt.client()
     require_uuid("connection", connection)
     failure = Failure(write=False, not_found="list_connections shows the connections and their ids.")
