@@ -105,7 +105,7 @@ def build_server(settings: Settings, client: Any = None) -> MeshesServer:
         lifespan=_lifespan(runtime),
     )
     resources.register(server, runtime)
-    prompts.register(server)
+    prompts.register(server, enabled)
     return server
 
 

@@ -25,7 +25,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -33,6 +33,9 @@ from meshes_mcp.api import errors as e
 from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest, Problem
 from meshes_mcp.server.diagnosis import NEEDS_ATTENTION, Evidence, advice, connection_state, gather_all, retry_helps
+
+if TYPE_CHECKING:
+    from meshes_mcp.server.registry import EnabledTools
 
 SCAN_STATUSES = ("failed", "processing")  # the documented filter values that hold failing deliveries
 PAGE_SIZE = 200  # the API's largest page
@@ -439,7 +442,8 @@ async def triage(
     return groups, summary
 
 
-def group_view(group: Group, retry_call: str) -> dict[str, Any]:
+def group_view(group: Group, retry_call: str, enabled: EnabledTools) -> dict[str, Any]:
+    """A group as triage_failures shows it; its calls (and the `then` retry) are those this server can make."""
     ev = group.evidence
     ev.group_retry = retry_call
     fix, calls = advice(ev)
@@ -461,9 +465,9 @@ def group_view(group: Group, retry_call: str) -> dict[str, Any]:
         "last_seen": group.last_seen,
         "samples": group.samples,
         "fix": fix,
-        "calls": [c for c in calls if c != retry_call],
+        "calls": enabled.calls([c for c in calls if c != retry_call]),
     }
-    if retry_helps(ev) and retry_call in calls:
+    if retry_helps(ev) and retry_call in calls and enabled.allows(retry_call):
         view["then"] = retry_call
     return view
 

@@ -463,7 +463,7 @@ async def triage_failures(
     for group in shown:
         retry = t.call_text("retry_failed", group=group.key, workspace=workspace, event=group.event_name,
                             **window.args(), wait_seconds=60)  # fmt: skip
-        views.append(t.group_view(group, retry))
+        views.append(t.group_view(group, retry, rt.enabled))
     result: dict[str, Any] = {
         "groups": views,
         "count": len(groups),
@@ -480,7 +480,8 @@ async def triage_failures(
     elif not groups:
         result["summary"] = "No failing deliveries in the window."
     else:
-        result["next"] = "for each group: run its calls, then its `then` call"
+        then = ", then its `then` call" if rt.enabled.allows("retry_failed") else ""
+        result["next"] = f"for each group: run its calls{then}"
     return rt.result(scrub(result))
 
 
