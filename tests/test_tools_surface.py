@@ -249,3 +249,13 @@ def test_filtering_by_toolset_and_read_only_happens_in_one_place():
         expected = [t.name for t in registry.enabled_tools(wanted, read_only)]
         settings = {"toolsets": ",".join(toolsets), "read_only": read_only}
         assert [tool.name for tool in listing(**settings)] == expected
+
+
+def test_every_handler_takes_its_runtime_from_the_typed_lifespan_context():
+    import typing
+
+    from meshes_mcp.server.runtime import ToolContext
+
+    for server_tool in registry.all_tools():
+        hints = typing.get_type_hints(server_tool.handler, include_extras=True)
+        assert hints.get("ctx") is ToolContext, server_tool.name

@@ -20,6 +20,8 @@ from meshes_mcp.server.failures import Failure, attempt
 from meshes_mcp.server.render import is_header_error
 
 if TYPE_CHECKING:
+    from meshes_mcp.api.catalog import Catalog
+    from meshes_mcp.api.client import MeshesClient
     from meshes_mcp.server.registry import EnabledTools
     from meshes_mcp.server.runtime import Runtime
 
@@ -268,7 +270,7 @@ def summary_line(event: m.Event, troubled: list[Evidence], enabled: EnabledTools
     return f"{len(troubled)} of {len(rule_events)} deliveries need attention: {causes}."
 
 
-async def read_latest_attempt(client: Any, ev: Evidence) -> None:
+async def read_latest_attempt(client: MeshesClient, ev: Evidence) -> None:
     try:
         page = await client.list_rule_attempts(ev.event.id, ev.rule_event.rule, limit=ATTEMPTS_READ)
         ev.latest = latest_attempt(page.records)
@@ -276,7 +278,9 @@ async def read_latest_attempt(client: Any, ev: Evidence) -> None:
         ev.latest = None  # the diagnosis still stands on the rule event's last_error
 
 
-async def gather_evidence(client: Any, catalog: Any, ev: Evidence, connections: dict[str, Any]) -> None:
+async def gather_evidence(
+    client: MeshesClient, catalog: Catalog, ev: Evidence, connections: dict[str, m.Connection | None]
+) -> None:
     """The latest attempt, and for a refused rule the metadata problems against live data."""
     from meshes_mcp.api.catalog import validate_rule_metadata
 
@@ -295,7 +299,7 @@ async def gather_evidence(client: Any, catalog: Any, ev: Evidence, connections: 
     ev.rule_problems = validate_rule_metadata(spec, rule.metadata, live)
 
 
-async def load_connections(client: Any, connection_ids: set[str]) -> dict[str, m.Connection | None]:
+async def load_connections(client: MeshesClient, connection_ids: set[str]) -> dict[str, m.Connection | None]:
     """Each connection once, concurrently; one that cannot be read is None (the advice copes)."""
     connections: dict[str, m.Connection | None] = {}
 
@@ -311,7 +315,7 @@ async def load_connections(client: Any, connection_ids: set[str]) -> dict[str, m
     return connections
 
 
-async def gather_all(client: Any, catalog: Any, evidence: list[Evidence]) -> None:
+async def gather_all(client: MeshesClient, catalog: Catalog, evidence: list[Evidence]) -> None:
     connections = await load_connections(
         client, {ev.rule_event.connection for ev in evidence if ev.rule_event.connection}
     )

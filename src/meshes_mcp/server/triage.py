@@ -35,6 +35,8 @@ from meshes_mcp.api.problems import InvalidRequest, Problem
 from meshes_mcp.server.diagnosis import NEEDS_ATTENTION, Evidence, advice, connection_state, gather_all, retry_helps
 
 if TYPE_CHECKING:
+    from meshes_mcp.api.catalog import Catalog
+    from meshes_mcp.api.client import MeshesClient
     from meshes_mcp.server.registry import EnabledTools
 
 SCAN_STATUSES = ("failed", "processing")  # the documented filter values that hold failing deliveries
@@ -128,7 +130,7 @@ def call_text(tool: str, **args: Any) -> str:
 class _StatusList:
     """One status-filtered event list, read a page at a time, newest first."""
 
-    def __init__(self, client: Any, workspace: str, status: str, event_name: str | None) -> None:
+    def __init__(self, client: MeshesClient, workspace: str, status: str, event_name: str | None) -> None:
         self.client = client
         self.workspace = workspace
         self.status = status
@@ -150,7 +152,7 @@ class _StatusList:
         self.cursor = page.next_cursor
 
 
-async def load_rule_events(client: Any, events: list[m.Event]) -> None:
+async def load_rule_events(client: MeshesClient, events: list[m.Event]) -> None:
     """Lists may carry each event's rule events (the sandbox's do); where one does not, read the event."""
     missing = [index for index, event in enumerate(events) if event.rule_events is None]
     if not missing:
@@ -178,7 +180,7 @@ class ScanState:
 
 
 async def failing_batches(
-    client: Any, workspace: str, event_name: str | None, window: Window, state: ScanState
+    client: MeshesClient, workspace: str, event_name: str | None, window: Window, state: ScanState
 ) -> AsyncIterator[list[m.Event]]:
     """Failing events inside the window, newest first, in batches that share one creation time
     (so a caller that must stop can stop between two timestamps)."""
@@ -334,7 +336,7 @@ def check_filters(
 class Classifier:
     """Puts each failing delivery in its group; a group's outcome code is read once, from its newest delivery."""
 
-    def __init__(self, client: Any, filters: Filters) -> None:
+    def __init__(self, client: MeshesClient, filters: Filters) -> None:
         self.client = client
         self.filters = filters
         self.groups: dict[tuple[str, str | None, str], Group] = {}  # by rule, connection and cause signature
@@ -407,7 +409,7 @@ class ScanSummary:
 
 
 async def triage(
-    client: Any, catalog: Any, filters: Filters, window: Window, max_events: int, progress: Throttle
+    client: MeshesClient, catalog: Catalog, filters: Filters, window: Window, max_events: int, progress: Throttle
 ) -> tuple[list[Group], ScanSummary]:
     classifier = Classifier(client, filters)
     summary = ScanSummary()
@@ -499,7 +501,7 @@ class RetryPlan:
 
 
 async def plan_retries(
-    client: Any, filters: Filters, window: Window, max_retries: int, progress: Throttle
+    client: MeshesClient, filters: Filters, window: Window, max_retries: int, progress: Throttle
 ) -> RetryPlan:
     """Every matching failing delivery in the window, newest first, each once, up to max_retries."""
     classifier = Classifier(client, filters)
@@ -574,7 +576,7 @@ class RetryRun:
         )
 
 
-async def run_retries(client: Any, run: RetryRun, progress: Throttle) -> None:
+async def run_retries(client: MeshesClient, run: RetryRun, progress: Throttle) -> None:
     """Send each planned retry once, RETRIES_IN_FLIGHT at a time; 429 pauses every worker for Retry-After."""
     targets = run.plan.targets
     total = len(targets)
@@ -594,7 +596,7 @@ async def run_retries(client: Any, run: RetryRun, progress: Throttle) -> None:
     await progress(run.handled, total, f"{run.handled}/{total} retries sent", force=True)
 
 
-async def retry_one(client: Any, run: RetryRun, target: Target) -> None:
+async def retry_one(client: MeshesClient, run: RetryRun, target: Target) -> None:
     for _ in range(RATE_LIMIT_TRIES):
         wait = run.paused_until - time.monotonic()
         if wait > 0:
@@ -644,7 +646,9 @@ def rule_event_settled(rule_event: m.RuleEvent, attempts_before: int) -> bool:
     return rule_event.status != "processing" and (rule_event.attempt_count or 0) > attempts_before
 
 
-async def wait_for_outcomes(client: Any, targets: list[Target], seconds: float, progress: Throttle) -> dict[str, Any]:
+async def wait_for_outcomes(
+    client: MeshesClient, targets: list[Target], seconds: float, progress: Throttle
+) -> dict[str, Any]:
     """Read the retried deliveries back until every one has settled or the time is up."""
     started = time.monotonic()
     deadline = started + seconds
@@ -703,7 +707,9 @@ def settled_view(outcome: dict[str, m.RuleEvent], unsettled: int, waited: float)
     return view
 
 
-async def wait_for_event(client: Any, event_id: str, seconds: float, progress: Throttle) -> tuple[m.Event | None, str]:
+async def wait_for_event(
+    client: MeshesClient, event_id: str, seconds: float, progress: Throttle
+) -> tuple[m.Event | None, str]:
     """Read an event back until every delivery has settled (completed, failed or canceled) or the time is up;
     the second value says which, for the agent."""
     started = time.monotonic()
