@@ -19,6 +19,7 @@ from meshes_mcp.server.registry import Toolset, tool
 from meshes_mcp.server.render import REDACTED, contains_mask
 from meshes_mcp.server.runtime import Runtime, ToolContext, runtime_of
 from meshes_mcp.server.tools.integrations import find_record, secret_fields
+from meshes_mcp.server.views import ConnectionRow, ConnectionView
 
 NOT_FOUND = "list_connections shows the connections and their ids."
 # Collections can be long (hundreds of lists); agents need ids and names, not provider timestamps.
@@ -76,16 +77,8 @@ to replace a specific stored mapping.
 """
 
 
-class ConnectionOut(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    id: str
-    name: str | None = None
-    type: str | None = None
-    next: str | None = None
-
-
 class ConnectionList(p.ListOut):
-    connections: list[dict[str, Any]] = Field(default_factory=list)
+    connections: list[ConnectionRow] = Field(default_factory=list)
 
 
 class DeletedOut(BaseModel):
@@ -161,22 +154,11 @@ def restore_header_values(given: Any, stored: Any) -> Any:
 
 
 def connection_view(connection: m.Connection) -> dict[str, Any]:
-    view = connection.model_dump(mode="json", exclude={"action_data", "created_by"})
-    view["warning"] = inactive_warning(connection)
-    return view
+    return ConnectionView.of(connection, warning=inactive_warning(connection)).render()
 
 
 def connection_summary(connection: m.Connection, *, org_wide: bool) -> dict[str, Any]:
-    """One list row: enough to pick a connection; get_connection has the metadata."""
-    row = {"id": connection.id, "name": connection.name, "type": connection.type}
-    if org_wide:
-        row["workspace"] = connection.workspace
-    if connection.active is False:
-        row["active"] = False
-        row["inactive_reason"] = connection.inactive_reason
-    if connection.hidden:
-        row["hidden"] = True
-    return row
+    return ConnectionRow.of(connection, org_wide=org_wide).render()
 
 
 def compact_action_data(data: dict[str, Any]) -> dict[str, Any]:
@@ -299,7 +281,7 @@ async def list_connections(
 
 
 @tool(Toolset.CONNECTIONS, read_only=True, idempotent=True, title="Get connection")
-async def get_connection(ctx: ToolContext, connection_id: p.ConnectionId) -> Annotated[CallToolResult, ConnectionOut]:
+async def get_connection(ctx: ToolContext, connection_id: p.ConnectionId) -> Annotated[CallToolResult, ConnectionView]:
     """One connection with its metadata (secrets masked) and active state."""
     rt = runtime_of(ctx)
     client = rt.client()
@@ -315,7 +297,7 @@ async def create_connection(
     metadata: Annotated[dict[str, Any], Field(description="Fields from list_integrations type=X")],
     workspace: p.WorkspaceOpt = None,
     hidden: bool | None = None,
-) -> Annotated[CallToolResult, ConnectionOut]:
+) -> Annotated[CallToolResult, ConnectionView]:
     """Connect an API-key or no-auth integration (webhook, mailchimp...); OAuth ones are connected in the
     Meshes dashboard. Metadata is checked first."""
     rt = runtime_of(ctx)
@@ -340,7 +322,7 @@ async def update_connection(
     metadata: Annotated[dict[str, Any], Field(description="All fields (replaces them); masked ones kept")],
     name: str | None = None,
     hidden: bool | None = None,
-) -> Annotated[CallToolResult, ConnectionOut]:
+) -> Annotated[CallToolResult, ConnectionView]:
     """Replace a connection's metadata (e.g. new credentials), checked first. Then retry_rule_event what
     failed."""
     rt = runtime_of(ctx)

@@ -15,20 +15,13 @@ from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, c
 from meshes_mcp.server.failures import Failure, attempt
 from meshes_mcp.server.registry import Toolset, tool
 from meshes_mcp.server.runtime import ToolContext, runtime_of
+from meshes_mcp.server.views import RuleRow, RuleView
 
 NOT_FOUND = "list_rules shows the rules and their ids."
 
 
-class RuleOut(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    id: str
-    event: str | None = None
-    connection: str | None = None
-    next: str | None = None
-
-
 class RuleList(p.ListOut):
-    rules: list[dict[str, Any]] = Field(default_factory=list)
+    rules: list[RuleRow] = Field(default_factory=list)
 
 
 class DeletedRuleOut(BaseModel):
@@ -38,16 +31,11 @@ class DeletedRuleOut(BaseModel):
 
 
 def rule_view(rule: m.Rule) -> dict[str, Any]:
-    return rule.model_dump(mode="json", exclude={"created_by"})
+    return RuleView.of(rule).render()
 
 
 def rule_summary(rule: m.Rule, *, org_wide: bool) -> dict[str, Any]:
-    """One list row: what routes where, and with which action (and in which workspace, org-wide)."""
-    fields = {"id", "event", "resource", "resource_id", "connection", "type", "metadata"}
-    row = rule.model_dump(mode="json", include=fields | ({"workspace"} if org_wide else set()))
-    if rule.active is False:
-        row["active"] = False
-    return row
+    return RuleRow.of(rule, org_wide=org_wide).render()
 
 
 def needs_action_data(spec: Any, action: str) -> bool:
@@ -98,7 +86,7 @@ async def list_rules(
 
 
 @tool(Toolset.RULES, read_only=True, idempotent=True, title="Get rule")
-async def get_rule(ctx: ToolContext, rule_id: str) -> Annotated[CallToolResult, RuleOut]:
+async def get_rule(ctx: ToolContext, rule_id: str) -> Annotated[CallToolResult, RuleView]:
     """One rule with its event filter, connection and action metadata."""
     rt = runtime_of(ctx)
     rule = await attempt(rt.client().get_rule(rule_id), Failure(write=False, not_found=NOT_FOUND))
@@ -119,7 +107,7 @@ async def create_rule(
     resource_id: p.ResourceKey = None,
     active: bool | None = None,
     hidden: bool | None = None,
-) -> Annotated[CallToolResult, RuleOut]:
+) -> Annotated[CallToolResult, RuleView]:
     """Route events named `event` to a connection's action. Metadata is checked against its live data
     (list ids...) first."""
     from meshes_mcp.api.catalog import validate_rule_metadata
