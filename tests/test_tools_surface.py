@@ -19,6 +19,7 @@ import pytest
 from mcp import Client
 
 from meshes_mcp.config import Settings
+from meshes_mcp.server import docs, registry
 from meshes_mcp.server.app import build_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,18 +194,9 @@ def test_descriptions_are_one_short_paragraph(all_tools):
         assert len(tool.description) <= 200, (name, len(tool.description))
 
 
-def snapshot_text(tools: list[dict[str, Any]]) -> str:
-    """One tool per block, one line per top-level key: compact, yet a diff shows which part moved."""
-    blocks = []
-    for tool in tools:
-        lines = [f"    {json.dumps(key)}: {bench.compact(value)}" for key, value in tool.items()]
-        blocks.append("  {\n" + ",\n".join(lines) + "\n  }")
-    return "[\n" + ",\n".join(blocks) + "\n]\n"
-
-
 def test_tools_list_snapshot(all_tools):
     tools = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in all_tools.values()]
-    text = snapshot_text(tools)
+    text = docs.snapshot_text(tools)
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         SNAPSHOT.parent.mkdir(exist_ok=True)
         SNAPSHOT.write_text(text, encoding="utf-8")
@@ -214,5 +206,56 @@ def test_tools_list_snapshot(all_tools):
         {t["name"] for t in tools} ^ {t["name"] for t in recorded}
     )
     assert tools == recorded, (
-        f"tools/list changed ({', '.join(changed) or 'order'}); review, then UPDATE_SNAPSHOTS=1 to accept"
+        f"tools/list changed ({', '.join(changed) or 'order'}); review, then UPDATE_SNAPSHOTS=1 (or "
+        "python -m meshes_mcp.server.docs) to accept"
     )
+    assert SNAPSHOT.read_text(encoding="utf-8") == text, "snapshot not in its generated form: regenerate it"
+
+
+def test_readme_tool_table_is_the_generated_one():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert docs.readme_with_table(readme) == readme, "README tool table is stale: python -m meshes_mcp.server.docs"
+
+
+def test_readme_table_check_catches_a_hand_edit():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    edited = readme.replace("| rules | `list_rules` | read |", "| rules | `list_rules` | write |")
+    assert edited != readme
+    assert docs.readme_with_table(edited) == readme
+
+
+def test_docs_check_reports_stale_files(tmp_path, capsys):
+    (tmp_path / "README.md").write_text(f"# x\n{docs.TABLE_START}\nold\n{docs.TABLE_END}\n", encoding="utf-8")
+    assert docs.main(["--check", "--root", str(tmp_path)]) == 1
+    assert "README.md" in capsys.readouterr().out
+    assert docs.main(["--root", str(tmp_path)]) == 0
+    assert docs.main(["--check", "--root", str(tmp_path)]) == 0
+    assert "`retry_failed`" in (tmp_path / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_declarative_list_is_what_tools_list_shows(all_tools):
+    declared = registry.all_tools()
+    assert [t.name for t in declared] == list(all_tools)
+    for server_tool in declared:
+        listed = all_tools[server_tool.name]
+        assert listed.description == server_tool.description
+        assert listed.annotations == server_tool.annotations
+        assert set(TOOLSETS[server_tool.toolset.value]) >= {server_tool.name}
+
+
+def test_filtering_by_toolset_and_read_only_happens_in_one_place():
+    for toolsets, read_only in ((("rules", "events"), False), (("deliveries",), True), (tuple(TOOLSETS), True)):
+        wanted = registry.parse_toolsets(",".join(toolsets))
+        expected = [t.name for t in registry.enabled_tools(wanted, read_only)]
+        settings = {"toolsets": ",".join(toolsets), "read_only": read_only}
+        assert [tool.name for tool in listing(**settings)] == expected
+
+
+def test_every_handler_takes_its_runtime_from_the_typed_lifespan_context():
+    import typing
+
+    from meshes_mcp.server.runtime import ToolContext
+
+    for server_tool in registry.all_tools():
+        hints = typing.get_type_hints(server_tool.handler, include_extras=True)
+        assert hints.get("ctx") is ToolContext, server_tool.name

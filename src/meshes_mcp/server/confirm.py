@@ -10,16 +10,11 @@ said yes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from mcp.server.elicitation import AcceptedElicitation, CancelledElicitation, ElicitationResult
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import Elicit
 from pydantic import BaseModel, Field
-
-if TYPE_CHECKING:
-    from meshes_mcp.server.runtime import Runtime
 
 
 class Confirmation(BaseModel):
@@ -42,14 +37,6 @@ def can_elicit(ctx: Context) -> bool:
 
 def ask(ctx: Context, question: str) -> Confirmation | Elicit[Confirmation]:
     return Elicit(question, Confirmation) if can_elicit(ctx) else NOT_ASKED
-
-
-def runtime_of(ctx: Context) -> Runtime:
-    """The server's Runtime, for resolvers: they run outside the tool's closure."""
-    runtime: Any = getattr(ctx.mcp_server, "runtime", None)
-    if runtime is None:
-        raise ToolError("confirmation needs the Meshes server runtime")
-    return runtime
 
 
 def require_yes(outcome: Confirmed, not_done: str) -> None:

@@ -9,7 +9,7 @@ of them through the same `advice`, given the group's newest delivery as evidence
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -18,6 +18,12 @@ from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest, Problem
 from meshes_mcp.server.failures import Failure, attempt
 from meshes_mcp.server.render import is_header_error
+
+if TYPE_CHECKING:
+    from meshes_mcp.api.catalog import Catalog
+    from meshes_mcp.api.client import MeshesClient
+    from meshes_mcp.server.registry import EnabledTools
+    from meshes_mcp.server.runtime import Runtime
 
 NOT_FOUND = "list_events shows recent events; get_event lists an event's rule ids."
 NEEDS_ATTENTION = frozenset({"failed", "retrying"})
@@ -231,7 +237,8 @@ def connection_state(conn: m.Connection | None) -> str | None:
     return f"inactive ({conn.inactive_reason})" if conn is not None and conn.active is False else None
 
 
-def delivery_report(ev: Evidence) -> dict[str, Any]:
+def delivery_report(ev: Evidence, enabled: EnabledTools) -> dict[str, Any]:
+    """One troubled delivery, its fix and the calls that carry it out (those this server can make)."""
     fix, next_calls = advice(ev)
     return {
         "rule": ev.rule_event.rule,
@@ -245,17 +252,15 @@ def delivery_report(ev: Evidence) -> dict[str, Any]:
         "connection_state": connection_state(ev.connection),
         "next_attempt_at": (ev.rule_event.model_extra or {}).get("next_attempt_at"),
         "fix": fix,
-        "next": next_calls,
+        "next": enabled.calls(next_calls),
     }
 
 
-def summary_line(event: m.Event, troubled: list[Evidence]) -> str:
+def summary_line(event: m.Event, troubled: list[Evidence], enabled: EnabledTools) -> str:
     rule_events = event.rule_events or []
     if not rule_events:
-        return (
-            f'No active rule matched "{event.event}": list_rules event={event.event} shows the rules; '
-            "create_rule routes it."
-        )
+        hints = enabled.calls([f"list_rules event={event.event} shows the rules", "create_rule routes it"])
+        return f'No active rule matched "{event.event}"' + (f": {'; '.join(hints)}." if hints else ".")
     if not troubled:
         waiting = sum(1 for r in rule_events if r.status not in m.TERMINAL_STATUSES)
         if waiting:
@@ -265,7 +270,7 @@ def summary_line(event: m.Event, troubled: list[Evidence]) -> str:
     return f"{len(troubled)} of {len(rule_events)} deliveries need attention: {causes}."
 
 
-async def read_latest_attempt(client: Any, ev: Evidence) -> None:
+async def read_latest_attempt(client: MeshesClient, ev: Evidence) -> None:
     try:
         page = await client.list_rule_attempts(ev.event.id, ev.rule_event.rule, limit=ATTEMPTS_READ)
         ev.latest = latest_attempt(page.records)
@@ -273,7 +278,9 @@ async def read_latest_attempt(client: Any, ev: Evidence) -> None:
         ev.latest = None  # the diagnosis still stands on the rule event's last_error
 
 
-async def gather_evidence(client: Any, catalog: Any, ev: Evidence, connections: dict[str, Any]) -> None:
+async def gather_evidence(
+    client: MeshesClient, catalog: Catalog, ev: Evidence, connections: dict[str, m.Connection | None]
+) -> None:
     """The latest attempt, and for a refused rule the metadata problems against live data."""
     from meshes_mcp.api.catalog import validate_rule_metadata
 
@@ -292,7 +299,7 @@ async def gather_evidence(client: Any, catalog: Any, ev: Evidence, connections: 
     ev.rule_problems = validate_rule_metadata(spec, rule.metadata, live)
 
 
-async def load_connections(client: Any, connection_ids: set[str]) -> dict[str, m.Connection | None]:
+async def load_connections(client: MeshesClient, connection_ids: set[str]) -> dict[str, m.Connection | None]:
     """Each connection once, concurrently; one that cannot be read is None (the advice copes)."""
     connections: dict[str, m.Connection | None] = {}
 
@@ -308,7 +315,7 @@ async def load_connections(client: Any, connection_ids: set[str]) -> dict[str, m
     return connections
 
 
-async def gather_all(client: Any, catalog: Any, evidence: list[Evidence]) -> None:
+async def gather_all(client: MeshesClient, catalog: Catalog, evidence: list[Evidence]) -> None:
     connections = await load_connections(
         client, {ev.rule_event.connection for ev in evidence if ev.rule_event.connection}
     )
@@ -323,7 +330,7 @@ async def gather_all(client: Any, catalog: Any, evidence: list[Evidence]) -> Non
             group.start_soon(gather, ev)
 
 
-async def diagnose(rt: Any, event_id: str) -> dict[str, Any]:
+async def diagnose(rt: Runtime, event_id: str) -> dict[str, Any]:
     client = rt.client()
     event = await attempt(client.get_event(event_id), Failure(write=False, not_found=NOT_FOUND))
     catalog = await rt.catalog()
@@ -336,6 +343,6 @@ async def diagnose(rt: Any, event_id: str) -> dict[str, Any]:
     ]
     return {
         "event": event.model_dump(mode="json", include=EVENT_SUMMARY_FIELDS),
-        "summary": summary_line(event, troubled),
-        "deliveries": [delivery_report(ev) for ev in troubled] + others,
+        "summary": summary_line(event, troubled, rt.enabled),
+        "deliveries": [delivery_report(ev, rt.enabled) for ev in troubled] + others,
     }

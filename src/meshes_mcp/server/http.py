@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.datastructures import Headers
@@ -27,6 +27,11 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from meshes_mcp.config import HOSTS_VARIABLE, ORIGINS_VARIABLE, HttpSettings
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+    from meshes_mcp.server.runtime import Runtime
 
 log = logging.getLogger("meshes_mcp.http")
 
@@ -115,7 +120,7 @@ def _bearer_credentials(values: list[str]) -> bytes | None:
     return credentials.strip().encode("latin-1")
 
 
-def build_http_app(server: Any, settings: HttpSettings) -> ASGIApp:
+def build_http_app(server: MCPServer[Runtime], settings: HttpSettings) -> ASGIApp:
     """The SDK's streamable-HTTP Starlette app with our allow-lists, wrapped in the guards."""
     security = transport_security(settings)
     # The SDK gets the same allow-lists: left to itself it would use loopback-only lists for a loopback
@@ -128,7 +133,7 @@ def build_http_app(server: Any, settings: HttpSettings) -> ASGIApp:
     return app
 
 
-def serve_http(server: Any, settings: HttpSettings) -> None:
+def serve_http(server: MCPServer[Runtime], settings: HttpSettings) -> None:
     """Serve until interrupted. Logging stays as the command line configured it (stderr only)."""
     import anyio
     import uvicorn

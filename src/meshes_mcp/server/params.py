@@ -6,12 +6,15 @@ example; a JSON-schema `pattern` would only produce a regex dump on failure.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from meshes_mcp.api.models import UUID_RE, EventListQuery
 from meshes_mcp.api.problems import UUID_EXAMPLE, InvalidRequest, Problem, check
+
+if TYPE_CHECKING:
+    from meshes_mcp.server.runtime import Runtime
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -44,7 +47,7 @@ SessionId = str
 
 
 def workspace_arg(
-    runtime: Any, given: str | None, *, org_wide: bool = False, param: str = "workspace"
+    runtime: Runtime, given: str | None, *, org_wide: bool = False, param: str = "workspace"
 ) -> str | None:
     """The workspace argument, else the configured default, checked under the name the tool uses
     (`workspace` for a body field, `workspace_id` for a path or query parameter, as the API names them).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_types import Completion, ResourceTemplateReference
@@ -15,11 +15,14 @@ from meshes_mcp.server.tools.connections import MAPPING_SCHEMA_DOC, MAPPING_SCHE
 from meshes_mcp.server.tools.deliveries import event_view
 from meshes_mcp.server.tools.integrations import detail, find_record, summary
 
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
 JSON = "application/json"
 RECENT_EVENTS = 50
 
 
-def register(server: Any, runtime: Runtime) -> None:
+def register(server: MCPServer[Runtime], runtime: Runtime) -> None:
     def render(data: Any) -> str:
         return dumps(prune(runtime.redactor.data(data)))
 

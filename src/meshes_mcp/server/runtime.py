@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
 from meshes_mcp.api.problems import Problem
 from meshes_mcp.config import CREDENTIALS_HELP, Settings
+from meshes_mcp.server.registry import EnabledTools, every_tool_enabled
 from meshes_mcp.server.render import Redactor, prune, redact_logs, tool_result
 
 if TYPE_CHECKING:
@@ -21,8 +23,12 @@ log = logging.getLogger("meshes_mcp")
 
 
 class Runtime:
-    def __init__(self, settings: Settings, client: MeshesClient | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client: MeshesClient | None = None, enabled: EnabledTools | None = None
+    ) -> None:
         self.settings = settings
+        # The tools this server registered: hints in results name no other (see `result`).
+        self.enabled = enabled if enabled is not None else every_tool_enabled()
         self.redactor = Redactor()
         redact_logs(self.redactor)
         self._catalog: Catalog | None = None
@@ -104,10 +110,24 @@ class Runtime:
     # --- results ----------------------------------------------------------------------------
 
     def result(self, data: dict[str, Any], *, secret_keys: frozenset[str] = frozenset()) -> CallToolResult:
+        """A tool's result, redacted and pruned. Its `next` hint is dropped when it names a tool this server
+        did not register (read-only mode, a toolset left out): the agent could not make that call."""
+        if isinstance(data.get("next"), str):
+            data = {**data, "next": self.enabled.hint(data["next"])}
         return tool_result(prune(self.redactor.data(data, secret_keys)))
 
     def redact_message(self, message: str) -> str:
         return self.redactor.text(message)
+
+
+# What a tool or resolver receives from the SDK: the request's context, whose lifespan state is the Runtime
+# (the server's lifespan yields it, and closes its API client when the server stops).
+ToolContext = Context[Runtime]
+
+
+def runtime_of(ctx: ToolContext) -> Runtime:
+    """The server's Runtime, from the lifespan state of the request."""
+    return ctx.request_context.lifespan_context
 
 
 def problems_text(problems: list[Problem]) -> str:

@@ -29,13 +29,18 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from typing import Any, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import anyio
 import mcp_types as types
 from pydantic import ValidationError
 
 from meshes_mcp.api.problems import json_type_name
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+    from meshes_mcp.server.runtime import Runtime
 
 log = logging.getLogger("meshes_mcp.stdio")
 
@@ -275,11 +280,11 @@ async def checked_stdio_server() -> AsyncIterator[tuple[Any, Any]]:
         restore()
 
 
-def serve_stdio(server: Any) -> None:
+def serve_stdio(server: MCPServer[Runtime]) -> None:
     anyio.run(_serve, server)
 
 
-async def _serve(server: Any) -> None:
+async def _serve(server: MCPServer[Runtime]) -> None:
     # What MCPServer.run_stdio_async does, with our stdin; the SDK offers no public hook for it.
     lowlevel = server._lowlevel_server
     async with checked_stdio_server() as (read_stream, write_stream):

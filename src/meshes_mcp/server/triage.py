@@ -25,7 +25,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -33,6 +33,11 @@ from meshes_mcp.api import errors as e
 from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest, Problem
 from meshes_mcp.server.diagnosis import NEEDS_ATTENTION, Evidence, advice, connection_state, gather_all, retry_helps
+
+if TYPE_CHECKING:
+    from meshes_mcp.api.catalog import Catalog
+    from meshes_mcp.api.client import MeshesClient
+    from meshes_mcp.server.registry import EnabledTools
 
 SCAN_STATUSES = ("failed", "processing")  # the documented filter values that hold failing deliveries
 PAGE_SIZE = 200  # the API's largest page
@@ -125,7 +130,7 @@ def call_text(tool: str, **args: Any) -> str:
 class _StatusList:
     """One status-filtered event list, read a page at a time, newest first."""
 
-    def __init__(self, client: Any, workspace: str, status: str, event_name: str | None) -> None:
+    def __init__(self, client: MeshesClient, workspace: str, status: str, event_name: str | None) -> None:
         self.client = client
         self.workspace = workspace
         self.status = status
@@ -147,7 +152,7 @@ class _StatusList:
         self.cursor = page.next_cursor
 
 
-async def load_rule_events(client: Any, events: list[m.Event]) -> None:
+async def load_rule_events(client: MeshesClient, events: list[m.Event]) -> None:
     """Lists may carry each event's rule events (the sandbox's do); where one does not, read the event."""
     missing = [index for index, event in enumerate(events) if event.rule_events is None]
     if not missing:
@@ -175,7 +180,7 @@ class ScanState:
 
 
 async def failing_batches(
-    client: Any, workspace: str, event_name: str | None, window: Window, state: ScanState
+    client: MeshesClient, workspace: str, event_name: str | None, window: Window, state: ScanState
 ) -> AsyncIterator[list[m.Event]]:
     """Failing events inside the window, newest first, in batches that share one creation time
     (so a caller that must stop can stop between two timestamps)."""
@@ -331,7 +336,7 @@ def check_filters(
 class Classifier:
     """Puts each failing delivery in its group; a group's outcome code is read once, from its newest delivery."""
 
-    def __init__(self, client: Any, filters: Filters) -> None:
+    def __init__(self, client: MeshesClient, filters: Filters) -> None:
         self.client = client
         self.filters = filters
         self.groups: dict[tuple[str, str | None, str], Group] = {}  # by rule, connection and cause signature
@@ -404,7 +409,7 @@ class ScanSummary:
 
 
 async def triage(
-    client: Any, catalog: Any, filters: Filters, window: Window, max_events: int, progress: Throttle
+    client: MeshesClient, catalog: Catalog, filters: Filters, window: Window, max_events: int, progress: Throttle
 ) -> tuple[list[Group], ScanSummary]:
     classifier = Classifier(client, filters)
     summary = ScanSummary()
@@ -439,7 +444,8 @@ async def triage(
     return groups, summary
 
 
-def group_view(group: Group, retry_call: str) -> dict[str, Any]:
+def group_view(group: Group, retry_call: str, enabled: EnabledTools) -> dict[str, Any]:
+    """A group as triage_failures shows it; its calls (and the `then` retry) are those this server can make."""
     ev = group.evidence
     ev.group_retry = retry_call
     fix, calls = advice(ev)
@@ -461,9 +467,9 @@ def group_view(group: Group, retry_call: str) -> dict[str, Any]:
         "last_seen": group.last_seen,
         "samples": group.samples,
         "fix": fix,
-        "calls": [c for c in calls if c != retry_call],
+        "calls": enabled.calls([c for c in calls if c != retry_call]),
     }
-    if retry_helps(ev) and retry_call in calls:
+    if retry_helps(ev) and retry_call in calls and enabled.allows(retry_call):
         view["then"] = retry_call
     return view
 
@@ -495,7 +501,7 @@ class RetryPlan:
 
 
 async def plan_retries(
-    client: Any, filters: Filters, window: Window, max_retries: int, progress: Throttle
+    client: MeshesClient, filters: Filters, window: Window, max_retries: int, progress: Throttle
 ) -> RetryPlan:
     """Every matching failing delivery in the window, newest first, each once, up to max_retries."""
     classifier = Classifier(client, filters)
@@ -570,7 +576,7 @@ class RetryRun:
         )
 
 
-async def run_retries(client: Any, run: RetryRun, progress: Throttle) -> None:
+async def run_retries(client: MeshesClient, run: RetryRun, progress: Throttle) -> None:
     """Send each planned retry once, RETRIES_IN_FLIGHT at a time; 429 pauses every worker for Retry-After."""
     targets = run.plan.targets
     total = len(targets)
@@ -590,7 +596,7 @@ async def run_retries(client: Any, run: RetryRun, progress: Throttle) -> None:
     await progress(run.handled, total, f"{run.handled}/{total} retries sent", force=True)
 
 
-async def retry_one(client: Any, run: RetryRun, target: Target) -> None:
+async def retry_one(client: MeshesClient, run: RetryRun, target: Target) -> None:
     for _ in range(RATE_LIMIT_TRIES):
         wait = run.paused_until - time.monotonic()
         if wait > 0:
@@ -640,7 +646,9 @@ def rule_event_settled(rule_event: m.RuleEvent, attempts_before: int) -> bool:
     return rule_event.status != "processing" and (rule_event.attempt_count or 0) > attempts_before
 
 
-async def wait_for_outcomes(client: Any, targets: list[Target], seconds: float, progress: Throttle) -> dict[str, Any]:
+async def wait_for_outcomes(
+    client: MeshesClient, targets: list[Target], seconds: float, progress: Throttle
+) -> dict[str, Any]:
     """Read the retried deliveries back until every one has settled or the time is up."""
     started = time.monotonic()
     deadline = started + seconds
@@ -699,7 +707,9 @@ def settled_view(outcome: dict[str, m.RuleEvent], unsettled: int, waited: float)
     return view
 
 
-async def wait_for_event(client: Any, event_id: str, seconds: float, progress: Throttle) -> tuple[m.Event | None, str]:
+async def wait_for_event(
+    client: MeshesClient, event_id: str, seconds: float, progress: Throttle
+) -> tuple[m.Event | None, str]:
     """Read an event back until every delivery has settled (completed, failed or canceled) or the time is up;
     the second value says which, for the agent."""
     started = time.monotonic()

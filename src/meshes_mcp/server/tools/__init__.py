@@ -1,5 +1,1 @@
-"""One module per toolset; each exposes `register(box)`."""
-
-from meshes_mcp.server.tools import connections, deliveries, events, integrations, rules, sessions, workspaces
-
-TOOLSET_MODULES = (integrations, events, connections, rules, deliveries, workspaces, sessions)
+"""One module per toolset; each lists its tools in `TOOLS` (see `meshes_mcp.server.registry`)."""

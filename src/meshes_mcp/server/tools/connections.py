@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types import CallToolResult
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,10 +13,13 @@ from meshes_mcp.api import errors as e
 from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest, Problem, check
 from meshes_mcp.server import params as p
-from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes, runtime_of
+from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.failures import Failure, attempt
+from meshes_mcp.server.registry import Toolset, tool
 from meshes_mcp.server.render import REDACTED, contains_mask
+from meshes_mcp.server.runtime import Runtime, ToolContext, runtime_of
 from meshes_mcp.server.tools.integrations import find_record, secret_fields
+from meshes_mcp.server.views import ConnectionRow, ConnectionView
 
 NOT_FOUND = "list_connections shows the connections and their ids."
 # Collections can be long (hundreds of lists); agents need ids and names, not provider timestamps.
@@ -75,16 +77,8 @@ to replace a specific stored mapping.
 """
 
 
-class ConnectionOut(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    id: str
-    name: str | None = None
-    type: str | None = None
-    next: str | None = None
-
-
 class ConnectionList(p.ListOut):
-    connections: list[dict[str, Any]] = Field(default_factory=list)
+    connections: list[ConnectionRow] = Field(default_factory=list)
 
 
 class DeletedOut(BaseModel):
@@ -160,22 +154,11 @@ def restore_header_values(given: Any, stored: Any) -> Any:
 
 
 def connection_view(connection: m.Connection) -> dict[str, Any]:
-    view = connection.model_dump(mode="json", exclude={"action_data", "created_by"})
-    view["warning"] = inactive_warning(connection)
-    return view
+    return ConnectionView.of(connection, warning=inactive_warning(connection)).render()
 
 
 def connection_summary(connection: m.Connection, *, org_wide: bool) -> dict[str, Any]:
-    """One list row: enough to pick a connection; get_connection has the metadata."""
-    row = {"id": connection.id, "name": connection.name, "type": connection.type}
-    if org_wide:
-        row["workspace"] = connection.workspace
-    if connection.active is False:
-        row["active"] = False
-        row["inactive_reason"] = connection.inactive_reason
-    if connection.hidden:
-        row["hidden"] = True
-    return row
+    return ConnectionRow.of(connection, org_wide=org_wide).render()
 
 
 def compact_action_data(data: dict[str, Any]) -> dict[str, Any]:
@@ -240,7 +223,7 @@ class DeleteConnectionFailure(Failure):
 
 
 async def confirm_delete_connection(
-    connection_id: str, force_delete: bool | None, ctx: Context
+    connection_id: str, force_delete: bool | None, ctx: ToolContext
 ) -> Confirmation | Elicit[Confirmation]:
     if not can_elicit(ctx):
         return NOT_ASKED  # nobody to ask: no lookup either
@@ -250,198 +233,235 @@ async def confirm_delete_connection(
     return ask(ctx, f'Delete {connection.type} connection "{connection.name}" ({connection.id})?{forced}')
 
 
-def register(box: Any) -> None:
-    rt = box.runtime
+async def integration_record(rt: Runtime, type_: str) -> dict[str, Any]:
+    return find_record((await rt.catalog()).records(), type_)
 
-    async def integration_record(type_: str) -> dict[str, Any]:
-        return find_record((await rt.catalog()).records(), type_)
 
-    async def secrets_of(type_: str) -> frozenset[str]:
-        """Metadata keys to mask for this integration (none known for an unknown type)."""
-        try:
-            return secret_fields(await integration_record(type_))
-        except InvalidRequest:
-            return frozenset()
+async def secrets_of(rt: Runtime, type_: str) -> frozenset[str]:
+    """Metadata keys to mask for this integration (none known for an unknown type)."""
+    try:
+        return secret_fields(await integration_record(rt, type_))
+    except InvalidRequest:
+        return frozenset()
 
-    async def validate_metadata(type_: str, metadata: dict[str, Any], *, for_update: bool) -> None:
-        from meshes_mcp.api.catalog import load_catalog, validate_connection_metadata
 
-        spec = (await rt.catalog()).get(type_) or load_catalog().get(type_)
-        if spec is None:
-            return  # a type the catalogue does not know: the API judges alone
-        problems = validate_connection_metadata(spec, metadata, for_update=for_update)
-        if problems:
-            raise InvalidRequest(problems)
+async def validate_metadata(rt: Runtime, type_: str, metadata: dict[str, Any], *, for_update: bool) -> None:
+    from meshes_mcp.api.catalog import load_catalog, validate_connection_metadata
 
-    @box.tool("connections", read_only=True, idempotent=True, title="List connections")
-    async def list_connections(
-        workspace: p.WorkspaceOrOrg = None, limit: p.PageLimit = None, cursor: p.PageCursor = None
-    ) -> Annotated[CallToolResult, ConnectionList]:
-        """Connections (destination accounts) with id, type, name and active state."""
-        client = rt.client()
-        ws = p.workspace_arg(rt, workspace, org_wide=True)
-        p.check_paging(limit, cursor)
-        failure = Failure(write=False, not_found="list_workspaces shows the workspaces.")
-        if ws:
-            page = await attempt(client.list_workspace_connections(ws, limit=limit, cursor=cursor), failure)
-        else:
-            page = await attempt(client.list_connections(limit=limit, cursor=cursor), failure)
-        return rt.result(
-            {
-                "connections": [connection_summary(c, org_wide=not ws) for c in page.records],
-                "count": len(page.records),
-                "next_cursor": page.next_cursor,
-                "next": p.next_page("list_connections", page.next_cursor, workspace=workspace, limit=limit),
-            }
-        )
+    spec = (await rt.catalog()).get(type_) or load_catalog().get(type_)
+    if spec is None:
+        return  # a type the catalogue does not know: the API judges alone
+    problems = validate_connection_metadata(spec, metadata, for_update=for_update)
+    if problems:
+        raise InvalidRequest(problems)
 
-    @box.tool("connections", read_only=True, idempotent=True, title="Get connection")
-    async def get_connection(connection_id: p.ConnectionId) -> Annotated[CallToolResult, ConnectionOut]:
-        """One connection with its metadata (secrets masked) and active state."""
-        client = rt.client()
-        connection = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
-        return rt.result(connection_view(connection), secret_keys=await secrets_of(connection.type))
 
-    @box.tool("connections", read_only=False, idempotent=False, title="Create connection")
-    async def create_connection(
-        type: Annotated[str, Field(description="e.g. mailchimp (list_integrations)")],
-        name: Annotated[str, Field(description="1-128 letters, digits, space, _ or -")],
-        metadata: Annotated[dict[str, Any], Field(description="Fields from list_integrations type=X")],
-        workspace: p.WorkspaceOpt = None,
-        hidden: bool | None = None,
-    ) -> Annotated[CallToolResult, ConnectionOut]:
-        """Connect an API-key or no-auth integration (webhook, mailchimp...); OAuth ones are connected in the
-        Meshes dashboard. Metadata is checked first."""
-        client = rt.client()
-        rt.redactor.learn_metadata(metadata, rt.secret_keys(type))  # an error echoing them is masked too
-        body = {"workspace": p.workspace_arg(rt, workspace), "type": type, "name": name, "metadata": metadata}
-        if hidden is not None:
-            body["hidden"] = hidden
-        request = check(m.CreateConnectionRequest, body)
-        await validate_metadata(type, metadata, for_update=False)
-        failure = Failure(write=True, verify="list_connections shows whether it exists")
-        created = await attempt(client.create_connection(request), failure)
-        view = connection_view(created)
-        view["next"] = f"get_connection_actions connection_id={created.id}, then create_rule"
-        return rt.result(view, secret_keys=secret_fields(await integration_record(type)))
-
-    @box.tool("connections", read_only=False, idempotent=True, destructive=True, title="Update connection")
-    async def update_connection(
-        connection_id: p.ConnectionId,
-        metadata: Annotated[dict[str, Any], Field(description="All fields (replaces them); masked ones kept")],
-        name: str | None = None,
-        hidden: bool | None = None,
-    ) -> Annotated[CallToolResult, ConnectionOut]:
-        """Replace a connection's metadata (e.g. new credentials), checked first. Then retry_rule_event what
-        failed."""
-        client = rt.client()
-        current = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
-        rt.redactor.learn_metadata(metadata, rt.secret_keys(current.type))  # an error echoing them is masked too
-        metadata = restore_masked(metadata, current.metadata)
-        # An omitted name keeps the current one, which the API accepted already: only a new name is checked.
-        body: dict[str, Any] = {"name": name or "placeholder", "metadata": metadata}
-        if hidden is not None:
-            body["hidden"] = hidden
-        request = check(m.UpdateConnectionRequest, body)
-        if name is None:
-            request = request.model_copy(update={"name": current.name})
-        await validate_metadata(current.type, metadata, for_update=True)
-        failure = Failure(write=True, not_found=NOT_FOUND, verify=f"get_connection connection_id={connection_id}")
-        updated = await attempt(client.update_connection(connection_id, request), failure)
-        view = connection_view(updated)
-        view["next"] = "diagnose_event or list_events status=failed, then retry_rule_event for failed deliveries"
-        return rt.result(view, secret_keys=await secrets_of(updated.type))
-
-    @box.tool("connections", read_only=False, idempotent=True, destructive=True, title="Delete connection")
-    async def delete_connection(
-        connection_id: p.ConnectionId,
-        confirmation: Annotated[Confirmed, Resolve(confirm_delete_connection)],
-        force_delete: bool | None = None,
-    ) -> Annotated[CallToolResult, DeletedOut]:
-        """Delete a connection. Refused while it has active rules unless force_delete."""
-        require_yes(confirmation, "Not deleted")
-        client = rt.client()
-        failure = DeleteConnectionFailure(
-            write=True, not_found=NOT_FOUND, verify=f"get_connection connection_id={connection_id}"
-        )
-        deleted = await attempt(client.delete_connection(connection_id, force_delete=bool(force_delete)), failure)
-        return rt.result({"deleted": deleted.id, "type": deleted.type})
-
-    @box.tool("connections", read_only=True, idempotent=True, title="Get connection actions")
-    async def get_connection_actions(connection_id: p.ConnectionId) -> Annotated[CallToolResult, ActionDataOut]:
-        """A connection's live data (lists, tags, properties, channels...) and what each action needs: the ids
-        for create_rule metadata."""
-        from meshes_mcp.api.catalog import describe_action
-
-        client = rt.client()
-        failure = Failure(write=False, not_found=NOT_FOUND)
-        connection = await attempt(client.get_connection(connection_id), failure)
-        data = await attempt(client.get_connection_actions(connection_id), failure)
-        spec = (await rt.catalog()).get(connection.type)
-        actions = {key: describe_action(spec, key) for key in (spec.actions if spec else {})}
-        result = {
-            "connection": connection.id,
-            "type": connection.type,
-            "actions": actions,
-            "data": compact_action_data(data),
-            "warning": inactive_warning(connection),
+@tool(Toolset.CONNECTIONS, read_only=True, idempotent=True, title="List connections")
+async def list_connections(
+    ctx: ToolContext, workspace: p.WorkspaceOrOrg = None, limit: p.PageLimit = None, cursor: p.PageCursor = None
+) -> Annotated[CallToolResult, ConnectionList]:
+    """Connections (destination accounts) with id, type, name and active state."""
+    rt = runtime_of(ctx)
+    client = rt.client()
+    ws = p.workspace_arg(rt, workspace, org_wide=True)
+    p.check_paging(limit, cursor)
+    failure = Failure(write=False, not_found="list_workspaces shows the workspaces.")
+    if ws:
+        page = await attempt(client.list_workspace_connections(ws, limit=limit, cursor=cursor), failure)
+    else:
+        page = await attempt(client.list_connections(limit=limit, cursor=cursor), failure)
+    return rt.result(
+        {
+            "connections": [connection_summary(c, org_wide=not ws) for c in page.records],
+            "count": len(page.records),
+            "next_cursor": page.next_cursor,
+            "next": p.next_page("list_connections", page.next_cursor, workspace=workspace, limit=limit),
         }
-        return rt.result(result)
+    )
 
-    @box.tool("connections", read_only=True, idempotent=True, title="Get connection fields")
-    async def get_connection_fields(
-        connection_id: p.ConnectionId,
-        refresh: bool | None = None,
-    ) -> Annotated[CallToolResult, FieldCatalogOut]:
-        """The destination's fields (key, type, constraints): the dest keys for mappings. refresh re-reads
-        them."""
-        client = rt.client()
-        failure = Failure(write=False, not_found=NOT_FOUND)
-        catalog = await attempt(client.get_connection_fields(connection_id, refresh=bool(refresh)), failure)
-        fields = catalog.fields
-        return rt.result(
-            {
-                "connection": connection_id,
-                "integration_type": catalog.integration_type,
-                "catalog_version": catalog.catalog_version,
-                "refreshed_at": catalog.refreshed_at,
-                "fields": [field_view(f) for f in fields[:FIELDS_SHOWN]],
-                "fields_omitted": max(0, len(fields) - FIELDS_SHOWN) or None,
-            }
-        )
 
-    @box.tool("connections", read_only=True, idempotent=True, title="Get connection mappings")
-    async def get_connection_mappings(connection_id: p.ConnectionId) -> Annotated[CallToolResult, MappingOut]:
-        """The connection's default field mapping (stored, or generated if none was saved)."""
-        client = rt.client()
-        result = await attempt(client.get_connection_mappings(connection_id), Failure(write=False, not_found=NOT_FOUND))
-        view = mapping_view(result)
-        version = result.mapping.version
-        view["next"] = (
-            f"update_connection_mappings connection_id={connection_id}"
-            + (f" expected_version={version}" if version else "")
-            + f"; format: {MAPPING_SCHEMA_URI}"
-        )
-        return rt.result(view)
+@tool(Toolset.CONNECTIONS, read_only=True, idempotent=True, title="Get connection")
+async def get_connection(ctx: ToolContext, connection_id: p.ConnectionId) -> Annotated[CallToolResult, ConnectionView]:
+    """One connection with its metadata (secrets masked) and active state."""
+    rt = runtime_of(ctx)
+    client = rt.client()
+    connection = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
+    return rt.result(connection_view(connection), secret_keys=await secrets_of(rt, connection.type))
 
-    @box.tool("connections", read_only=False, idempotent=True, destructive=True, title="Update connection mappings")
-    async def update_connection_mappings(
-        connection_id: p.ConnectionId,
-        schema: Annotated[dict[str, Any], Field(description=f"Format: {MAPPING_SCHEMA_URI}")],
-        expected_version: Annotated[int | None, Field(description="version from get_connection_mappings")] = None,
-        mapping_id: str | None = None,
-        name: str | None = None,
-    ) -> Annotated[CallToolResult, MappingOut]:
-        """Save the connection's default field mapping (payload paths or literals to fields), checked first."""
-        client = rt.client()
-        mapping_schema = check(m.MappingSchema, schema, prefix="schema")
-        body = {"schema": mapping_schema.model_dump(mode="json", exclude_unset=True)}
-        for key, value in (("expected_version", expected_version), ("mapping_id", mapping_id), ("name", name)):
-            if value is not None:
-                body[key] = value
-        request = check(m.UpdateMappingsRequest, body)
-        failure = Failure(
-            write=True, not_found=NOT_FOUND, verify=f"get_connection_mappings connection_id={connection_id}"
-        )
-        result = await attempt(client.update_connection_mappings(connection_id, request), failure)
-        return rt.result(mapping_view(result))
+
+@tool(Toolset.CONNECTIONS, read_only=False, idempotent=False, title="Create connection")
+async def create_connection(
+    ctx: ToolContext,
+    type: Annotated[str, Field(description="e.g. mailchimp (list_integrations)")],
+    name: Annotated[str, Field(description="1-128 letters, digits, space, _ or -")],
+    metadata: Annotated[dict[str, Any], Field(description="Fields from list_integrations type=X")],
+    workspace: p.WorkspaceOpt = None,
+    hidden: bool | None = None,
+) -> Annotated[CallToolResult, ConnectionView]:
+    """Connect an API-key or no-auth integration (webhook, mailchimp...); OAuth ones are connected in the
+    Meshes dashboard. Metadata is checked first."""
+    rt = runtime_of(ctx)
+    client = rt.client()
+    rt.redactor.learn_metadata(metadata, rt.secret_keys(type))  # an error echoing them is masked too
+    body = {"workspace": p.workspace_arg(rt, workspace), "type": type, "name": name, "metadata": metadata}
+    if hidden is not None:
+        body["hidden"] = hidden
+    request = check(m.CreateConnectionRequest, body)
+    await validate_metadata(rt, type, metadata, for_update=False)
+    failure = Failure(write=True, verify="list_connections shows whether it exists")
+    created = await attempt(client.create_connection(request), failure)
+    view = connection_view(created)
+    view["next"] = f"get_connection_actions connection_id={created.id}, then create_rule"
+    return rt.result(view, secret_keys=secret_fields(await integration_record(rt, type)))
+
+
+@tool(Toolset.CONNECTIONS, read_only=False, idempotent=True, destructive=True, title="Update connection")
+async def update_connection(
+    ctx: ToolContext,
+    connection_id: p.ConnectionId,
+    metadata: Annotated[dict[str, Any], Field(description="All fields (replaces them); masked ones kept")],
+    name: str | None = None,
+    hidden: bool | None = None,
+) -> Annotated[CallToolResult, ConnectionView]:
+    """Replace a connection's metadata (e.g. new credentials), checked first. Then retry_rule_event what
+    failed."""
+    rt = runtime_of(ctx)
+    client = rt.client()
+    current = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
+    rt.redactor.learn_metadata(metadata, rt.secret_keys(current.type))  # an error echoing them is masked too
+    metadata = restore_masked(metadata, current.metadata)
+    # An omitted name keeps the current one, which the API accepted already: only a new name is checked.
+    body: dict[str, Any] = {"name": name or "placeholder", "metadata": metadata}
+    if hidden is not None:
+        body["hidden"] = hidden
+    request = check(m.UpdateConnectionRequest, body)
+    if name is None:
+        request = request.model_copy(update={"name": current.name})
+    await validate_metadata(rt, current.type, metadata, for_update=True)
+    failure = Failure(write=True, not_found=NOT_FOUND, verify=f"get_connection connection_id={connection_id}")
+    updated = await attempt(client.update_connection(connection_id, request), failure)
+    view = connection_view(updated)
+    view["next"] = "diagnose_event or list_events status=failed, then retry_rule_event for failed deliveries"
+    return rt.result(view, secret_keys=await secrets_of(rt, updated.type))
+
+
+@tool(Toolset.CONNECTIONS, read_only=False, idempotent=True, destructive=True, title="Delete connection")
+async def delete_connection(
+    ctx: ToolContext,
+    connection_id: p.ConnectionId,
+    confirmation: Annotated[Confirmed, Resolve(confirm_delete_connection)],
+    force_delete: bool | None = None,
+) -> Annotated[CallToolResult, DeletedOut]:
+    """Delete a connection. Refused while it has active rules unless force_delete."""
+    rt = runtime_of(ctx)
+    require_yes(confirmation, "Not deleted")
+    client = rt.client()
+    failure = DeleteConnectionFailure(
+        write=True, not_found=NOT_FOUND, verify=f"get_connection connection_id={connection_id}"
+    )
+    deleted = await attempt(client.delete_connection(connection_id, force_delete=bool(force_delete)), failure)
+    return rt.result({"deleted": deleted.id, "type": deleted.type})
+
+
+@tool(Toolset.CONNECTIONS, read_only=True, idempotent=True, title="Get connection actions")
+async def get_connection_actions(
+    ctx: ToolContext, connection_id: p.ConnectionId
+) -> Annotated[CallToolResult, ActionDataOut]:
+    """A connection's live data (lists, tags, properties, channels...) and what each action needs: the ids
+    for create_rule metadata."""
+    from meshes_mcp.api.catalog import describe_action
+
+    rt = runtime_of(ctx)
+    client = rt.client()
+    failure = Failure(write=False, not_found=NOT_FOUND)
+    connection = await attempt(client.get_connection(connection_id), failure)
+    data = await attempt(client.get_connection_actions(connection_id), failure)
+    spec = (await rt.catalog()).get(connection.type)
+    actions = {key: describe_action(spec, key) for key in (spec.actions if spec else {})}
+    result = {
+        "connection": connection.id,
+        "type": connection.type,
+        "actions": actions,
+        "data": compact_action_data(data),
+        "warning": inactive_warning(connection),
+    }
+    return rt.result(result)
+
+
+@tool(Toolset.CONNECTIONS, read_only=True, idempotent=True, title="Get connection fields")
+async def get_connection_fields(
+    ctx: ToolContext,
+    connection_id: p.ConnectionId,
+    refresh: bool | None = None,
+) -> Annotated[CallToolResult, FieldCatalogOut]:
+    """The destination's fields (key, type, constraints): the dest keys for mappings. refresh re-reads
+    them."""
+    rt = runtime_of(ctx)
+    client = rt.client()
+    failure = Failure(write=False, not_found=NOT_FOUND)
+    catalog = await attempt(client.get_connection_fields(connection_id, refresh=bool(refresh)), failure)
+    fields = catalog.fields
+    return rt.result(
+        {
+            "connection": connection_id,
+            "integration_type": catalog.integration_type,
+            "catalog_version": catalog.catalog_version,
+            "refreshed_at": catalog.refreshed_at,
+            "fields": [field_view(f) for f in fields[:FIELDS_SHOWN]],
+            "fields_omitted": max(0, len(fields) - FIELDS_SHOWN) or None,
+        }
+    )
+
+
+@tool(Toolset.CONNECTIONS, read_only=True, idempotent=True, title="Get connection mappings")
+async def get_connection_mappings(
+    ctx: ToolContext, connection_id: p.ConnectionId
+) -> Annotated[CallToolResult, MappingOut]:
+    """The connection's default field mapping (stored, or generated if none was saved)."""
+    rt = runtime_of(ctx)
+    client = rt.client()
+    result = await attempt(client.get_connection_mappings(connection_id), Failure(write=False, not_found=NOT_FOUND))
+    view = mapping_view(result)
+    version = result.mapping.version
+    view["next"] = (
+        f"update_connection_mappings connection_id={connection_id}"
+        + (f" expected_version={version}" if version else "")
+        + f"; format: {MAPPING_SCHEMA_URI}"
+    )
+    return rt.result(view)
+
+
+@tool(Toolset.CONNECTIONS, read_only=False, idempotent=True, destructive=True, title="Update connection mappings")
+async def update_connection_mappings(
+    ctx: ToolContext,
+    connection_id: p.ConnectionId,
+    schema: Annotated[dict[str, Any], Field(description=f"Format: {MAPPING_SCHEMA_URI}")],
+    expected_version: Annotated[int | None, Field(description="version from get_connection_mappings")] = None,
+    mapping_id: str | None = None,
+    name: str | None = None,
+) -> Annotated[CallToolResult, MappingOut]:
+    """Save the connection's default field mapping (payload paths or literals to fields), checked first."""
+    rt = runtime_of(ctx)
+    client = rt.client()
+    mapping_schema = check(m.MappingSchema, schema, prefix="schema")
+    body = {"schema": mapping_schema.model_dump(mode="json", exclude_unset=True)}
+    for key, value in (("expected_version", expected_version), ("mapping_id", mapping_id), ("name", name)):
+        if value is not None:
+            body[key] = value
+    request = check(m.UpdateMappingsRequest, body)
+    failure = Failure(write=True, not_found=NOT_FOUND, verify=f"get_connection_mappings connection_id={connection_id}")
+    result = await attempt(client.update_connection_mappings(connection_id, request), failure)
+    return rt.result(mapping_view(result))
+
+
+TOOLS = (
+    list_connections,
+    get_connection,
+    create_connection,
+    update_connection,
+    delete_connection,
+    get_connection_actions,
+    get_connection_fields,
+    get_connection_mappings,
+    update_connection_mappings,
+)

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import anyio
-from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +14,8 @@ from meshes_mcp.api.models import BULK_LIMIT, BulkResult, EmitEventRequest
 from meshes_mcp.api.problems import InvalidRequest, check
 from meshes_mcp.server import params as p
 from meshes_mcp.server.failures import Failure, attempt
+from meshes_mcp.server.registry import Toolset, tool
+from meshes_mcp.server.runtime import Runtime, ToolContext, runtime_of
 from meshes_mcp.server.triage import Throttle, Wait, check_range, wait_for_event
 
 WAIT_MAX = 60
@@ -162,107 +163,109 @@ def bulk_summary(run: BulkRun, workspace: str | None) -> dict[str, Any]:
     return summary
 
 
-def register(box: Any) -> None:
-    rt = box.runtime
+def target_workspace(rt: Runtime, workspace: str | None) -> str | None:
+    # A publishable key implies its workspace; a machine key needs one named.
+    publishable_only = rt.settings.machine_key() is None and rt.settings.publishable_key is not None
+    return workspace if publishable_only else p.workspace_arg(rt, workspace)
 
-    def target_workspace(workspace: str | None) -> str | None:
-        # A publishable key implies its workspace; a machine key needs one named.
-        publishable_only = rt.settings.machine_key() is None and rt.settings.publishable_key is not None
-        return workspace if publishable_only else p.workspace_arg(rt, workspace)
 
-    @box.tool("events", read_only=False, idempotent=False, title="Emit event")
-    async def emit_event(
-        event: p.EventName,
-        payload: Annotated[dict[str, Any], Field(description="Event data; email for people")],
-        ctx: Context,
-        workspace: p.WorkspaceOpt = None,
-        resource: p.Resource = None,
-        resource_id: p.ResourceKey = None,
-        wait_seconds: Wait = None,
-    ) -> Annotated[CallToolResult, EmittedEvent]:
-        """Emit one event to every active rule matching its name; wait_seconds awaits delivery."""
-        wait = check_range("wait_seconds", wait_seconds, 0, WAIT_MAX, 10)
-        client = rt.client(publishable_ok=True)
-        ws = target_workspace(workspace)
-        body = {"event": event, "payload": payload, "workspace": ws, "resource": resource, "resource_id": resource_id}
-        request = p.check_given(EmitEventRequest, body)
-        failure = Failure(write=True, verify="list_events shows whether it arrived")
-        created = await attempt(client.emit_event(request), failure)
-        result: dict[str, Any] = {
-            "id": created.id,
-            "event": created.event,
-            "workspace": created.workspace,
-            "resource": created.resource,
-            "resource_id": created.resource_id,
-            "next": f"get_event event_id={created.id} shows its delivery to each rule",
-        }
-        if wait and rt.settings.machine_key() is None:
-            result["waited"] = (
-                "not waited: reading deliveries needs a machine key (MESHES_ACCESS_KEY, MESHES_SECRET_KEY)"
-            )
-        elif wait:
-            from meshes_mcp.server.tools.deliveries import event_view
+@tool(Toolset.EVENTS, read_only=False, idempotent=False, title="Emit event")
+async def emit_event(
+    event: p.EventName,
+    payload: Annotated[dict[str, Any], Field(description="Event data; email for people")],
+    ctx: ToolContext,
+    workspace: p.WorkspaceOpt = None,
+    resource: p.Resource = None,
+    resource_id: p.ResourceKey = None,
+    wait_seconds: Wait = None,
+) -> Annotated[CallToolResult, EmittedEvent]:
+    """Emit one event to every active rule matching its name; wait_seconds awaits delivery."""
+    rt = runtime_of(ctx)
+    wait = check_range("wait_seconds", wait_seconds, 0, WAIT_MAX, 10)
+    client = rt.client(publishable_ok=True)
+    ws = target_workspace(rt, workspace)
+    body = {"event": event, "payload": payload, "workspace": ws, "resource": resource, "resource_id": resource_id}
+    request = p.check_given(EmitEventRequest, body)
+    failure = Failure(write=True, verify="list_events shows whether it arrived")
+    created = await attempt(client.emit_event(request), failure)
+    result: dict[str, Any] = {
+        "id": created.id,
+        "event": created.event,
+        "workspace": created.workspace,
+        "resource": created.resource,
+        "resource_id": created.resource_id,
+        "next": f"get_event event_id={created.id} shows its delivery to each rule",
+    }
+    if wait and rt.settings.machine_key() is None:
+        result["waited"] = "not waited: reading deliveries needs a machine key (MESHES_ACCESS_KEY, MESHES_SECRET_KEY)"
+    elif wait:
+        from meshes_mcp.server.tools.deliveries import event_view
 
-            settled, result["waited"] = await wait_for_event(client, created.id, wait, Throttle(ctx.report_progress))
-            if settled is not None:
-                view = event_view(settled)
-                result.update({"status": view.get("status"), "rule_events": view["rule_events"]})
-                result["next"] = view.get("next") or result["next"]
-        return rt.result(result)
+        settled, result["waited"] = await wait_for_event(client, created.id, wait, Throttle(ctx.report_progress))
+        if settled is not None:
+            view = event_view(settled)
+            result.update({"status": view.get("status"), "rule_events": view["rule_events"]})
+            result["next"] = view.get("next") or result["next"]
+    return rt.result(result)
 
-    @box.tool("events", read_only=False, idempotent=False, title="Emit events")
-    async def emit_events(
-        events: Annotated[
-            list[dict[str, Any]], Field(description="Each {event, payload, resource?, resource_id?, workspace?}")
-        ],
-        ctx: Context,
-        workspace: p.Filter = None,
-    ) -> Annotated[CallToolResult, BulkEmitted]:
-        """Emit any number of events in bulk, with progress; invalid items are reported by index, not sent."""
-        client = rt.client(publishable_ok=True)
-        ws = target_workspace(workspace)
-        run = BulkRun(total=len(events))
-        valid: list[tuple[int, EmitEventRequest]] = []
-        for index, item in enumerate(events):
-            try:
-                valid.append((index, prepare(index, item, ws)))
-            except InvalidRequest as exc:
-                run.outcomes[index] = Outcome("rejected", reason=str(exc).replace("\n", "; "))
-        chunks = [valid[start : start + BULK_LIMIT] for start in range(0, len(valid), BULK_LIMIT)]
-        limiter = anyio.CapacityLimiter(PARALLEL_CHUNKS)
 
-        async def send(chunk: list[tuple[int, EmitEventRequest]]) -> None:
-            indexes = [index for index, _ in chunk]
-            async with limiter:
-                if run.stop_reason is not None:
-                    run.settle(indexes, Outcome("not_sent", reason=f"not sent after: {run.stop_reason}"))
-                else:
-                    await send_now(chunk, indexes)
-            run.done += len(chunk)
-            await ctx.report_progress(run.done, len(valid), f"{run.done}/{len(valid)} events sent")
+@tool(Toolset.EVENTS, read_only=False, idempotent=False, title="Emit events")
+async def emit_events(
+    events: Annotated[
+        list[dict[str, Any]], Field(description="Each {event, payload, resource?, resource_id?, workspace?}")
+    ],
+    ctx: ToolContext,
+    workspace: p.Filter = None,
+) -> Annotated[CallToolResult, BulkEmitted]:
+    """Emit any number of events in bulk, with progress; invalid items are reported by index, not sent."""
+    rt = runtime_of(ctx)
+    client = rt.client(publishable_ok=True)
+    ws = target_workspace(rt, workspace)
+    run = BulkRun(total=len(events))
+    valid: list[tuple[int, EmitEventRequest]] = []
+    for index, item in enumerate(events):
+        try:
+            valid.append((index, prepare(index, item, ws)))
+        except InvalidRequest as exc:
+            run.outcomes[index] = Outcome("rejected", reason=str(exc).replace("\n", "; "))
+    chunks = [valid[start : start + BULK_LIMIT] for start in range(0, len(valid), BULK_LIMIT)]
+    limiter = anyio.CapacityLimiter(PARALLEL_CHUNKS)
 
-        async def send_now(chunk: list[tuple[int, EmitEventRequest]], indexes: list[int]) -> None:
-            try:
-                answer = await client.emit_events([request for _, request in chunk])
-            except e.MeshesError as exc:
-                answer = per_item_answer(exc)
-                if answer is None:
-                    outcome, systemic = failed_chunk_outcome(exc)
-                    run.settle(indexes, outcome)
-                    if systemic:
-                        run.stop_reason = outcome.reason
-                    return
-            records = answer.records
-            everything_accepted = not answer.error_count and answer.count == len(chunk)
-            for position, index in enumerate(indexes):
-                if position < len(records):
-                    run.outcomes[index] = record_outcome(records[position])
-                elif everything_accepted:
-                    run.outcomes[index] = Outcome("accepted")
-                else:
-                    run.outcomes[index] = Outcome("unknown", reason="no per-item record in the answer; not retried")
+    async def send(chunk: list[tuple[int, EmitEventRequest]]) -> None:
+        indexes = [index for index, _ in chunk]
+        async with limiter:
+            if run.stop_reason is not None:
+                run.settle(indexes, Outcome("not_sent", reason=f"not sent after: {run.stop_reason}"))
+            else:
+                await send_now(chunk, indexes)
+        run.done += len(chunk)
+        await ctx.report_progress(run.done, len(valid), f"{run.done}/{len(valid)} events sent")
 
-        async with anyio.create_task_group() as group:
-            for chunk in chunks:
-                group.start_soon(send, chunk)
-        return rt.result(bulk_summary(run, ws))
+    async def send_now(chunk: list[tuple[int, EmitEventRequest]], indexes: list[int]) -> None:
+        try:
+            answer = await client.emit_events([request for _, request in chunk])
+        except e.MeshesError as exc:
+            answer = per_item_answer(exc)
+            if answer is None:
+                outcome, systemic = failed_chunk_outcome(exc)
+                run.settle(indexes, outcome)
+                if systemic:
+                    run.stop_reason = outcome.reason
+                return
+        records = answer.records
+        everything_accepted = not answer.error_count and answer.count == len(chunk)
+        for position, index in enumerate(indexes):
+            if position < len(records):
+                run.outcomes[index] = record_outcome(records[position])
+            elif everything_accepted:
+                run.outcomes[index] = Outcome("accepted")
+            else:
+                run.outcomes[index] = Outcome("unknown", reason="no per-item record in the answer; not retried")
+
+    async with anyio.create_task_group() as group:
+        for chunk in chunks:
+            group.start_soon(send, chunk)
+    return rt.result(bulk_summary(run, ws))
+
+
+TOOLS = (emit_event, emit_events)

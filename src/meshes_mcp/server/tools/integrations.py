@@ -8,6 +8,8 @@ from mcp_types import CallToolResult
 from pydantic import BaseModel, ConfigDict, Field
 
 from meshes_mcp.api.problems import InvalidRequest, Problem
+from meshes_mcp.server.registry import Toolset, tool
+from meshes_mcp.server.runtime import ToolContext, runtime_of
 
 
 class IntegrationList(BaseModel):
@@ -82,23 +84,25 @@ def detail(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def register(box: Any) -> None:
-    rt = box.runtime
+@tool(Toolset.INTEGRATIONS, read_only=True, idempotent=True, title="List integrations")
+async def list_integrations(
+    ctx: ToolContext,
+    type: Annotated[str | None, Field(description="One integration's connection fields and actions")] = None,
+) -> Annotated[CallToolResult, IntegrationList]:
+    """Integrations Meshes can deliver to, with auth type and actions. Give type for its connection
+    metadata fields and what each action needs in rule metadata."""
+    rt = runtime_of(ctx)
+    rt.client()  # without credentials, say how to configure them (the resource works offline)
+    catalog = await rt.catalog()
+    records = catalog.records()
+    if type is not None:
+        return rt.result({"integrations": [detail(find_record(records, type))]})
+    return rt.result(
+        {
+            "integrations": [summary(r) for r in records],
+            "next": "list_integrations type=<type> for fields and action metadata",
+        }
+    )
 
-    @box.tool("integrations", read_only=True, idempotent=True, title="List integrations")
-    async def list_integrations(
-        type: Annotated[str | None, Field(description="One integration's connection fields and actions")] = None,
-    ) -> Annotated[CallToolResult, IntegrationList]:
-        """Integrations Meshes can deliver to, with auth type and actions. Give type for its connection
-        metadata fields and what each action needs in rule metadata."""
-        rt.client()  # without credentials, say how to configure them (the resource works offline)
-        catalog = await rt.catalog()
-        records = catalog.records()
-        if type is not None:
-            return rt.result({"integrations": [detail(find_record(records, type))]})
-        return rt.result(
-            {
-                "integrations": [summary(r) for r in records],
-                "next": "list_integrations type=<type> for fields and action metadata",
-            }
-        )
+
+TOOLS = (list_integrations,)

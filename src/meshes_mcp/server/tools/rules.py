@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types import CallToolResult
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,22 +11,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest, Problem, check
 from meshes_mcp.server import params as p
-from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes, runtime_of
+from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.failures import Failure, attempt
+from meshes_mcp.server.registry import Toolset, tool
+from meshes_mcp.server.runtime import ToolContext, runtime_of
+from meshes_mcp.server.views import RuleRow, RuleView
 
 NOT_FOUND = "list_rules shows the rules and their ids."
 
 
-class RuleOut(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    id: str
-    event: str | None = None
-    connection: str | None = None
-    next: str | None = None
-
-
 class RuleList(p.ListOut):
-    rules: list[dict[str, Any]] = Field(default_factory=list)
+    rules: list[RuleRow] = Field(default_factory=list)
 
 
 class DeletedRuleOut(BaseModel):
@@ -37,16 +31,11 @@ class DeletedRuleOut(BaseModel):
 
 
 def rule_view(rule: m.Rule) -> dict[str, Any]:
-    return rule.model_dump(mode="json", exclude={"created_by"})
+    return RuleView.of(rule).render()
 
 
 def rule_summary(rule: m.Rule, *, org_wide: bool) -> dict[str, Any]:
-    """One list row: what routes where, and with which action (and in which workspace, org-wide)."""
-    fields = {"id", "event", "resource", "resource_id", "connection", "type", "metadata"}
-    row = rule.model_dump(mode="json", include=fields | ({"workspace"} if org_wide else set()))
-    if rule.active is False:
-        row["active"] = False
-    return row
+    return RuleRow.of(rule, org_wide=org_wide).render()
 
 
 def needs_action_data(spec: Any, action: str) -> bool:
@@ -54,7 +43,7 @@ def needs_action_data(spec: Any, action: str) -> bool:
     return bool(action_spec) and any(d.kind in ("simple", "advanced") for d in action_spec.data or [])
 
 
-async def confirm_delete_rule(rule_id: str, ctx: Context) -> Confirmation | Elicit[Confirmation]:
+async def confirm_delete_rule(rule_id: str, ctx: ToolContext) -> Confirmation | Elicit[Confirmation]:
     if not can_elicit(ctx):
         return NOT_ASKED
     rule = await attempt(runtime_of(ctx).client().get_rule(rule_id), Failure(write=False, not_found=NOT_FOUND))
@@ -63,110 +52,119 @@ async def confirm_delete_rule(rule_id: str, ctx: Context) -> Confirmation | Elic
     return ask(ctx, f'Delete rule {rule.id}, which sends "{rule.event}" to {target}?')
 
 
-def register(box: Any) -> None:
-    rt = box.runtime
-
-    @box.tool("rules", read_only=True, idempotent=True, title="List rules")
-    async def list_rules(
-        workspace: p.WorkspaceOrOrg = None,
-        event: p.Filter = None,
-        resource: p.Filter = None,
-        resource_id: p.Filter = None,
-        limit: p.PageLimit = None,
-        cursor: p.PageCursor = None,
-    ) -> Annotated[CallToolResult, RuleList]:
-        """Rules: which event goes to which connection, with what action metadata."""
-        client = rt.client()
-        filters = check(m.RuleFilters, {"event": event, "resource": resource, "resource_id": resource_id})
-        ws = p.workspace_arg(rt, workspace, org_wide=True)
-        p.check_paging(limit, cursor)
-        failure = Failure(write=False, not_found="list_workspaces shows the workspaces.")
-        if ws:
-            call = client.list_workspace_rules(ws, filters, limit=limit, cursor=cursor)
-        else:
-            call = client.list_rules(filters, limit=limit, cursor=cursor)
-        page = await attempt(call, failure)
-        args = {"workspace": workspace, "event": event, "resource": resource, "resource_id": resource_id}
-        return rt.result(
-            {
-                "rules": [rule_summary(r, org_wide=not ws) for r in page.records],
-                "count": len(page.records),
-                "next_cursor": page.next_cursor,
-                "next": p.next_page("list_rules", page.next_cursor, **args, limit=limit),
-            }
-        )
-
-    @box.tool("rules", read_only=True, idempotent=True, title="Get rule")
-    async def get_rule(rule_id: str) -> Annotated[CallToolResult, RuleOut]:
-        """One rule with its event filter, connection and action metadata."""
-        rule = await attempt(rt.client().get_rule(rule_id), Failure(write=False, not_found=NOT_FOUND))
-        return rt.result(rule_view(rule))
-
-    @box.tool("rules", read_only=False, idempotent=False, title="Create rule")
-    async def create_rule(
-        connection: str,
-        event: p.EventName,
-        metadata: Annotated[
-            dict[str, Any],
-            Field(description='e.g. {"action":"add_to_list","id":"5"}; ids from get_connection_actions'),
-        ],
-        workspace: str | None = None,
-        resource: p.Resource = None,
-        resource_id: p.ResourceKey = None,
-        active: bool | None = None,
-        hidden: bool | None = None,
-    ) -> Annotated[CallToolResult, RuleOut]:
-        """Route events named `event` to a connection's action. Metadata is checked against its live data
-        (list ids...) first."""
-        from meshes_mcp.api.catalog import validate_rule_metadata
-        from meshes_mcp.api.client import require_uuid
-
-        client = rt.client()
-        require_uuid("connection", connection)
-        failure = Failure(write=False, not_found="list_connections shows the connections and their ids.")
-        conn = await attempt(client.get_connection(connection), failure)
-        if workspace is not None and conn.workspace and workspace.lower() != conn.workspace.lower():
-            raise InvalidRequest(
-                [Problem("workspace", f"connection {connection} belongs to workspace {conn.workspace}; omit workspace")]
-            )
-        body = {
-            "workspace": workspace or conn.workspace,
-            "connection": connection,
-            "event": event,
-            "metadata": metadata,
-            "resource": resource,
-            "resource_id": resource_id,
-            "active": active,
-            "hidden": hidden,
+@tool(Toolset.RULES, read_only=True, idempotent=True, title="List rules")
+async def list_rules(
+    ctx: ToolContext,
+    workspace: p.WorkspaceOrOrg = None,
+    event: p.Filter = None,
+    resource: p.Filter = None,
+    resource_id: p.Filter = None,
+    limit: p.PageLimit = None,
+    cursor: p.PageCursor = None,
+) -> Annotated[CallToolResult, RuleList]:
+    """Rules: which event goes to which connection, with what action metadata."""
+    rt = runtime_of(ctx)
+    client = rt.client()
+    filters = check(m.RuleFilters, {"event": event, "resource": resource, "resource_id": resource_id})
+    ws = p.workspace_arg(rt, workspace, org_wide=True)
+    p.check_paging(limit, cursor)
+    failure = Failure(write=False, not_found="list_workspaces shows the workspaces.")
+    if ws:
+        call = client.list_workspace_rules(ws, filters, limit=limit, cursor=cursor)
+    else:
+        call = client.list_rules(filters, limit=limit, cursor=cursor)
+    page = await attempt(call, failure)
+    args = {"workspace": workspace, "event": event, "resource": resource, "resource_id": resource_id}
+    return rt.result(
+        {
+            "rules": [rule_summary(r, org_wide=not ws) for r in page.records],
+            "count": len(page.records),
+            "next_cursor": page.next_cursor,
+            "next": p.next_page("list_rules", page.next_cursor, **args, limit=limit),
         }
-        spec = (await rt.catalog()).get(conn.type)
-        # The integration's own rules first: a missing or unknown action is answered with its actions.
-        problems = validate_rule_metadata(spec, metadata) if spec is not None else []
+    )
+
+
+@tool(Toolset.RULES, read_only=True, idempotent=True, title="Get rule")
+async def get_rule(ctx: ToolContext, rule_id: str) -> Annotated[CallToolResult, RuleView]:
+    """One rule with its event filter, connection and action metadata."""
+    rt = runtime_of(ctx)
+    rule = await attempt(rt.client().get_rule(rule_id), Failure(write=False, not_found=NOT_FOUND))
+    return rt.result(rule_view(rule))
+
+
+@tool(Toolset.RULES, read_only=False, idempotent=False, title="Create rule")
+async def create_rule(
+    ctx: ToolContext,
+    connection: str,
+    event: p.EventName,
+    metadata: Annotated[
+        dict[str, Any],
+        Field(description='e.g. {"action":"add_to_list","id":"5"}; ids from get_connection_actions'),
+    ],
+    workspace: str | None = None,
+    resource: p.Resource = None,
+    resource_id: p.ResourceKey = None,
+    active: bool | None = None,
+    hidden: bool | None = None,
+) -> Annotated[CallToolResult, RuleView]:
+    """Route events named `event` to a connection's action. Metadata is checked against its live data
+    (list ids...) first."""
+    from meshes_mcp.api.catalog import validate_rule_metadata
+    from meshes_mcp.api.client import require_uuid
+
+    rt = runtime_of(ctx)
+    client = rt.client()
+    require_uuid("connection", connection)
+    failure = Failure(write=False, not_found="list_connections shows the connections and their ids.")
+    conn = await attempt(client.get_connection(connection), failure)
+    if workspace is not None and conn.workspace and workspace.lower() != conn.workspace.lower():
+        raise InvalidRequest(
+            [Problem("workspace", f"connection {connection} belongs to workspace {conn.workspace}; omit workspace")]
+        )
+    body = {
+        "workspace": workspace or conn.workspace,
+        "connection": connection,
+        "event": event,
+        "metadata": metadata,
+        "resource": resource,
+        "resource_id": resource_id,
+        "active": active,
+        "hidden": hidden,
+    }
+    spec = (await rt.catalog()).get(conn.type)
+    # The integration's own rules first: a missing or unknown action is answered with its actions.
+    problems = validate_rule_metadata(spec, metadata) if spec is not None else []
+    if problems:
+        raise InvalidRequest(problems)
+    request = p.check_given(m.CreateRuleRequest, body)
+    if needs_action_data(spec, str(metadata.get("action"))):
+        action_data = await attempt(client.get_connection_actions(connection), failure)
+        problems = validate_rule_metadata(spec, metadata, action_data)
         if problems:
             raise InvalidRequest(problems)
-        request = p.check_given(m.CreateRuleRequest, body)
-        if needs_action_data(spec, str(metadata.get("action"))):
-            action_data = await attempt(client.get_connection_actions(connection), failure)
-            problems = validate_rule_metadata(spec, metadata, action_data)
-            if problems:
-                raise InvalidRequest(problems)
-        created = await attempt(
-            client.create_rule(request),
-            Failure(write=True, verify=f"list_rules event={event} shows whether it exists"),
-        )
-        view = rule_view(created)
-        if conn.active is False:
-            view["warning"] = f"connection is inactive ({conn.inactive_reason}): deliveries fail until reconnected"
-        view["next"] = f'emit_event event="{event}" with a test payload, then get_event'
-        return rt.result(view)
+    created = await attempt(
+        client.create_rule(request),
+        Failure(write=True, verify=f"list_rules event={event} shows whether it exists"),
+    )
+    view = rule_view(created)
+    if conn.active is False:
+        view["warning"] = f"connection is inactive ({conn.inactive_reason}): deliveries fail until reconnected"
+    view["next"] = f'emit_event event="{event}" with a test payload, then get_event'
+    return rt.result(view)
 
-    @box.tool("rules", read_only=False, idempotent=True, destructive=True, title="Delete rule")
-    async def delete_rule(
-        rule_id: str, confirmation: Annotated[Confirmed, Resolve(confirm_delete_rule)]
-    ) -> Annotated[CallToolResult, DeletedRuleOut]:
-        """Delete a rule: its event stops going to that connection. Rules cannot be edited: delete and
-        create_rule again."""
-        require_yes(confirmation, "Not deleted")
-        failure = Failure(write=True, not_found=NOT_FOUND, verify=f"get_rule rule_id={rule_id}")
-        deleted = await attempt(rt.client().delete_rule(rule_id), failure)
-        return rt.result({"deleted": deleted.id, "event": deleted.event, "connection": deleted.connection})
+
+@tool(Toolset.RULES, read_only=False, idempotent=True, destructive=True, title="Delete rule")
+async def delete_rule(
+    ctx: ToolContext, rule_id: str, confirmation: Annotated[Confirmed, Resolve(confirm_delete_rule)]
+) -> Annotated[CallToolResult, DeletedRuleOut]:
+    """Delete a rule: its event stops going to that connection. Rules cannot be edited: delete and
+    create_rule again."""
+    rt = runtime_of(ctx)
+    require_yes(confirmation, "Not deleted")
+    failure = Failure(write=True, not_found=NOT_FOUND, verify=f"get_rule rule_id={rule_id}")
+    deleted = await attempt(rt.client().delete_rule(rule_id), failure)
+    return rt.result({"deleted": deleted.id, "event": deleted.event, "connection": deleted.connection})
+
+
+TOOLS = (list_rules, get_rule, create_rule, delete_rule)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types import CallToolResult
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,7 +17,9 @@ from meshes_mcp.api import models as m
 from meshes_mcp.server import params as p
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.failures import Failure, attempt
+from meshes_mcp.server.registry import Toolset, tool
 from meshes_mcp.server.render import Redactor
+from meshes_mcp.server.runtime import ToolContext, runtime_of
 
 NOT_FOUND = "list_sessions shows the sessions of a workspace."
 TOKENS_NOTE = "tokens are masked; embed with sessions your backend mints"
@@ -49,96 +50,105 @@ def session_view(session: m.SessionToken) -> dict[str, Any]:
     return view
 
 
-async def confirm_revoke_session(session_id: str, ctx: Context) -> Confirmation | Elicit[Confirmation]:
+async def confirm_revoke_session(session_id: str, ctx: ToolContext) -> Confirmation | Elicit[Confirmation]:
     if not can_elicit(ctx):
         return NOT_ASKED
     # No endpoint reads one session, so the question names the id only.
     return ask(ctx, f"Revoke embed session {session_id}? Its user loses access at once.")
 
 
-def register(box: Any) -> None:
-    rt = box.runtime
+@tool(Toolset.SESSIONS, read_only=False, idempotent=False, title="Create embed session")
+async def create_session(
+    ctx: ToolContext,
+    workspace_id: p.WorkspaceOpt = None,
+    role: Literal["member", "admin", "owner"] | None = None,
+    session_type: Literal["workspace", "resource", "dashboard"] | None = None,
+    launch_page: Literal["dashboard", "connections", "rules", "events"] | None = None,
+    resource: str | None = None,
+    resource_id: str | None = None,
+    external_user_id: str | None = None,
+    ttl_seconds: int | None = None,
+    launch_ttl_seconds: int | None = None,
+    allowed_origins: list[str] | None = None,
+    scopes: list[Literal["events.payload:read"]] | None = None,
+) -> Annotated[CallToolResult, SessionOut]:
+    """Mint an embed session for the workspace UI (default member, type workspace; resource type needs
+    resource and resource_id)."""
+    rt = runtime_of(ctx)
+    body = {
+        "workspace_id": p.workspace_arg(rt, workspace_id, param="workspace_id"),
+        "role": role,
+        "session_type": session_type,
+        "launch_page": launch_page,
+        "resource": resource,
+        "resource_id": resource_id,
+        "external_user_id": external_user_id,
+        "ttl_seconds": ttl_seconds,
+        "launch_ttl_seconds": launch_ttl_seconds,
+        "allowed_origins": allowed_origins,
+        "scopes": scopes,
+    }
+    client = rt.client()
+    request = p.check_given(m.CreateSessionRequest, body)
+    failure = Failure(write=True, not_found="list_workspaces shows the workspaces.", verify=NOT_FOUND)
+    created = await attempt(client.create_session(request), failure)
+    return rt.result(session_view(created))
 
-    @box.tool("sessions", read_only=False, idempotent=False, title="Create embed session")
-    async def create_session(
-        workspace_id: p.WorkspaceOpt = None,
-        role: Literal["member", "admin", "owner"] | None = None,
-        session_type: Literal["workspace", "resource", "dashboard"] | None = None,
-        launch_page: Literal["dashboard", "connections", "rules", "events"] | None = None,
-        resource: str | None = None,
-        resource_id: str | None = None,
-        external_user_id: str | None = None,
-        ttl_seconds: int | None = None,
-        launch_ttl_seconds: int | None = None,
-        allowed_origins: list[str] | None = None,
-        scopes: list[Literal["events.payload:read"]] | None = None,
-    ) -> Annotated[CallToolResult, SessionOut]:
-        """Mint an embed session for the workspace UI (default member, type workspace; resource type needs
-        resource and resource_id)."""
-        body = {
-            "workspace_id": p.workspace_arg(rt, workspace_id, param="workspace_id"),
-            "role": role,
-            "session_type": session_type,
-            "launch_page": launch_page,
-            "resource": resource,
-            "resource_id": resource_id,
-            "external_user_id": external_user_id,
-            "ttl_seconds": ttl_seconds,
-            "launch_ttl_seconds": launch_ttl_seconds,
-            "allowed_origins": allowed_origins,
-            "scopes": scopes,
+
+@tool(Toolset.SESSIONS, read_only=True, idempotent=True, title="List embed sessions")
+async def list_sessions(
+    ctx: ToolContext,
+    workspace_id: p.WorkspaceOpt = None,
+    status: Literal["active", "revoked"] | None = None,
+    resource: p.Filter = None,
+    resource_id: p.Filter = None,
+    limit: p.PageLimit = None,
+    cursor: p.PageCursor = None,
+) -> Annotated[CallToolResult, SessionList]:
+    """Embed sessions of a workspace with role, type, status and expiry."""
+    rt = runtime_of(ctx)
+    ws = p.workspace_arg(rt, workspace_id, param="workspace_id")
+    query = {
+        "workspace_id": ws,
+        "status": status,
+        "resource": resource,
+        "resource_id": resource_id,
+        "limit": limit,
+        "cursor": cursor,
+    }
+    client = rt.client()
+    request = p.check_given(m.SessionListQuery, query)
+    page = await attempt(client.list_sessions(request), Failure(write=False, not_found=NOT_FOUND))
+    args = {"workspace_id": workspace_id, "status": status, "resource": resource, "resource_id": resource_id}
+    return rt.result(
+        {
+            "sessions": [s.model_dump(mode="json", exclude={"workspace_id"}) for s in page.records],
+            "count": len(page.records),
+            "next_cursor": page.next_cursor,
+            "next": p.next_page("list_sessions", page.next_cursor, **args, limit=limit),
         }
-        client = rt.client()
-        request = p.check_given(m.CreateSessionRequest, body)
-        failure = Failure(write=True, not_found="list_workspaces shows the workspaces.", verify=NOT_FOUND)
-        created = await attempt(client.create_session(request), failure)
-        return rt.result(session_view(created))
+    )
 
-    @box.tool("sessions", read_only=True, idempotent=True, title="List embed sessions")
-    async def list_sessions(
-        workspace_id: p.WorkspaceOpt = None,
-        status: Literal["active", "revoked"] | None = None,
-        resource: p.Filter = None,
-        resource_id: p.Filter = None,
-        limit: p.PageLimit = None,
-        cursor: p.PageCursor = None,
-    ) -> Annotated[CallToolResult, SessionList]:
-        """Embed sessions of a workspace with role, type, status and expiry."""
-        ws = p.workspace_arg(rt, workspace_id, param="workspace_id")
-        query = {
-            "workspace_id": ws,
-            "status": status,
-            "resource": resource,
-            "resource_id": resource_id,
-            "limit": limit,
-            "cursor": cursor,
-        }
-        client = rt.client()
-        request = p.check_given(m.SessionListQuery, query)
-        page = await attempt(client.list_sessions(request), Failure(write=False, not_found=NOT_FOUND))
-        args = {"workspace_id": workspace_id, "status": status, "resource": resource, "resource_id": resource_id}
-        return rt.result(
-            {
-                "sessions": [s.model_dump(mode="json", exclude={"workspace_id"}) for s in page.records],
-                "count": len(page.records),
-                "next_cursor": page.next_cursor,
-                "next": p.next_page("list_sessions", page.next_cursor, **args, limit=limit),
-            }
-        )
 
-    @box.tool("sessions", read_only=False, idempotent=False, title="Refresh embed session")
-    async def refresh_session(session_id: p.SessionId) -> Annotated[CallToolResult, SessionOut]:
-        """Issue a new access token for a session (same id, new expiry)."""
-        failure = Failure(write=True, not_found=NOT_FOUND, verify=NOT_FOUND)
-        refreshed = await attempt(rt.client().refresh_session(session_id), failure)
-        return rt.result(session_view(refreshed))
+@tool(Toolset.SESSIONS, read_only=False, idempotent=False, title="Refresh embed session")
+async def refresh_session(ctx: ToolContext, session_id: p.SessionId) -> Annotated[CallToolResult, SessionOut]:
+    """Issue a new access token for a session (same id, new expiry)."""
+    rt = runtime_of(ctx)
+    failure = Failure(write=True, not_found=NOT_FOUND, verify=NOT_FOUND)
+    refreshed = await attempt(rt.client().refresh_session(session_id), failure)
+    return rt.result(session_view(refreshed))
 
-    @box.tool("sessions", read_only=False, idempotent=True, destructive=True, title="Revoke embed session")
-    async def revoke_session(
-        session_id: p.SessionId, confirmation: Annotated[Confirmed, Resolve(confirm_revoke_session)]
-    ) -> Annotated[CallToolResult, RevokedOut]:
-        """Revoke an embed session: its token stops working at once."""
-        require_yes(confirmation, "Not revoked")
-        failure = Failure(write=True, not_found=NOT_FOUND, verify=NOT_FOUND)
-        revoked = await attempt(rt.client().revoke_session(session_id), failure)
-        return rt.result({"session_id": session_id, "revoked": revoked.revoked})
+
+@tool(Toolset.SESSIONS, read_only=False, idempotent=True, destructive=True, title="Revoke embed session")
+async def revoke_session(
+    ctx: ToolContext, session_id: p.SessionId, confirmation: Annotated[Confirmed, Resolve(confirm_revoke_session)]
+) -> Annotated[CallToolResult, RevokedOut]:
+    """Revoke an embed session: its token stops working at once."""
+    rt = runtime_of(ctx)
+    require_yes(confirmation, "Not revoked")
+    failure = Failure(write=True, not_found=NOT_FOUND, verify=NOT_FOUND)
+    revoked = await attempt(rt.client().revoke_session(session_id), failure)
+    return rt.result({"session_id": session_id, "revoked": revoked.revoked})
+
+
+TOOLS = (create_session, list_sessions, refresh_session, revoke_session)

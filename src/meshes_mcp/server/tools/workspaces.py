@@ -11,6 +11,8 @@ from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest, Problem, check
 from meshes_mcp.server import params as p
 from meshes_mcp.server.failures import Failure, attempt
+from meshes_mcp.server.registry import Toolset, tool
+from meshes_mcp.server.runtime import ToolContext, runtime_of
 
 NOT_FOUND = "list_workspaces shows the workspaces and their ids."
 WORKSPACE_NAME = "3-50 letters, digits, spaces, _ or -"
@@ -51,74 +53,92 @@ def catalog_entry(entry: m.CatalogEntry) -> dict[str, Any]:
     return row
 
 
-def register(box: Any) -> None:
-    rt = box.runtime
+@tool(Toolset.WORKSPACES, read_only=True, idempotent=True, title="List workspaces")
+async def list_workspaces(
+    ctx: ToolContext, limit: p.PageLimit = None, cursor: p.PageCursor = None
+) -> Annotated[CallToolResult, WorkspaceList]:
+    """Workspaces (one per customer or environment) with their ids."""
+    rt = runtime_of(ctx)
+    p.check_paging(limit, cursor)
+    page = await attempt(rt.client().list_workspaces(limit=limit, cursor=cursor), Failure(write=False))
+    return rt.result(
+        {
+            "workspaces": [w.model_dump(mode="json", include={"id", "name", "description"}) for w in page.records],
+            "count": len(page.records),
+            "next_cursor": page.next_cursor,
+            "next": p.next_page("list_workspaces", page.next_cursor, limit=limit),
+        }
+    )
 
-    @box.tool("workspaces", read_only=True, idempotent=True, title="List workspaces")
-    async def list_workspaces(
-        limit: p.PageLimit = None, cursor: p.PageCursor = None
-    ) -> Annotated[CallToolResult, WorkspaceList]:
-        """Workspaces (one per customer or environment) with their ids."""
-        p.check_paging(limit, cursor)
-        page = await attempt(rt.client().list_workspaces(limit=limit, cursor=cursor), Failure(write=False))
-        return rt.result(
-            {
-                "workspaces": [w.model_dump(mode="json", include={"id", "name", "description"}) for w in page.records],
-                "count": len(page.records),
-                "next_cursor": page.next_cursor,
-                "next": p.next_page("list_workspaces", page.next_cursor, limit=limit),
-            }
-        )
 
-    @box.tool("workspaces", read_only=True, idempotent=True, title="Get workspace")
-    async def get_workspace(workspace_id: p.WorkspaceOpt = None) -> Annotated[CallToolResult, WorkspaceOut]:
-        """One workspace, with its publishable key (for client-side events)."""
-        ws = p.workspace_arg(rt, workspace_id, param="workspace_id")
-        found = await attempt(rt.client().get_workspace(ws), Failure(write=False, not_found=NOT_FOUND))
-        return rt.result(workspace_view(found))
+@tool(Toolset.WORKSPACES, read_only=True, idempotent=True, title="Get workspace")
+async def get_workspace(
+    ctx: ToolContext, workspace_id: p.WorkspaceOpt = None
+) -> Annotated[CallToolResult, WorkspaceOut]:
+    """One workspace, with its publishable key (for client-side events)."""
+    rt = runtime_of(ctx)
+    ws = p.workspace_arg(rt, workspace_id, param="workspace_id")
+    found = await attempt(rt.client().get_workspace(ws), Failure(write=False, not_found=NOT_FOUND))
+    return rt.result(workspace_view(found))
 
-    @box.tool("workspaces", read_only=False, idempotent=False, title="Create workspace")
-    async def create_workspace(
-        name: Annotated[str, Field(description=WORKSPACE_NAME)], description: str | None = None
-    ) -> Annotated[CallToolResult, WorkspaceOut]:
-        """Create a workspace: a tenant with its own connections, rules and events."""
-        client = rt.client()
-        request = check(m.CreateWorkspaceRequest, {"name": name, "description": description})
-        failure = Failure(write=True, verify="list_workspaces shows whether it exists")
-        created = await attempt(client.create_workspace(request), failure)
-        view = workspace_view(created)
-        view["next"] = f"create_connection workspace={created.id}"
-        return rt.result(view)
 
-    @box.tool("workspaces", read_only=False, idempotent=True, destructive=True, title="Update workspace")
-    async def update_workspace(
-        workspace_id: p.WorkspaceOpt = None,
-        name: str | None = None,
-        description: str | None = None,
-    ) -> Annotated[CallToolResult, WorkspaceOut]:
-        """Rename a workspace or change its description; what is omitted stays, "" clears the description."""
-        if name is None and description is None:
-            raise InvalidRequest([Problem("name", 'give name or description, e.g. "Production"')])
-        client = rt.client()
-        ws = p.workspace_arg(rt, workspace_id, param="workspace_id")
-        # The API's PUT replaces both fields: keep whichever one was not given.
-        current = await attempt(client.get_workspace(ws), Failure(write=False, not_found=NOT_FOUND))
-        new_description = current.description if description is None else (description or None)
-        request = check(m.UpdateWorkspaceRequest, {"name": name or current.name, "description": new_description})
-        failure = Failure(write=True, not_found=NOT_FOUND, verify=f"get_workspace workspace_id={ws}")
-        updated = await attempt(client.update_workspace(ws, request), failure)
-        return rt.result(workspace_view(updated))
+@tool(Toolset.WORKSPACES, read_only=False, idempotent=False, title="Create workspace")
+async def create_workspace(
+    ctx: ToolContext, name: Annotated[str, Field(description=WORKSPACE_NAME)], description: str | None = None
+) -> Annotated[CallToolResult, WorkspaceOut]:
+    """Create a workspace: a tenant with its own connections, rules and events."""
+    rt = runtime_of(ctx)
+    client = rt.client()
+    request = check(m.CreateWorkspaceRequest, {"name": name, "description": description})
+    failure = Failure(write=True, verify="list_workspaces shows whether it exists")
+    created = await attempt(client.create_workspace(request), failure)
+    view = workspace_view(created)
+    view["next"] = f"create_connection workspace={created.id}"
+    return rt.result(view)
 
-    @box.tool("workspaces", read_only=True, idempotent=True, title="List event types")
-    async def list_event_types(workspace_id: p.WorkspaceOpt = None) -> Annotated[CallToolResult, CatalogOut]:
-        """Event names seen in a workspace, for rules and emit_event."""
-        ws = p.workspace_arg(rt, workspace_id, param="workspace_id")
-        entries = await attempt(rt.client().list_event_types(ws), Failure(write=False, not_found=NOT_FOUND))
-        return rt.result({"workspace": ws, "entries": [catalog_entry(e) for e in entries], "count": len(entries)})
 
-    @box.tool("workspaces", read_only=True, idempotent=True, title="List resources")
-    async def list_resources(workspace_id: p.WorkspaceOpt = None) -> Annotated[CallToolResult, CatalogOut]:
-        """Resource types seen in a workspace (user, order...), for resource filters."""
-        ws = p.workspace_arg(rt, workspace_id, param="workspace_id")
-        entries = await attempt(rt.client().list_resources(ws), Failure(write=False, not_found=NOT_FOUND))
-        return rt.result({"workspace": ws, "entries": [catalog_entry(e) for e in entries], "count": len(entries)})
+@tool(Toolset.WORKSPACES, read_only=False, idempotent=True, destructive=True, title="Update workspace")
+async def update_workspace(
+    ctx: ToolContext,
+    workspace_id: p.WorkspaceOpt = None,
+    name: str | None = None,
+    description: str | None = None,
+) -> Annotated[CallToolResult, WorkspaceOut]:
+    """Rename a workspace or change its description; what is omitted stays, "" clears the description."""
+    rt = runtime_of(ctx)
+    if name is None and description is None:
+        raise InvalidRequest([Problem("name", 'give name or description, e.g. "Production"')])
+    client = rt.client()
+    ws = p.workspace_arg(rt, workspace_id, param="workspace_id")
+    # The API's PUT replaces both fields: keep whichever one was not given.
+    current = await attempt(client.get_workspace(ws), Failure(write=False, not_found=NOT_FOUND))
+    new_description = current.description if description is None else (description or None)
+    request = check(m.UpdateWorkspaceRequest, {"name": name or current.name, "description": new_description})
+    failure = Failure(write=True, not_found=NOT_FOUND, verify=f"get_workspace workspace_id={ws}")
+    updated = await attempt(client.update_workspace(ws, request), failure)
+    return rt.result(workspace_view(updated))
+
+
+@tool(Toolset.WORKSPACES, read_only=True, idempotent=True, title="List event types")
+async def list_event_types(
+    ctx: ToolContext, workspace_id: p.WorkspaceOpt = None
+) -> Annotated[CallToolResult, CatalogOut]:
+    """Event names seen in a workspace, for rules and emit_event."""
+    rt = runtime_of(ctx)
+    ws = p.workspace_arg(rt, workspace_id, param="workspace_id")
+    entries = await attempt(rt.client().list_event_types(ws), Failure(write=False, not_found=NOT_FOUND))
+    return rt.result({"workspace": ws, "entries": [catalog_entry(e) for e in entries], "count": len(entries)})
+
+
+@tool(Toolset.WORKSPACES, read_only=True, idempotent=True, title="List resources")
+async def list_resources(
+    ctx: ToolContext, workspace_id: p.WorkspaceOpt = None
+) -> Annotated[CallToolResult, CatalogOut]:
+    """Resource types seen in a workspace (user, order...), for resource filters."""
+    rt = runtime_of(ctx)
+    ws = p.workspace_arg(rt, workspace_id, param="workspace_id")
+    entries = await attempt(rt.client().list_resources(ws), Failure(write=False, not_found=NOT_FOUND))
+    return rt.result({"workspace": ws, "entries": [catalog_entry(e) for e in entries], "count": len(entries)})
+
+
+TOOLS = (list_workspaces, get_workspace, create_workspace, update_workspace, list_event_types, list_resources)
