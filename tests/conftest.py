@@ -17,8 +17,13 @@ from meshes_mcp.sandbox.receiver import WebhookReceiver
 
 def _token(info: SandboxInfo) -> str:
     now = int(time.time())
-    claims = {"iss": f"urn:meshes:m2m:{info.access_key}", "aud": "meshes-api", "org": info.organization_id,
-              "iat": now, "exp": now + 30}
+    claims = {
+        "iss": f"urn:meshes:m2m:{info.access_key}",
+        "aud": "meshes-api",
+        "org": info.organization_id,
+        "iat": now,
+        "exp": now + 30,
+    }
     return jwt.encode(claims, info.secret_key, algorithm="HS256", headers={"kid": info.access_key})
 
 
@@ -40,8 +45,9 @@ class SandboxApi(httpx2.Client):
         super().__init__(base_url=info.api_url, auth=_FreshToken(info), timeout=10)
         self.info = info
 
-    def wait_event(self, event_id: str, until: Callable[[dict[str, Any]], bool] | None = None,
-                   timeout: float = 10.0) -> dict[str, Any]:
+    def wait_event(
+        self, event_id: str, until: Callable[[dict[str, Any]], bool] | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
         """Poll GET /events/{id} until `until(event)` (default: a terminal status)."""
         done = until or (lambda ev: ev["status"] in ("completed", "failed", "canceled"))
         deadline = time.monotonic() + timeout

@@ -29,8 +29,6 @@ MISSION_TOOLS = {
 CANARY = "sk_live_CANARY_7f3a9c2e1b5d4f6a8e0c"
 
 
-
-
 def api_for(info) -> MeshesClient:
     """An independent path to the sandbox, to check what the tools did."""
     return MeshesClient(info.api_url, machine_key=MachineKey(info.access_key, info.secret_key, info.organization_id))
@@ -50,10 +48,6 @@ async def wait_for_event(info, event_id: str, *, until=lambda ev: ev.status in (
             if until(event) or time.monotonic() > deadline:
                 return event
             await anyio.sleep(0.1)
-
-
-
-
 
 
 def test_wire_hubspot_and_webhook_then_deliver(sandbox, webhook_receiver):

@@ -316,13 +316,37 @@ def test_an_api_that_quotes_a_connection_secret_in_delivery_errors_is_masked_by_
         "2d8b5e3a-4f6c-4d7e-af80-91a2b3c4d5e6",
     )
     leaked = f"receiver refused X-Api-Key {PASTED} (expected another key)"
-    rule_event = {"id": "3e9c8d90-5e4f-4a71-8cbd-2e3f4a5b6c7d", "type": "rule", "workspace": ORG,
-                  "event": "secret.echoed", "event_id": event_id, "connection": connection, "rule": rule,
-                  "integration_type": "webhook", "status": "failed", "attempt_count": 1, "last_error": leaked}
-    event = {"id": event_id, "type": "event", "workspace": ORG, "event": "secret.echoed", "status": "failed",
-             "total_rules": 1, "completed_count": 0, "failed_count": 1, "rule_events": [rule_event]}
-    held = {"id": connection, "type": "webhook", "name": "Echoing", "workspace": ORG,
-            "metadata": {"url": "https://example.com/h", "custom_headers": {"X-Api-Key": PASTED}}}
+    rule_event = {
+        "id": "3e9c8d90-5e4f-4a71-8cbd-2e3f4a5b6c7d",
+        "type": "rule",
+        "workspace": ORG,
+        "event": "secret.echoed",
+        "event_id": event_id,
+        "connection": connection,
+        "rule": rule,
+        "integration_type": "webhook",
+        "status": "failed",
+        "attempt_count": 1,
+        "last_error": leaked,
+    }
+    event = {
+        "id": event_id,
+        "type": "event",
+        "workspace": ORG,
+        "event": "secret.echoed",
+        "status": "failed",
+        "total_rules": 1,
+        "completed_count": 0,
+        "failed_count": 1,
+        "rule_events": [rule_event],
+    }
+    held = {
+        "id": connection,
+        "type": "webhook",
+        "name": "Echoing",
+        "workspace": ORG,
+        "metadata": {"url": "https://example.com/h", "custom_headers": {"X-Api-Key": PASTED}},
+    }
     double = ApiDouble().start()
     try:
         double.script("GET", f"/events/{event_id}", Scripted(200, event))

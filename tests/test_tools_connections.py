@@ -17,12 +17,6 @@ from tests.support import ok, refused, settings_for
 SECRET = "tok_live_5c1d8e2f9a7b4c6d0e3f"
 
 
-
-
-
-
-
-
 async def seeded(info: Any, type_: str) -> str:
     async with MeshesClient.from_settings(settings_for(info)) as api:
         page = await api.list_workspace_connections(info.workspace_id)

@@ -19,12 +19,6 @@ from tests.support import ok, refused, settings_for
 SEND = {"action": "send_webhook"}
 
 
-
-
-
-
-
-
 @pytest.fixture(scope="module")
 def slow_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Retries 30 s apart: a failed first attempt stays `retrying` long enough to retry or cancel it."""

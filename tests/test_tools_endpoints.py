@@ -49,8 +49,6 @@ class Recorder(httpx2.AsyncBaseTransport):
         pass  # shared by several sessions; closed once at the end
 
 
-
-
 def client_for(settings: Settings, recorder: Recorder) -> MeshesClient:
     key = MachineKey(settings.access_key.get_secret_value(), settings.secret_key.get_secret_value(), settings.org_id)
     return MeshesClient(settings.base_url, machine_key=key, transport=recorder)

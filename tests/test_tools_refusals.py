@@ -18,8 +18,6 @@ from tests.support import settings_for
 MISSING = "3f0c9a52-8d1e-4a7b-9c55-0e4b1f2a6d10"
 
 
-
-
 @pytest.fixture(scope="module")
 def ids(sandbox: Any, webhook_receiver: Any) -> dict[str, str]:
     """A webhook connection with a rule, and an event whose delivery to it failed for good."""

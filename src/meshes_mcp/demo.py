@@ -117,9 +117,11 @@ async def incident_act(client: Any, incident: dict[str, Any], sandbox: Any) -> N
     from meshes_mcp.sandbox.scenarios.practice import reconnect_from_cli
 
     print()
-    say("Act two: an incident. The sandbox also holds a workspace \"Incident\": a day of signups fanned out to "
+    say(
+        'Act two: an incident. The sandbox also holds a workspace "Incident": a day of signups fanned out to '
         "HubSpot, Mailchimp, a webhook and Slack, and since yesterday three of them broke (the `incident` practice "
-        "scenario at a tenth of its size: `meshes-mcp --sandbox --scenario incident` has it in full).\n")
+        "scenario at a tenth of its size: `meshes-mcp --sandbox --scenario incident` has it in full).\n"
+    )
     names = {tool.name for tool in (await client.list_tools()).tools}
     if not names >= INCIDENT_TOOLS:
         say(f"This build has no {' / '.join(sorted(INCIDENT_TOOLS - names))} tool: act two needs them.")
@@ -150,27 +152,35 @@ async def incident_act(client: Any, incident: dict[str, Any], sandbox: Any) -> N
             url = sandbox.info.api_url.removesuffix("/api/v1") + INBOX_PATH
             await call("update_connection", {"connection_id": conn["id"], "metadata": {"url": url}}, connection_brief)
         elif conn.get("id"):
-            say(f"   The person's step: reconnect {conn.get('name') or conn.get('type')} in the dashboard. In the "
-                f"sandbox: `meshes-mcp sandbox reconnect {conn['id']}`.")
+            say(
+                f"   The person's step: reconnect {conn.get('name') or conn.get('type')} in the dashboard. In the "
+                f"sandbox: `meshes-mcp sandbox reconnect {conn['id']}`."
+            )
             done = reconnect_from_cli(sandbox.data_dir, conn["id"])
             print(f"  → reconnected: {done.get('reconnected')}\n", flush=True)
     say("3. Retry every failed delivery once, and wait for the outcome instead of polling.")
     failing = int(triage.get("failing") or 0)
-    await call("retry_failed", {"workspace": workspace, "max_retries": max(failing, 1000), "wait_seconds": 120},
-               retry_brief)
+    await call(
+        "retry_failed", {"workspace": workspace, "max_retries": max(failing, 1000), "wait_seconds": 120}, retry_brief
+    )
     say("4. Anything left?")
     after = await call("triage_failures", {"workspace": workspace}, triage_brief)
     left = after.get("count", len(after.get("groups", [])))
-    say("Nothing left: every delivery of the incident reached its destination." if not left
-        else f"{left} group(s) still failing.")
+    say(
+        "Nothing left: every delivery of the incident reached its destination."
+        if not left
+        else f"{left} group(s) still failing."
+    )
 
 
 def triage_brief(data: dict[str, Any]) -> str:
     groups = data.get("groups") or []
     if not groups:
         return data.get("summary") or "no failing deliveries"
-    lines = [f"{data.get('failing')} failing deliveries in {len(groups)} groups ({data.get('events_scanned')} events "
-             "scanned):"]
+    lines = [
+        f"{data.get('failing')} failing deliveries in {len(groups)} groups ({data.get('events_scanned')} events "
+        "scanned):"
+    ]
     for g in groups:
         conn = g.get("connection") or {}
         lines.append(f"    {g.get('failed')} × {conn.get('type')} {g.get('outcome_code')}: {g.get('fix')}")

@@ -10,6 +10,8 @@ said yes.
 
 from __future__ import annotations
 
+from typing import Any
+
 from mcp.server.elicitation import AcceptedElicitation, CancelledElicitation, ElicitationResult
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -28,14 +30,14 @@ Confirmed = ElicitationResult[Confirmation]
 NOT_ASKED = Confirmation(confirm=True)
 
 
-def can_elicit(ctx: Context) -> bool:
+def can_elicit(ctx: Context[Any, Any]) -> bool:
     """Whether the client declared form elicitation (a bare `elicitation: {}` means form)."""
     capabilities = ctx.client_capabilities
     elicitation = capabilities.elicitation if capabilities is not None else None
     return elicitation is not None and (elicitation.form is not None or elicitation.url is None)
 
 
-def ask(ctx: Context, question: str) -> Confirmation | Elicit[Confirmation]:
+def ask(ctx: Context[Any, Any], question: str) -> Confirmation | Elicit[Confirmation]:
     return Elicit(question, Confirmation) if can_elicit(ctx) else NOT_ASKED
 
 

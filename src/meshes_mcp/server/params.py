@@ -6,7 +6,7 @@ example; a JSON-schema `pattern` would only produce a regex dump on failure.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +46,12 @@ AttemptId = str
 SessionId = str
 
 
+@overload
+def workspace_arg(
+    runtime: Runtime, given: str | None, *, org_wide: Literal[False] = False, param: str = "workspace"
+) -> str: ...
+@overload
+def workspace_arg(runtime: Runtime, given: str | None, *, org_wide: bool, param: str = "workspace") -> str | None: ...
 def workspace_arg(
     runtime: Runtime, given: str | None, *, org_wide: bool = False, param: str = "workspace"
 ) -> str | None:

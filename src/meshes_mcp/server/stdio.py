@@ -272,7 +272,8 @@ async def checked_stdio_server() -> AsyncIterator[tuple[Any, Any]]:
     source, restore = _claim_stdin()
     session_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     try:
-        async with stdio_server(stdin=_NoLines()) as (unused_reader, write_stream), anyio.create_task_group() as tg:
+        no_lines: Any = _NoLines()  # all of AsyncFile[str] that stdio_server uses: it only iterates its stdin
+        async with stdio_server(stdin=no_lines) as (unused_reader, write_stream), anyio.create_task_group() as tg:
             await unused_reader.aclose()
             tg.start_soon(read_lines, anyio.wrap_file(source), session_writer, write_stream)
             yield read_stream, write_stream

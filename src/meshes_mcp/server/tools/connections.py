@@ -303,7 +303,12 @@ async def create_connection(
     rt = runtime_of(ctx)
     client = rt.client()
     rt.redactor.learn_metadata(metadata, rt.secret_keys(type))  # an error echoing them is masked too
-    body = {"workspace": p.workspace_arg(rt, workspace), "type": type, "name": name, "metadata": metadata}
+    body: dict[str, Any] = {
+        "workspace": p.workspace_arg(rt, workspace),
+        "type": type,
+        "name": name,
+        "metadata": metadata,
+    }
     if hidden is not None:
         body["hidden"] = hidden
     request = check(m.CreateConnectionRequest, body)
@@ -377,7 +382,7 @@ async def get_connection_actions(
     connection = await attempt(client.get_connection(connection_id), failure)
     data = await attempt(client.get_connection_actions(connection_id), failure)
     spec = (await rt.catalog()).get(connection.type)
-    actions = {key: describe_action(spec, key) for key in (spec.actions if spec else {})}
+    actions = {key: describe_action(spec, key) for key in spec.actions} if spec else {}
     result = {
         "connection": connection.id,
         "type": connection.type,
@@ -444,7 +449,7 @@ async def update_connection_mappings(
     rt = runtime_of(ctx)
     client = rt.client()
     mapping_schema = check(m.MappingSchema, schema, prefix="schema")
-    body = {"schema": mapping_schema.model_dump(mode="json", exclude_unset=True)}
+    body: dict[str, Any] = {"schema": mapping_schema.model_dump(mode="json", exclude_unset=True)}
     for key, value in (("expected_version", expected_version), ("mapping_id", mapping_id), ("name", name)):
         if value is not None:
             body[key] = value

@@ -155,17 +155,17 @@ async def list_events(
     window = t.Window.of(since, until)
     failure = Failure(write=False, not_found="list_workspaces shows the workspaces.")
     if ws:
-        query = p.check_given(m.WorkspaceEventQuery, {**filters, **paging})
+        in_workspace = p.check_given(m.WorkspaceEventQuery, {**filters, **paging})
 
         def fetch(cursor: str | None) -> Any:
-            return client.list_workspace_events(ws, query.model_copy(update={"cursor": cursor}))
+            return client.list_workspace_events(ws, in_workspace.model_copy(update={"cursor": cursor}))
     elif any(v is not None for v in filters.values()):
         raise InvalidRequest([Problem("workspace", "is required with filters: pass one (list_workspaces)")])
     else:
-        query = p.check_given(m.EventListQuery, paging)
+        org_wide = p.check_given(m.EventListQuery, paging)
 
         def fetch(cursor: str | None) -> Any:
-            return client.list_events(query.model_copy(update={"cursor": cursor}))
+            return client.list_events(org_wide.model_copy(update={"cursor": cursor}))
 
     records, next_cursor = await attempt(windowed_page(fetch, cursor, window), failure)
     return rt.result(

@@ -242,6 +242,7 @@ async def emit_events(
         await ctx.report_progress(run.done, len(valid), f"{run.done}/{len(valid)} events sent")
 
     async def send_now(chunk: list[tuple[int, EmitEventRequest]], indexes: list[int]) -> None:
+        answer: BulkResult | None
         try:
             answer = await client.emit_events([request for _, request in chunk])
         except e.MeshesError as exc:

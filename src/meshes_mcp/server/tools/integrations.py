@@ -73,7 +73,7 @@ def detail(record: dict[str, Any]) -> dict[str, Any]:
         "oauth": "OAuth: connect it in the Meshes dashboard; find it with list_connections",
         "api_key": "create_connection with these metadata fields",
         "none": "create_connection with these metadata fields",
-    }.get(auth.get("type"), "create_connection")
+    }.get(str(auth.get("type")), "create_connection")
     return {
         "type": record.get("type"),
         "name": record.get("name"),

@@ -40,7 +40,7 @@ def rule_summary(rule: m.Rule, *, org_wide: bool) -> dict[str, Any]:
 
 def needs_action_data(spec: Any, action: str) -> bool:
     action_spec = (spec.actions or {}).get(action) if spec is not None else None
-    return bool(action_spec) and any(d.kind in ("simple", "advanced") for d in action_spec.data or [])
+    return action_spec is not None and any(d.kind in ("simple", "advanced") for d in action_spec.data or [])
 
 
 async def confirm_delete_rule(rule_id: str, ctx: ToolContext) -> Confirmation | Elicit[Confirmation]:
@@ -138,7 +138,7 @@ async def create_rule(
     if problems:
         raise InvalidRequest(problems)
     request = p.check_given(m.CreateRuleRequest, body)
-    if needs_action_data(spec, str(metadata.get("action"))):
+    if spec is not None and needs_action_data(spec, str(metadata.get("action"))):
         action_data = await attempt(client.get_connection_actions(connection), failure)
         problems = validate_rule_metadata(spec, metadata, action_data)
         if problems:
