@@ -45,6 +45,23 @@ class SandboxApi(httpx2.Client):
         super().__init__(base_url=info.api_url, auth=_FreshToken(info), timeout=10)
         self.info = info
 
+    def webhook_rule(self, url: str, event: str, name: str | None = None) -> tuple[str, str]:
+        """A webhook connection to `url` and a rule sending `event` to it, in the sandbox's default workspace:
+        (connection id, rule id)."""
+        ws = self.info.workspace_id
+        metadata = {"url": url}
+        hook = self.post(
+            "/connections", json={"workspace": ws, "type": "webhook", "name": name or event, "metadata": metadata}
+        )
+        assert hook.status_code == 201, hook.text
+        connection = hook.json()["connection"]["id"]
+        rule = self.post(
+            "/rules",
+            json={"workspace": ws, "connection": connection, "event": event, "metadata": {"action": "send_webhook"}},
+        )
+        assert rule.status_code == 201, rule.text
+        return connection, rule.json()["rule"]["id"]
+
     def wait_event(
         self, event_id: str, until: Callable[[dict[str, Any]], bool] | None = None, timeout: float = 10.0
     ) -> dict[str, Any]:

@@ -64,26 +64,8 @@ def crash_run(tmp_path: Path, receiver: WebhookReceiver, restarts: int, seed: in
     proc, info = start(data_dir, log, 0.2, "--max-attempts", str(MAX_ATTEMPTS))
     try:
         with SandboxApi(info) as api:
-            ws = info.workspace_id
             # A short wait at the receiver keeps deliveries in flight when the kill comes.
-            hook = api.post(
-                "/connections",
-                json={
-                    "workspace": ws,
-                    "type": "webhook",
-                    "name": "crash",
-                    "metadata": {"url": f"{receiver.url}/slow/0.05"},
-                },
-            )
-            api.post(
-                "/rules",
-                json={
-                    "workspace": ws,
-                    "connection": hook.json()["connection"]["id"],
-                    "event": EVENT,
-                    "metadata": {"action": "send_webhook"},
-                },
-            ).raise_for_status()
+            api.webhook_rule(f"{receiver.url}/slow/0.05", EVENT, "crash")
         for _ in range(restarts):
             killer = threading.Timer(rng.uniform(0.3, 0.9), proc.kill)
             killer.start()

@@ -64,28 +64,8 @@ def test_deliveries_survive_a_crash_and_complete_exactly_once(tmp_path):
             with SandboxApi(info) as api:
                 ws = info.workspace_id
 
-                def wire(path: str, event: str) -> None:
-                    conn = api.post(
-                        "/connections",
-                        json={
-                            "workspace": ws,
-                            "type": "webhook",
-                            "name": event,
-                            "metadata": {"url": receiver.url + path},
-                        },
-                    ).json()
-                    api.post(
-                        "/rules",
-                        json={
-                            "workspace": ws,
-                            "connection": conn["connection"]["id"],
-                            "event": event,
-                            "metadata": {"action": "send_webhook"},
-                        },
-                    ).raise_for_status()
-
-                wire("/flaky/1/500", "retry-me")
-                wire("/slow/1", "in-flight")
+                api.webhook_rule(receiver.url + "/flaky/1/500", "retry-me")
+                api.webhook_rule(receiver.url + "/slow/1", "in-flight")
                 bulk = api.post(
                     "/events/bulk", json=[{"workspace": ws, "event": "retry-me", "payload": {"n": i}} for i in range(5)]
                 )
@@ -145,24 +125,7 @@ def test_attempts_interrupted_by_crashes_use_up_the_attempt_budget(tmp_path):
         try:
             with SandboxApi(info) as api:
                 ws = info.workspace_id
-                conn = api.post(
-                    "/connections",
-                    json={
-                        "workspace": ws,
-                        "type": "webhook",
-                        "name": "hangs",
-                        "metadata": {"url": receiver.url + "/slow/60"},
-                    },
-                ).json()
-                api.post(
-                    "/rules",
-                    json={
-                        "workspace": ws,
-                        "connection": conn["connection"]["id"],
-                        "event": "hang",
-                        "metadata": {"action": "send_webhook"},
-                    },
-                ).raise_for_status()
+                api.webhook_rule(receiver.url + "/slow/60", "hang", "hangs")
                 emitted = api.post("/events", json={"workspace": ws, "event": "hang", "payload": {}})
                 event_id = emitted.json()["event"]["id"]
             for sent in (1, 2):  # in flight at each crash: the first attempt, then the one after the restart
@@ -201,24 +164,7 @@ def test_sigterm_while_delivering_stops_the_sandbox_and_the_rest_is_delivered_af
                 with SandboxApi(info) as api:
                     ws = info.workspace_id
                     if not emitted:
-                        conn = api.post(
-                            "/connections",
-                            json={
-                                "workspace": ws,
-                                "type": "webhook",
-                                "name": "busy",
-                                "metadata": {"url": receiver.url + "/busy"},
-                            },
-                        ).json()
-                        api.post(
-                            "/rules",
-                            json={
-                                "workspace": ws,
-                                "connection": conn["connection"]["id"],
-                                "event": "busy",
-                                "metadata": {"action": "send_webhook"},
-                            },
-                        )
+                        api.webhook_rule(receiver.url + "/busy", "busy")
                     before = len(receiver.matching("/busy"))
                     for _ in range(3):
                         items = [{"workspace": ws, "event": "busy", "payload": {}}] * 100
@@ -246,19 +192,7 @@ def test_the_standalone_sandbox_does_not_log_webhook_urls(tmp_path):
             with SandboxApi(info) as api:
                 ws = info.workspace_id
                 url = receiver.url + "/hook?token=query-secret-4711"
-                conn = api.post(
-                    "/connections",
-                    json={"workspace": ws, "type": "webhook", "name": "logged", "metadata": {"url": url}},
-                ).json()
-                api.post(
-                    "/rules",
-                    json={
-                        "workspace": ws,
-                        "connection": conn["connection"]["id"],
-                        "event": "log",
-                        "metadata": {"action": "send_webhook"},
-                    },
-                ).raise_for_status()
+                api.webhook_rule(url, "log", "logged")
                 api.post("/events", json={"workspace": ws, "event": "log", "payload": {}}).raise_for_status()
                 wait(lambda: len(receiver.matching("/hook")) == 1)
         finally:
