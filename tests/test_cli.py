@@ -36,6 +36,25 @@ def test_demo_walks_through_both_jobs(tmp_path):
         assert "reconnected: True" in out and "Nothing left" in out
 
 
+def test_sandbox_command_takes_port_zero_as_any_free_port(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshes_mcp", "sandbox", "--port", "0", "--data-dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    try:
+        info_file = tmp_path / "sandbox.json"
+        deadline = time.monotonic() + 20
+        while not info_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        port = int(json.loads(info_file.read_text())["api_url"].split(":")[2].split("/")[0])
+        assert port not in (0, 8787)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def test_sandbox_command_serves_the_api_and_writes_its_credentials(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -267,7 +267,7 @@ def run_sandbox_command(options: dict[str, Any]) -> None:
 
     run_sandbox(
         host=options.get("host") or "127.0.0.1",
-        port=options.get("port") or 8787,
+        port=8787 if options.get("port") is None else options["port"],  # 0 asks for a free port
         data_dir=Path(options.get("data_dir") or default_data_dir()),
         retry_base=options.get("retry_base"),
         max_attempts=options.get("max_attempts"),
