@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -36,41 +40,37 @@ def test_demo_walks_through_both_jobs(tmp_path):
         assert "reconnected: True" in out and "Nothing left" in out
 
 
-def test_sandbox_command_takes_port_zero_as_any_free_port(tmp_path):
+@contextlib.contextmanager
+def sandbox_command(data_dir: Path, port: int) -> Iterator[dict[str, Any]]:
+    """`meshes-mcp sandbox --port PORT` in a subprocess, with nothing from this environment: its sandbox.json."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "meshes_mcp", "sandbox", "--port", "0", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "meshes_mcp", "sandbox", "--port", str(port), "--data-dir", str(data_dir)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={"PATH": "/usr/bin:/bin"},
     )
     try:
-        info_file = tmp_path / "sandbox.json"
+        info_file = data_dir / "sandbox.json"
         deadline = time.monotonic() + 20
         while not info_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        port = int(json.loads(info_file.read_text())["api_url"].split(":")[2].split("/")[0])
-        assert port not in (0, 8787)
+        yield json.loads(info_file.read_text())
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_sandbox_command_takes_port_zero_as_any_free_port(tmp_path):
+    with sandbox_command(tmp_path, 0) as info:
+        port = int(info["api_url"].split(":")[2].split("/")[0])
+        assert port not in (0, 8787)
 
 
 def test_sandbox_command_serves_the_api_and_writes_its_credentials(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meshes_mcp", "sandbox", "--port", str(port), "--data-dir", str(tmp_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={"PATH": "/usr/bin:/bin"},
-    )
-    try:
-        info_file = tmp_path / "sandbox.json"
-        deadline = time.monotonic() + 20
-        while not info_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        info = json.loads(info_file.read_text())
+    with sandbox_command(tmp_path, port) as info:
         assert info["api_url"] == f"http://127.0.0.1:{port}/api/v1"
         assert set(info) >= {"organization_id", "access_key", "secret_key", "workspace_id", "publishable_key"}
         # The publishable key works for ingestion, exactly as with the real API.
@@ -80,9 +80,6 @@ def test_sandbox_command_serves_the_api_and_writes_its_credentials(tmp_path):
             headers={"X-Meshes-Publishable-Key": info["publishable_key"]},
         )
         assert answer.status_code == 201 and answer.json()["event"]["workspace"] == info["workspace_id"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_flags_override_environment(monkeypatch):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from mcp_types import CallToolResult
 from pydantic import BaseModel, ConfigDict, Field
@@ -124,10 +124,7 @@ async def list_event_types(
     ctx: ToolContext, workspace_id: p.WorkspaceOpt = None
 ) -> Annotated[CallToolResult, CatalogOut]:
     """Event names seen in a workspace, for rules and emit_event."""
-    rt = runtime_of(ctx)
-    ws = p.workspace_arg(rt, workspace_id, param="workspace_id")
-    entries = await attempt(rt.client().list_event_types(ws), Failure(write=False, not_found=NOT_FOUND))
-    return rt.result({"workspace": ws, "entries": [catalog_entry(e) for e in entries], "count": len(entries)})
+    return await catalog_result(ctx, workspace_id, "event_types")
 
 
 @tool(Toolset.WORKSPACES, read_only=True, idempotent=True, title="List resources")
@@ -135,9 +132,18 @@ async def list_resources(
     ctx: ToolContext, workspace_id: p.WorkspaceOpt = None
 ) -> Annotated[CallToolResult, CatalogOut]:
     """Resource types seen in a workspace (user, order...), for resource filters."""
+    return await catalog_result(ctx, workspace_id, "resources")
+
+
+async def catalog_result(
+    ctx: ToolContext, workspace_id: str | None, kind: Literal["event_types", "resources"]
+) -> CallToolResult:
+    """A workspace's event-type or resource catalogue: the two differ only in the endpoint."""
     rt = runtime_of(ctx)
     ws = p.workspace_arg(rt, workspace_id, param="workspace_id")
-    entries = await attempt(rt.client().list_resources(ws), Failure(write=False, not_found=NOT_FOUND))
+    client = rt.client()
+    read = client.list_event_types if kind == "event_types" else client.list_resources
+    entries = await attempt(read(ws), Failure(write=False, not_found=NOT_FOUND))
     return rt.result({"workspace": ws, "entries": [catalog_entry(e) for e in entries], "count": len(entries)})
 
 
