@@ -96,6 +96,31 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         help="HTTP: comma list of Origin values allowed besides loopback, e.g. https://app.example.com "
         "(MESHES_MCP_ALLOWED_ORIGINS)",
     )
+    parser.add_argument(
+        "--stateless",
+        action="store_true",
+        default=d,
+        help="HTTP: no session state, any replica answers any request (MESHES_MCP_STATELESS)",
+    )
+    parser.add_argument(
+        "--credentials",
+        choices=("env", "request"),
+        default=d,
+        help="HTTP: env (the MESHES_* keys) or request (each request's X-Meshes-* headers; needs --stateless) "
+        "(MESHES_MCP_CREDENTIALS)",
+    )
+    parser.add_argument(
+        "--state-key",
+        default=d,
+        help="HTTP: secret sealing confirmation state, the same on every replica (MESHES_MCP_STATE_KEY; prefer "
+        "the variable)",
+    )
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=d,
+        help="HTTP: on SIGTERM, how long in-flight requests may finish (MESHES_MCP_DRAIN_SECONDS, default 150)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", default=d, help="debug logging on stderr")
     add_delivery_options(parser)
     add_scenario_option(parser)
@@ -148,6 +173,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
 
 
+# The machine key's parts, as named on the command line / in the environment → the Settings field.
+CREDENTIAL_SETTINGS = {
+    "MESHES_ACCESS_KEY": "access_key",
+    "MESHES_SECRET_KEY": "secret_key",
+    "MESHES_ORG_ID": "org_id",
+    "MESHES_PUBLISHABLE_KEY": "publishable_key",
+}
+
+
 def settings_from(options: dict[str, Any], **overrides: Any) -> Any:
     from meshes_mcp.config import Settings
 
@@ -166,13 +200,13 @@ def http_settings_from(options: dict[str, Any]) -> Any:
 
 def _http_configured(options: dict[str, Any]) -> bool:
     """Whether doctor should check the HTTP transport: asked for, or configured by flag or variable."""
-    from meshes_mcp.config import HOSTS_VARIABLE, ORIGINS_VARIABLE, TOKEN_VARIABLE
+    from meshes_mcp.config import HTTP_VARIABLES
 
-    flags = ("http_token", "allowed_hosts", "allowed_origins")
+    flags = ("http_token", "allowed_hosts", "allowed_origins", "stateless", "credentials", "state_key")
     return (
         options.get("transport") == "http"
         or any(flag in options for flag in flags)
-        or any(name in os.environ for name in (TOKEN_VARIABLE, HOSTS_VARIABLE, ORIGINS_VARIABLE))
+        or any(name in os.environ for name in HTTP_VARIABLES)
     )
 
 
@@ -188,15 +222,25 @@ def serve(options: dict[str, Any]) -> None:
     log = logging.getLogger("meshes_mcp")
     # Checked before anything starts: an exposed server without a token must not come up at all.
     http = http_settings_from(options) if options.get("transport") == "http" else None
-    sandbox, overrides = start_sandbox(options)
+    if http is None and (options.get("stateless") or options.get("credentials") == "request"):
+        raise ValueError("--stateless and --credentials request are HTTP modes: add --transport http")
+    per_request = http is not None and http.per_request_credentials
+    sandbox, overrides = start_sandbox(options, keys=not per_request)
     settings = settings_from(options, **overrides)
+    check_credentials(settings, http)
     from meshes_mcp.server.app import build_server, parse_toolsets
 
     parse_toolsets(settings.toolsets)  # fail fast on a typo, before a client connects
     log.info("%s: %s", _version(), settings.describe())
-    if not settings.machine_key():
+    if per_request:
+        log.info("Meshes keys come with each request (X-Meshes-* headers); the server holds none")
+    elif not settings.machine_key():
         log.warning("no Meshes credentials: tools will explain how to configure them (or use --sandbox)")
-    server = build_server(settings)
+    if http is not None and http.stateless and http.state_key is None:
+        log.warning(
+            "stateless, without MESHES_MCP_STATE_KEY: a confirmation must be answered by the replica that asked"
+        )
+    server = build_server(settings, http=http)
     try:
         if http is not None:
             from meshes_mcp.server.http import serve_http
@@ -211,8 +255,28 @@ def serve(options: dict[str, Any]) -> None:
             sandbox.stop()
 
 
-def start_sandbox(options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """With --sandbox: the running embedded sandbox and the settings that point at it; else (None, {})."""
+def check_credentials(settings: Any, http: Any) -> None:
+    """Malformed keys stop the start with one line naming the variable; a server taking keys per request
+    must hold none of its own (a request without headers must never act with the server's keys)."""
+    problems = settings.credential_problems()
+    if problems:
+        raise ValueError("; ".join(problems))
+    if http is not None and http.per_request_credentials:
+        if not http.stateless:
+            raise ValueError(
+                "--credentials request needs --stateless: a session would otherwise outlive the keys that opened it"
+            )
+        held = [name for name, value in CREDENTIAL_SETTINGS.items() if getattr(settings, value)]
+        if held:
+            raise ValueError(
+                f"--credentials request takes Meshes keys from each request only, but {', '.join(held)} "
+                "is set: unset it (and its flag)"
+            )
+
+
+def start_sandbox(options: dict[str, Any], *, keys: bool = True) -> tuple[Any, dict[str, Any]]:
+    """With --sandbox: the running embedded sandbox and the settings that point at it; else (None, {}).
+    `keys=False` (per-request credentials): only the API URL points at the sandbox; callers bring keys."""
     if options.get("scenario") and not options.get("sandbox"):
         raise ValueError("--scenario adds practice history to the local sandbox: use it with --sandbox")
     if not options.get("sandbox"):
@@ -229,6 +293,9 @@ def start_sandbox(options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     info = sandbox.start()
     # Practising a scenario: its workspace is the default one, unless --workspace says otherwise.
     practice = sandbox.scenario["workspace_id"] if sandbox.scenario else None
+    logging.getLogger("meshes_mcp").info("sandbox at %s (data in %s)", info.api_url, data_dir)
+    if not keys:
+        return sandbox, {"api_url": info.api_url}
     overrides = {
         "api_url": info.api_url,
         "access_key": info.access_key,
@@ -236,7 +303,6 @@ def start_sandbox(options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         "org_id": info.organization_id,
         "workspace_id": options.get("workspace_id") or practice or info.workspace_id,
     }
-    logging.getLogger("meshes_mcp").info("sandbox at %s (data in %s)", info.api_url, data_dir)
     return sandbox, overrides
 
 

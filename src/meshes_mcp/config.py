@@ -10,6 +10,7 @@ MESHES_MCP_ALLOWED_HOSTS and MESHES_MCP_ALLOWED_ORIGINS.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from meshes_mcp.api.auth import MachineKey, mask
+from meshes_mcp.api.auth import MachineKey, credential_problems, mask
 
 DEFAULT_API_URL = "https://api.meshes.io"
 _VERSIONED = re.compile(r"/api/v\d+$")
@@ -28,6 +29,14 @@ CREDENTIALS_HELP = (
     "dashboard, Profile → API Keys), or start the server with --sandbox to use the embedded local "
     "sandbox with no account."
 )
+
+
+CREDENTIAL_VARIABLES = {
+    "access_key": "MESHES_ACCESS_KEY",
+    "secret_key": "MESHES_SECRET_KEY",
+    "org_id": "MESHES_ORG_ID",
+    "workspace_id": "MESHES_WORKSPACE_ID",
+}
 
 
 def api_base_url(url: str) -> str:
@@ -67,6 +76,16 @@ class Settings(BaseSettings):
             return MachineKey(self.access_key.get_secret_value(), self.secret_key.get_secret_value(), self.org_id)
         return None
 
+    def credential_problems(self) -> list[str]:
+        """Malformed credentials, one line each, named by their variables (never quoting a value)."""
+        values = {
+            "access_key": self.access_key.get_secret_value() if self.access_key else None,
+            "secret_key": self.secret_key.get_secret_value() if self.secret_key else None,
+            "org_id": self.org_id,
+            "workspace_id": self.workspace_id,
+        }
+        return credential_problems(values, CREDENTIAL_VARIABLES)
+
     def missing_credentials(self) -> list[str]:
         names = {
             "MESHES_ACCESS_KEY": self.access_key,
@@ -94,6 +113,23 @@ class Settings(BaseSettings):
 TOKEN_VARIABLE = "MESHES_MCP_HTTP_TOKEN"
 HOSTS_VARIABLE = "MESHES_MCP_ALLOWED_HOSTS"
 ORIGINS_VARIABLE = "MESHES_MCP_ALLOWED_ORIGINS"
+STATELESS_VARIABLE = "MESHES_MCP_STATELESS"
+CREDENTIALS_VARIABLE = "MESHES_MCP_CREDENTIALS"
+STATE_KEY_VARIABLE = "MESHES_MCP_STATE_KEY"
+DRAIN_VARIABLE = "MESHES_MCP_DRAIN_SECONDS"
+CREDENTIAL_MODES = ("env", "request")
+HTTP_VARIABLES = (
+    TOKEN_VARIABLE,
+    HOSTS_VARIABLE,
+    ORIGINS_VARIABLE,
+    STATELESS_VARIABLE,
+    CREDENTIALS_VARIABLE,
+    STATE_KEY_VARIABLE,
+    DRAIN_VARIABLE,
+)
+MIN_STATE_KEY_LENGTH = 32
+# Long enough for the longest call to finish (retry_failed may wait 120 s for outcomes).
+DEFAULT_DRAIN_SECONDS = 150.0
 MIN_TOKEN_LENGTH = 16
 TOKEN_EXAMPLE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
@@ -195,12 +231,59 @@ def check_http_token(token: str, source: str = TOKEN_VARIABLE) -> str:
     return token
 
 
+def parse_flag(value: str | bool | None, source: str) -> bool:
+    """A boolean flag or variable: 1/true/yes/on or 0/false/no/off (any case); unset is false."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    word = value.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{source} must be true or false (1/0, yes/no, on/off), e.g. {source}=1")
+
+
+def parse_credential_mode(value: str | None, source: str = CREDENTIALS_VARIABLE) -> str:
+    mode = (value or "env").strip().lower()
+    if mode not in CREDENTIAL_MODES:
+        raise ValueError(
+            f"{source} must be env (the server's own MESHES_* keys) or request (each request brings "
+            f"X-Meshes-* headers), e.g. {source}=request"
+        )
+    return mode
+
+
+def parse_drain_seconds(value: float | str | None, source: str = DRAIN_VARIABLE) -> float:
+    if value is None:
+        return DEFAULT_DRAIN_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 <= seconds <= 3600):
+        raise ValueError(f"{source} must be a number of seconds from 0 to 3600, e.g. {source}=150")
+    return seconds
+
+
+def check_state_key(key: str, source: str = STATE_KEY_VARIABLE) -> str:
+    """The secret that seals confirmation state: shared by every replica, never logged."""
+    if len(key.encode()) < MIN_STATE_KEY_LENGTH or not key.isprintable() or key != key.strip():
+        raise ValueError(
+            f"{source} must be at least {MIN_STATE_KEY_LENGTH} printable characters, the same on every "
+            f"replica; e.g. the output of {TOKEN_EXAMPLE}"
+        )
+    return key
+
+
 @dataclass(frozen=True)
 class HttpSettings:
-    """Who may reach the streamable-HTTP transport: bind address, bearer token, Host/Origin allow-lists.
+    """Who may reach the streamable-HTTP transport and how it serves them.
 
     Host/Origin validation is always on, whatever the bind address: the loopback names, plus the bind
     host itself when it is a specific address, plus what MESHES_MCP_ALLOWED_HOSTS / _ORIGINS add.
+    `stateless`: no session state, any replica answers any request. `credentials="request"`: the server
+    holds no Meshes keys; each request brings its caller's. `state_key`: seals confirmation state so a
+    confirmation answered on another replica (or after a restart) is still accepted.
     """
 
     host: str = "127.0.0.1"
@@ -208,6 +291,14 @@ class HttpSettings:
     token: str | None = field(default=None, repr=False)
     extra_hosts: tuple[str, ...] = ()
     extra_origins: tuple[str, ...] = ()
+    stateless: bool = False
+    credentials: str = "env"
+    state_key: str | None = field(default=None, repr=False)
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
+
+    @property
+    def per_request_credentials(self) -> bool:
+        return self.credentials == "request"
 
     @classmethod
     def from_sources(cls, flags: Mapping[str, Any], environ: Mapping[str, str]) -> HttpSettings:
@@ -222,6 +313,7 @@ class HttpSettings:
         if not 1 <= port <= 65535:
             raise ValueError(f"--port must be 1-65535, e.g. 8000 (got {port})")
         token = _first_set(flags.get("http_token"), environ.get(TOKEN_VARIABLE))
+        state_key = _first_set(flags.get("state_key"), environ.get(STATE_KEY_VARIABLE))
         settings = cls(
             host=host,
             port=port,
@@ -230,14 +322,25 @@ class HttpSettings:
             extra_origins=parse_allowed_origins(
                 _first_set(flags.get("allowed_origins"), environ.get(ORIGINS_VARIABLE))
             ),
+            stateless=flags.get("stateless") or parse_flag(environ.get(STATELESS_VARIABLE), STATELESS_VARIABLE),
+            credentials=parse_credential_mode(
+                flags.get("credentials") or environ.get(CREDENTIALS_VARIABLE),
+                "--credentials" if flags.get("credentials") else CREDENTIALS_VARIABLE,
+            ),
+            state_key=None if state_key is None else check_state_key(state_key),
+            drain_seconds=parse_drain_seconds(
+                _first_set(flags.get("drain_seconds"), environ.get(DRAIN_VARIABLE)),
+                "--drain-seconds" if flags.get("drain_seconds") is not None else DRAIN_VARIABLE,
+            ),
         )
         settings.check_exposure()
         return settings
 
     def check_exposure(self) -> None:
         """A server reachable from other machines drives every tool with the configured Meshes keys:
-        it must demand a token. (A mode where each request brings its own Meshes keys would not.)"""
-        if self.token is None and not is_loopback_host(self.host):
+        it must demand a token. With per-request credentials it holds no keys: each caller's own Meshes
+        keys are the credential, so no token is needed (one may still be set)."""
+        if self.token is None and not self.per_request_credentials and not is_loopback_host(self.host):
             raise ValueError(
                 f"refusing to serve HTTP on {self.host} without a token: set {TOKEN_VARIABLE} (or --http-token) "
                 f"to a random secret, e.g. the output of {TOKEN_EXAMPLE}, or bind --host 127.0.0.1"
@@ -271,6 +374,10 @@ class HttpSettings:
             "http_token": f"set ({len(self.token)} characters)" if self.token else "(not set)",
             "allowed_hosts": ", ".join(self.allowed_hosts),
             "allowed_origins": ", ".join(self.allowed_origins),
+            "http_sessions": "stateless" if self.stateless else "stateful",
+            "credentials": "per request (X-Meshes-* headers)" if self.per_request_credentials else "env",
+            "state_key": "set" if self.state_key else "(not set: per-process key)",
+            "drain_seconds": f"{self.drain_seconds:g}",
         }
 
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from meshes_mcp import __version__
 from meshes_mcp.api.problems import InvalidRequest, problems_from_validation_error
-from meshes_mcp.config import Settings
+from meshes_mcp.config import HttpSettings, Settings
 from meshes_mcp.server.registry import DEFAULT_TOOLSETS, TOOLSETS, EnabledTools, enabled_tools, parse_toolsets
 from meshes_mcp.server.runtime import Runtime, problems_text
 
@@ -89,14 +89,17 @@ class MeshesServer(MCPServer[Runtime]):
             raise ToolError(self.runtime.redact_message(message)) from cause
 
 
-def build_server(settings: Settings, client: Any = None) -> MeshesServer:
+def build_server(settings: Settings, client: Any = None, http: HttpSettings | None = None) -> MeshesServer:
+    """`http`: the HTTP transport's settings when serving HTTP (per-request credentials, the state key)."""
     from meshes_mcp.server import prompts, resources
 
     tools = enabled_tools(parse_toolsets(settings.toolsets), settings.read_only)
     enabled = EnabledTools(t.name for t in tools)
-    runtime = Runtime(settings, client, enabled)
+    per_request = http is not None and http.per_request_credentials
+    runtime = Runtime(settings, client, enabled, per_request_credentials=per_request)
     server = MeshesServer(
         runtime,
+        request_state_security=_request_state_security(http),
         name="meshes",
         title="Meshes",
         version=__version__,
@@ -107,6 +110,27 @@ def build_server(settings: Settings, client: Any = None) -> MeshesServer:
     resources.register(server, runtime)
     prompts.register(server, enabled)
     return server
+
+
+def _request_state_security(http: HttpSettings | None) -> Any:
+    """How a confirmation's state is sealed between the call that asks and the call that answers.
+
+    The SDK encrypts that state into the result the client echoes back. With a state key every replica
+    (and a restarted process) opens what another sealed; without one the key lives and dies with this
+    process. The state is bound to the caller: with per-request credentials, to the machine key that asked,
+    so one tenant cannot replay another's confirmation.
+    """
+    if http is None or (http.state_key is None and not http.per_request_credentials):
+        return None  # the SDK's default: a per-process key, bound to the OAuth principal (none here)
+    from mcp.server.request_state import RequestStateSecurity
+
+    from meshes_mcp.server.tenants import caller_principal
+
+    if http.state_key is None:
+        import os
+
+        return RequestStateSecurity(keys=[os.urandom(32)], bind_principal=caller_principal)
+    return RequestStateSecurity(keys=[http.state_key], bind_principal=caller_principal)
 
 
 def _lifespan(runtime: Runtime) -> Callable[[MCPServer[Runtime]], AbstractAsyncContextManager[Runtime]]:

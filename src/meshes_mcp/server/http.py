@@ -5,20 +5,23 @@ binds a loopback name; it has no shared-secret authentication. Here the SDK's St
 with our allow-lists and wrapped in two pure-ASGI guards that run on every route, whatever the bind
 address:
 
+    AccessLog        -> one JSON line per request on stderr (see `access.py`)
+    /healthz, /readyz   answered here, after the Host/Origin check, without token or Meshes keys
     BearerTokenGuard -> 401 unless `Authorization: Bearer <token>` (when a token is configured), first,
                         so a caller without the token learns nothing else, not even the allow-lists
     HostOriginGuard  -> 421 / 403 (the SDK's own matching rules)
-    the SDK's streamable-HTTP app (/mcp)
-
-Later modes slot in here: a stateless flag is an argument of `streamable_http_app`, and per-request
-Meshes credentials would be one more guard between the token check and the SDK app.
+    CredentialsGuard -> with per-request credentials: 401 / 400 unless the X-Meshes-* headers name a
+                        well-formed machine key; the caller's tenant is current for the whole request
+    the SDK's streamable-HTTP app (/mcp), stateful or stateless
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-from typing import TYPE_CHECKING
+import math
+import signal
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.datastructures import Headers
@@ -27,16 +30,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from meshes_mcp.config import HOSTS_VARIABLE, ORIGINS_VARIABLE, HttpSettings
+from meshes_mcp.server.tenants import HEADERS, BadCredentials, MissingCredentials, TenantPool, caller_from_headers
 
 if TYPE_CHECKING:
-    from mcp.server.mcpserver import MCPServer
-
-    from meshes_mcp.server.runtime import Runtime
+    from meshes_mcp.server.app import MeshesServer
 
 log = logging.getLogger("meshes_mcp.http")
-
-# uvicorn waits this long for open streams (SSE) to finish on shutdown before closing them.
-GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
 def transport_security(settings: HttpSettings) -> TransportSecuritySettings:
@@ -120,36 +119,95 @@ def _bearer_credentials(values: list[str]) -> bytes | None:
     return credentials.strip().encode("latin-1")
 
 
-def build_http_app(server: MCPServer[Runtime], settings: HttpSettings) -> ASGIApp:
+class CredentialsGuard(Guard):
+    """Per-request Meshes credentials: 401 without the X-Meshes-* headers, 400 when they are malformed,
+    else the caller's tenant (API client, redactor) is current while the SDK serves the request."""
+
+    def __init__(self, app: ASGIApp, tenants: TenantPool) -> None:
+        super().__init__(app)
+        self.tenants = tenants
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        try:
+            caller = caller_from_headers({name.lower(): headers.getlist(name) for name in HEADERS.values()})
+        except MissingCredentials as exc:
+            await PlainTextResponse(f"Unauthorized: {exc}", status_code=401)(scope, receive, send)
+            return
+        except BadCredentials as exc:  # the text names headers and rules, never a value
+            await PlainTextResponse(f"Bad Meshes credentials: {exc}", status_code=400)(scope, receive, send)
+            return
+        async with self.tenants.lease(caller):
+            await self.app(scope, receive, send)
+
+
+def build_http_app(server: MeshesServer, settings: HttpSettings) -> ASGIApp:
     """The SDK's streamable-HTTP Starlette app with our allow-lists, wrapped in the guards."""
+    from meshes_mcp.server.access import AccessLog
+    from meshes_mcp.server.health import HealthRoutes, Readiness
+
     security = transport_security(settings)
     # The SDK gets the same allow-lists: left to itself it would use loopback-only lists for a loopback
     # bind (refusing hosts the operator added) and no checks at all for any other bind.
-    app = server.streamable_http_app(transport_security=security, host=settings.host)
+    app = server.streamable_http_app(transport_security=security, host=settings.host, stateless_http=settings.stateless)
     # add_middleware puts each new layer outermost: the token check runs first.
+    tenants = server.runtime.tenants
+    if tenants is not None:
+        app.add_middleware(CredentialsGuard, tenants=tenants)
     app.add_middleware(HostOriginGuard, security=security)
     if settings.token is not None:
         app.add_middleware(BearerTokenGuard, token=settings.token)
-    return app
+    health = HealthRoutes(app, HostOriginGuard(Readiness(server.runtime.settings.base_url), security))
+    return AccessLog(health, tool_names=frozenset(server.runtime.enabled.names))
 
 
-def serve_http(server: MCPServer[Runtime], settings: HttpSettings) -> None:
-    """Serve until interrupted. Logging stays as the command line configured it (stderr only)."""
+def draining_server(config: Any, drain_seconds: float) -> Any:
+    """uvicorn's server, saying on stderr when a signal starts the drain (uvicorn's own line is muted)."""
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if not self.should_exit:
+                log.info("signal %s: draining in-flight requests (up to %g s), then exiting", sig, drain_seconds)
+            super().handle_exit(sig, frame)
+
+    return DrainingServer(config)
+
+
+def serve_http(server: MeshesServer, settings: HttpSettings) -> None:
+    """Serve until SIGTERM/SIGINT, then drain: no new connections, in-flight requests finish (up to
+    `drain_seconds`), then the lifespan closes the API clients. Logs go to stderr only."""
     import anyio
     import uvicorn
 
+    from meshes_mcp.server.access import configure_access_log
+
+    configure_access_log()
     config = uvicorn.Config(
         build_http_app(server, settings),
         host=settings.host,
         port=settings.port,
         log_config=None,  # keep our handlers and levels; uvicorn's own config would reset them
         log_level=None,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_graceful_shutdown=math.ceil(settings.drain_seconds),  # 0 cancels at once; None would wait forever
     )
     log.info("serving MCP over streamable HTTP at %s (%s)", settings.url, _summary(settings))
-    anyio.run(uvicorn.Server(config).serve)
+    # uvicorn raises the signal again once it has drained, so that the previous handler decides how the
+    # process ends. Ours ends it normally (exit 0): a drained stop is a clean stop.
+    previous = signal.signal(signal.SIGTERM, lambda _sig, _frame: log.info("drained; exiting"))
+    try:
+        anyio.run(draining_server(config, settings.drain_seconds).serve)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _summary(settings: HttpSettings) -> str:
-    token = "bearer token required" if settings.token else "no token (loopback only)"
-    return f"{token}; allowed hosts: {', '.join(settings.allowed_hosts)}"
+    if settings.per_request_credentials:
+        token = "Meshes keys per request" + (" + bearer token" if settings.token else "")
+    else:
+        token = "bearer token required" if settings.token else "no token (loopback only)"
+    sessions = "stateless" if settings.stateless else "stateful sessions"
+    return f"{token}; {sessions}; allowed hosts: {', '.join(settings.allowed_hosts)}"

@@ -60,7 +60,7 @@ def workspace_arg(
 
     With `org_wide`, no workspace at all is fine (None: the list spans the organisation).
     """
-    value = (given or runtime.settings.workspace_id) if org_wide else runtime.workspace(given, param)
+    value = (given or runtime.default_workspace()) if org_wide else runtime.workspace(given, param)
     if value is not None and not UUID_RE.match(value):
         raise InvalidRequest([Problem(param, f'must be a UUID, e.g. "{UUID_EXAMPLE}" (list_workspaces)')])
     return value

@@ -12,6 +12,7 @@ from meshes_mcp.api.problems import Problem
 from meshes_mcp.config import CREDENTIALS_HELP, Settings
 from meshes_mcp.server.registry import EnabledTools, every_tool_enabled
 from meshes_mcp.server.render import Redactor, prune, redact_logs, tool_result
+from meshes_mcp.server.tenants import CREDENTIAL_HEADERS_HELP, Caller, TenantPool, current_caller, current_tenant
 
 if TYPE_CHECKING:
     from mcp_types import CallToolResult
@@ -24,25 +25,43 @@ log = logging.getLogger("meshes_mcp")
 
 class Runtime:
     def __init__(
-        self, settings: Settings, client: MeshesClient | None = None, enabled: EnabledTools | None = None
+        self,
+        settings: Settings,
+        client: MeshesClient | None = None,
+        enabled: EnabledTools | None = None,
+        *,
+        per_request_credentials: bool = False,
     ) -> None:
         self.settings = settings
         # The tools this server registered: hints in results name no other (see `result`).
         self.enabled = enabled if enabled is not None else every_tool_enabled()
-        self.redactor = Redactor()
-        redact_logs(self.redactor)
+        self._own_redactor = Redactor()
+        redact_logs(self._own_redactor)
         self._catalog: Catalog | None = None
         self._catalog_live = False
         self._secret_keys: dict[tuple[int, str | None], frozenset[str]] = {}
         self._client = self._learning(client) if client is not None else None
+        # Per-request credentials: each caller's client and redactor, leased by the HTTP layer.
+        self.tenants = TenantPool(self._tenant_client) if per_request_credentials else None
         for secret in (settings.secret_key, settings.access_key):
             if secret is not None:
-                self.redactor.add(secret.get_secret_value())
+                self._own_redactor.add(secret.get_secret_value())
+
+    @property
+    def redactor(self) -> Redactor:
+        """The caller's redactor when each request brings its own keys, else the server's."""
+        tenant = current_tenant.get()
+        return tenant.redactor if tenant is not None else self._own_redactor
 
     # --- API access -------------------------------------------------------------------------
 
     def client(self, *, publishable_ok: bool = False) -> MeshesClient:
         """The API client, or a ToolError naming the missing credentials."""
+        if self.tenants is not None:
+            tenant = current_tenant.get()
+            if tenant is None:  # the HTTP layer refuses such requests; kept for any other way in
+                raise ToolError(f"This server takes Meshes keys per request: {CREDENTIAL_HEADERS_HELP}.")
+            return tenant.client
         can_call = self.settings.machine_key() is not None or (publishable_ok and self.settings.publishable_key)
         if not can_call:
             missing = ", ".join(self.settings.missing_credentials())
@@ -53,10 +72,22 @@ class Runtime:
             self._client = self._learning(MeshesClient.from_settings(self.settings))
         return self._client
 
+    def _tenant_client(self, caller: Caller, redactor: Redactor) -> Any:
+        from meshes_mcp.api.client import MeshesClient
+        from meshes_mcp.server.secrets import LearningClient
+
+        client = MeshesClient(
+            self.settings.base_url,
+            machine_key=caller.key,
+            connect_timeout=self.settings.connect_timeout,
+            read_timeout=self.settings.read_timeout,
+        )
+        return LearningClient(client, redactor, self.secret_keys)
+
     def _learning(self, client: Any) -> Any:
         from meshes_mcp.server.secrets import LearningClient
 
-        return LearningClient(client, self.redactor, self.secret_keys)
+        return LearningClient(client, self._own_redactor, self.secret_keys)
 
     def secret_keys(self, integration_type: str | None) -> frozenset[str]:
         """The credential metadata keys of an integration (none for an unknown type)."""
@@ -76,17 +107,27 @@ class Runtime:
         return next((r for r in catalog.records() if r.get("type") == integration_type), None)
 
     async def aclose(self) -> None:
+        if self.tenants is not None:
+            await self.tenants.aclose()
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
 
+    def default_workspace(self) -> str | None:
+        """The caller's X-Meshes-Workspace-Id when each request brings its own keys, else MESHES_WORKSPACE_ID."""
+        if self.tenants is not None:
+            caller = current_caller.get()
+            return caller.workspace_id if caller is not None else None
+        return self.settings.workspace_id
+
     def workspace(self, given: str | None, param: str = "workspace") -> str:
         """The workspace argument, else the configured default, else an error that says how to get one."""
-        workspace = given or self.settings.workspace_id
+        workspace = given or self.default_workspace()
         if not workspace:
+            default = "send X-Meshes-Workspace-Id" if self.tenants is not None else "set MESHES_WORKSPACE_ID"
             raise ToolError(
-                f"{param} is required: pass a workspace UUID (list_workspaces shows them) or set "
-                "MESHES_WORKSPACE_ID to make it the default."
+                f"{param} is required: pass a workspace UUID (list_workspaces shows them) or {default} "
+                "to make it the default."
             )
         return workspace
 
