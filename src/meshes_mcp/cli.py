@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="check configuration and reach the Meshes API")
     add_server_options(doctor)
+
+    nginx = commands.add_parser("nginx-config", help="print an nginx config for stateless HTTP replicas")
+    nginx.add_argument(
+        "--replica", action="append", default=[], metavar="HOST:PORT", help="a replica's address (repeat)"
+    )
+    nginx.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="where nginx listens")
+    nginx.add_argument("--server-name", default="_", help="the public host name, e.g. mcp.example.com")
     return parser
 
 
@@ -164,6 +171,10 @@ def main(argv: list[str] | None = None) -> None:
             run_demo(options.get("data_dir"))
         elif command == "doctor":
             sys.exit(doctor(options))
+        elif command == "nginx-config":
+            from meshes_mcp.deploy import nginx_config
+
+            print(nginx_config(options["replica"], options["listen"], options["server_name"]), end="")
         else:
             serve(options)
     except KeyboardInterrupt:
