@@ -345,3 +345,43 @@ def test_per_request_credentials_need_no_token_beyond_loopback() -> None:
     assert HttpSettings.from_sources(flags, {}).token is None
     with pytest.raises(ValueError, match="without a token"):
         HttpSettings.from_sources({"host": "0.0.0.0", "stateless": True}, {})
+
+
+@pytest.mark.anyio
+async def test_a_handshake_era_client_works_statelessly_but_cannot_be_asked(
+    replica: Replica, sandbox: SandboxInfo, sandbox_api: Any
+) -> None:
+    """Protocol 2025-11-25 over a stateless server: calls and progress work; a confirmation cannot travel
+    (no session to carry the server's question), so a destructive call relies on the client's own approval,
+    as for a client without elicitation. The README says so."""
+    _, rule_id = sandbox_api.webhook_rule("https://hooks.example.com/legacy", "team.legacy", name="team legacy")
+    asked: list[str] = []
+
+    async def elicitation(_ctx: Any, params: Any) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    progress: list[float] = []
+
+    async def on_progress(done: float, _total: float | None, _message: str | None) -> None:
+        progress.append(done)
+
+    options = {"mode": "legacy", "elicitation_callback": elicitation}
+    async with session(replica.url, caller_headers(sandbox), **options) as client:
+        assert client.protocol_version < "2026"
+        events = [{"event": "team.legacy", "payload": {"n": i}} for i in range(400)]
+        emitted = ok(await client.call_tool("emit_events", {"events": events}, progress_callback=on_progress))
+        deleted = ok(await client.call_tool("delete_rule", {"rule_id": rule_id}))
+    assert emitted["accepted"] == 400 and progress
+    assert deleted["deleted"] == rule_id and asked == []
+
+
+def test_doctor_checks_the_api_without_keys_in_per_request_mode(sandbox: SandboxInfo) -> None:
+    args = ("doctor", "--transport", "http", "--stateless", "--credentials", "request")
+    done = run_cli(*args, "--api-url", sandbox.api_url)
+    assert done.returncode == 0, done.stderr
+    assert "credentials        per request" in done.stderr or "per request (X-Meshes-* headers)" in done.stderr
+    assert "API reachable; each request brings its own Meshes keys" in done.stderr
+    down = run_cli(*args, "--api-url", f"http://127.0.0.1:{free_port()}")
+    assert down.returncode == 1
+    assert "API check failed: the Meshes API did not answer (ConnectError)" in down.stderr

@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     if not options.get("verbose"):
         # One line per HTTP request drowns what matters; --verbose brings them back.
-        for noisy in ("httpx2", "uvicorn.access", "uvicorn.error"):
+        for noisy in ("httpx2", "uvicorn.access", "uvicorn.error", "mcp.server.streamable_http"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     command = options.get("command") or "serve"
     try:
@@ -322,7 +322,8 @@ def doctor(options: dict[str, Any]) -> int:
     from meshes_mcp.doctor import run_doctor
 
     http = http_settings_or_error(options) if _http_configured(options) else None
-    sandbox, overrides = start_sandbox(options)
+    per_request = not isinstance(http, str) and http is not None and http.per_request_credentials
+    sandbox, overrides = start_sandbox(options, keys=not per_request)
     try:
         return run_doctor(settings_from(options, **overrides), http)
     finally:

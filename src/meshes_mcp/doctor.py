@@ -24,6 +24,13 @@ def run_doctor(settings: Any, http: Any = None) -> int:
     if http is not None:
         for key, value in http.describe().items():
             out(f"{key:16} {value}")
+    problems = settings.credential_problems()
+    if problems:
+        out("\n" + "\n".join(problems))
+        return 1
+    if http is not None and http.per_request_credentials:
+        # The server holds no keys: all it can check is that the API answers.
+        return anyio.run(_api_answers, settings, out)
     if settings.machine_key() is None:
         out(f"\nmissing: {', '.join(settings.missing_credentials())}. {CREDENTIALS_HELP}")
         return 1
@@ -41,4 +48,15 @@ async def _reach_api(settings: Any, out: Any) -> int:
             out(f"\nAPI check failed: {type(exc).__name__}: {exc}")
             return 1
     out(f"\nAPI reachable: {workspaces.count} workspace(s) visible to this machine key.")
+    return 0
+
+
+async def _api_answers(settings: Any, out: Any) -> int:
+    from meshes_mcp.server.health import Readiness
+
+    problem = await Readiness(settings.base_url).problem()
+    if problem is not None:
+        out(f"\nAPI check failed: {problem}")
+        return 1
+    out("\nAPI reachable; each request brings its own Meshes keys (X-Meshes-* headers).")
     return 0
