@@ -82,11 +82,6 @@ def stop_replica(replica: Replica) -> int:
         return replica.proc.wait()
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def replica(sandbox: SandboxInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
     replica = start_replica(sandbox.api_url, tmp_path_factory.mktemp("replica") / "stderr.log")
