@@ -14,6 +14,7 @@ from meshes_mcp.sandbox.clock import new_id
 from meshes_mcp.sandbox.store import Store
 
 SEED_KEY = "seed"
+FIRST_ORGANIZATION = "Sandbox Organization"
 DEMO_WORKSPACE = "Demo"
 SEEDED_BY = "user:sandbox-owner"
 # The OAuth integrations a dashboard user would have connected (they cannot be created through the
@@ -49,29 +50,37 @@ def ensure_seed(store: Store) -> dict[str, Any]:
     if existing:
         seed: dict[str, Any] = json.loads(existing)
         return seed
-    org_id = new_id()
-    access_key, secret_key = new_access_key(), new_secret_key()
     with store.tx():
-        store.create_org(org_id, "Sandbox Organization")
-        store.add_machine_key(access_key, secret_key, org_id, "Sandbox machine key")
-        workspace = store.create_workspace(
-            org_id,
-            DEMO_WORKSPACE,
-            "Demo workspace seeded by the local sandbox",
-            new_publishable_key(org_id, "pending0"),
-            "Default publishable key",
-        )
-        # The key embeds the workspace id's prefix, known only now.
-        publishable = new_publishable_key(org_id, workspace["id"])
-        store.db.execute("UPDATE workspaces SET pub_key=? WHERE id=?", (publishable, workspace["id"]))
-        for kind, name, metadata in OAUTH_CONNECTIONS:
-            store.create_connection(org_id, workspace["id"], kind, name, metadata, False, SEEDED_BY)
-        seed = {
-            "organization_id": org_id,
-            "access_key": access_key,
-            "secret_key": secret_key,
-            "workspace_id": workspace["id"],
-            "publishable_key": publishable,
-        }
+        seed = seed_organization(store, FIRST_ORGANIZATION)
         store.set_meta(SEED_KEY, json.dumps(seed))
     return seed
+
+
+def seed_organization(store: Store, name: str) -> dict[str, Any]:
+    """One organisation as a new account holds it: a machine key, the Demo workspace with its publishable
+    key and the OAuth connections a dashboard user would have made. Call inside `store.tx()` (the caller
+    may add its own rows to the same transaction). Returns the seed values: organization_id, access_key,
+    secret_key, workspace_id, publishable_key."""
+    org_id = new_id()
+    access_key, secret_key = new_access_key(), new_secret_key()
+    store.create_org(org_id, name)
+    store.add_machine_key(access_key, secret_key, org_id, "Sandbox machine key")
+    workspace = store.create_workspace(
+        org_id,
+        DEMO_WORKSPACE,
+        "Demo workspace seeded by the local sandbox",
+        new_publishable_key(org_id, "pending0"),
+        "Default publishable key",
+    )
+    # The key embeds the workspace id's prefix, known only now.
+    publishable = new_publishable_key(org_id, workspace["id"])
+    store.db.execute("UPDATE workspaces SET pub_key=? WHERE id=?", (publishable, workspace["id"]))
+    for kind, connection_name, metadata in OAUTH_CONNECTIONS:
+        store.create_connection(org_id, workspace["id"], kind, connection_name, metadata, False, SEEDED_BY)
+    return {
+        "organization_id": org_id,
+        "access_key": access_key,
+        "secret_key": secret_key,
+        "workspace_id": workspace["id"],
+        "publishable_key": publishable,
+    }
