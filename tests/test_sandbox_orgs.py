@@ -13,6 +13,7 @@ import logging
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,8 @@ import pytest
 from meshes_mcp.cli import main
 from meshes_mcp.sandbox import EmbeddedSandbox, SandboxInfo
 from meshes_mcp.sandbox.organizations import ORGANIZATION_LIMIT
-from meshes_mcp.sandbox.seed import OAUTH_CONNECTIONS
+from meshes_mcp.sandbox.seed import OAUTH_CONNECTIONS, ensure_seed
+from meshes_mcp.sandbox.store import Store
 from tests.conftest import SandboxApi
 
 SEED_FIELDS = {"organization_id", "access_key", "secret_key", "workspace_id", "publishable_key"}
@@ -259,6 +261,17 @@ def test_b_cannot_aim_its_own_writes_at_a_s_workspace_or_connection(
     listed = api_b.get("/sessions", params={"workspace_id": ws_a})
     assert listed.status_code == 404
     assert api_b.get("/events", params={"event": "order.paid"}).json()["records"] == []
+    types_b = api_b.get(f"/workspaces/{ws_b}/event-types").json()
+    assert "order.paid" not in {t["key"] for t in types_b}
+
+
+def test_names_are_unique_per_organization_only(sandbox_api: SandboxApi, api_b: SandboxApi):
+    """A name A uses is free for B: a 409 would tell B what A's workspaces are called."""
+    assert sandbox_api.post("/workspaces", json={"name": "Payments Core"}).status_code == 201
+    mine = api_b.post("/workspaces", json={"name": "payments core"})
+    assert mine.status_code == 201, mine.text
+    again = api_b.post("/workspaces", json={"name": "Payments Core"})
+    assert again.status_code == 409  # B's own name is taken, within B
 
 
 def test_b_s_publishable_key_cannot_emit_into_a_s_workspace(
@@ -451,3 +464,25 @@ def test_add_org_refuses_with_one_line_and_creates_nothing(tmp_path: Path, capsy
         err = refusal(capsys, "--name", bad, "--data-dir", str(real))
         assert "--name must" in err and "e.g." in err, err
     assert organization_count(real) == 1
+
+
+# -- the first organisation ---------------------------------------------------------------------------
+
+
+def test_two_stores_seeding_a_new_data_directory_at_once_make_one_organization(tmp_path: Path):
+    """Two sandboxes starting on one new data directory: the one that waits for the other's seed uses it
+    instead of adding a second organisation (whose keys would be in one process's sandbox.json only)."""
+    first, second = Store(tmp_path / "sandbox.db"), Store(tmp_path / "sandbox.db")
+    waiting = threading.Event()
+    second.db.set_trace_callback(lambda sql: waiting.set() if sql.startswith("BEGIN") else None)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool, first.tx():
+            # `second` finds no seed, then waits for the write lock `first` holds while it seeds.
+            seeded_second = pool.submit(ensure_seed, second)
+            assert waiting.wait(10)
+            seeded_first = ensure_seed(first)
+        assert seeded_second.result(10) == seeded_first
+        assert organization_count(tmp_path) == 1
+    finally:
+        first.close()
+        second.close()

@@ -2,6 +2,7 @@
 
 Idempotent: the seed is written once, in one transaction, and remembered in the `meta` table; later
 starts read it back. Keys are random per data directory (never fixed values in code).
+`seed_organization` is also how further organisations are added (`meshes_mcp.sandbox.organizations`).
 """
 
 from __future__ import annotations
@@ -48,11 +49,20 @@ def ensure_seed(store: Store) -> dict[str, Any]:
     """The seed values (organization_id, access_key, secret_key, workspace_id, publishable_key)."""
     existing = store.get_meta(SEED_KEY)
     if existing:
-        seed: dict[str, Any] = json.loads(existing)
-        return seed
+        return _seed_values(existing)
     with store.tx():
+        # Read again under the write lock: another process starting on this new data directory may have
+        # seeded it since; a second seed would be an organisation only that process's sandbox.json knows.
+        existing = store.get_meta(SEED_KEY)
+        if existing:
+            return _seed_values(existing)
         seed = seed_organization(store, FIRST_ORGANIZATION)
         store.set_meta(SEED_KEY, json.dumps(seed))
+    return seed
+
+
+def _seed_values(stored: str) -> dict[str, Any]:
+    seed: dict[str, Any] = json.loads(stored)
     return seed
 
 
