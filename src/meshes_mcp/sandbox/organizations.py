@@ -9,9 +9,10 @@ exactly like the first (`meshes_mcp.sandbox.seed.seed_organization`).
   lookups read the shared database) or stopped.
 
 Choices (the real API has no equivalent to copy):
-- The endpoint answers only a client on this machine: a peer address that is not loopback is a 403,
-  checked before anything else. A request relayed by a local proxy counts as the client the proxy names
-  (uvicorn applies `X-Forwarded-For` from 127.0.0.1), so a proxy exposing the sandbox cannot expose this.
+- The endpoint answers only a client on this machine: a 403, checked before anything else, when the peer
+  address is not loopback or the request went through a proxy (it carries `Forwarded`, `X-Forwarded-For`
+  or `X-Real-IP`: the real client may be anywhere, and a remote client could write 127.0.0.1 there
+  itself if uvicorn were told to trust such headers from everyone).
 - It also needs a machine JWT of an organisation already in the sandbox (the one in sandbox.json does),
   like the practice endpoints: a web page open in a browser on this machine cannot add a header
   cross-origin, so it cannot create organisations, and only a holder of a secret gets a new one.
@@ -91,8 +92,13 @@ def add_organization(store: Store, name: str | None = None) -> dict[str, Any]:
 # -- the endpoint ---------------------------------------------------------------------------------
 
 
+RELAY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+
+
 def from_this_machine(request: Request) -> bool:
-    """Whether the client's address is loopback (127.0.0.0/8, ::1, or IPv4-mapped 127.x)."""
+    """Whether the client is loopback (127.0.0.0/8, ::1, or IPv4-mapped 127.x) and talks to us directly."""
+    if any(header in request.headers for header in RELAY_HEADERS):
+        return False
     host = request.client.host if request.client else ""
     try:
         address = ipaddress.ip_address(host)
