@@ -323,6 +323,19 @@ def test_adding_an_organization_needs_a_machine_key_from_this_machine(sandbox: S
     assert organization_count(sandbox_dir) == before
 
 
+def test_ipv6_loopback_is_this_machine_too(tmp_path: Path):
+    try:
+        sandbox = EmbeddedSandbox(tmp_path, host="::1")
+        info = sandbox.start()
+    except (OSError, RuntimeError):
+        pytest.skip("no IPv6 loopback here")
+    try:
+        assert info.api_url.startswith("http://[::1]:")
+        assert add_org(info).status_code == 201
+    finally:
+        sandbox.stop()
+
+
 BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("long name", {"json": {"name": "x" * 101}}, "name"),
     ("blank name", {"json": {"name": "   "}}, "name"),
