@@ -10,6 +10,9 @@ layer expects the API to; a validation failure is a 400 whose `error.data` names
 
 Behaviour chosen where the reference is silent (each also noted at its handler):
 - ids in paths that are not UUIDs answer 404, like unknown ids;
+- an id of another organisation (in a path or a body) answers 404 word for word like an unknown id: the
+  reference lists 403 and 404 without saying which, and a 403 would tell the caller the id exists.
+  A publishable key naming a workspace other than its own is a 403 whatever the id (it reveals nothing);
 - duplicate names (workspace per organisation, connection per workspace, case-insensitive) and an
   identical rule (same workspace, connection, event, filters and metadata) answer 409;
 - OAuth integrations cannot be created through POST /connections (400 on `type`), as documented;
@@ -1060,10 +1063,14 @@ def create_app(
             await client.aclose()
             store.close()
 
-    from meshes_mcp.sandbox.scenarios.practice import ROUTES as PRACTICE_ROUTES  # its module imports this one
+    # Their modules import this one.
+    from meshes_mcp.sandbox.organizations import ROUTES as ORGANIZATION_ROUTES
+    from meshes_mcp.sandbox.scenarios.practice import ROUTES as PRACTICE_ROUTES
 
     app = Starlette(
-        routes=[*ROUTES, *PRACTICE_ROUTES], lifespan=lifespan, exception_handlers={404: _http_error, 405: _http_error}
+        routes=[*ROUTES, *PRACTICE_ROUTES, *ORGANIZATION_ROUTES],
+        lifespan=lifespan,
+        exception_handlers={404: _http_error, 405: _http_error},
     )
     # No redirect for a trailing slash (Starlette's default): an API client gets a 404 error body, not an
     # empty 307 it may not follow.
