@@ -19,7 +19,8 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_types import ElicitResult
+from mcp.shared.exceptions import MCPError
+from mcp_types import ElicitResult, InputRequiredResult
 
 from meshes_mcp.sandbox import SandboxInfo
 from tests.support import ok, refused
@@ -380,3 +381,70 @@ def test_doctor_checks_the_api_without_keys_in_per_request_mode(sandbox: Sandbox
     down = run_cli(*args, "--api-url", f"http://127.0.0.1:{free_port()}")
     assert down.returncode == 1
     assert "API check failed: the Meshes API did not answer (ConnectError)" in down.stderr
+
+
+# --- two tenants on one replica ---------------------------------------------------------------------------
+
+
+def add_organization(sandbox_api: Any) -> SandboxInfo:
+    """A second organisation in the same sandbox, with its own machine key (the sandbox's add-org route)."""
+    root = sandbox_api.info.api_url.removesuffix("/api/v1")
+    answer = sandbox_api.post(f"{root}/sandbox/organizations", json={"name": "Second Team"})
+    assert answer.status_code == 201, answer.text
+    org = answer.json()
+    return SandboxInfo(
+        api_url=sandbox_api.info.api_url,
+        organization_id=org["organization_id"],
+        access_key=org["access_key"],
+        secret_key=org["secret_key"],
+        workspace_id=org["workspace_id"],
+        publishable_key=org["publishable_key"],
+    )
+
+
+@pytest.fixture(scope="module")
+def other_tenant(sandbox_api: Any) -> SandboxInfo:
+    return add_organization(sandbox_api)
+
+
+@pytest.mark.anyio
+async def test_a_secret_learned_for_one_caller_is_never_matched_against_anothers_data(
+    replica: Replica, sandbox: SandboxInfo, other_tenant: SandboxInfo
+) -> None:
+    """One shared redactor would be an oracle: B could send guesses and see which come back masked."""
+    secret = "oracle-secret-AAAA-1234567"
+    webhook = {"url": "https://hooks.example.com/oracle", "custom_headers": {"X-Api-Key": secret}}
+    async with session(replica.url, caller_headers(sandbox)) as a:
+        ok(await a.call_tool("create_connection", {"type": "webhook", "name": "oracle hook", "metadata": webhook}))
+        mine = ok(await a.call_tool("emit_event", {"event": "team.oracle", "payload": {"note": secret}}))
+        seen_by_a = ok(await a.call_tool("get_event", {"event_id": mine["id"], "include_payload": True}))
+    async with session(replica.url, caller_headers(other_tenant)) as b:
+        theirs = ok(await b.call_tool("emit_event", {"event": "team.oracle", "payload": {"note": secret}}))
+        seen_by_b = ok(await b.call_tool("get_event", {"event_id": theirs["id"], "include_payload": True}))
+    assert secret not in json.dumps(seen_by_a)  # A's own secret is masked in A's results
+    assert secret in json.dumps(seen_by_b)  # B's data is B's: nothing of A's is matched against it
+
+
+@pytest.mark.anyio
+async def test_a_confirmation_asked_of_one_caller_cannot_be_answered_with_anothers_keys(
+    replica: Replica, sandbox: SandboxInfo, other_tenant: SandboxInfo, sandbox_api: Any
+) -> None:
+    _, rule_id = sandbox_api.webhook_rule("https://hooks.example.com/replay", "team.replay", name="team replay")
+    options = {"elicitation_callback": accept(True)}
+    async with session(replica.url, caller_headers(sandbox), **options) as a:
+        asked = await a.session.call_tool("delete_rule", {"rule_id": rule_id}, allow_input_required=True)
+    assert isinstance(asked, InputRequiredResult), asked
+    (key,) = asked.input_requests
+    yes = {key: ElicitResult(action="accept", content={"confirm": True})}
+    async with session(replica.url, caller_headers(other_tenant), **options) as b:
+        with pytest.raises(MCPError):
+            await b.session.call_tool(
+                "delete_rule", {"rule_id": rule_id}, input_responses=yes, request_state=asked.request_state
+            )
+    assert sandbox_api.get(f"/rules/{rule_id}").status_code == 200
+    async with session(replica.url, caller_headers(sandbox), **options) as a:
+        done = await a.session.call_tool(
+            "delete_rule", {"rule_id": rule_id}, input_responses=yes, request_state=asked.request_state
+        )
+    assert not done.is_error, done.content  # the caller who was asked can answer
+    assert sandbox_api.get(f"/rules/{rule_id}").status_code == 404
