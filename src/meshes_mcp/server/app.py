@@ -89,10 +89,12 @@ class MeshesServer(MCPServer[Runtime]):
             raise ToolError(self.runtime.redact_message(message)) from cause
 
 
-def build_server(settings: Settings, client: Any = None) -> MeshesServer:
+def build_server(settings: Settings, client: Any = None, *, declared: bool = False) -> MeshesServer:
+    """The server. Its tools are listed from the packaged manifest and their handlers imported on first
+    call; `declared` builds every tool from its handler up front instead (how the manifest is made)."""
     from meshes_mcp.server import prompts, resources
 
-    tools = enabled_tools(parse_toolsets(settings.toolsets), settings.read_only)
+    tools = enabled_tools(parse_toolsets(settings.toolsets), settings.read_only, declared=declared)
     enabled = EnabledTools(t.name for t in tools)
     runtime = Runtime(settings, client, enabled)
     server = MeshesServer(
