@@ -11,7 +11,6 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from pydantic import ValidationError
 
 from meshes_mcp import __version__
-from meshes_mcp.api.problems import InvalidRequest, problems_from_validation_error
 from meshes_mcp.config import Settings
 from meshes_mcp.server.registry import DEFAULT_TOOLSETS, TOOLSETS, EnabledTools, enabled_tools, parse_toolsets
 from meshes_mcp.server.runtime import Runtime, problems_text
@@ -72,6 +71,9 @@ class MeshesServer(MCPServer[Runtime]):
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
+            # Deferred: only a refused call needs the problem vocabulary, and a cold start imports less.
+            from meshes_mcp.api.problems import InvalidRequest, problems_from_validation_error
+
             cause = exc.__cause__
             if isinstance(cause, InvalidRequest):
                 problems = cause.problems  # refused by our own checks before any request

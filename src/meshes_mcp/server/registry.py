@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, ToolAnnotations
+from pydantic import ConfigDict
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver.context import Context
@@ -177,6 +178,9 @@ class DeferredTool(Tool):
     """An SDK tool built from the manifest. Listing it needs nothing more; its first call imports the
     handler's module and builds the SDK's own tool from the handler, which validates and runs every call."""
 
+    # Never validated (see `ListedTool.to_sdk_tool`): building its validator would only cost start-up time.
+    model_config = ConfigDict(defer_build=True)
+
     toolset: Toolset
     listed_output_schema: dict[str, Any] | None = None
 
@@ -221,10 +225,13 @@ def parse_toolsets(value: str | None) -> tuple[Toolset, ...]:
     return tuple(t for t in Toolset if t.value in names)
 
 
+# A tool name is a whole word of the text: one of these runs that is the name of a tool.
+_WORD = re.compile(r"\w+")
+
+
 @cache
-def _tool_name_pattern() -> re.Pattern[str]:
-    names = sorted((t.name for t in listed_tools()), key=len, reverse=True)
-    return re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+def _tool_names() -> frozenset[str]:
+    return frozenset(t.name for t in listed_tools())
 
 
 class EnabledTools:
@@ -236,7 +243,8 @@ class EnabledTools:
 
     def allows(self, text: str) -> bool:
         """Whether `text` names only registered tools (or none)."""
-        return all(found in self.names for found in _tool_name_pattern().findall(text))
+        known = _tool_names()
+        return all(word in self.names for word in _WORD.findall(text) if word in known)
 
     def hint(self, text: str | None) -> str | None:
         return text if text is not None and self.allows(text) else None

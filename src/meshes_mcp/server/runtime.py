@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
-from meshes_mcp.api.problems import Problem
 from meshes_mcp.config import CREDENTIALS_HELP, Settings
 from meshes_mcp.server.registry import EnabledTools, every_tool_enabled
 from meshes_mcp.server.render import Redactor, prune, redact_logs, tool_result
@@ -18,6 +17,7 @@ if TYPE_CHECKING:
 
     from meshes_mcp.api.catalog import Catalog
     from meshes_mcp.api.client import MeshesClient
+    from meshes_mcp.api.problems import Problem
 
 log = logging.getLogger("meshes_mcp")
 
