@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
@@ -14,6 +14,9 @@ from meshes_mcp import __version__
 from meshes_mcp.config import Settings
 from meshes_mcp.server.registry import DEFAULT_TOOLSETS, TOOLSETS, EnabledTools, enabled_tools, parse_toolsets
 from meshes_mcp.server.runtime import Runtime, problems_text
+
+if TYPE_CHECKING:
+    from meshes_mcp.api.client import MeshesClient
 
 # Re-exported: the command line checks `--toolsets` with it before a client connects.
 __all__ = ["DEFAULT_TOOLSETS", "TOOLSETS", "build_server", "instructions", "parse_toolsets"]
@@ -91,7 +94,7 @@ class MeshesServer(MCPServer[Runtime]):
             raise ToolError(self.runtime.redact_message(message)) from cause
 
 
-def build_server(settings: Settings, client: Any = None, *, declared: bool = False) -> MeshesServer:
+def build_server(settings: Settings, client: MeshesClient | None = None, *, declared: bool = False) -> MeshesServer:
     """The server. Its tools are listed from the packaged manifest and their handlers imported on first
     call; `declared` builds every tool from its handler up front instead (how the manifest is made)."""
     from meshes_mcp.server import prompts, resources

@@ -53,7 +53,8 @@ class Runtime:
             self._client = self._learning(MeshesClient.from_settings(self.settings))
         return self._client
 
-    def _learning(self, client: Any) -> Any:
+    def _learning(self, client: MeshesClient) -> MeshesClient:
+        """The client as the tools use it: every connection secret that passes through is redacted."""
         from meshes_mcp.server.secrets import LearningClient
 
         return LearningClient(client, self.redactor, self.secret_keys)
