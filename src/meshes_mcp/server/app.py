@@ -76,6 +76,7 @@ class MeshesServer(MCPServer[Runtime]):
         except ToolError as exc:
             # Deferred: only a refused call needs the problem vocabulary, and a cold start imports less.
             from meshes_mcp.api.problems import InvalidRequest, problems_from_validation_error
+            from meshes_mcp.server.failures import FailureError
 
             cause = exc.__cause__
             if isinstance(cause, InvalidRequest):
@@ -89,6 +90,8 @@ class MeshesServer(MCPServer[Runtime]):
             else:
                 # The SDK prefixes "Error executing tool <name>: "; isError already says so.
                 message = str(exc).removeprefix(f"Error executing tool {name}: ")
+                if isinstance(cause, FailureError):
+                    message = cause.explain(self.runtime.enabled)  # its hints name only registered tools
                 raise ToolError(self.runtime.redact_message(message)) from cause
             message = f"Invalid arguments for {name}, nothing was sent:\n{problems_text(problems)}"
             raise ToolError(self.runtime.redact_message(message)) from cause

@@ -218,7 +218,8 @@ class DeleteConnectionFailure(Failure):
     def _status(self, exc: e.APIStatusError) -> str:
         message = super()._status(exc)
         if exc.status == 409:
-            message += " The connection still has active rules: delete them (list_rules) or pass force_delete=true."
+            where = " (list_rules)" if self.hint("list_rules") else ""
+            message += f" The connection still has active rules: delete them{where} or pass force_delete=true."
         return message
 
 
