@@ -1,12 +1,21 @@
-"""Cold start of the stdio server to a completed `initialize`, and its resident memory.
+"""Cold start of the stdio server as a client sees it: process start → `initialize` answered →
+`tools/list` answered, and the resident memory then.
 
-Spawns `python -m meshes_mcp` (and `--sandbox` on a fresh data dir), writes one `initialize`
-request on stdin and times until the response line arrives. Prints the median of N runs.
+Spawns `python -m meshes_mcp` (and `--sandbox` on a fresh data dir), writes `initialize`, then
+`notifications/initialized` and `tools/list`, and times each answer. Prints medians of N runs.
 
-Then splits the import time of that same start between the MCP SDK and us, measured in one process
-with `-X importtime`: the SDK modules the server uses are imported first (with everything they pull
-in: pydantic, anyio, ...), then the server runs as `python -m meshes_mcp` would; every import after
-that point is our share (our modules, and any library only we need). Medians of N runs.
+Our share is measured two ways, each against the SDK in the same run:
+- the whole path: a bare SDK server (`MCPServer` with one tool, on the SDK's own stdio transport,
+  importing the same SDK modules) is timed the same way, interleaved with ours; our share is the
+  difference to `tools/list` answered (imports, building the server, listing), the SDK's is the bare
+  server's time minus Python's own start;
+- imports alone, in one process with `-X importtime`: the SDK modules the server uses are imported first
+  (with everything they pull in: pydantic, anyio, ...), then the server runs as `python -m meshes_mcp`
+  would; every import after that point is ours (our modules, and any library only we need).
+
+Bytecode is written and used as after `pip install` (which compiles it): a warm-up run comes first, and
+PYTHONDONTWRITEBYTECODE is dropped from the children's environment, else every run would time Python
+compiling our sources.
 
     python bench/bench_startup.py [--runs 10]
 """
@@ -22,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -33,6 +43,14 @@ INITIALIZE = {
         "clientInfo": {"name": "bench", "version": "0"},
     },
 }
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+TOOLS_LIST = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a server under test: no MESHES_ settings, bytecode as after an install."""
+    drop = ("MESHES_", "PYTHONDONTWRITEBYTECODE")
+    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
 def resident_mb(pid: int) -> float | None:
@@ -45,42 +63,65 @@ def resident_mb(pid: int) -> float | None:
     return None
 
 
-def one_run(extra: list[str]) -> tuple[float, float | None]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHES_")}
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meshes_mcp", *extra],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    assert proc.stdin and proc.stdout
-    proc.stdin.write((json.dumps(INITIALIZE) + "\n").encode())
+class Start(NamedTuple):
+    initialize_ms: float
+    tools_list_ms: float
+    tools: int
+    rss_mb: float | None
+
+
+def send(proc: subprocess.Popen[bytes], message: dict[str, object]) -> None:
+    assert proc.stdin
+    proc.stdin.write((json.dumps(message) + "\n").encode())
     proc.stdin.flush()
+
+
+def answer(proc: subprocess.Popen[bytes]) -> dict[str, object]:
+    assert proc.stdout
     line = proc.stdout.readline()
-    elapsed = time.perf_counter() - started
     if b'"result"' not in line:
         raise RuntimeError(f"unexpected answer: {line[:200]!r}")
-    rss = resident_mb(proc.pid)
-    proc.stdin.close()
-    proc.terminate()
-    proc.wait(timeout=10)
-    return elapsed, rss
+    return json.loads(line)
+
+
+def one_run(command: list[str]) -> Start:
+    """Start the server, ask what a client asks first, and time each answer from the process start."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=child_env()
+    )
+    try:
+        send(proc, INITIALIZE)
+        answer(proc)
+        initialized = time.perf_counter() - started
+        send(proc, INITIALIZED)
+        send(proc, TOOLS_LIST)
+        listed = answer(proc)
+        tools_listed = time.perf_counter() - started
+        tools = len(listed["result"]["tools"])  # type: ignore[index]
+        return Start(initialized * 1000, tools_listed * 1000, tools, resident_mb(proc.pid))
+    finally:
+        assert proc.stdin
+        proc.stdin.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def summary(label: str, starts: list[Start]) -> str:
+    init = [s.initialize_ms for s in starts]
+    listed = [s.tools_list_ms for s in starts]
+    memory = [s.rss_mb for s in starts if s.rss_mb]
+    mem = f", RSS {statistics.median(memory):.0f} MB" if memory else ""
+    return (
+        f"{label}: initialize median {statistics.median(init):.0f} ms (min {min(init):.0f}), "
+        f"tools/list ({starts[0].tools} tools) median {statistics.median(listed):.0f} ms "
+        f"(min {min(listed):.0f}) over {len(starts)} runs{mem}"
+    )
 
 
 def measure(label: str, extra_for_run, runs: int) -> None:
-    times, memory = [], []
-    for i in range(runs):
-        elapsed, rss = one_run(extra_for_run(i))
-        times.append(elapsed)
-        if rss:
-            memory.append(rss)
-    mem = f", RSS after initialize {statistics.median(memory):.0f} MB" if memory else ""
-    print(
-        f"{label}: median {statistics.median(times) * 1000:.0f} ms, min {min(times) * 1000:.0f} ms "
-        f"over {runs} runs{mem}"
-    )
+    one_run([sys.executable, "-m", "meshes_mcp", *extra_for_run("warm-up")])  # writes bytecode, untimed
+    print(summary(label, [one_run([sys.executable, "-m", "meshes_mcp", *extra_for_run(i)]) for i in range(runs)]))
 
 
 # The SDK modules the stdio server imports; anything missing here would be counted as ours (overstating it).
@@ -93,7 +134,21 @@ SDK_MODULES = (
     "mcp.server.stdio",
     "mcp.shared.message",
     "mcp_types",
+    "anyio._backends._asyncio",  # anyio.run imports its backend (sockets, TLS streams) when the server starts
 )
+# The yardstick: the SDK alone serving one tool, on its own stdio transport.
+BARE_SDK_SERVER = f"""
+{"; ".join(f"import {name}" for name in SDK_MODULES)}
+from mcp.server.mcpserver import MCPServer
+server = MCPServer("bare")
+
+@server.tool()
+def ping() -> str:
+    \"\"\"Answer pong.\"\"\"
+    return "pong"
+
+server.run()
+"""
 SDK_MARK, OURS_MARK = "-- sdk imports --", "-- our imports --"
 SPLIT_PRELUDE = f"""
 import sys
@@ -108,12 +163,11 @@ runpy.run_module("meshes_mcp", run_name="__main__", alter_sys=True)
 
 def import_split() -> tuple[float, float, list[tuple[float, str]]]:
     """(SDK ms, our ms, our top-level imports by cost) for one cold start to `initialize`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHES_")}
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", SPLIT_PRELUDE],
         input=(json.dumps(INITIALIZE) + "\n").encode(),
         capture_output=True,
-        env=env,
+        env=child_env(),
         timeout=60,
     )
     if b'"result"' not in done.stdout:
@@ -140,14 +194,41 @@ def bare_python_ms(runs: int) -> float:
     return statistics.median(times) * 1000
 
 
+def measure_path_split(runs: int) -> None:
+    """Ours against the bare SDK server, interleaved run by run so both see the same machine."""
+    ours_cmd = [sys.executable, "-m", "meshes_mcp"]
+    bare_cmd = [sys.executable, "-c", BARE_SDK_SERVER]
+    one_run(ours_cmd), one_run(bare_cmd)  # warm-up: bytecode written, untimed
+    ours, bare = [], []
+    for _ in range(runs):
+        ours.append(one_run(ours_cmd))
+        bare.append(one_run(bare_cmd))
+    python_ms = bare_python_ms(runs)
+    ours_ms = statistics.median(s.tools_list_ms for s in ours)
+    bare_ms = statistics.median(s.tools_list_ms for s in bare)
+    print(summary("stdio, no credentials", ours))
+    print(summary("bare SDK server (yardstick)", bare))
+    print(f"python itself (-c pass): median {python_ms:.0f} ms")
+    print(
+        f"start to tools/list answered: SDK {bare_ms - python_ms:.0f} ms (bare server minus python), "
+        f"ours {ours_ms - bare_ms:.0f} ms ({(ours_ms - bare_ms) / (bare_ms - python_ms):.1%} of the SDK's)"
+    )
+    # On a loaded machine the medians wander; the fastest runs are the least disturbed ones.
+    ours_min, bare_min = min(s.tools_list_ms for s in ours), min(s.tools_list_ms for s in bare)
+    print(
+        f"  by the fastest runs: SDK {bare_min - python_ms:.0f} ms, ours {ours_min - bare_min:.0f} ms "
+        f"({(ours_min - bare_min) / (bare_min - python_ms):.1%} of the SDK's)"
+    )
+
+
 def measure_split(runs: int) -> None:
+    import_split()  # warm-up: bytecode written, untimed
     sdk, ours, biggest = [], [], []
     for _ in range(runs):
         sdk_ms, our_ms, top = import_split()
         sdk.append(sdk_ms)
         ours.append(our_ms)
         biggest = top
-    print(f"python itself (-c pass): median {bare_python_ms(runs):.0f} ms")
     print(f"import time, MCP SDK (and what it pulls in): median {statistics.median(sdk):.0f} ms")
     print(f"import time, ours (everything imported after the SDK): median {statistics.median(ours):.0f} ms")
     print("  our biggest top-level imports (last run): " + ", ".join(f"{n} {ms:.1f} ms" for ms, n in biggest[:5]))
@@ -158,7 +239,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]} on {os.cpu_count()} cores")
-    measure("stdio, no credentials", lambda i: [], args.runs)
+    measure_path_split(args.runs)
     measure_split(args.runs)
     with tempfile.TemporaryDirectory() as tmp:
         measure(

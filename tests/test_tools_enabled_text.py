@@ -150,3 +150,20 @@ def test_a_next_hint_naming_an_unregistered_tool_is_left_out(sandbox):
     assert "next" not in alone and alone["name"] == "Hints workspaces"
     with_connections = anyio.run(go, "workspaces,connections")
     assert with_connections["next"] == f"create_connection workspace={with_connections['id']}"
+
+
+def test_a_failure_hint_naming_an_unregistered_tool_is_left_out(sandbox):
+    """A 404's hint (`not_found`) follows the registered tools like `next` does: with the deliveries toolset
+    alone there is no list_workspaces to call; with workspaces on too, the hint is back."""
+    unknown = "3f0c9a52-8d1e-4a7b-9c55-0e4b1f2a6d10"
+
+    async def go(toolsets: str) -> str:
+        async with Client(build_server(settings_for(sandbox, toolsets=toolsets))) as client:
+            result = await client.call_tool("list_events", {"workspace": unknown})
+        assert result.is_error
+        return result.content[0].text
+
+    alone = anyio.run(go, "deliveries")
+    assert alone.startswith("Not found (404)") and named_tools(alone) == set(), alone
+    with_workspaces = anyio.run(go, "deliveries,workspaces")
+    assert with_workspaces.startswith("Not found (404)") and "list_workspaces shows the workspaces" in with_workspaces

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from meshes_mcp.api.problems import InvalidRequest, Problem
+from meshes_mcp.api.problems import UUID_EXAMPLE, InvalidRequest, Problem
 
 # --- shared vocabulary -------------------------------------------------------------------------
 
@@ -45,10 +45,19 @@ ResourceId = Annotated[str, StringConstraints(pattern=RESOURCE_ID_PATTERN)]
 Limit = Annotated[int, Field(ge=1, le=PAGE_LIMIT_MAX)]
 
 
-def require_uuid(param: str, value: str) -> str:
-    """A path id, checked before it becomes part of a URL (the same rule as the `Uuid` field type)."""
-    if not isinstance(value, str) or not UUID_RE.match(value):
-        raise InvalidRequest([Problem(param, 'must be a UUID, e.g. "3f0c9a52-8d1e-4a7b-9c55-0e4b1f2a6d10"')])
+def uuid_problem(param: str, value: object, where: str | None = None) -> Problem | None:
+    """What is wrong with an id that must be a UUID (the rule of the `Uuid` field type), or None.
+    `where` names the tool that lists valid ids, for an agent that guessed a name instead."""
+    if isinstance(value, str) and UUID_RE.match(value):
+        return None
+    return Problem(param, f'must be a UUID, e.g. "{UUID_EXAMPLE}"' + (f" ({where})" if where else ""))
+
+
+def require_uuid(param: str, value: str, where: str | None = None) -> str:
+    """A path id, checked before it becomes part of a URL."""
+    problem = uuid_problem(param, value, where)
+    if problem is not None:
+        raise InvalidRequest([problem])
     return value
 
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from pydantic import ValidationError
 
 from meshes_mcp import __version__
-from meshes_mcp.api.problems import InvalidRequest, problems_from_validation_error
 from meshes_mcp.config import HttpSettings, Settings
 from meshes_mcp.server.registry import DEFAULT_TOOLSETS, TOOLSETS, EnabledTools, enabled_tools, parse_toolsets
 from meshes_mcp.server.runtime import Runtime, problems_text
+
+if TYPE_CHECKING:
+    from meshes_mcp.api.client import MeshesClient
 
 # Re-exported: the command line checks `--toolsets` with it before a client connects.
 __all__ = ["DEFAULT_TOOLSETS", "TOOLSETS", "build_server", "instructions", "parse_toolsets"]
@@ -72,6 +74,10 @@ class MeshesServer(MCPServer[Runtime]):
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
+            # Deferred: only a refused call needs the problem vocabulary, and a cold start imports less.
+            from meshes_mcp.api.problems import InvalidRequest, problems_from_validation_error
+            from meshes_mcp.server.failures import FailureError
+
             cause = exc.__cause__
             if isinstance(cause, InvalidRequest):
                 problems = cause.problems  # refused by our own checks before any request
@@ -84,16 +90,22 @@ class MeshesServer(MCPServer[Runtime]):
             else:
                 # The SDK prefixes "Error executing tool <name>: "; isError already says so.
                 message = str(exc).removeprefix(f"Error executing tool {name}: ")
+                if isinstance(cause, FailureError):
+                    message = cause.explain(self.runtime.enabled)  # its hints name only registered tools
                 raise ToolError(self.runtime.redact_message(message)) from cause
             message = f"Invalid arguments for {name}, nothing was sent:\n{problems_text(problems)}"
             raise ToolError(self.runtime.redact_message(message)) from cause
 
 
-def build_server(settings: Settings, client: Any = None, http: HttpSettings | None = None) -> MeshesServer:
-    """`http`: the HTTP transport's settings when serving HTTP (per-request credentials, the state key)."""
+def build_server(
+    settings: Settings, client: MeshesClient | None = None, *, declared: bool = False, http: HttpSettings | None = None
+) -> MeshesServer:
+    """The server. Its tools are listed from the packaged manifest and their handlers imported on first
+    call; `declared` builds every tool from its handler up front instead (how the manifest is made).
+    `http`: the HTTP transport's settings when serving HTTP (per-request credentials, the state key)."""
     from meshes_mcp.server import prompts, resources
 
-    tools = enabled_tools(parse_toolsets(settings.toolsets), settings.read_only)
+    tools = enabled_tools(parse_toolsets(settings.toolsets), settings.read_only, declared=declared)
     enabled = EnabledTools(t.name for t in tools)
     per_request = http is not None and http.per_request_credentials
     runtime = Runtime(settings, client, enabled, per_request_credentials=per_request)

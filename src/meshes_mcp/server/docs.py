@@ -1,12 +1,13 @@
 """Regenerate what is written from the tool list: the README's tool table, the tools/list snapshot and
-the example nginx config (its list of reads that may be retried on another replica).
+the manifest the server lists its tools from, and the example nginx config (its reads that may be retried
+on another replica).
 
     python -m meshes_mcp.server.docs          # rewrite them (run from the repository root)
     python -m meshes_mcp.server.docs --check  # exit 1 if any is stale
 
-Both come from `registry.all_tools()`: the table directly, the snapshot through a real in-memory MCP
-session with every toolset on (what a client receives, output schemas and annotations included).
-The test suite fails when any of them differs from what this writes.
+All come from `registry.all_tools()`: the table directly, the snapshot and the manifest through a real
+in-memory MCP session with every toolset on, each tool built from its handler (what a client receives,
+output schemas and annotations included). The test suite fails when any file differs from what this writes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ README = Path("README.md")
 SNAPSHOT = Path("tests/snapshots/tools_list.json")
 NGINX_EXAMPLE = Path("examples/deploy/nginx.conf")
 EXAMPLE_REPLICAS = ["127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"]
+MANIFEST = Path("src/meshes_mcp/server/tools/manifest.json")
 
 
 def readme_with_table(readme: str) -> str:
@@ -36,14 +38,14 @@ def readme_with_table(readme: str) -> str:
 
 
 async def listed_tools() -> list[dict[str, Any]]:
-    """tools/list with every toolset, each tool as its wire JSON."""
+    """tools/list with every toolset, each tool built from its handler, as its wire JSON."""
     from mcp import Client
 
     from meshes_mcp.config import Settings
     from meshes_mcp.server.app import build_server
 
     settings = Settings(toolsets="all", _env_file=None)
-    async with Client(build_server(settings)) as client:
+    async with Client(build_server(settings, declared=True)) as client:
         result = await client.list_tools()
     return [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in result.tools]
 
@@ -60,16 +62,28 @@ def snapshot_text(tools: list[dict[str, Any]]) -> str:
     return "[\n" + ",\n".join(blocks) + "\n]\n"
 
 
+def manifest_text(tools: list[dict[str, Any]]) -> str:
+    """The manifest: each listed tool with its toolset first (tools/list shows them in inventory order)."""
+    from meshes_mcp.server.registry import all_tools, manifest_entry
+
+    declared = all_tools()
+    if [t.name for t in declared] != [tool["name"] for tool in tools]:
+        raise ValueError("tools/list does not show the declared tools in their order")
+    return snapshot_text([manifest_entry(t, tool) for t, tool in zip(declared, tools, strict=True)])
+
+
 def generated(root: Path) -> dict[Path, str]:
     """Each generated file (relative to `root`) with the text it should hold."""
     import anyio
 
     readme = (root / README).read_text(encoding="utf-8")
+    tools = anyio.run(listed_tools)
     from meshes_mcp.deploy import nginx_config
 
     return {
         README: readme_with_table(readme),
-        SNAPSHOT: snapshot_text(anyio.run(listed_tools)),
+        SNAPSHOT: snapshot_text(tools),
+        MANIFEST: manifest_text(tools),
         NGINX_EXAMPLE: nginx_config(EXAMPLE_REPLICAS, "127.0.0.1:8080", "mcp.example.com"),
     }
 

@@ -1,7 +1,8 @@
 """Parameters shared by many tools, described once so every schema reuses the same few words.
 
-Ids are plain strings here and checked by the API layer, whose messages name the field and give an
-example; a JSON-schema `pattern` would only produce a regex dump on failure.
+Ids are plain strings here and checked by the API layer (`api.models`: the request models and
+`require_uuid`), whose messages name the field and give an example; a JSON-schema `pattern` would only
+produce a regex dump on failure.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from meshes_mcp.api.models import UUID_RE, EventListQuery
-from meshes_mcp.api.problems import UUID_EXAMPLE, InvalidRequest, Problem, check
+from meshes_mcp.api.models import EventListQuery, require_uuid
+from meshes_mcp.api.problems import check
 
 if TYPE_CHECKING:
     from meshes_mcp.server.runtime import Runtime
@@ -61,9 +62,7 @@ def workspace_arg(
     With `org_wide`, no workspace at all is fine (None: the list spans the organisation).
     """
     value = (given or runtime.default_workspace()) if org_wide else runtime.workspace(given, param)
-    if value is not None and not UUID_RE.match(value):
-        raise InvalidRequest([Problem(param, f'must be a UUID, e.g. "{UUID_EXAMPLE}" (list_workspaces)')])
-    return value
+    return None if value is None else require_uuid(param, value, where="list_workspaces")
 
 
 def check_given(model: type[ModelT], values: dict[str, Any]) -> ModelT:

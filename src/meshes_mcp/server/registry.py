@@ -3,25 +3,37 @@
 A tool is a module-level handler under `@tool(...)`, which turns it into a `ServerTool`; each toolset
 module lists its tools in `TOOLS`, and `all_tools()` is the one inventory of them all, in the order
 tools/list shows them. `enabled_tools()` is the one place that decides what a server registers:
-the toolsets asked for and, in read-only mode, no write. The README's tool table and the tools/list
-snapshot are generated from the same inventory (`python -m meshes_mcp.server.docs`).
+the toolsets asked for and, in read-only mode, no write. The README's tool table, the tools/list
+snapshot and the packaged manifest are generated from the same inventory (`python -m meshes_mcp.server.docs`).
+
+Why a manifest: building a tool's input and output schemas means importing its handler module (and the
+request models, triage, views it needs) and letting pydantic build a model per tool: most of a cold
+start. A stdio client asks for `initialize` and `tools/list` first, and both are answered from the
+manifest (`tools/manifest.json`, what tools/list shows plus each tool's toolset); a handler's module is
+imported, and its SDK tool built, on its first call. The test suite fails when the manifest differs
+from what the handlers declare.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
-from typing import TYPE_CHECKING
+from functools import cache, cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, ToolAnnotations
-
-from meshes_mcp.server.schema import compact_schema
+from pydantic import ConfigDict
 
 if TYPE_CHECKING:
-    from mcp.server.mcpserver.tools import Tool
+    from mcp.server.mcpserver.context import Context
+
+MANIFEST = Path(__file__).with_name("tools") / "manifest.json"
 
 
 class Toolset(StrEnum):
@@ -76,7 +88,7 @@ class ServerTool:
         )
 
     def to_sdk_tool(self) -> Tool:
-        from mcp.server.mcpserver.tools import Tool
+        from meshes_mcp.server.schema import compact_schema
 
         sdk_tool = Tool.from_function(self.handler, description=self.description, annotations=self.annotations)
         sdk_tool.parameters = compact_schema(sdk_tool.parameters)
@@ -110,10 +122,93 @@ def all_tools() -> tuple[ServerTool, ...]:
     return tuple(server_tool for module in modules for server_tool in module.TOOLS)
 
 
-def enabled_tools(toolsets: Iterable[Toolset], read_only: bool) -> tuple[ServerTool, ...]:
-    """The tools a server with these toolsets registers; read-only mode leaves every write out."""
+@dataclass(frozen=True)
+class ListedTool:
+    """One tool of the manifest: what tools/list shows of it (`wire`) and its toolset."""
+
+    toolset: Toolset
+    wire: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.wire["name"])
+
+    @property
+    def read_only(self) -> bool:
+        return bool(self.wire["annotations"]["readOnlyHint"])
+
+    def to_sdk_tool(self) -> Tool:
+        """The SDK tool as listed, its handler imported on its first call (see the module docstring)."""
+        # Constructed, not validated: no `fn_metadata` (the declared tool has it, built on the first call).
+        return DeferredTool.model_construct(  # type: ignore[call-arg]
+            fn=_not_loaded,
+            name=self.name,
+            title=self.wire.get("title"),
+            description=self.wire["description"],
+            parameters=self.wire["inputSchema"],
+            is_async=True,
+            context_kwarg=None,
+            resolved_params={},
+            resolver_plans={},
+            annotations=ToolAnnotations.model_validate(self.wire["annotations"]),
+            icons=None,
+            meta=None,
+            toolset=self.toolset,
+            listed_output_schema=self.wire.get("outputSchema"),
+        )
+
+
+def manifest_entry(server_tool: ServerTool, wire: dict[str, Any]) -> dict[str, Any]:
+    """A manifest entry: the tool's toolset, then its tools/list JSON."""
+    return {"toolset": server_tool.toolset.value, **wire}
+
+
+@cache
+def listed_tools() -> tuple[ListedTool, ...]:
+    """Every tool of the manifest, in tools/list order."""
+    entries = json.loads(MANIFEST.read_text(encoding="utf-8"))
+    return tuple(ListedTool(Toolset(entry.pop("toolset")), entry) for entry in entries)
+
+
+async def _not_loaded(**_: Any) -> Any:
+    raise RuntimeError("a deferred tool runs through its declared tool")
+
+
+class DeferredTool(Tool):
+    """An SDK tool built from the manifest. Listing it needs nothing more; its first call imports the
+    handler's module and builds the SDK's own tool from the handler, which validates and runs every call."""
+
+    # Never validated (see `ListedTool.to_sdk_tool`): building its validator would only cost start-up time.
+    model_config = ConfigDict(defer_build=True)
+
+    toolset: Toolset
+    listed_output_schema: dict[str, Any] | None = None
+
+    @cached_property
+    def output_schema(self) -> dict[str, Any] | None:
+        return self.listed_output_schema
+
+    async def run(self, arguments: dict[str, Any], context: Context[Any, Any], convert_result: bool = False) -> Any:
+        declared = declared_sdk_tool(self.toolset, self.name)
+        return await declared.run(arguments, context, convert_result=convert_result)
+
+
+@cache
+def declared_sdk_tool(toolset: Toolset, name: str) -> Tool:
+    """The SDK tool built from the handler itself (its module is imported here, once)."""
+    module = importlib.import_module(f"meshes_mcp.server.tools.{toolset.value}")
+    server_tool = next(t for t in module.TOOLS if t.name == name)
+    return server_tool.to_sdk_tool()
+
+
+def enabled_tools(
+    toolsets: Iterable[Toolset], read_only: bool, *, declared: bool = False
+) -> tuple[ListedTool | ServerTool, ...]:
+    """The tools a server with these toolsets registers; read-only mode leaves every write out.
+    From the manifest, or with `declared` from the handlers themselves (how the manifest is made)."""
     wanted = set(toolsets)
-    return tuple(t for t in all_tools() if t.toolset in wanted and (t.read_only or not read_only))
+    inventory: tuple[ListedTool | ServerTool, ...] = all_tools() if declared else listed_tools()
+    return tuple(t for t in inventory if t.toolset in wanted and (t.read_only or not read_only))
 
 
 def parse_toolsets(value: str | None) -> tuple[Toolset, ...]:
@@ -130,10 +225,13 @@ def parse_toolsets(value: str | None) -> tuple[Toolset, ...]:
     return tuple(t for t in Toolset if t.value in names)
 
 
+# A tool name is a whole word of the text: one of these runs that is the name of a tool.
+_WORD = re.compile(r"\w+")
+
+
 @cache
-def _tool_name_pattern() -> re.Pattern[str]:
-    names = sorted((t.name for t in all_tools()), key=len, reverse=True)
-    return re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+def _tool_names() -> frozenset[str]:
+    return frozenset(t.name for t in listed_tools())
 
 
 class EnabledTools:
@@ -145,7 +243,8 @@ class EnabledTools:
 
     def allows(self, text: str) -> bool:
         """Whether `text` names only registered tools (or none)."""
-        return all(found in self.names for found in _tool_name_pattern().findall(text))
+        known = _tool_names()
+        return all(word in self.names for word in _WORD.findall(text) if word in known)
 
     def hint(self, text: str | None) -> str | None:
         return text if text is not None and self.allows(text) else None
@@ -155,7 +254,7 @@ class EnabledTools:
 
 
 def every_tool_enabled() -> EnabledTools:
-    return EnabledTools(t.name for t in all_tools())
+    return EnabledTools(t.name for t in listed_tools())
 
 
 def tool_table(tools: Iterable[ServerTool] | None = None) -> str:

@@ -1,4 +1,8 @@
-"""Resources: the integration catalogue and event history, for agents and for people in the client UI."""
+"""Resources: the integration catalogue and event history, for agents and for people in the client UI.
+
+Registered at start-up, so what they read with (the API layer, the tool modules' views) is imported in
+each reader, on its first read: a cold start lists, and imports, no more than it must.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,16 @@ from typing import TYPE_CHECKING, Any
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp_types import Completion, ResourceTemplateReference
 
-from meshes_mcp.api import errors as e
-from meshes_mcp.api.problems import InvalidRequest
 from meshes_mcp.server.render import dumps, prune
-from meshes_mcp.server.runtime import Runtime
-from meshes_mcp.server.tools.connections import MAPPING_SCHEMA_DOC, MAPPING_SCHEMA_URI
-from meshes_mcp.server.tools.deliveries import event_view
-from meshes_mcp.server.tools.integrations import detail, find_record, summary
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
+    from meshes_mcp.server.runtime import Runtime
+
 JSON = "application/json"
 RECENT_EVENTS = 50
+MAPPING_SCHEMA_URI = "meshes://docs/mapping-schema"
 
 
 def register(server: MCPServer[Runtime], runtime: Runtime) -> None:
@@ -27,6 +28,9 @@ def register(server: MCPServer[Runtime], runtime: Runtime) -> None:
         return dumps(prune(runtime.redactor.data(data)))
 
     async def api_call(call: Any, what: str) -> Any:
+        from meshes_mcp.api import errors as e
+        from meshes_mcp.api.problems import InvalidRequest
+
         try:
             return await call
         except InvalidRequest as exc:
@@ -50,6 +54,8 @@ def register(server: MCPServer[Runtime], runtime: Runtime) -> None:
         mime_type=JSON,
     )
     async def integrations() -> str:
+        from meshes_mcp.server.tools.integrations import summary
+
         catalog = await runtime.catalog()
         return render({"integrations": [summary(r) for r in catalog.records()]})
 
@@ -61,6 +67,9 @@ def register(server: MCPServer[Runtime], runtime: Runtime) -> None:
         mime_type=JSON,
     )
     async def integration(type: str) -> str:
+        from meshes_mcp.api.problems import InvalidRequest
+        from meshes_mcp.server.tools.integrations import detail, find_record
+
         catalog = await runtime.catalog()
         try:
             return render(detail(find_record(catalog.records(), type)))
@@ -76,6 +85,7 @@ def register(server: MCPServer[Runtime], runtime: Runtime) -> None:
     )
     async def workspace_events(workspace_id: str) -> str:
         from meshes_mcp.api.models import WorkspaceEventQuery
+        from meshes_mcp.server.tools.deliveries import event_view
 
         page = await api_call(
             client().list_workspace_events(workspace_id, WorkspaceEventQuery(limit=RECENT_EVENTS)), "workspace"
@@ -90,6 +100,8 @@ def register(server: MCPServer[Runtime], runtime: Runtime) -> None:
         mime_type=JSON,
     )
     async def event(event_id: str) -> str:
+        from meshes_mcp.server.tools.deliveries import event_view
+
         found = await api_call(client().get_event(event_id), f"event {event_id}")
         return render(event_view(found))
 
@@ -101,6 +113,8 @@ def register(server: MCPServer[Runtime], runtime: Runtime) -> None:
         mime_type="text/markdown",
     )
     def mapping_schema() -> str:
+        from meshes_mcp.server.tools.connections import MAPPING_SCHEMA_DOC
+
         return MAPPING_SCHEMA_DOC
 
     @server.completion()

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
-from meshes_mcp.api.problems import Problem
 from meshes_mcp.config import CREDENTIALS_HELP, Settings
 from meshes_mcp.server.registry import EnabledTools, every_tool_enabled
 from meshes_mcp.server.render import Redactor, prune, redact_logs, tool_result
@@ -19,6 +18,7 @@ if TYPE_CHECKING:
 
     from meshes_mcp.api.catalog import Catalog
     from meshes_mcp.api.client import MeshesClient
+    from meshes_mcp.api.problems import Problem
 
 log = logging.getLogger("meshes_mcp")
 
@@ -72,7 +72,7 @@ class Runtime:
             self._client = self._learning(MeshesClient.from_settings(self.settings))
         return self._client
 
-    def _tenant_client(self, caller: Caller, redactor: Redactor) -> Any:
+    def _tenant_client(self, caller: Caller, redactor: Redactor) -> MeshesClient:
         from meshes_mcp.api.client import MeshesClient
         from meshes_mcp.server.secrets import LearningClient
 
@@ -84,7 +84,8 @@ class Runtime:
         )
         return LearningClient(client, redactor, self.secret_keys)
 
-    def _learning(self, client: Any) -> Any:
+    def _learning(self, client: MeshesClient) -> MeshesClient:
+        """The client as the tools use it: every connection secret that passes through is redacted."""
         from meshes_mcp.server.secrets import LearningClient
 
         return LearningClient(client, self._own_redactor, self.secret_keys)

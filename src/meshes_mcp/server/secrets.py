@@ -15,11 +15,21 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from meshes_mcp.server.render import Redactor
+
+if TYPE_CHECKING:
+    from meshes_mcp.api.client import MeshesClient
+
+    # To the type checker the wrapper is the client it wraps: every method it does not override passes
+    # through (`__getattr__`) with the client's own signature. At run time it is a plain wrapper, so
+    # building one costs no client (no HTTP pool) and importing this module imports no HTTP library.
+    _ClientSurface = MeshesClient
+else:
+    _ClientSurface = object
 
 # A connection read this recently is not read again before rendering its deliveries.
 FRESH_SECONDS = 600.0
@@ -39,10 +49,12 @@ class BoundedCache(OrderedDict[str, Any]):
             self.popitem(last=False)
 
 
-class LearningClient:
+class LearningClient(_ClientSurface):
     """Wraps the API client; unknown attributes pass through unchanged."""
 
-    def __init__(self, client: Any, redactor: Redactor, secret_keys: Callable[[str | None], frozenset[str]]) -> None:
+    def __init__(
+        self, client: MeshesClient, redactor: Redactor, secret_keys: Callable[[str | None], frozenset[str]]
+    ) -> None:
         self._client = client
         self._redactor = redactor
         self._secret_keys = secret_keys

@@ -35,8 +35,6 @@ import anyio
 import mcp_types as types
 from pydantic import ValidationError
 
-from meshes_mcp.api.problems import json_type_name
-
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
@@ -93,6 +91,8 @@ def _request_posing_as_notification(text: str) -> Refusal | None:
 
 
 def _diagnose(text: str, exc: ValidationError) -> Refusal:
+    from meshes_mcp.api.problems import json_type_name  # deferred: only a malformed line needs it
+
     errors = exc.errors(include_url=False, include_input=False)
     parsed = _lenient_parse(text)
     if errors and errors[0]["type"] == "json_invalid":
@@ -109,6 +109,8 @@ def _diagnose(text: str, exc: ValidationError) -> Refusal:
 
 def _envelope_problem(message: dict[str, Any], errors: list[Any]) -> str:
     """The first thing wrong with a request or notification, said as a rule with a valid example."""
+    from meshes_mcp.api.problems import json_type_name
+
     if message.get("jsonrpc") != "2.0":
         return '"jsonrpc" must be "2.0"'
     if "method" not in message:

@@ -318,10 +318,11 @@ def check_filters(
     outcome_code: str | None = None,
     group: str | None = None,
 ) -> Filters:
-    problems = []
-    for param, value in (("connection", connection), ("rule", rule)):
-        if value is not None and not m.UUID_RE.match(value):
-            problems.append(Problem(param, 'must be a UUID, e.g. "3f0c9a52-8d1e-4a7b-9c55-0e4b1f2a6d10"'))
+    problems = [
+        problem
+        for param, value in (("connection", connection), ("rule", rule))
+        if value is not None and (problem := m.uuid_problem(param, value)) is not None
+    ]
     if outcome_code is not None and outcome_code not in m.OUTCOME_CODES:
         problems.append(Problem("outcome_code", f"must be one of {', '.join(m.OUTCOME_CODES[1:])}, e.g. auth_failed"))
     if group is not None and not KEY_RE.match(group):

@@ -17,6 +17,7 @@ from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, c
 from meshes_mcp.server.failures import Failure, attempt
 from meshes_mcp.server.registry import Toolset, tool
 from meshes_mcp.server.render import REDACTED, contains_mask
+from meshes_mcp.server.resources import MAPPING_SCHEMA_URI
 from meshes_mcp.server.runtime import Runtime, ToolContext, runtime_of
 from meshes_mcp.server.tools.integrations import find_record, secret_fields
 from meshes_mcp.server.views import ConnectionRow, ConnectionView
@@ -26,7 +27,6 @@ NOT_FOUND = "list_connections shows the connections and their ids."
 ACTION_ITEMS_SHOWN = 50
 # A CRM's field catalogue can run to hundreds of fields; the first ones and a count are enough to map.
 FIELDS_SHOWN = 150
-MAPPING_SCHEMA_URI = "meshes://docs/mapping-schema"
 
 # Served as the resource meshes://docs/mapping-schema; update_connection_mappings points to it so the
 # long format stays out of the tool list. Constraints from the API reference §5.8.
@@ -218,7 +218,8 @@ class DeleteConnectionFailure(Failure):
     def _status(self, exc: e.APIStatusError) -> str:
         message = super()._status(exc)
         if exc.status == 409:
-            message += " The connection still has active rules: delete them (list_rules) or pass force_delete=true."
+            where = " (list_rules)" if self.hint("list_rules") else ""
+            message += f" The connection still has active rules: delete them{where} or pass force_delete=true."
         return message
 
 

@@ -111,7 +111,7 @@ async def create_rule(
     """Route events named `event` to a connection's action. Metadata is checked against its live data
     (list ids...) first."""
     from meshes_mcp.api.catalog import validate_rule_metadata
-    from meshes_mcp.api.client import require_uuid
+    from meshes_mcp.api.models import require_uuid
 
     rt = runtime_of(ctx)
     client = rt.client()
