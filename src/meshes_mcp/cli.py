@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reconnect.add_argument("connection_id", help="the connection's UUID")
     reconnect.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="the running sandbox's data dir")
+    add_org = sandbox_commands.add_parser(
+        "add-org",
+        help="add an organisation (own machine key, Demo workspace, connections) to a sandbox, running or not; "
+        "prints its credentials as one line of JSON",
+    )
+    add_org.add_argument("--name", default=None, help='the organisation\'s name, e.g. "Acme"')
+    add_org.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="the sandbox's data dir")
 
     demo = commands.add_parser("demo", help="a guided walk-through on a throwaway sandbox")
     demo.add_argument("--data-dir", type=Path, help="keep the demo's sandbox data here")
@@ -331,6 +338,12 @@ def doctor(options: dict[str, Any]) -> int:
 
 
 def run_sandbox_command(options: dict[str, Any]) -> None:
+    if options.get("sandbox_command") == "add-org":
+        from meshes_mcp.sandbox.organizations import add_org_from_cli, one_line
+
+        data_dir = Path(options.get("data_dir") or default_data_dir())
+        print(one_line(add_org_from_cli(data_dir, options.get("name"))))  # holds the new secret key: shown once
+        return
     if options.get("sandbox_command") == "reconnect":
         from meshes_mcp.sandbox.scenarios.practice import reconnect_from_cli
 

@@ -1060,10 +1060,14 @@ def create_app(
             await client.aclose()
             store.close()
 
-    from meshes_mcp.sandbox.scenarios.practice import ROUTES as PRACTICE_ROUTES  # its module imports this one
+    # Their modules import this one.
+    from meshes_mcp.sandbox.organizations import ROUTES as ORGANIZATION_ROUTES
+    from meshes_mcp.sandbox.scenarios.practice import ROUTES as PRACTICE_ROUTES
 
     app = Starlette(
-        routes=[*ROUTES, *PRACTICE_ROUTES], lifespan=lifespan, exception_handlers={404: _http_error, 405: _http_error}
+        routes=[*ROUTES, *PRACTICE_ROUTES, *ORGANIZATION_ROUTES],
+        lifespan=lifespan,
+        exception_handlers={404: _http_error, 405: _http_error},
     )
     # No redirect for a trailing slash (Starlette's default): an API client gets a 404 error body, not an
     # empty 307 it may not follow.

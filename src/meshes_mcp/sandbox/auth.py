@@ -77,7 +77,8 @@ class Authenticator:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        # Keys never change while the sandbox runs (seeded once); cache the lookups, boundedly.
+        # Keys are never changed or removed, only added (a new organisation) with fresh random values, so a
+        # cached miss cannot hide a key made later, here or by another process; cache lookups, boundedly.
         self._keys = _BoundedCache(self.CACHE_SIZE)
         self._publishable = _BoundedCache(self.CACHE_SIZE)
 

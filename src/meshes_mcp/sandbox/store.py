@@ -204,6 +204,10 @@ class Store:
     def create_org(self, org_id: str, name: str) -> None:
         self.db.execute("INSERT INTO organizations(id, name, created_at) VALUES (?, ?, ?)", (org_id, name, now_iso()))
 
+    def organization_count(self) -> int:
+        row = self.one("SELECT count(*) AS n FROM organizations")
+        return int(row["n"]) if row else 0
+
     def add_machine_key(self, access_key: str, secret_key: str, org_id: str, name: str) -> None:
         self.db.execute(
             "INSERT INTO machine_keys(access_key, secret_key, org_id, name, created_at) VALUES (?, ?, ?, ?, ?)",
