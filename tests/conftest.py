@@ -75,6 +75,12 @@ class SandboxApi(httpx2.Client):
             time.sleep(0.02)
 
 
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Async tests (`@pytest.mark.anyio`) run once, on asyncio: the backend the server runs on."""
+    return "asyncio"
+
+
 @pytest.fixture(scope="module")
 def sandbox_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("sandbox")
