@@ -51,14 +51,12 @@ async def test_incident_loop_over_stdio(tmp_path, webhook_receiver):
         arguments["wait_seconds"] = int(arguments["wait_seconds"])
         retry = ok(await client.call_tool(call[0], arguments, progress_callback=on_progress))
         after = ok(await client.call_tool("triage_failures", {"event": "stdio.incident"}))
-        out = {"last": last, "triage": triage, "retry": retry, "after": after}
 
-    assert out["last"]["status"] == "failed" and out["last"]["waited"].startswith("settled after")
-    (group,) = out["triage"]["groups"]
+    assert last["status"] == "failed" and last["waited"].startswith("settled after")
+    (group,) = triage["groups"]
     assert group["failed"] == EVENTS and group["outcome_code"] == "rejected_server_error"
-    retry = out["retry"]
     assert retry["retried"] == EVENTS and retry["outcome"]["delivered"] == EVENTS and retry["outcome"]["settled"]
-    assert out["after"]["count"] == 0
+    assert after["count"] == 0
     assert any("retries sent" in (message or "") for _, _, message in progress)
     fixed = Counter(r.delivery_id for r in rx.receipts if r.path == "/fixed")
     assert len(fixed) == EVENTS and set(fixed.values()) == {1}

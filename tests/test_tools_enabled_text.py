@@ -86,35 +86,26 @@ async def test_no_text_names_a_tool_the_server_did_not_register(sandbox, failure
         unmatched = ok(await client.call_tool("diagnose_event", {"event_id": failures["unmatched"]}))
         triage = ok(await client.call_tool("triage_failures", {"event": "auth.gone", "since": "1h"}))
         event = ok(await client.call_tool("get_event", {"event_id": failures["failed"]}))
-        seen = {
-            "registered": registered,
-            "instructions": client.instructions,
-            "prompts": prompts,
-            "diagnosis": diagnosis,
-            "unmatched": unmatched,
-            "triage": triage,
-            "event": event,
-        }
+        server_instructions = client.instructions
 
-    registered = seen.pop("registered")
     assert "update_connection" not in registered
     # Evidence is quoted as it is (a cause may name anything); the hints are what the agent acts on.
     hints = {
-        "instructions": seen["instructions"],
-        "diagnosis": [d.get("next") for d in seen["diagnosis"]["deliveries"]],
-        "unmatched": seen["unmatched"]["summary"],
-        "triage": [[g.get("calls"), g.get("then")] for g in seen["triage"]["groups"]] + [seen["triage"].get("next")],
-        "event": seen["event"].get("next"),
+        "instructions": server_instructions,
+        "diagnosis": [d.get("next") for d in diagnosis["deliveries"]],
+        "unmatched": unmatched["summary"],
+        "triage": [[g.get("calls"), g.get("then")] for g in triage["groups"]] + [triage.get("next")],
+        "event": event.get("next"),
     }
     for where, text in hints.items():
         assert named_tools(text) <= registered, (where, named_tools(text) - registered, text)
     # What is left still helps: the fix in words, the evidence call, the diagnose hint.
-    (delivery,) = seen["diagnosis"]["deliveries"]
+    (delivery,) = diagnosis["deliveries"]
     assert "credentials" in delivery["fix"] and delivery["outcome_code"] == "auth_failed"
-    assert seen["event"]["next"] == f"diagnose_event event_id={failures['failed']}"
-    assert seen["unmatched"]["summary"].startswith('No active rule matched "nobody.listens"')
-    assert "triage_failures" in seen["instructions"] and "diagnose_event" in seen["instructions"]
-    assert "debug_failed_deliveries" not in seen["prompts"] and "wire_integration" not in seen["prompts"]
+    assert event["next"] == f"diagnose_event event_id={failures['failed']}"
+    assert unmatched["summary"].startswith('No active rule matched "nobody.listens"')
+    assert "triage_failures" in server_instructions and "diagnose_event" in server_instructions
+    assert "debug_failed_deliveries" not in prompts and "wire_integration" not in prompts
 
 
 def test_instructions_with_every_tool_are_unchanged_and_shrink_with_the_surface():
