@@ -45,11 +45,11 @@ class SandboxApi(httpx2.Client):
         super().__init__(base_url=info.api_url, auth=_FreshToken(info), timeout=10)
         self.info = info
 
-    def webhook_rule(self, url: str, event: str, name: str | None = None) -> tuple[str, str]:
-        """A webhook connection to `url` and a rule sending `event` to it, in the sandbox's default workspace:
-        (connection id, rule id)."""
+    def webhook_rule(self, url: str, event: str, name: str | None = None, **metadata: Any) -> tuple[str, str]:
+        """A webhook connection to `url` (with any further connection metadata: auth, signing, ...) and a rule
+        sending `event` to it, in the sandbox's default workspace: (connection id, rule id)."""
         ws = self.info.workspace_id
-        metadata = {"url": url}
+        metadata = {"url": url, **metadata}
         hook = self.post(
             "/connections", json={"workspace": ws, "type": "webhook", "name": name or event, "metadata": metadata}
         )
@@ -73,6 +73,12 @@ class SandboxApi(httpx2.Client):
             if done(event) or time.monotonic() > deadline:
                 return event
             time.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Async tests (`@pytest.mark.anyio`) run once, on asyncio: the backend the server runs on."""
+    return "asyncio"
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from meshes_mcp import __version__
 from meshes_mcp.api import errors
 from meshes_mcp.api.auth import MachineKey
 from meshes_mcp.api.client import MAX_RETRY_AFTER, MeshesClient, retry_after_seconds, retry_delay, should_retry
+from meshes_mcp.api.models import EmitEventRequest
 from meshes_mcp.api.problems import InvalidRequest
 from tests.http_double import ACCESS_KEY, ORG, PUBLISHABLE_KEY, SECRET_KEY, ApiDouble, Scripted
 
@@ -33,10 +34,6 @@ def client_for(double: ApiDouble, **kwargs) -> MeshesClient:
     return MeshesClient(double.url, machine_key=MachineKey(ACCESS_KEY, SECRET_KEY, ORG), retry_base=0.01, **kwargs)
 
 
-def run(fn):
-    return anyio.run(fn)
-
-
 def test_machine_token_has_exactly_the_documented_header_and_claims():
     before = int(time.time())
     token = MachineKey(ACCESS_KEY, SECRET_KEY, ORG).mint()
@@ -51,16 +48,15 @@ def test_machine_token_has_exactly_the_documented_header_and_claims():
     assert set(claims) == {"iss", "aud", "org", "iat", "exp"}
 
 
-def test_every_request_carries_a_fresh_verified_token_and_user_agent(double):
+@pytest.mark.anyio
+async def test_every_request_carries_a_fresh_verified_token_and_user_agent(double):
     double.script("GET", "/integrations", Scripted(200, {"count": 0, "limit": 50, "records": []}))
 
-    async def go():
-        async with client_for(double) as client:
-            await client.list_integrations()
-            await anyio.sleep(1.1)  # a new second, so a cached token would show as an equal iat
-            await client.list_integrations()
+    async with client_for(double) as client:
+        await client.list_integrations()
+        await anyio.sleep(1.1)  # a new second, so a cached token would show as an equal iat
+        await client.list_integrations()
 
-    run(go)
     first, second = double.requests
     assert first["claims"] is not None and second["claims"] is not None
     assert first["claims"]["iat"] < second["claims"]["iat"]
@@ -88,63 +84,58 @@ def test_machine_key_repr_masks_the_secret():
         (503, errors.InternalServerError),
     ],
 )
-def test_each_status_maps_to_its_error_with_the_documented_body(double, status, error_type):
+@pytest.mark.anyio
+async def test_each_status_maps_to_its_error_with_the_documented_body(double, status, error_type):
     body = {
         "message": "Bad Request",
         "error": {"name": "SomethingWrong", "message": "list 9 is gone", "data": [{"param": "id", "msg": "unknown"}]},
     }
     double.script("POST", f"/events/{EVENT}/rules/{RULE}/retry", Scripted(status, body))
 
-    async def go():
+    with pytest.raises(error_type) as caught:
         async with client_for(double, max_retries=0) as client:
             await client.retry_rule_event(EVENT, RULE)
-
-    with pytest.raises(error_type) as caught:
-        run(go)
     assert caught.value.status == status
     assert caught.value.name == "SomethingWrong"
     assert caught.value.message == "list 9 is gone"
     assert caught.value.details[0].param == "id"
 
 
-def test_error_body_that_is_not_json_still_gives_a_message(double):
+@pytest.mark.anyio
+async def test_error_body_that_is_not_json_still_gives_a_message(double):
     double.script("GET", f"/connections/{CONNECTION}", Scripted(502, text="<html>Bad gateway</html>"))
 
-    async def go():
+    with pytest.raises(errors.InternalServerError, match="Bad gateway"):
         async with client_for(double, max_retries=0) as client:
             await client.get_connection(CONNECTION)
 
-    with pytest.raises(errors.InternalServerError, match="Bad gateway"):
-        run(go)
 
-
-def test_reads_are_retried_on_503_then_succeed(double):
+@pytest.mark.anyio
+async def test_reads_are_retried_on_503_then_succeed(double):
     connection = {"id": CONNECTION, "workspace": ORG, "type": "webhook", "name": "hook", "metadata": {}}
     double.script(
         "GET", f"/connections/{CONNECTION}", Scripted(503, {"message": "maintenance"}), Scripted(200, connection)
     )
 
-    async def go():
-        async with client_for(double) as client:
-            return await client.get_connection(CONNECTION)
+    async with client_for(double) as client:
+        fetched = await client.get_connection(CONNECTION)
 
-    assert run(go).id == CONNECTION
+    assert fetched.id == CONNECTION
     assert len(double.requests) == 2
 
 
-def test_writes_are_not_retried_on_5xx_so_nothing_is_sent_twice(double):
+@pytest.mark.anyio
+async def test_writes_are_not_retried_on_5xx_so_nothing_is_sent_twice(double):
     double.script("POST", f"/events/{EVENT}/rules/{RULE}/retry", Scripted(503, {"message": "maintenance"}))
 
-    async def go():
+    with pytest.raises(errors.InternalServerError):
         async with client_for(double) as client:
             await client.retry_rule_event(EVENT, RULE)
-
-    with pytest.raises(errors.InternalServerError):
-        run(go)
     assert len(double.requests) == 1
 
 
-def test_429_is_retried_after_retry_after_even_for_writes(double):
+@pytest.mark.anyio
+async def test_429_is_retried_after_retry_after_even_for_writes(double):
     ok = {"id": RULE, "rule": RULE, "status": "processing"}
     double.script(
         "POST",
@@ -153,84 +144,73 @@ def test_429_is_retried_after_retry_after_even_for_writes(double):
         Scripted(200, ok),
     )
 
-    async def go():
-        async with client_for(double) as client:
-            return await client.retry_rule_event(EVENT, RULE)
+    async with client_for(double) as client:
+        retried = await client.retry_rule_event(EVENT, RULE)
 
-    assert run(go).status == "processing"
+    assert retried.status == "processing"
     assert len(double.requests) == 2
 
 
-def test_429_exhausting_retries_carries_retry_after(double):
+@pytest.mark.anyio
+async def test_429_exhausting_retries_carries_retry_after(double):
     double.script("GET", "/integrations", Scripted(429, {"message": "slow down"}, headers={"Retry-After": "0"}))
 
-    async def go():
+    with pytest.raises(errors.RateLimitError) as caught:
         async with client_for(double, max_retries=1) as client:
             await client.list_integrations()
-
-    with pytest.raises(errors.RateLimitError) as caught:
-        run(go)
     assert caught.value.retry_after == 0
 
 
-def test_connection_refused_is_reported_as_not_sent():
-    async def go():
+@pytest.mark.anyio
+async def test_connection_refused_is_reported_as_not_sent():
+    with pytest.raises(errors.APIConnectionError) as caught:
         client = MeshesClient(
             "http://127.0.0.1:9/api/v1", machine_key=MachineKey(ACCESS_KEY, SECRET_KEY, ORG), max_retries=0
         )
         async with client:
             await client.retry_rule_event(EVENT, RULE)
-
-    with pytest.raises(errors.APIConnectionError) as caught:
-        run(go)
     assert caught.value.sent is False
 
 
-def test_malformed_ids_are_refused_before_any_request(double):
-    async def go():
+@pytest.mark.anyio
+async def test_malformed_ids_are_refused_before_any_request(double):
+    with pytest.raises(InvalidRequest) as caught:
         async with client_for(double) as client:
             await client.get_event("not-a-uuid")
-
-    with pytest.raises(InvalidRequest) as caught:
-        run(go)
     assert caught.value.problems[0].param == "event_id"
     assert "UUID" in caught.value.problems[0].msg
     assert double.requests == []
 
 
-def test_publishable_key_mode_sends_the_key_only_for_ingestion(double):
+@pytest.mark.anyio
+async def test_publishable_key_mode_sends_the_key_only_for_ingestion(double):
     double.script("POST", "/events", Scripted(201, {"event": {"id": EVENT, "workspace": ORG, "event": "user.signup"}}))
 
-    async def go():
-        from meshes_mcp.api.models import EmitEventRequest
+    async with MeshesClient(double.url, publishable_key=PUBLISHABLE_KEY) as client:
+        await client.emit_event(EmitEventRequest(event="user.signup", payload={"email": "a@b.co"}))
+        with pytest.raises(errors.ConfigurationError):
+            await client.list_integrations()
 
-        async with MeshesClient(double.url, publishable_key=PUBLISHABLE_KEY) as client:
-            await client.emit_event(EmitEventRequest(event="user.signup", payload={"email": "a@b.co"}))
-            with pytest.raises(errors.ConfigurationError):
-                await client.list_integrations()
-
-    run(go)
     assert double.requests[0]["headers"]["x-meshes-publishable-key"] == PUBLISHABLE_KEY
     assert "authorization" not in double.requests[0]["headers"]
     assert len(double.requests) == 1
 
 
-def test_429_with_retry_after_as_an_http_date_carries_the_seconds_until_then(double):
+@pytest.mark.anyio
+async def test_429_with_retry_after_as_an_http_date_carries_the_seconds_until_then(double):
     # RFC 9110 allows Retry-After as an HTTP date; the wait it asks for must reach the caller as seconds.
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     double.script("GET", "/integrations", Scripted(429, {"message": "slow down"}, headers={"Retry-After": when}))
 
-    async def go():
+    with pytest.raises(errors.RateLimitError) as caught:
         async with client_for(double, max_retries=0) as client:
             await client.list_integrations()
-
-    with pytest.raises(errors.RateLimitError) as caught:
-        run(go)
     assert caught.value.retry_after is not None
     assert 20 <= caught.value.retry_after <= 31
 
 
-def test_429_with_a_past_http_date_is_retried_at_once_and_succeeds(double):
+@pytest.mark.anyio
+async def test_429_with_a_past_http_date_is_retried_at_once_and_succeeds(double):
     past = format_datetime(datetime.now(UTC) - timedelta(hours=1), usegmt=True)
     double.script(
         "GET",
@@ -239,11 +219,10 @@ def test_429_with_a_past_http_date_is_retried_at_once_and_succeeds(double):
         Scripted(200, {"count": 0, "limit": 50, "records": []}),
     )
 
-    async def go():
-        async with client_for(double) as client:
-            return await client.list_integrations()
+    async with client_for(double) as client:
+        page = await client.list_integrations()
 
-    assert run(go).records == []
+    assert page.records == []
     assert len(double.requests) == 2
 
 
@@ -301,14 +280,10 @@ def test_require_uuid_lives_with_the_models_and_stays_importable_from_the_client
 
 
 @pytest.mark.parametrize("count", [0, 101])
-def test_a_bulk_outside_1_to_100_events_is_refused_before_any_request(double, count):
-    from meshes_mcp.api.models import EmitEventRequest
-
-    async def go():
+@pytest.mark.anyio
+async def test_a_bulk_outside_1_to_100_events_is_refused_before_any_request(double, count):
+    with pytest.raises(InvalidRequest) as caught:
         async with client_for(double) as client:
             await client.emit_events([EmitEventRequest(event="user.signup", payload={})] * count)
-
-    with pytest.raises(InvalidRequest) as caught:
-        run(go)
     assert caught.value.problems[0].param == "events" and "e.g." in caught.value.problems[0].msg
     assert double.requests == []

@@ -217,7 +217,8 @@ async def inspect(client: Any, seen: Seen, event_ids: list[str], workspace: str)
         seen.texts += [m.content.text for m in prompt.messages]
 
 
-def test_no_canary_escapes_any_tool_resource_prompt_or_log(sandbox, sandbox_api, sandbox_dir, logs, capfd):
+@pytest.mark.anyio
+async def test_no_canary_escapes_any_tool_resource_prompt_or_log(sandbox, sandbox_api, sandbox_dir, logs, capfd):
     canaries = Canaries()
     echo = EchoReceiver()
     try:
@@ -232,15 +233,10 @@ def test_no_canary_escapes_any_tool_resource_prompt_or_log(sandbox, sandbox_api,
             "canary.planted",
         )
         seen = Seen()
-
-        async def go():
-            async with Client(build_server(settings_for(sandbox))) as client:
-                events = await exercise(client, seen, api_key, webhooks)
-                await settle(client, events)
-                await inspect(client, seen, [*events, planted["id"]], sandbox.workspace_id)
-                return events
-
-        events = anyio.run(go)
+        async with Client(build_server(settings_for(sandbox))) as client:
+            events = await exercise(client, seen, api_key, webhooks)
+            await settle(client, events)
+            await inspect(client, seen, [*events, planted["id"]], sandbox.workspace_id)
     finally:
         echo.stop()
     assert echo.authorizations  # the echo receiver did get (and echo) real credentials

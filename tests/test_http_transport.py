@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -74,20 +73,16 @@ async def list_tool_names(url: str, headers: dict[str, str] | None = None) -> se
         return {tool.name for tool in (await client.list_tools()).tools}
 
 
-def test_streamable_http_session_on_the_sandbox(tmp_path):
+@pytest.mark.anyio
+async def test_streamable_http_session_on_the_sandbox(tmp_path):
     port = free_port()
     proc = start_server("--sandbox", "--data-dir", str(tmp_path), "--port", str(port), "--read-only")
     url = f"http://127.0.0.1:{port}/mcp"
     try:
         wait_until_serving(proc, url)
-
-        async def go():
-            async with Client(url) as client:
-                tools = {t.name: t for t in (await client.list_tools()).tools}
-                listed = await client.call_tool("list_connections", {})
-                return tools, listed
-
-        tools, listed = anyio.run(go)
+        async with Client(url) as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            listed = await client.call_tool("list_connections", {})
         assert all(t.annotations.read_only_hint for t in tools.values())  # --read-only holds over HTTP too
         assert "emit_event" not in tools
         assert not listed.is_error and listed.structured_content["count"] >= 8  # the seeded OAuth connections
@@ -141,8 +136,9 @@ def guarded(tmp_path_factory) -> Iterator[Guarded]:
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def test_the_right_token_opens_a_session(guarded):
-    assert "create_workspace" in anyio.run(list_tool_names, guarded.url, BEARER)
+@pytest.mark.anyio
+async def test_the_right_token_opens_a_session(guarded):
+    assert "create_workspace" in await list_tool_names(guarded.url, BEARER)
 
 
 def test_requests_without_the_right_token_get_401_on_every_route(guarded):
@@ -193,8 +189,9 @@ def test_host_and_origin_are_checked_whatever_the_bind_address(guarded):
     assert guarded.post({**BEARER, "Origin": "https://app.example.test:8443"}).status_code == 403
 
 
-def test_the_token_never_reaches_the_logs(guarded):
-    anyio.run(list_tool_names, guarded.url, BEARER)
+@pytest.mark.anyio
+async def test_the_token_never_reaches_the_logs(guarded):
+    await list_tool_names(guarded.url, BEARER)
     guarded.post({"Authorization": "Bearer some-other-secret-value"})
     log = guarded.stderr.read_text()
     assert "DEBUG" in log  # the server really logged at debug level

@@ -122,37 +122,35 @@ def test_cause_signature_ignores_ids_numbers_times_and_addresses_but_keeps_the_h
     assert group_key(rule, conn, "x", cause_signature(weird))  # hashes whatever the text holds
 
 
-def test_two_thousand_failures_are_one_group_and_the_scan_is_bounded(one_attempt, webhook_receiver):
+@pytest.mark.anyio
+async def test_two_thousand_failures_are_one_group_and_the_scan_is_bounded(one_attempt, webhook_receiver):
     user = User("decline")
 
-    async def go():
-        workspace = await new_workspace(one_attempt, "Incident Test")
-        settings = settings_for(one_attempt, workspace_id=workspace)
-        async with Client(build_server(settings), elicitation_callback=user) as client:
-            # Nothing listens on port 9: each delivery fails at once, with its own ids, times and payload.
-            await hook_rule(client, "Orders hook", "http://127.0.0.1:9/orders", "order.placed")
-            await hook_rule(client, "Signups hook", f"{webhook_receiver.url}/status/401", "user.signup")
-            before = datetime.now(UTC) - timedelta(seconds=1)
-            await emit(client, "order.placed", 2000)
-            await emit(client, "user.signup", 30)
-            await settle(one_attempt, workspace)
-            out: dict[str, Any] = {"default": ok(await client.call_tool("triage_failures", {}))}
-            out["triage"] = ok(await client.call_tool("triage_failures", {"max_events": 5000}))
-            text = (await client.call_tool("triage_failures", {"max_events": 5000})).content[0].text
-            out["bytes"] = len(text.encode())
-            out["cut"] = ok(await client.call_tool("triage_failures", {"max_events": 500}))
-            rest = args_of(out["cut"]["next"]) | {"max_events": 20000}
-            out["rest"] = ok(await client.call_tool("triage_failures", rest))
-            out["future"] = ok(await client.call_tool("triage_failures", {"since": "2999-01-01T00:00:00Z"}))
-            out["past"] = ok(await client.call_tool("triage_failures", {"until": before.isoformat()}))
-            out["last_hour"] = ok(await client.call_tool("triage_failures", {"since": "1h", "event": "user.signup"}))
-            big = next(g for g in out["triage"]["groups"] if g["event"] == "order.placed")
-            out["dry"] = ok(await client.call_tool("retry_failed", args_of(big["then"]) | {"dry_run": True}))
-            out["declined"] = refused(await client.call_tool("retry_failed", args_of(big["then"])))
-            out["unchanged"] = ok(await client.call_tool("triage_failures", {"event": "order.placed"}))
-        return out
+    workspace = await new_workspace(one_attempt, "Incident Test")
+    settings = settings_for(one_attempt, workspace_id=workspace)
+    async with Client(build_server(settings), elicitation_callback=user) as client:
+        # Nothing listens on port 9: each delivery fails at once, with its own ids, times and payload.
+        await hook_rule(client, "Orders hook", "http://127.0.0.1:9/orders", "order.placed")
+        await hook_rule(client, "Signups hook", f"{webhook_receiver.url}/status/401", "user.signup")
+        before = datetime.now(UTC) - timedelta(seconds=1)
+        await emit(client, "order.placed", 2000)
+        await emit(client, "user.signup", 30)
+        await settle(one_attempt, workspace)
+        out: dict[str, Any] = {"default": ok(await client.call_tool("triage_failures", {}))}
+        out["triage"] = ok(await client.call_tool("triage_failures", {"max_events": 5000}))
+        text = (await client.call_tool("triage_failures", {"max_events": 5000})).content[0].text
+        out["bytes"] = len(text.encode())
+        out["cut"] = ok(await client.call_tool("triage_failures", {"max_events": 500}))
+        rest = args_of(out["cut"]["next"]) | {"max_events": 20000}
+        out["rest"] = ok(await client.call_tool("triage_failures", rest))
+        out["future"] = ok(await client.call_tool("triage_failures", {"since": "2999-01-01T00:00:00Z"}))
+        out["past"] = ok(await client.call_tool("triage_failures", {"until": before.isoformat()}))
+        out["last_hour"] = ok(await client.call_tool("triage_failures", {"since": "1h", "event": "user.signup"}))
+        big = next(g for g in out["triage"]["groups"] if g["event"] == "order.placed")
+        out["dry"] = ok(await client.call_tool("retry_failed", args_of(big["then"]) | {"dry_run": True}))
+        out["declined"] = refused(await client.call_tool("retry_failed", args_of(big["then"])))
+        out["unchanged"] = ok(await client.call_tool("triage_failures", {"event": "order.placed"}))
 
-    out = anyio.run(go)
     triage = out["triage"]
     assert triage["count"] == 2 and triage["failing"] == 2030 and triage["events_scanned"] == 2030
     assert out["default"]["events_scanned"] <= 2000 and "max_events=" not in out["default"]["next"]
@@ -184,26 +182,24 @@ def test_two_thousand_failures_are_one_group_and_the_scan_is_bounded(one_attempt
     assert out["unchanged"]["groups"][0]["failed"] == 2000  # neither the dry run nor the refusal sent anything
 
 
-def test_a_retry_run_retries_each_delivery_exactly_once_counted_at_the_receiver(one_attempt, webhook_receiver):
+@pytest.mark.anyio
+async def test_a_retry_run_retries_each_delivery_exactly_once_counted_at_the_receiver(one_attempt, webhook_receiver):
     rx = webhook_receiver
     user = User("accept")
 
-    async def go():
-        workspace = await new_workspace(one_attempt, "Retry Once")
-        settings = settings_for(one_attempt, workspace_id=workspace)
-        async with Client(build_server(settings), elicitation_callback=user) as client:
-            hook, _ = await hook_rule(client, "Billing hook", f"{rx.url}/status/500", "invoice.paid")
-            await emit(client, "invoice.paid", 150)
-            await settle(one_attempt, workspace)
-            (group,) = ok(await client.call_tool("triage_failures", {}))["groups"]
-            ok(await client.call_tool("update_connection", {"connection_id": hook, "name": "Billing hook",
-                                                            "metadata": {"url": f"{rx.url}/fixed"}}))  # fmt: skip
-            retry = ok(await client.call_tool("retry_failed", args_of(group["then"])))
-            again = ok(await client.call_tool("retry_failed", args_of(group["then"])))
-            after = ok(await client.call_tool("triage_failures", {}))
-        return group, retry, again, after
+    workspace = await new_workspace(one_attempt, "Retry Once")
+    settings = settings_for(one_attempt, workspace_id=workspace)
+    async with Client(build_server(settings), elicitation_callback=user) as client:
+        hook, _ = await hook_rule(client, "Billing hook", f"{rx.url}/status/500", "invoice.paid")
+        await emit(client, "invoice.paid", 150)
+        await settle(one_attempt, workspace)
+        (group,) = ok(await client.call_tool("triage_failures", {}))["groups"]
+        ok(await client.call_tool("update_connection", {"connection_id": hook, "name": "Billing hook",
+                                                        "metadata": {"url": f"{rx.url}/fixed"}}))  # fmt: skip
+        retry = ok(await client.call_tool("retry_failed", args_of(group["then"])))
+        again = ok(await client.call_tool("retry_failed", args_of(group["then"])))
+        after = ok(await client.call_tool("triage_failures", {}))
 
-    group, retry, again, after = anyio.run(go)
     assert group["failed"] == 150 and group["http_status"] == 500 and "fix the receiver" in group["fix"]
     assert "150 failed deliveries" in user.questions[0] and '"Billing hook"' in user.questions[0]
     assert retry["matched"] == 150 and retry["retried"] == 150 and retry["already_due"] == 0
@@ -217,30 +213,28 @@ def test_a_retry_run_retries_each_delivery_exactly_once_counted_at_the_receiver(
     assert len(fixed) == 150 and set(fixed.values()) == {1} and set(fixed) <= set(failed)
 
 
-def test_a_revoked_api_key_is_one_group_fixed_with_update_connection_then_retried(one_attempt):
-    async def go():
-        workspace = await new_workspace(one_attempt, "Revoked Key")
-        async with Client(build_server(settings_for(one_attempt, workspace_id=workspace))) as client:
-            good = {"data_center": "us6", "api_key": "good-key-123456"}
-            chimp = ok(await client.call_tool("create_connection", {"type": "mailchimp", "name": "Chimp",
-                                                                    "metadata": good}))  # fmt: skip
-            lists = ok(await client.call_tool("get_connection_actions", {"connection_id": chimp["id"]}))["data"]
-            metadata = {"action": "add_to_list", "id": lists["lists"][0]["id"]}
-            ok(await client.call_tool("create_rule", {"connection": chimp["id"], "event": "key.test",
-                                                      "metadata": metadata}))  # fmt: skip
-            revoked = {"data_center": "us6", "api_key": "invalid-key-123456"}
-            ok(await client.call_tool("update_connection", {"connection_id": chimp["id"], "name": "Chimp",
-                                                            "metadata": revoked}))  # fmt: skip
-            for n in range(6):  # one by one: the first is refused, the rest find the connection inactive
-                await emit(client, "key.test", 1, start=n)
-            await settle(one_attempt, workspace)
-            triage = ok(await client.call_tool("triage_failures", {}))
-            ok(await client.call_tool("update_connection", {"connection_id": chimp["id"], "name": "Chimp",
-                                                            "metadata": good}))  # fmt: skip
-            retry = ok(await client.call_tool("retry_failed", args_of(triage["groups"][0]["then"])))
-            return chimp, triage, retry
+@pytest.mark.anyio
+async def test_a_revoked_api_key_is_one_group_fixed_with_update_connection_then_retried(one_attempt):
+    workspace = await new_workspace(one_attempt, "Revoked Key")
+    async with Client(build_server(settings_for(one_attempt, workspace_id=workspace))) as client:
+        good = {"data_center": "us6", "api_key": "good-key-123456"}
+        chimp = ok(await client.call_tool("create_connection", {"type": "mailchimp", "name": "Chimp",
+                                                                "metadata": good}))  # fmt: skip
+        lists = ok(await client.call_tool("get_connection_actions", {"connection_id": chimp["id"]}))["data"]
+        metadata = {"action": "add_to_list", "id": lists["lists"][0]["id"]}
+        ok(await client.call_tool("create_rule", {"connection": chimp["id"], "event": "key.test",
+                                                  "metadata": metadata}))  # fmt: skip
+        revoked = {"data_center": "us6", "api_key": "invalid-key-123456"}
+        ok(await client.call_tool("update_connection", {"connection_id": chimp["id"], "name": "Chimp",
+                                                        "metadata": revoked}))  # fmt: skip
+        for n in range(6):  # one by one: the first is refused, the rest find the connection inactive
+            await emit(client, "key.test", 1, start=n)
+        await settle(one_attempt, workspace)
+        triage = ok(await client.call_tool("triage_failures", {}))
+        ok(await client.call_tool("update_connection", {"connection_id": chimp["id"], "name": "Chimp",
+                                                        "metadata": good}))  # fmt: skip
+        retry = ok(await client.call_tool("retry_failed", args_of(triage["groups"][0]["then"])))
 
-    chimp, triage, retry = anyio.run(go)
     (group,) = triage["groups"]
     assert group["failed"] == 6 and group["outcome_code"] == "auth_failed"
     assert group["connection"]["state"] == "inactive (authentication_invalid)"
@@ -249,24 +243,22 @@ def test_a_revoked_api_key_is_one_group_fixed_with_update_connection_then_retrie
     assert retry["retried"] == 6 and retry["outcome"]["delivered"] == 6
 
 
-def test_credentials_quoted_in_causes_never_show(one_attempt):
+@pytest.mark.anyio
+async def test_credentials_quoted_in_causes_never_show(one_attempt):
     password, key = "s3cretpassw0rd", "abcdef123456"
 
-    async def go():
-        workspace = await new_workspace(one_attempt, "Leaky Causes")
-        async with Client(build_server(settings_for(one_attempt, workspace_id=workspace))) as client:
-            url = f"http://bob:{password}@127.0.0.1:9/x?api_key={key}"
-            await hook_rule(client, "Leaky hook", url, "leak.test")
-            await emit(client, "leak.test", 2)
-            await settle(one_attempt, workspace)
-            triage = await client.call_tool("triage_failures", {})
-            sample = ok(triage)["groups"][0]["samples"][0]
-            texts = [triage.content[0].text]
-            for tool, arguments in (("diagnose_event", {"event_id": sample}), ("retry_failed", {"dry_run": True})):
-                texts.append((await client.call_tool(tool, arguments)).content[0].text)
-            return texts
+    workspace = await new_workspace(one_attempt, "Leaky Causes")
+    async with Client(build_server(settings_for(one_attempt, workspace_id=workspace))) as client:
+        url = f"http://bob:{password}@127.0.0.1:9/x?api_key={key}"
+        await hook_rule(client, "Leaky hook", url, "leak.test")
+        await emit(client, "leak.test", 2)
+        await settle(one_attempt, workspace)
+        triage = await client.call_tool("triage_failures", {})
+        sample = ok(triage)["groups"][0]["samples"][0]
+        texts = [triage.content[0].text]
+        for tool, arguments in (("diagnose_event", {"event_id": sample}), ("retry_failed", {"dry_run": True})):
+            texts.append((await client.call_tool(tool, arguments)).content[0].text)
 
-    texts = anyio.run(go)
     assert all(password not in text and key not in text for text in texts), texts
     assert "could not reach " in texts[0] and "127.0.0.1:9" in texts[0]  # the cause still names the host
 
@@ -330,32 +322,30 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_retry_counts_already_due_honours_429_skips_completed_and_waits_honestly(one_attempt, webhook_receiver):
+@pytest.mark.anyio
+async def test_retry_counts_already_due_honours_429_skips_completed_and_waits_honestly(one_attempt, webhook_receiver):
     rx = webhook_receiver
 
-    async def go():
-        workspace = await new_workspace(one_attempt, "Mixed Outcomes")
-        settings = settings_for(one_attempt, workspace_id=workspace)
-        async with Client(build_server(settings)) as client:
-            # Each delivery's first request fails, every later one succeeds; a second rule always delivers.
-            _, rule = await hook_rule(client, "Flaky hook", f"{rx.url}/flaky/1/500", "mix.test")
-            await hook_rule(client, "Fine hook", f"{rx.url}/fine", "mix.test")
-            await emit(client, "mix.test", 12)
-            await settle(one_attempt, workspace)
-            events = ok(await client.call_tool("list_events", {"event": "mix.test", "limit": 20}))["events"]
-            done = []
-            for event in events[:2]:  # two are retried by hand first: they complete
-                done.append(ok(await client.call_tool("retry_rule_event", {"event_id": event["id"], "rule_id": rule,
-                                                                            "wait_seconds": 10})))  # fmt: skip
-        with RetryGate(one_attempt.api_url) as gate:
-            gate.rate_limited = 2
-            gate.too_early = {events[2]["id"], events[3]["id"]}
-            async with Client(build_server(settings_for(one_attempt, workspace_id=workspace, api_url=gate.url))) as c:
-                result = ok(await c.call_tool("retry_failed", {"event": "mix.test", "wait_seconds": 3}))
-            retries = list(gate.retries)
-        return done, result, retries, events, rule
+    workspace = await new_workspace(one_attempt, "Mixed Outcomes")
+    settings = settings_for(one_attempt, workspace_id=workspace)
+    async with Client(build_server(settings)) as client:
+        # Each delivery's first request fails, every later one succeeds; a second rule always delivers.
+        _, rule = await hook_rule(client, "Flaky hook", f"{rx.url}/flaky/1/500", "mix.test")
+        await hook_rule(client, "Fine hook", f"{rx.url}/fine", "mix.test")
+        await emit(client, "mix.test", 12)
+        await settle(one_attempt, workspace)
+        events = ok(await client.call_tool("list_events", {"event": "mix.test", "limit": 20}))["events"]
+        done = []
+        for event in events[:2]:  # two are retried by hand first: they complete
+            done.append(ok(await client.call_tool("retry_rule_event", {"event_id": event["id"], "rule_id": rule,
+                                                                        "wait_seconds": 10})))  # fmt: skip
+    with RetryGate(one_attempt.api_url) as gate:
+        gate.rate_limited = 2
+        gate.too_early = {events[2]["id"], events[3]["id"]}
+        async with Client(build_server(settings_for(one_attempt, workspace_id=workspace, api_url=gate.url))) as c:
+            result = ok(await c.call_tool("retry_failed", {"event": "mix.test", "wait_seconds": 3}))
+        retries = list(gate.retries)
 
-    done, result, retries, events, rule = anyio.run(go)
     assert all(d["status"] == "completed" and d["waited"].startswith("settled after") for d in done)
     assert "next" not in done[0] and done[0]["rule"] == rule
     assert result["matched"] == 10 and result["retried"] == 8 and result["already_due"] == 2
@@ -368,61 +358,58 @@ def test_retry_counts_already_due_honours_429_skips_completed_and_waits_honestly
     assert "HTTP 500" in outcome["top_cause"] and outcome["top_cause"].endswith("(2)")
 
 
-def test_waiting_after_a_retry_says_so_when_time_is_up(one_attempt, webhook_receiver):
-    async def go():
-        workspace = await new_workspace(one_attempt, "Slow Recovery")
-        async with Client(build_server(settings_for(one_attempt, workspace_id=workspace))) as client:
-            hook, _ = await hook_rule(client, "Slow hook", f"{webhook_receiver.url}/status/503", "slow.fix")
-            await emit(client, "slow.fix", 3)
-            await settle(one_attempt, workspace)
-            ok(
-                await client.call_tool(
-                    "update_connection",
-                    {"connection_id": hook, "name": "Slow hook", "metadata": {"url": f"{webhook_receiver.url}/slow/3"}},
-                )
+@pytest.mark.anyio
+async def test_waiting_after_a_retry_says_so_when_time_is_up(one_attempt, webhook_receiver):
+    workspace = await new_workspace(one_attempt, "Slow Recovery")
+    async with Client(build_server(settings_for(one_attempt, workspace_id=workspace))) as client:
+        hook, _ = await hook_rule(client, "Slow hook", f"{webhook_receiver.url}/status/503", "slow.fix")
+        await emit(client, "slow.fix", 3)
+        await settle(one_attempt, workspace)
+        ok(
+            await client.call_tool(
+                "update_connection",
+                {"connection_id": hook, "name": "Slow hook", "metadata": {"url": f"{webhook_receiver.url}/slow/3"}},
             )
-            return ok(await client.call_tool("retry_failed", {"event": "slow.fix", "wait_seconds": 1}))
+        )
+        result = ok(await client.call_tool("retry_failed", {"event": "slow.fix", "wait_seconds": 1}))
 
-    result = anyio.run(go)
     assert result["retried"] == 3
     outcome = result["outcome"]
     assert outcome["settled"] is False and outcome["in_progress"] == 3 and outcome["delivered"] == 0
     assert 1 <= outcome["waited_s"] < 3
 
 
-def test_cancelling_a_retry_run_stops_sending_and_reports_the_unsent(one_attempt, webhook_receiver):
+@pytest.mark.anyio
+async def test_cancelling_a_retry_run_stops_sending_and_reports_the_unsent(one_attempt, webhook_receiver):
     logs: list[str] = []
 
     async def on_log(params: Any) -> None:
         logs.append(str(params.data))
 
-    async def go():
-        workspace = await new_workspace(one_attempt, "Cancel Run")
-        settings = settings_for(one_attempt, workspace_id=workspace)
-        async with Client(build_server(settings)) as client:
-            await hook_rule(client, "Down hook", f"{webhook_receiver.url}/status/503", "cancel.test")
-            await emit(client, "cancel.test", 200)
-            await settle(one_attempt, workspace)
-        with RetryGate(one_attempt.api_url) as gate:
-            gate.delay = 0.05
-            proxied = settings_for(one_attempt, workspace_id=workspace, api_url=gate.url)
-            async with Client(build_server(proxied), logging_callback=on_log, log_level="warning") as client:
-                async with anyio.create_task_group() as group:
+    workspace = await new_workspace(one_attempt, "Cancel Run")
+    settings = settings_for(one_attempt, workspace_id=workspace)
+    async with Client(build_server(settings)) as client:
+        await hook_rule(client, "Down hook", f"{webhook_receiver.url}/status/503", "cancel.test")
+        await emit(client, "cancel.test", 200)
+        await settle(one_attempt, workspace)
+    with RetryGate(one_attempt.api_url) as gate:
+        gate.delay = 0.05
+        proxied = settings_for(one_attempt, workspace_id=workspace, api_url=gate.url)
+        async with Client(build_server(proxied), logging_callback=on_log, log_level="warning") as client:
+            async with anyio.create_task_group() as group:
 
-                    async def progress(done: float, total: float | None, message: str | None) -> None:
-                        if "retries sent" in (message or "") and done >= 16:
-                            group.cancel_scope.cancel()
+                async def progress(done: float, total: float | None, message: str | None) -> None:
+                    if "retries sent" in (message or "") and done >= 16:
+                        group.cancel_scope.cancel()
 
-                    async def call() -> None:
-                        await client.call_tool("retry_failed", {"max_retries": 200}, progress_callback=progress)
+                async def call() -> None:
+                    await client.call_tool("retry_failed", {"max_retries": 200}, progress_callback=progress)
 
-                    group.start_soon(call)
-                at_cancel = len(gate.retries)
-                await anyio.sleep(0.5)
-                after = len(gate.retries)
-        return at_cancel, after
+                group.start_soon(call)
+            at_cancel = len(gate.retries)
+            await anyio.sleep(0.5)
+            after = len(gate.retries)
 
-    at_cancel, after = anyio.run(go)
     (report,) = [line for line in logs if "canceled" in line]
     answered = int(report.split(": ")[1].split(" of ")[0])
     in_flight = int(report.split("), ")[1].split(" in flight")[0])
@@ -432,22 +419,21 @@ def test_cancelling_a_retry_run_stops_sending_and_reports_the_unsent(one_attempt
     assert after == at_cancel and answered <= at_cancel <= answered + in_flight and in_flight <= 8
 
 
-def test_a_declined_confirmation_sends_nothing(one_attempt, webhook_receiver):
+@pytest.mark.anyio
+async def test_a_declined_confirmation_sends_nothing(one_attempt, webhook_receiver):
     user = User("decline")
 
-    async def go():
-        workspace = await new_workspace(one_attempt, "Declined")
-        async with Client(build_server(settings_for(one_attempt, workspace_id=workspace)),
-                          elicitation_callback=user) as client:  # fmt: skip
-            await hook_rule(client, "Declined hook", f"{webhook_receiver.url}/status/502", "declined.test")
-            await emit(client, "declined.test", 11)
-            await settle(one_attempt, workspace)
-            sent_before = len(webhook_receiver.receipts)
-            result = await client.call_tool("retry_failed", {"event": "declined.test"})
-            small = ok(await client.call_tool("retry_failed", {"event": "declined.test", "max_retries": 10}))
-            return result, len(webhook_receiver.receipts) - sent_before, small
+    workspace = await new_workspace(one_attempt, "Declined")
+    async with Client(build_server(settings_for(one_attempt, workspace_id=workspace)),
+                      elicitation_callback=user) as client:  # fmt: skip
+        await hook_rule(client, "Declined hook", f"{webhook_receiver.url}/status/502", "declined.test")
+        await emit(client, "declined.test", 11)
+        await settle(one_attempt, workspace)
+        sent_before = len(webhook_receiver.receipts)
+        result = await client.call_tool("retry_failed", {"event": "declined.test"})
+        small = ok(await client.call_tool("retry_failed", {"event": "declined.test", "max_retries": 10}))
+        sent = len(webhook_receiver.receipts) - sent_before
 
-    result, sent, small = anyio.run(go)
     assert "Not retried" in refused(result) and len(user.questions) == 1 and "11 failed deliveries" in user.questions[0]
     # Ten or fewer: not asked. The scan stops between two timestamps, so it may take fewer and say how to go on.
     assert 0 < small["retried"] == small["matched"] <= 10
@@ -458,41 +444,37 @@ def test_a_declined_confirmation_sends_nothing(one_attempt, webhook_receiver):
 # --- waiting for outcomes, list_events windows, bad input ----------------------------------------
 
 
-def test_wait_seconds_returns_when_settled_and_says_so_when_time_is_up(sandbox, webhook_receiver):
-    async def go():
-        workspace = await new_workspace(sandbox, "Waiting")
-        async with Client(build_server(settings_for(sandbox, workspace_id=workspace))) as client:
-            await hook_rule(client, "Quick hook", f"{webhook_receiver.url}/ok", "quick.test")
-            await hook_rule(client, "Slow hook", f"{webhook_receiver.url}/slow/2", "slow.test")
-            started = time.monotonic()
-            quick = ok(await client.call_tool("emit_event", {"event": "quick.test", "payload": {"n": 1},
-                                                            "wait_seconds": 30}))  # fmt: skip
-            quick_took = time.monotonic() - started
-            slow = ok(await client.call_tool("emit_event", {"event": "slow.test", "payload": {"n": 2},
-                                                           "wait_seconds": 1}))  # fmt: skip
-            later = ok(await client.call_tool("get_event", {"event_id": slow["id"], "wait_seconds": 30}))
-            return quick, quick_took, slow, later
+@pytest.mark.anyio
+async def test_wait_seconds_returns_when_settled_and_says_so_when_time_is_up(sandbox, webhook_receiver):
+    workspace = await new_workspace(sandbox, "Waiting")
+    async with Client(build_server(settings_for(sandbox, workspace_id=workspace))) as client:
+        await hook_rule(client, "Quick hook", f"{webhook_receiver.url}/ok", "quick.test")
+        await hook_rule(client, "Slow hook", f"{webhook_receiver.url}/slow/2", "slow.test")
+        started = time.monotonic()
+        quick = ok(await client.call_tool("emit_event", {"event": "quick.test", "payload": {"n": 1},
+                                                        "wait_seconds": 30}))  # fmt: skip
+        quick_took = time.monotonic() - started
+        slow = ok(await client.call_tool("emit_event", {"event": "slow.test", "payload": {"n": 2},
+                                                       "wait_seconds": 1}))  # fmt: skip
+        later = ok(await client.call_tool("get_event", {"event_id": slow["id"], "wait_seconds": 30}))
 
-    quick, quick_took, slow, later = anyio.run(go)
     assert quick["waited"].startswith("settled after") and quick["status"] == "completed"
     assert quick["rule_events"][0]["status"] == "completed" and quick_took < 30
     assert slow["waited"].startswith("time up after 1") and "1 deliveries still in progress" in slow["waited"]
     assert later["waited"].startswith("settled after") and later["status"] == "completed"
 
 
-def test_list_events_since_and_until(sandbox):
-    async def go():
-        workspace = await new_workspace(sandbox, "Windows")
-        async with Client(build_server(settings_for(sandbox, workspace_id=workspace))) as client:
-            for n in range(3):
-                ok(await client.call_tool("emit_event", {"event": "window.test", "payload": {"n": n}}))
-            everything = ok(await client.call_tool("list_events", {"since": "1h", "limit": 2}))
-            rest = ok(await client.call_tool("list_events", args_of(everything["next"])))
-            future = ok(await client.call_tool("list_events", {"since": "2999-01-01T00:00:00Z"}))
-            past = ok(await client.call_tool("list_events", {"until": "2001-01-01T00:00:00"}))
-            return everything, rest, future, past
+@pytest.mark.anyio
+async def test_list_events_since_and_until(sandbox):
+    workspace = await new_workspace(sandbox, "Windows")
+    async with Client(build_server(settings_for(sandbox, workspace_id=workspace))) as client:
+        for n in range(3):
+            ok(await client.call_tool("emit_event", {"event": "window.test", "payload": {"n": n}}))
+        everything = ok(await client.call_tool("list_events", {"since": "1h", "limit": 2}))
+        rest = ok(await client.call_tool("list_events", args_of(everything["next"])))
+        future = ok(await client.call_tool("list_events", {"since": "2999-01-01T00:00:00Z"}))
+        past = ok(await client.call_tool("list_events", {"until": "2001-01-01T00:00:00"}))
 
-    everything, rest, future, past = anyio.run(go)
     assert everything["count"] == 2 and "since=" in everything["next"] and rest["count"] == 1
     assert future["count"] == 0 and "next" not in future  # past `since` on the first page: stopped there
     assert past["count"] == 0 and "next" not in past
@@ -518,10 +500,9 @@ def test_list_events_since_and_until(sandbox):
         ("list_events", {"until": "\x00"}, "until"),
     ],
 )
-def test_bad_input_is_refused_naming_the_field_with_an_example(sandbox, tool, arguments, field):
-    async def go():
-        async with Client(build_server(settings_for(sandbox))) as client:
-            return refused(await client.call_tool(tool, arguments))
+@pytest.mark.anyio
+async def test_bad_input_is_refused_naming_the_field_with_an_example(sandbox, tool, arguments, field):
+    async with Client(build_server(settings_for(sandbox))) as client:
+        text = refused(await client.call_tool(tool, arguments))
 
-    text = anyio.run(go)
     assert field in text and "e.g." in text and "nothing was sent" in text.lower()

@@ -72,10 +72,10 @@ def one_rule_event(event: dict) -> dict:
     return event["rule_events"][0]
 
 
-def wire(api, ws, url: str, **metadata) -> tuple[str, str]:
-    """A webhook connection and a rule for a fresh event name → (event name, rule id)."""
+def wire(api: SandboxApi, url: str, **metadata: str) -> tuple[str, str]:
+    """A webhook connection and a rule for a fresh event name (see SandboxApi.webhook_rule) → (event name, rule id)."""
     name = unique()
-    return name, rule(api, ws, webhook(api, ws, url, **metadata), name)
+    return name, api.webhook_rule(url, name, name.replace(".", "-"), **metadata)[1]
 
 
 # -- fan-out --------------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def test_bulk_reports_each_item_in_order(sandbox_api, ws):
 
 
 def test_500_then_200_is_retried_with_backoff_and_recorded(sandbox_api, ws, webhook_receiver):
-    name, rule_id = wire(sandbox_api, ws, f"{webhook_receiver.url}/flaky/1/500")
+    name, rule_id = wire(sandbox_api, f"{webhook_receiver.url}/flaky/1/500")
     event_id = emit(sandbox_api, ws, name)
     event = sandbox_api.wait_event(event_id)
     rule_event = one_rule_event(event)
@@ -184,7 +184,7 @@ def test_500_then_200_is_retried_with_backoff_and_recorded(sandbox_api, ws, webh
     ],
 )
 def test_client_errors_are_final(sandbox_api, ws, webhook_receiver, path, outcome, http_status):
-    name, rule_id = wire(sandbox_api, ws, f"{webhook_receiver.url}/{path}")
+    name, rule_id = wire(sandbox_api, f"{webhook_receiver.url}/{path}")
     event_id = emit(sandbox_api, ws, name)
     event = sandbox_api.wait_event(event_id)
     rule_event = one_rule_event(event)
@@ -196,18 +196,18 @@ def test_client_errors_are_final(sandbox_api, ws, webhook_receiver, path, outcom
 
 def test_retried_outcomes(sandbox_api, ws, webhook_receiver):
     # 429 → rate_limited, then delivered; 5xx until the attempts run out; refused connections.
-    name, rule_id = wire(sandbox_api, ws, f"{webhook_receiver.url}/flaky/1/429?retry_after=0")
+    name, rule_id = wire(sandbox_api, f"{webhook_receiver.url}/flaky/1/429?retry_after=0")
     limited = emit(sandbox_api, ws, name)
     assert sandbox_api.wait_event(limited)["status"] == "completed"
     assert [a["outcome_code"] for a in attempts(sandbox_api, limited, rule_id)] == ["rate_limited", "delivered"]
 
-    name, rule_id = wire(sandbox_api, ws, f"{webhook_receiver.url}/status/503")
+    name, rule_id = wire(sandbox_api, f"{webhook_receiver.url}/status/503")
     down = emit(sandbox_api, ws, name)
     event = sandbox_api.wait_event(down)
     assert event["status"] == "failed" and one_rule_event(event)["attempt_count"] == 5
     assert [a["outcome_code"] for a in attempts(sandbox_api, down, rule_id)] == ["rejected_server_error"] * 5
 
-    name, rule_id = wire(sandbox_api, ws, "http://127.0.0.1:9/closed")
+    name, rule_id = wire(sandbox_api, "http://127.0.0.1:9/closed")
     unreachable = emit(sandbox_api, ws, name)
     event = sandbox_api.wait_event(unreachable)
     assert event["status"] == "failed"
@@ -219,7 +219,7 @@ def test_retried_outcomes(sandbox_api, ws, webhook_receiver):
 
 
 def test_redirects_count_as_delivered(sandbox_api, ws, webhook_receiver):
-    name, rule_id = wire(sandbox_api, ws, f"{webhook_receiver.url}/status/302")
+    name, rule_id = wire(sandbox_api, f"{webhook_receiver.url}/status/302")
     event_id = emit(sandbox_api, ws, name)
     assert sandbox_api.wait_event(event_id)["status"] == "completed"
     assert attempts(sandbox_api, event_id, rule_id)[0]["http_status"] == 302
@@ -230,7 +230,7 @@ def test_timeouts_are_retried(tmp_path, webhook_receiver):
         EmbeddedSandbox(tmp_path, retry_base=0.05, max_attempts=2, delivery_timeout=0.3) as info,
         SandboxApi(info) as api,
     ):
-        name, rule_id = wire(api, info.workspace_id, f"{webhook_receiver.url}/slow/1")
+        name, rule_id = wire(api, f"{webhook_receiver.url}/slow/1")
         event_id = emit(api, info.workspace_id, name)
         event = api.wait_event(event_id)
         assert event["status"] == "failed"
@@ -241,7 +241,7 @@ def test_timeouts_are_retried(tmp_path, webhook_receiver):
 
 
 def test_manual_retry_gives_a_failed_delivery_one_more_attempt(sandbox_api, ws, webhook_receiver):
-    name, rule_id = wire(sandbox_api, ws, f"{webhook_receiver.url}/flaky/1/400")
+    name, rule_id = wire(sandbox_api, f"{webhook_receiver.url}/flaky/1/400")
     event_id = emit(sandbox_api, ws, name)
     assert sandbox_api.wait_event(event_id)["status"] == "failed"
 
@@ -260,7 +260,7 @@ def test_manual_retry_gives_a_failed_delivery_one_more_attempt(sandbox_api, ws, 
 
 
 def test_retry_is_too_early_while_an_attempt_is_in_flight(sandbox_api, ws, webhook_receiver):
-    name, rule_id = wire(sandbox_api, ws, f"{webhook_receiver.url}/slow/1.5")
+    name, rule_id = wire(sandbox_api, f"{webhook_receiver.url}/slow/1.5")
     event_id = emit(sandbox_api, ws, name)
     webhook_receiver.wait_for(1, "/slow/1.5")
     early = sandbox_api.post(f"/events/{event_id}/rules/{rule_id}/retry")
@@ -271,14 +271,14 @@ def test_retry_is_too_early_while_an_attempt_is_in_flight(sandbox_api, ws, webho
     event = sandbox_api.wait_event(event_id, until=lambda ev: ev["rule_events"][0]["status"] == "completed")
     assert event["status"] == "completed" and one_rule_event(event)["attempt_count"] == 1
 
-    name, rule_id = wire(sandbox_api, ws, f"{webhook_receiver.url}/status/500")
+    name, rule_id = wire(sandbox_api, f"{webhook_receiver.url}/status/500")
     soon = emit(sandbox_api, ws, name)
     sandbox_api.wait_event(soon, until=lambda ev: ev["rule_events"][0]["attempt_count"] >= 1)
     assert sandbox_api.post(f"/events/{soon}/rules/{rule_id}/retry").status_code in (425, 200)
 
 
 def test_force_retry_and_cancel_a_retrying_delivery(sandbox_api, ws, webhook_receiver):
-    name, rule_id = wire(sandbox_api, ws, f"{webhook_receiver.url}/status/500?retry_after=30")
+    name, rule_id = wire(sandbox_api, f"{webhook_receiver.url}/status/500?retry_after=30")
     event_id = emit(sandbox_api, ws, name)
     event = sandbox_api.wait_event(event_id, until=lambda ev: ev["rule_events"][0]["status"] == "retrying")
     assert event["status"] == "processing" and one_rule_event(event)["next_attempt_at"]
@@ -321,7 +321,6 @@ def test_wrapped_webhook_is_signed_and_authenticated(sandbox_api, ws, webhook_re
     secret = "whsec_test_0123456789"
     name, rule_id = wire(
         sandbox_api,
-        ws,
         f"{webhook_receiver.url}/signed",
         auth_scheme="bearer",
         auth_token="tok_abc123",
@@ -357,7 +356,6 @@ def test_raw_webhook_carries_metadata_in_headers(sandbox_api, ws, webhook_receiv
     secret = "raw-secret"
     name, _ = wire(
         sandbox_api,
-        ws,
         f"{webhook_receiver.url}/raw",
         payload_mode="raw",
         http_method="PUT",
@@ -384,7 +382,6 @@ def test_raw_webhook_carries_metadata_in_headers(sandbox_api, ws, webhook_receiv
 
     name, _ = wire(
         sandbox_api,
-        ws,
         f"{webhook_receiver.url}/custom",
         auth_scheme="custom_header",
         auth_header_name="X-API-Key",

@@ -129,21 +129,14 @@ def world(sandbox, sandbox_api) -> dict[str, Any]:
     """Real ids to aim at, and connections holding planted credentials, with failed attempts on record."""
     ws = sandbox.workspace_id
     url = f"http://svc:{PLANTED['password']}@127.0.0.1:{_dead_port()}/planted"
-    hook = sandbox_api.post(
-        "/connections",
-        json={
-            "workspace": ws,
-            "type": "webhook",
-            "name": "Fuzz planted",
-            "metadata": {
-                "url": url,
-                "auth_scheme": "bearer",
-                "auth_token": PLANTED["auth_token"],
-                "custom_headers": {"X-Api-Key": PLANTED["header"]},
-            },
-        },
+    hook_id, rule = sandbox_api.webhook_rule(
+        url,
+        "fuzz.planted",
+        "Fuzz planted",
+        auth_scheme="bearer",
+        auth_token=PLANTED["auth_token"],
+        custom_headers={"X-Api-Key": PLANTED["header"]},
     )
-    assert hook.status_code == 201, hook.text
     mail = sandbox_api.post(
         "/connections",
         json={
@@ -154,11 +147,7 @@ def world(sandbox, sandbox_api) -> dict[str, Any]:
         },
     )
     assert mail.status_code == 201, mail.text
-    hook_id, mail_id = hook.json()["connection"]["id"], mail.json()["connection"]["id"]
-    rule = sandbox_api.post(
-        "/rules",
-        json={"workspace": ws, "connection": hook_id, "event": "fuzz.planted", "metadata": {"action": "send_webhook"}},
-    ).json()["rule"]["id"]
+    mail_id = mail.json()["connection"]["id"]
     event = sandbox_api.post("/events", json={"workspace": ws, "event": "fuzz.planted", "payload": {}})
     event_id = event.json()["event"]["id"]
     done = sandbox_api.wait_event(event_id)

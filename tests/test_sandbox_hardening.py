@@ -349,30 +349,14 @@ def test_planted_crlf_credentials_are_scrubbed_at_delivery(tmp_path, webhook_rec
     every delivery fails, and no text the sandbox keeps or returns shows the token."""
     data = tmp_path / "planted"
     with EmbeddedSandbox(data, retry_base=0.01, max_attempts=2) as info, SandboxApi(info) as api:
-        ws = info.workspace_id
-        conn = api.post(
-            "/connections",
-            json=webhook_body(
-                ws,
-                "Planted",
-                url=f"{webhook_receiver.url}/planted",
-                auth_scheme="bearer",
-                auth_token="placeholder",
-                custom_headers={"X-Api-Key": "placeholder"},
-            ),
+        conn_id, _ = api.webhook_rule(
+            f"{webhook_receiver.url}/planted",
+            "planted.evt",
+            "Planted",
+            auth_scheme="bearer",
+            auth_token="placeholder",
+            custom_headers={"X-Api-Key": "placeholder"},
         )
-        assert conn.status_code == 201, conn.text
-        conn_id = conn.json()["connection"]["id"]
-        rule = api.post(
-            "/rules",
-            json={
-                "workspace": ws,
-                "connection": conn_id,
-                "event": "planted.evt",
-                "metadata": {"action": "send_webhook"},
-            },
-        )
-        assert rule.status_code == 201
     db = sqlite3.connect(data / "sandbox.db")
     metadata = json.loads(db.execute("SELECT metadata FROM connections WHERE id=?", (conn_id,)).fetchone()[0])
     metadata["custom_headers"] = json.dumps({"X-Api-Key": SECRET + "\r\n"})
@@ -435,19 +419,7 @@ def test_custom_header_values_are_masked_and_kept_on_update(sandbox, sandbox_dir
 
 def test_non_ascii_event_names_are_delivered(sandbox, sandbox_api, webhook_receiver):
     ws, name = sandbox.workspace_id, f"usuário.criado.{uuid.uuid4().hex[:6]}"
-    conn = sandbox_api.post(
-        "/connections", json=webhook_body(ws, f"utf8-{uuid.uuid4().hex[:6]}", url=f"{webhook_receiver.url}/utf8")
-    )
-    rule = sandbox_api.post(
-        "/rules",
-        json={
-            "workspace": ws,
-            "connection": conn.json()["connection"]["id"],
-            "event": name,
-            "metadata": {"action": "send_webhook"},
-        },
-    )
-    assert rule.status_code == 201, rule.text
+    sandbox_api.webhook_rule(f"{webhook_receiver.url}/utf8", name, f"utf8-{uuid.uuid4().hex[:6]}")
     emitted = sandbox_api.post("/events", json={"workspace": ws, "event": name, "resource": "usuário", "payload": {}})
     done = sandbox_api.wait_event(emitted.json()["event"]["id"])
     assert done["status"] == "completed", done
@@ -466,19 +438,10 @@ def test_stored_text_that_quotes_a_credential_is_scrubbed_on_the_way_out(tmp_pat
     """Attempt messages, captured responses and last_error written before outcomes were scrubbed."""
     data = tmp_path / "old-rows"
     with EmbeddedSandbox(data, retry_base=0.01, max_attempts=1) as info, SandboxApi(info) as api:
-        ws = info.workspace_id
-        conn = api.post(
-            "/connections",
-            json=webhook_body(
-                ws, "Old rows", url=f"{webhook_receiver.url}/status/401", auth_scheme="bearer", auth_token=SECRET
-            ),
+        api.webhook_rule(
+            f"{webhook_receiver.url}/status/401", "old.rows", "Old rows", auth_scheme="bearer", auth_token=SECRET
         )
-        conn_id = conn.json()["connection"]["id"]
-        api.post(
-            "/rules",
-            json={"workspace": ws, "connection": conn_id, "event": "old.rows", "metadata": {"action": "send_webhook"}},
-        )
-        emitted = api.post("/events", json={"workspace": ws, "event": "old.rows", "payload": {}})
+        emitted = api.post("/events", json={"workspace": info.workspace_id, "event": "old.rows", "payload": {}})
         event_id = emitted.json()["event"]["id"]
         assert api.wait_event(event_id)["status"] == "failed"
         assert SECRET not in _texts_of_event(api, event_id)
@@ -519,21 +482,9 @@ def test_events_stored_with_nan_or_lone_surrogates_stay_readable_and_deliverable
     retried delivery sends strict JSON (NaN → null, lone surrogate → U+FFFD)."""
     data = tmp_path / "legacy"
     with EmbeddedSandbox(data, retry_base=60, max_attempts=5) as info, SandboxApi(info) as api:
-        ws = info.workspace_id
-        conn = api.post("/connections", json=webhook_body(ws, "Legacy", url=f"{webhook_receiver.url}/status/503"))
-        conn_id = conn.json()["connection"]["id"]
-        rule_id = api.post(
-            "/rules",
-            json={
-                "workspace": ws,
-                "connection": conn_id,
-                "event": "legacy.evt",
-                "metadata": {"action": "send_webhook"},
-            },
-        ).json()["rule"]["id"]
-        event_id = api.post("/events", json={"workspace": ws, "event": "legacy.evt", "payload": {}}).json()["event"][
-            "id"
-        ]
+        conn_id, rule_id = api.webhook_rule(f"{webhook_receiver.url}/status/503", "legacy.evt", "Legacy")
+        emitted = api.post("/events", json={"workspace": info.workspace_id, "event": "legacy.evt", "payload": {}})
+        event_id = emitted.json()["event"]["id"]
         api.wait_event(event_id, until=lambda ev: ev["rule_events"][0]["status"] == "retrying")
     db = sqlite3.connect(data / "sandbox.db")
     db.execute("UPDATE events SET payload=? WHERE id=?", ('{"x":NaN,"big":Infinity,"s":"a\\ud800b"}', event_id))

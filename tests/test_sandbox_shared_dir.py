@@ -19,24 +19,7 @@ def test_second_sandbox_on_a_data_dir_does_not_deliver_twice(tmp_path):
         try:
             assert other.access_key == info.access_key  # one organisation, one database
             with SandboxApi(info) as api, SandboxApi(other) as api2:
-                hook = api.post(
-                    "/connections",
-                    json={
-                        "workspace": info.workspace_id,
-                        "type": "webhook",
-                        "name": "shared",
-                        "metadata": {"url": f"{receiver.url}/hooks/shared"},
-                    },
-                ).json()["connection"]
-                api.post(
-                    "/rules",
-                    json={
-                        "workspace": info.workspace_id,
-                        "connection": hook["id"],
-                        "event": "shared.test",
-                        "metadata": {"action": "send_webhook"},
-                    },
-                )
+                api.webhook_rule(f"{receiver.url}/hooks/shared", "shared.test", "shared")
                 for batch in range(3):  # ingested through both processes
                     client = api if batch % 2 else api2
                     items = [

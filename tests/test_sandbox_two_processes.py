@@ -48,31 +48,13 @@ def two_sandboxes(tmp_path: Path) -> Iterator[tuple[SandboxApi, SandboxApi]]:
             proc.wait(10)
 
 
-def webhook_rule(api: SandboxApi, url: str) -> str:
-    ws = api.info.workspace_id
-    hook = api.post(
-        "/connections", json={"workspace": ws, "type": "webhook", "name": "windows", "metadata": {"url": url}}
-    )
-    rule = api.post(
-        "/rules",
-        json={
-            "workspace": ws,
-            "connection": hook.json()["connection"]["id"],
-            "event": EVENT,
-            "metadata": {"action": "send_webhook"},
-        },
-    )
-    assert rule.status_code == 201, rule.text
-    return rule.json()["rule"]["id"]
-
-
 def test_a_rule_created_through_one_process_routes_events_ingested_through_the_other(tmp_path):
     with WebhookReceiver() as receiver, two_sandboxes(tmp_path) as (a, b):
         ws = a.info.workspace_id
         # B routes this workspace once before the rule exists (a per-process cache would keep "no rules").
         warm = bulk(b, ws, 0, 1)[0]
         assert b.get(f"/events/{warm}").json()["total_rules"] == 0
-        webhook_rule(a, f"{receiver.url}/hooks/windows")
+        a.webhook_rule(f"{receiver.url}/hooks/windows", EVENT, "windows")
 
         routed = bulk(b, ws, 1, 300)
         assert [b.get(f"/events/{e}").json()["total_rules"] for e in (routed[0], routed[-1])] == [1, 1]
@@ -86,7 +68,7 @@ def test_a_rule_created_through_one_process_routes_events_ingested_through_the_o
 def test_a_rule_deleted_through_one_process_no_longer_routes_events_ingested_through_the_other(tmp_path):
     with WebhookReceiver() as receiver, two_sandboxes(tmp_path) as (a, b):
         ws = a.info.workspace_id
-        rule_id = webhook_rule(a, f"{receiver.url}/hooks/windows")
+        _, rule_id = a.webhook_rule(f"{receiver.url}/hooks/windows", EVENT, "windows")
         routed = bulk(b, ws, 0, 100)  # B routes through the rule (and would remember it)
         receiver.wait_for(100, "/hooks/windows", timeout=30)
 

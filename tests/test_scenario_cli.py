@@ -12,23 +12,20 @@ import sys
 import time
 from pathlib import Path
 
-import anyio
+import pytest
 
 from tests.support import ok
 
 
-def test_stdio_server_with_the_scenario_defaults_to_the_incident_workspace(tmp_path):
-    anyio.run(_stdio_session, tmp_path / "data")
-
-
-async def _stdio_session(data_dir: Path) -> None:
+@pytest.mark.anyio
+async def test_stdio_server_with_the_scenario_defaults_to_the_incident_workspace(tmp_path):
     from mcp import Client, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESHES_")}
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "meshes_mcp", "--sandbox", "--scenario", "incident", "--data-dir", str(data_dir)],
+        args=["-m", "meshes_mcp", "--sandbox", "--scenario", "incident", "--data-dir", str(tmp_path / "data")],
         env=env,
     )
     with open(os.devnull, "w") as quiet:

@@ -4,12 +4,12 @@ at the inbox it serves."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,27 +27,32 @@ SIGNUPS, FAILING_EVENTS = 2400, 2000
 FAILED = {"hubspot": 517, "mailchimp": 2000, "webhook": 918, "slack": 0}
 
 
+@dataclass
+class Incident:
+    """The running practice sandbox, how to reach it, and what the scenario built (ids and summary)."""
+
+    sandbox: EmbeddedSandbox
+    info: SandboxInfo
+    scenario: dict[str, Any]
+
+
 @pytest.fixture(scope="module")
-def incident(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedSandbox, SandboxInfo]]:
+def incident(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Incident]:
     sandbox = EmbeddedSandbox(tmp_path_factory.mktemp("incident"), retry_base=0.05, scenario="incident")
     info = sandbox.start()
-    yield sandbox, info
+    assert sandbox.scenario is not None
+    yield Incident(sandbox, info, sandbox.scenario)
     sandbox.stop()
 
 
 @pytest.fixture(scope="module")
-def api(incident: tuple[EmbeddedSandbox, SandboxInfo]) -> Iterator[SandboxApi]:
-    with SandboxApi(incident[1]) as client:
+def api(incident: Incident) -> Iterator[SandboxApi]:
+    with SandboxApi(incident.info) as client:
         yield client
 
 
 def base_url(info: SandboxInfo) -> str:
     return info.api_url.removesuffix("/api/v1")
-
-
-def marker(incident: tuple[EmbeddedSandbox, SandboxInfo]) -> dict[str, Any]:
-    assert incident[0].scenario is not None
-    return incident[0].scenario
 
 
 def all_events(api: SandboxApi, workspace_id: str, **query: str) -> list[dict[str, Any]]:
@@ -62,7 +67,7 @@ def all_events(api: SandboxApi, workspace_id: str, **query: str) -> list[dict[st
 
 
 def test_counts_and_causes_are_as_documented(incident, api):
-    scenario = marker(incident)
+    scenario = incident.scenario
     ws = scenario["workspace_id"]
     assert scenario["summary"]["signups"] == SIGNUPS
     assert scenario["summary"]["failing_events"] == FAILING_EVENTS
@@ -94,7 +99,7 @@ def test_counts_and_causes_are_as_documented(incident, api):
 
 
 def test_history_spans_a_day_and_causes_start_at_different_times(incident, api):
-    ws = marker(incident)["workspace_id"]
+    ws = incident.scenario["workspace_id"]
     events = all_events(api, ws)
     created = sorted(e["created_at"] for e in events)
     span = _epoch(created[-1]) - _epoch(created[0])
@@ -111,7 +116,7 @@ def test_history_spans_a_day_and_causes_start_at_different_times(incident, api):
 
 
 def test_failed_attempts_carry_the_engines_codes_messages_and_whole_retry_budget(incident, api):
-    ws = marker(incident)["workspace_id"]
+    ws = incident.scenario["workspace_id"]
     newest = api.get(f"/workspaces/{ws}/events", params={"status": "failed", "limit": "1"}).json()["records"][0]
     by_type = {r["integration_type"]: r for r in newest["rule_events"]}
 
@@ -139,8 +144,8 @@ def test_failed_attempts_carry_the_engines_codes_messages_and_whole_retry_budget
 
 
 def test_fixing_each_cause_then_retrying_delivers_through_the_engine(incident, api):
-    _, info = incident
-    scenario = marker(incident)
+    info = incident.info
+    scenario = incident.scenario
     ws, connections = scenario["workspace_id"], scenario["connections"]
     newest = api.get(f"/workspaces/{ws}/events", params={"status": "failed", "limit": "1"}).json()["records"][0]
     rules = {r["integration_type"]: r["rule"] for r in newest["rule_events"]}
@@ -179,8 +184,8 @@ def test_fixing_each_cause_then_retrying_delivers_through_the_engine(incident, a
 
 
 def test_reconnect_is_for_oauth_connections_only_and_needs_the_machine_key(incident, api):
-    _, info = incident
-    connections = marker(incident)["connections"]
+    info = incident.info
+    connections = incident.scenario["connections"]
     url = f"{base_url(info)}/sandbox/connections/{{}}/reconnect"
     refused = api.post(url.format(connections["webhook"]))
     assert refused.status_code == 400
@@ -198,7 +203,7 @@ def test_reconnect_is_for_oauth_connections_only_and_needs_the_machine_key(incid
 def test_inbox_counts_deliveries_and_refuses_bad_input(incident):
     import httpx2
 
-    base = base_url(incident[1])
+    base = base_url(incident.info)
     with httpx2.Client(base_url=base, trust_env=False) as http:
         for delivery in ("a", "b", "a"):
             assert http.post("/sandbox/inbox/probe", content=b"{}", headers={"X-Meshes-Delivery-Id": delivery}).json()
@@ -216,24 +221,7 @@ def test_inbox_counts_deliveries_and_refuses_bad_input(incident):
 def test_a_second_start_adds_nothing_and_existing_data_is_untouched(tmp_path):
     data_dir = tmp_path / "data"
     with EmbeddedSandbox(data_dir, retry_base=0.05) as info, SandboxApi(info) as api:
-        conn = api.post(
-            "/connections",
-            json={
-                "workspace": info.workspace_id,
-                "type": "webhook",
-                "name": "Mine",
-                "metadata": {"url": "http://127.0.0.1:9/mine"},
-            },
-        ).json()["connection"]
-        api.post(
-            "/rules",
-            json={
-                "workspace": info.workspace_id,
-                "connection": conn["id"],
-                "event": "user.signup",
-                "metadata": {"action": "send_webhook"},
-            },
-        ).raise_for_status()
+        api.webhook_rule("http://127.0.0.1:9/mine", "user.signup", "Mine")
         event = api.post(
             "/events",
             json={"workspace": info.workspace_id, "event": "user.signup", "payload": {"email": "a@example.com"}},
@@ -293,14 +281,12 @@ def test_a_workspace_named_incident_that_the_scenario_did_not_make_is_refused(tm
     assert snapshot(data_dir) == before
 
 
-def test_the_build_is_deterministic_and_fast_enough_to_run_at_start(tmp_path):
-    def build(directory: Path) -> dict[str, list[tuple]]:
-        async def run() -> None:
-            app = create_app(directory)
-            async with app.router.lifespan_context(app):
-                install(app.state.sandbox, "incident", "http://127.0.0.1:8787", now=1_790_000_000.0)
-
-        asyncio.run(run())
+@pytest.mark.anyio
+async def test_the_build_is_deterministic_and_fast_enough_to_run_at_start(tmp_path):
+    async def build(directory: Path) -> dict[str, list[tuple]]:
+        app = create_app(directory)
+        async with app.router.lifespan_context(app):
+            install(app.state.sandbox, "incident", "http://127.0.0.1:8787", now=1_790_000_000.0)
         db = sqlite3.connect(directory / "sandbox.db")
         try:
             return {
@@ -320,14 +306,14 @@ def test_the_build_is_deterministic_and_fast_enough_to_run_at_start(tmp_path):
         finally:
             db.close()
 
-    one, two = build(tmp_path / "one"), build(tmp_path / "two")
+    one, two = await build(tmp_path / "one"), await build(tmp_path / "two")
     assert one == two
     assert len(one["events"]) == SIGNUPS
 
 
 def test_cli_reconnect_and_scenario_flag_need_their_context(incident, tmp_path, capsys):
-    sandbox, _ = incident
-    hubspot = marker(incident)["connections"]["hubspot"]
+    sandbox = incident.sandbox
+    hubspot = incident.scenario["connections"]["hubspot"]
     done = subprocess.run(
         [sys.executable, "-m", "meshes_mcp", "sandbox", "reconnect", hubspot, "--data-dir", str(sandbox.data_dir)],
         capture_output=True,

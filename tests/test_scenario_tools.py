@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -29,8 +28,9 @@ def practice(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedSandb
     sandbox.stop()
 
 
-def test_the_incident_loop_ends_with_nothing_left_and_nothing_delivered_twice(practice):
-    if not anyio.run(incident_loop, practice):
+@pytest.mark.anyio
+async def test_the_incident_loop_ends_with_nothing_left_and_nothing_delivered_twice(practice):
+    if not await incident_loop(practice):
         pytest.skip("triage_failures / retry_failed are not in this build")
 
 

@@ -57,16 +57,9 @@ def echo():
     receiver.stop()
 
 
-def call(sandbox: Any, steps):
-    async def go():
-        async with Client(build_server(settings_for(sandbox))) as client:
-            return await steps(client)
-
-    return anyio.run(go)
-
-
-def test_masked_credentials_sent_back_keep_their_stored_value(sandbox, webhook_receiver):
-    async def steps(client):
+@pytest.mark.anyio
+async def test_masked_credentials_sent_back_keep_their_stored_value(sandbox, webhook_receiver):
+    async with Client(build_server(settings_for(sandbox))) as client:
         created = ok(
             await client.call_tool(
                 "create_connection",
@@ -96,14 +89,14 @@ def test_masked_credentials_sent_back_keep_their_stored_value(sandbox, webhook_r
         )
         ok(await client.call_tool("emit_event", {"event": "secret.roundtrip", "payload": {"id": "1"}}))
 
-    call(sandbox, steps)
     (receipt,) = webhook_receiver.wait_for(1, "/round-trip-2")
     assert receipt.headers["authorization"] == f"Bearer {TOKEN}"
     assert receipt.headers["x-api-key"] == HEADER_SECRET
 
 
-def test_a_mask_inside_a_longer_value_is_refused(sandbox):
-    async def steps(client):
+@pytest.mark.anyio
+async def test_a_mask_inside_a_longer_value_is_refused(sandbox):
+    async with Client(build_server(settings_for(sandbox))) as client:
         created = ok(
             await client.call_tool(
                 "create_connection",
@@ -116,30 +109,30 @@ def test_a_mask_inside_a_longer_value_is_refused(sandbox):
         )
         shown = ok(await client.call_tool("get_connection", {"connection_id": created["id"]}))
         assert shown["metadata"]["url"] == "https://example.com/h?token=[redacted]"
-        return refused(
+        text = refused(
             await client.call_tool("update_connection", {"connection_id": created["id"], "metadata": shown["metadata"]})
         )
 
-    text = call(sandbox, steps)
     assert "metadata.url" in text and "pass the full value" in text
 
 
-def test_userinfo_in_urls_is_hidden(sandbox):
-    async def steps(client):
-        return ok(
+@pytest.mark.anyio
+async def test_userinfo_in_urls_is_hidden(sandbox):
+    async with Client(build_server(settings_for(sandbox))) as client:
+        created = ok(
             await client.call_tool(
                 "create_connection",
                 {"type": "webhook", "name": "Userinfo", "metadata": {"url": "https://svc:hunter2pass@example.com/h"}},
             )
         )
 
-    created = call(sandbox, steps)
     assert "hunter2pass" not in json.dumps(created)
     assert created["metadata"]["url"] == "https://[redacted]@example.com/h"
 
 
-def test_a_receiver_echoing_credentials_does_not_leak_them(sandbox, echo):
-    async def steps(client):
+@pytest.mark.anyio
+async def test_a_receiver_echoing_credentials_does_not_leak_them(sandbox, echo):
+    async with Client(build_server(settings_for(sandbox))) as client:
         created = ok(
             await client.call_tool(
                 "create_connection",
@@ -176,9 +169,8 @@ def test_a_receiver_echoing_credentials_does_not_leak_them(sandbox, echo):
             {"event_id": emitted["id"], "rule_id": rule, "attempt_id": attempt_id, "include_response": True},
         )
         diagnosis = await client.call_tool("diagnose_event", {"event_id": emitted["id"]})
-        return [detail.content[0].text, diagnosis.content[0].text]
+        texts = [detail.content[0].text, diagnosis.content[0].text]
 
-    texts = call(sandbox, steps)
     assert echo.authorizations and echo.authorizations[0].startswith("Basic ")  # the receiver did get them
     blob = "\n".join(texts)
     assert "you_sent" in blob  # the captured body is there, scrubbed
@@ -191,8 +183,9 @@ def test_a_receiver_echoing_credentials_does_not_leak_them(sandbox, echo):
 PASTED = "key_CANARY_pasted_7c2e9b4f1a"
 
 
-def test_header_values_with_control_characters_are_refused_before_sending(sandbox, sandbox_api, webhook_receiver):
-    async def steps(client):
+@pytest.mark.anyio
+async def test_header_values_with_control_characters_are_refused_before_sending(sandbox, sandbox_api, webhook_receiver):
+    async with Client(build_server(settings_for(sandbox))) as client:
         created = ok(
             await client.call_tool(
                 "create_connection",
@@ -211,9 +204,7 @@ def test_header_values_with_control_characters_are_refused_before_sending(sandbo
             texts.append(
                 refused(await client.call_tool("update_connection", {"connection_id": created["id"], "metadata": full}))
             )
-        return created, texts
 
-    created, texts = call(sandbox, steps)
     for text in texts:
         assert "nothing was sent" in text and "control character" in text and "e.g." in text
         assert PASTED not in text and "CANARY" not in text
@@ -243,25 +234,8 @@ def plant_metadata(sandbox_dir, connection_id: str, metadata: dict[str, Any]) ->
 def planted_failure(sandbox_api, sandbox_dir, url: str, metadata: dict[str, Any], event: str) -> dict[str, Any]:
     """A webhook connection whose stored metadata is `metadata`, and a failed event through it (all over
     the API: the MCP server under test has never read this connection)."""
-    created = sandbox_api.post(
-        "/connections",
-        json={
-            "workspace": sandbox_api.info.workspace_id,
-            "type": "webhook",
-            "name": event.replace(".", " "),
-            "metadata": {"url": url},
-        },
-    ).json()["connection"]
-    sandbox_api.post(
-        "/rules",
-        json={
-            "workspace": sandbox_api.info.workspace_id,
-            "connection": created["id"],
-            "event": event,
-            "metadata": {"action": "send_webhook"},
-        },
-    ).raise_for_status()
-    plant_metadata(sandbox_dir, created["id"], {"url": url, **metadata})
+    connection, _ = sandbox_api.webhook_rule(url, event, name=event.replace(".", " "))
+    plant_metadata(sandbox_dir, connection, {"url": url, **metadata})
     emitted = sandbox_api.post(
         "/events", json={"workspace": sandbox_api.info.workspace_id, "event": event, "payload": {"id": 1}}
     )
@@ -269,7 +243,8 @@ def planted_failure(sandbox_api, sandbox_dir, url: str, metadata: dict[str, Any]
     return sandbox_api.wait_event(answer.get("event", answer)["id"])
 
 
-def test_a_planted_header_secret_is_masked_everywhere_and_the_cause_still_explained(
+@pytest.mark.anyio
+async def test_a_planted_header_secret_is_masked_everywhere_and_the_cause_still_explained(
     sandbox, sandbox_api, sandbox_dir, webhook_receiver
 ):
     event = planted_failure(
@@ -284,7 +259,7 @@ def test_a_planted_header_secret_is_masked_everywhere_and_the_cause_still_explai
     assert PASTED not in json.dumps(sandbox_api.get(f"/events/{event['id']}").json())
     rule = event["rule_events"][0]["rule"]
 
-    async def steps(client):
+    async with Client(build_server(settings_for(sandbox))) as client:
         ids = {"event_id": event["id"], "rule_id": rule}
         got = await client.call_tool("get_event", {"event_id": event["id"]})
         diagnosis = await client.call_tool("diagnose_event", {"event_id": event["id"]})
@@ -294,17 +269,17 @@ def test_a_planted_header_secret_is_masked_everywhere_and_the_cause_still_explai
         resource = await client.read_resource(f"meshes://events/{event['id']}")
         texts = [r.content[0].text for r in (got, diagnosis, attempts, one)]
         texts += [json.dumps(r.structured_content) for r in (got, diagnosis, attempts, one)]
-        return [*texts, resource.contents[0].text], diagnosis.structured_content
+        texts.append(resource.contents[0].text)
 
-    texts, diagnosis = call(sandbox, steps)
     blob = "\n".join(texts)
     assert PASTED not in blob and "CANARY" not in blob
     assert "Illegal header value [redacted]" in blob and "CR/LF" in blob  # what is wrong, without the value
-    fix = diagnosis["deliveries"][0]["fix"]
+    fix = diagnosis.structured_content["deliveries"][0]["fix"]
     assert "header" in fix and "update the connection" in fix
 
 
-def test_an_api_that_quotes_a_connection_secret_in_delivery_errors_is_masked_by_value():
+@pytest.mark.anyio
+async def test_an_api_that_quotes_a_connection_secret_in_delivery_errors_is_masked_by_value():
     """A real API may echo a credential in a delivery error. The server has never seen that connection: it
     reads the connection before showing the event, learns its secrets and masks them by value."""
     from meshes_mcp.config import Settings
@@ -353,11 +328,8 @@ def test_an_api_that_quotes_a_connection_secret_in_delivery_errors_is_masked_by_
         double.script("GET", f"/connections/{connection}", Scripted(200, held))
         settings = Settings(api_url=double.url, access_key=ACCESS_KEY, secret_key=SECRET_KEY, org_id=ORG)
 
-        async def go():
-            async with Client(build_server(settings)) as client:
-                return await client.call_tool("get_event", {"event_id": event_id})
-
-        got = anyio.run(go)
+        async with Client(build_server(settings)) as client:
+            got = await client.call_tool("get_event", {"event_id": event_id})
     finally:
         double.stop()
     shown = got.content[0].text + json.dumps(got.structured_content)
@@ -415,7 +387,8 @@ def test_header_errors_lose_their_value_even_for_unknown_secrets():
         assert redactor.text(masked) == masked  # idempotent: results are redacted more than once
 
 
-def test_api_answers_quoting_a_secret_are_masked_in_results_and_in_logged_tracebacks(caplog):
+@pytest.mark.anyio
+async def test_api_answers_quoting_a_secret_are_masked_in_results_and_in_logged_tracebacks(caplog):
     """A real API may quote what it refused, or answer in a shape we cannot read: the error result is
     scrubbed, and so is the traceback the SDK logs for a crash (pydantic's text quotes its input)."""
     from meshes_mcp.config import Settings
@@ -430,16 +403,12 @@ def test_api_answers_quoting_a_secret_are_masked_in_results_and_in_logged_traceb
         double.script("GET", f"/connections/{connection}", Scripted(200, unreadable))
         settings = Settings(api_url=double.url, access_key=ACCESS_KEY, secret_key=SECRET_KEY, org_id=ORG)
 
-        async def go():
+        with caplog.at_level(logging.INFO):
             async with Client(build_server(settings)) as client:
                 metadata = {"url": "https://example.com/h", "custom_headers": {"X-Api-Key": PASTED}}
                 body = {"type": "webhook", "name": "Echoed", "metadata": metadata, "workspace": ORG}
-                created = await client.call_tool("create_connection", body)
-                crashed = await client.call_tool("get_connection", {"connection_id": connection})
-                return refused(created), refused(crashed)
-
-        with caplog.at_level(logging.INFO):
-            created, crashed = anyio.run(go)
+                created = refused(await client.call_tool("create_connection", body))
+                crashed = refused(await client.call_tool("get_connection", {"connection_id": connection}))
     finally:
         double.stop()
     assert "is not allowed" in created and "[redacted]" in created

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import anyio
 import pytest
 from mcp import Client
 
@@ -28,12 +27,10 @@ def settings_for(double: ApiDouble) -> Settings:
     return Settings(api_url=double.url, access_key=ACCESS_KEY, secret_key=SECRET_KEY, org_id=ORG)
 
 
-def call(settings: Settings, tool: str, arguments: dict):
-    async def go():
-        async with Client(build_server(settings)) as client:
-            return await client.call_tool(tool, arguments)
-
-    return anyio.run(go)
+async def call(settings: Settings, tool: str, arguments: dict):
+    """One tool call in a fresh client session."""
+    async with Client(build_server(settings)) as client:
+        return await client.call_tool(tool, arguments)
 
 
 def error_text(result) -> str:
@@ -54,43 +51,50 @@ def error_text(result) -> str:
         (409, ["Conflict (409)", "Nothing was changed"]),
         (422, ["could not process the request (422)", "id: unknown list"]),
         (425, ["Too early (425)", "get_event"]),
-        (429, ["Rate limited", "Retry after 7 s"]),
+        (429, ["Rate limited", "Retry after 1 s"]),
         (500, ["failed with 500", "may or may not have been applied", f"get_event event_id={EVENT}"]),
     ],
 )
-def test_api_statuses_become_actionable_tool_errors(double, status, expected):
+@pytest.mark.anyio
+async def test_api_statuses_become_actionable_tool_errors(double, status, expected):
     body = {
         "message": "x",
         "error": {"name": "E", "message": "it went wrong", "data": [{"param": "id", "msg": "unknown list"}]},
     }
-    headers = {"Retry-After": "7"} if status == 429 else {}
+    # The client honours Retry-After before giving up (twice): one second keeps the test short.
+    headers = {"Retry-After": "1"} if status == 429 else {}
     double.script("POST", RETRY_PATH, Scripted(status, body, headers=headers))
     settings = settings_for(double)
-    text = error_text(call(settings, "retry_rule_event", {"event_id": EVENT, "rule_id": RULE}))
+    text = error_text(await call(settings, "retry_rule_event", {"event_id": EVENT, "rule_id": RULE}))
     for fragment in expected:
         assert fragment in text
 
 
-def test_read_errors_do_not_claim_a_change_might_have_happened(double):
+@pytest.mark.anyio
+async def test_read_errors_do_not_claim_a_change_might_have_happened(double):
     double.script("GET", f"/connections/{CONNECTION}", Scripted(500, {"message": "boom"}))
-    text = error_text(call(settings_for(double), "get_connection_actions", {"connection_id": CONNECTION}))
+    text = error_text(await call(settings_for(double), "get_connection_actions", {"connection_id": CONNECTION}))
     assert "Try again" in text and "may or may not" not in text
 
 
-def test_bad_arguments_never_reach_the_api(double):
+@pytest.mark.anyio
+async def test_bad_arguments_never_reach_the_api(double):
     settings = settings_for(double)
-    text = error_text(call(settings, "retry_rule_event", {"event_id": "42", "rule_id": RULE}))
+    text = error_text(await call(settings, "retry_rule_event", {"event_id": "42", "rule_id": RULE}))
     assert "event_id" in text and "UUID" in text
     text = error_text(
-        call(settings, "emit_event", {"event": "user.signup", "payload": {"email": "nope"}, "workspace": WORKSPACE})
+        await call(
+            settings, "emit_event", {"event": "user.signup", "payload": {"email": "nope"}, "workspace": WORKSPACE}
+        )
     )
     assert "payload.email" in text and "jane@example.com" in text
-    text = error_text(call(settings, "emit_event", {"event": "user.signup", "payload": [1, 2]}))
+    text = error_text(await call(settings, "emit_event", {"event": "user.signup", "payload": [1, 2]}))
     assert "payload" in text and "object" in text
     assert double.requests == []
 
 
-def test_without_credentials_every_tool_explains_how_to_configure(monkeypatch):
+@pytest.mark.anyio
+async def test_without_credentials_every_tool_explains_how_to_configure(monkeypatch):
     for name in (
         "MESHES_ACCESS_KEY",
         "MESHES_SECRET_KEY",
@@ -115,11 +119,10 @@ def test_without_credentials_every_tool_explains_how_to_configure(monkeypatch):
         "retry_rule_event": {"event_id": EVENT, "rule_id": RULE},
     }
 
-    async def go():
-        async with Client(build_server(settings)) as client:
-            return {name: await client.call_tool(name, args) for name, args in arguments.items()}
+    async with Client(build_server(settings)) as client:
+        results = {name: await client.call_tool(name, args) for name, args in arguments.items()}
 
-    for name, result in anyio.run(go).items():
+    for name, result in results.items():
         text = error_text(result)
         for needed in ("MESHES_ACCESS_KEY", "MESHES_SECRET_KEY", "MESHES_ORG_ID", "--sandbox"):
             assert needed in text, (name, text)

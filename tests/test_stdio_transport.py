@@ -9,7 +9,7 @@ import queue
 import subprocess
 import sys
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 import mcp_types as types
 import pytest
@@ -24,6 +24,14 @@ INITIALIZE = {
     "method": "initialize",
     "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
 }
+
+
+class RpcError(NamedTuple):
+    """A JSON-RPC error answer: the request id it names (None when none could be read), code and message."""
+
+    id: Any
+    code: int
+    message: str
 
 
 class StdioServer:
@@ -57,11 +65,11 @@ class StdioServer:
         except queue.Empty:
             raise AssertionError(f"no answer within {timeout} s") from None
 
-    def error(self, line: Any) -> tuple[Any, int, str]:
+    def error(self, line: Any) -> RpcError:
         self.send(line)
         answer = self.answer()
         assert set(answer) == {"jsonrpc", "id", "error"}, answer
-        return answer["id"], answer["error"]["code"], answer["error"]["message"]
+        return RpcError(answer["id"], answer["error"]["code"], answer["error"]["message"])
 
     def ping(self, request_id: int) -> None:
         """A request whose answer proves nothing else was written before it."""
@@ -103,15 +111,15 @@ def test_malformed_lines_get_json_rpc_errors_and_the_server_keeps_serving(server
     server.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
     deep = f'{{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{{"x":{nested(300)}}}}}'.encode()
-    request_id, code, message = server.error(deep)
-    assert (request_id, code) == (7, PARSE_ERROR) and "nested too deeply" in message
+    too_deep = server.error(deep)
+    assert (too_deep.id, too_deep.code) == (7, PARSE_ERROR) and "nested too deeply" in too_deep.message
     # Deeper than the standard library can read either: no id to give, still an answer.
     assert server.error(f'{{"id":8,"x":{nested(100_000)}}}'.encode())[:2] == (None, PARSE_ERROR)
 
-    request_id, code, message = server.error(rb'{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"x":"\ud800"}}')
-    assert (request_id, code) == (3, PARSE_ERROR) and "surrogate pair" in message
-    request_id, code, message = server.error(b'{"jsonrpc":"2.0","id":4,"method":"ping","x":"\xed\xa0\x80"}')
-    assert (request_id, code) == (4, PARSE_ERROR) and "not valid UTF-8" in message
+    surrogate = server.error(rb'{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"x":"\ud800"}}')
+    assert (surrogate.id, surrogate.code) == (3, PARSE_ERROR) and "surrogate pair" in surrogate.message
+    not_utf8 = server.error(b'{"jsonrpc":"2.0","id":4,"method":"ping","x":"\xed\xa0\x80"}')
+    assert (not_utf8.id, not_utf8.code) == (4, PARSE_ERROR) and "not valid UTF-8" in not_utf8.message
     assert server.error(b"\x00\x01\x1b[2J")[:2] == (None, PARSE_ERROR)
     assert server.error(b"x" * 3_000_000)[:2] == (None, PARSE_ERROR)
 
@@ -133,8 +141,9 @@ def test_malformed_lines_get_json_rpc_errors_and_the_server_keeps_serving(server
     assert server.error(42)[:2] == (None, INVALID_REQUEST)
     assert server.error(b'"tools/list"')[:2] == (None, INVALID_REQUEST)
     # An id the SDK would silently ignore (treating the request as a notification) is refused aloud.
-    request_id, code, message = server.error(request(1.5))
-    assert (request_id, code) == (None, INVALID_REQUEST) and '"id" must be a string or an integer' in message
+    float_id = server.error(request(1.5))
+    assert (float_id.id, float_id.code) == (None, INVALID_REQUEST)
+    assert '"id" must be a string or an integer' in float_id.message
     assert server.error(request(None))[:2] == (None, INVALID_REQUEST)
     assert server.error(request(True))[:2] == (None, INVALID_REQUEST)
 

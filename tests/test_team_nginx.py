@@ -27,7 +27,6 @@ import anyio
 import httpx2
 import pytest
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import ElicitResult, InputRequiredResult
 
@@ -37,7 +36,7 @@ from tests.conftest import SandboxApi
 from tests.support import ok, refused
 from tests.test_http_transport import free_port
 from tests.test_sandbox_orgs import add_org, info_of
-from tests.test_team_server import Replica, caller_headers, start_replica, stop_replica
+from tests.test_team_server import Replica, caller_headers, session, start_replica, stop_replica
 
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 NO_NGINX = "no nginx binary on PATH or at /usr/sbin/nginx: install the Debian package `nginx` (.ci/run does)"
@@ -175,19 +174,7 @@ class Traced:
 
 def traced_session(url: str, headers: dict[str, str], trace: Traced, **options: Any) -> Any:
     """An MCP client session through nginx whose every request carries `headers`, traced into `trace`."""
-
-    class Session:
-        async def __aenter__(self) -> Client:
-            hooks = {"response": [trace.record]}
-            self.http = httpx2.AsyncClient(headers=headers, timeout=60, event_hooks=hooks)
-            self.client = Client(streamable_http_client(url, http_client=self.http), **options)
-            return await self.client.__aenter__()
-
-        async def __aexit__(self, *exc: object) -> None:
-            await self.client.__aexit__(*exc)
-            await self.http.aclose()
-
-    return Session()
+    return session(url, headers, hooks={"response": [trace.record]}, **options)
 
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason=NO_NGINX)

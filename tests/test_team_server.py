@@ -10,7 +10,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from mcp_types import ElicitResult, InputRequiredResult
 from meshes_mcp.sandbox import SandboxInfo
 from tests.support import ok, refused
 from tests.test_http_transport import MCP_HEADERS, free_port, wait_until_serving
+from tests.test_sandbox_orgs import add_org, info_of
 
 STATE_KEY = "state-key-for-tests-0123456789abcdef"
 
@@ -90,20 +92,17 @@ def replica(sandbox: SandboxInfo, tmp_path_factory: pytest.TempPathFactory) -> I
     stop_replica(replica)
 
 
-def session(url: str, headers: dict[str, str], **options: Any) -> Any:
-    """An MCP client session whose every request carries `headers` (what an editor's remote config sends)."""
-
-    class Session:
-        async def __aenter__(self) -> Client:
-            self.http = httpx2.AsyncClient(headers=headers, timeout=60)
-            self.client = Client(streamable_http_client(url, http_client=self.http), **options)
-            return await self.client.__aenter__()
-
-        async def __aexit__(self, *exc: object) -> None:
-            await self.client.__aexit__(*exc)
-            await self.http.aclose()
-
-    return Session()
+@asynccontextmanager
+async def session(
+    url: str, headers: dict[str, str], *, hooks: dict[str, list[Any]] | None = None, **options: Any
+) -> AsyncIterator[Client]:
+    """An MCP client session whose every request carries `headers` (what an editor's remote config sends);
+    `hooks`: httpx event hooks, to see each exchange."""
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=60, event_hooks=hooks or {}) as http,
+        Client(streamable_http_client(url, http_client=http), **options) as client,
+    ):
+        yield client
 
 
 def accept(answer: bool) -> Any:
@@ -386,25 +385,12 @@ def test_doctor_checks_the_api_without_keys_in_per_request_mode(sandbox: Sandbox
 # --- two tenants on one replica ---------------------------------------------------------------------------
 
 
-def add_organization(sandbox_api: Any) -> SandboxInfo:
-    """A second organisation in the same sandbox, with its own machine key (the sandbox's add-org route)."""
-    root = sandbox_api.info.api_url.removesuffix("/api/v1")
-    answer = sandbox_api.post(f"{root}/sandbox/organizations", json={"name": "Second Team"})
-    assert answer.status_code == 201, answer.text
-    org = answer.json()
-    return SandboxInfo(
-        api_url=sandbox_api.info.api_url,
-        organization_id=org["organization_id"],
-        access_key=org["access_key"],
-        secret_key=org["secret_key"],
-        workspace_id=org["workspace_id"],
-        publishable_key=org["publishable_key"],
-    )
-
-
 @pytest.fixture(scope="module")
-def other_tenant(sandbox_api: Any) -> SandboxInfo:
-    return add_organization(sandbox_api)
+def other_tenant(sandbox: SandboxInfo) -> SandboxInfo:
+    """A second organisation in the same sandbox, with its own machine key."""
+    answer = add_org(sandbox, json={"name": "Second Team"})
+    assert answer.status_code == 201, answer.text
+    return info_of(sandbox.api_url, answer.json())
 
 
 @pytest.mark.anyio

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
 from mcp_types import ElicitResult
@@ -47,17 +46,15 @@ async def make_hook(client: Client, name: str, url: str) -> tuple[str, str]:
     ],
     ids=["declined", "dismissed", "unticked", "confirmed", "no-elicitation"],
 )
-def test_delete_connection_asks_first(sandbox, webhook_receiver, user, deleted, request):
+@pytest.mark.anyio
+async def test_delete_connection_asks_first(sandbox, webhook_receiver, user, deleted, request):
     name = f"Ask me first {request.node.callspec.id}"
 
-    async def go():
-        async with Client(build_server(settings_for(sandbox)), elicitation_callback=user) as client:
-            hook, _ = await make_hook(client, name, webhook_receiver.url)
-            result = await client.call_tool("delete_connection", {"connection_id": hook, "force_delete": True})
-            after = await client.call_tool("get_connection", {"connection_id": hook})
-        return hook, result, after
+    async with Client(build_server(settings_for(sandbox)), elicitation_callback=user) as client:
+        hook, _ = await make_hook(client, name, webhook_receiver.url)
+        result = await client.call_tool("delete_connection", {"connection_id": hook, "force_delete": True})
+        after = await client.call_tool("get_connection", {"connection_id": hook})
 
-    hook, result, after = anyio.run(go)
     if user is not None:
         (question,) = user.questions
         forced = "Any active rules stop working (force_delete)."
@@ -72,28 +69,26 @@ def test_delete_connection_asks_first(sandbox, webhook_receiver, user, deleted, 
         assert ok(after)["id"] == hook  # still there
 
 
-def test_delete_rule_revoke_session_and_cancels_ask_and_respect_a_no(sandbox, webhook_receiver):
+@pytest.mark.anyio
+async def test_delete_rule_revoke_session_and_cancels_ask_and_respect_a_no(sandbox, webhook_receiver):
     no, yes = User("decline"), User("accept")
 
-    async def go():
-        async with Client(build_server(settings_for(sandbox)), elicitation_callback=no) as client:
-            hook, rule = await make_hook(client, "Kept rule", webhook_receiver.url)
-            session = ok(await client.call_tool("create_session", {}))["session_id"]
-            event = ok(await client.call_tool("emit_event", {"event": "confirm.test", "payload": {"n": 1}}))["id"]
-            refusals = [
-                await client.call_tool("delete_rule", {"rule_id": rule}),
-                await client.call_tool("revoke_session", {"session_id": session}),
-                await client.call_tool("cancel_rule_event", {"event_id": event, "rule_id": rule}),
-                await client.call_tool("cancel_event", {"event_id": event}),
-            ]
-            still = ok(await client.call_tool("get_rule", {"rule_id": rule}))
-            sessions = ok(await client.call_tool("list_sessions", {"status": "active"}))
-        async with Client(build_server(settings_for(sandbox)), elicitation_callback=yes) as client:
-            deleted = ok(await client.call_tool("delete_rule", {"rule_id": rule}))
-            revoked = ok(await client.call_tool("revoke_session", {"session_id": session}))
-        return hook, rule, session, event, refusals, still, sessions, deleted, revoked
+    async with Client(build_server(settings_for(sandbox)), elicitation_callback=no) as client:
+        hook, rule = await make_hook(client, "Kept rule", webhook_receiver.url)
+        session = ok(await client.call_tool("create_session", {}))["session_id"]
+        event = ok(await client.call_tool("emit_event", {"event": "confirm.test", "payload": {"n": 1}}))["id"]
+        refusals = [
+            await client.call_tool("delete_rule", {"rule_id": rule}),
+            await client.call_tool("revoke_session", {"session_id": session}),
+            await client.call_tool("cancel_rule_event", {"event_id": event, "rule_id": rule}),
+            await client.call_tool("cancel_event", {"event_id": event}),
+        ]
+        still = ok(await client.call_tool("get_rule", {"rule_id": rule}))
+        sessions = ok(await client.call_tool("list_sessions", {"status": "active"}))
+    async with Client(build_server(settings_for(sandbox)), elicitation_callback=yes) as client:
+        deleted = ok(await client.call_tool("delete_rule", {"rule_id": rule}))
+        revoked = ok(await client.call_tool("revoke_session", {"session_id": session}))
 
-    hook, rule, session, event, refusals, still, sessions, deleted, revoked = anyio.run(go)
     texts = [r.content[0].text for r in refusals]
     assert all(r.is_error for r in refusals)
     assert texts[0].startswith("Not deleted: the user declined")
@@ -108,19 +103,18 @@ def test_delete_rule_revoke_session_and_cancels_ask_and_respect_a_no(sandbox, we
     assert len(yes.questions) == 2
 
 
-def test_confirmation_works_over_the_older_protocol_too(sandbox, webhook_receiver):
+@pytest.mark.anyio
+async def test_confirmation_works_over_the_older_protocol_too(sandbox, webhook_receiver):
     """Before 2026-07-28 the question is a standalone elicitation request sent mid-call."""
     no = User("decline")
 
-    async def go():
-        server = build_server(settings_for(sandbox))
-        async with Client(server, elicitation_callback=no, mode="legacy") as client:
-            hook, rule = await make_hook(client, "Legacy client", webhook_receiver.url)
-            refused = await client.call_tool("delete_rule", {"rule_id": rule})
-            still = ok(await client.call_tool("get_rule", {"rule_id": rule}))
-            return client.protocol_version, hook, rule, refused, still
+    server = build_server(settings_for(sandbox))
+    async with Client(server, elicitation_callback=no, mode="legacy") as client:
+        hook, rule = await make_hook(client, "Legacy client", webhook_receiver.url)
+        refused = await client.call_tool("delete_rule", {"rule_id": rule})
+        still = ok(await client.call_tool("get_rule", {"rule_id": rule}))
+        version = client.protocol_version
 
-    version, hook, rule, refused, still = anyio.run(go)
     assert version < "2026-07-28"
     assert refused.is_error and refused.content[0].text.startswith("Not deleted: the user declined")
     assert no.questions == [f'Delete rule {rule}, which sends "confirm.test" to webhook {hook} (send_webhook)?']

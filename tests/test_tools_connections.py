@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import anyio
+import pytest
 from mcp import Client
 
 from meshes_mcp.api import models as m
@@ -23,25 +23,23 @@ async def seeded(info: Any, type_: str) -> str:
     return next(c.id for c in page.records if c.type == type_)
 
 
-def test_list_connections_in_a_workspace_and_across_the_org(sandbox):
-    async def go():
-        async with MeshesClient.from_settings(settings_for(sandbox)) as api:
-            other = (await api.create_workspace(m.CreateWorkspaceRequest(name="Other tenant"))).id
-        async with Client(build_server(settings_for(sandbox))) as client:
-            ok(
-                await client.call_tool(
-                    "create_connection",
-                    {"type": "webhook", "name": "Elsewhere", "metadata": {"url": "https://example.com/h"},
-                     "workspace": other},
-                )
-            )  # fmt: skip
-            mine = ok(await client.call_tool("list_connections", {}))
-            theirs = ok(await client.call_tool("list_connections", {"workspace": other}))
-        async with Client(build_server(settings_for(sandbox, workspace_id=None))) as client:
-            everything = ok(await client.call_tool("list_connections", {}))
-        return mine, theirs, everything
+@pytest.mark.anyio
+async def test_list_connections_in_a_workspace_and_across_the_org(sandbox):
+    async with MeshesClient.from_settings(settings_for(sandbox)) as api:
+        other = (await api.create_workspace(m.CreateWorkspaceRequest(name="Other tenant"))).id
+    async with Client(build_server(settings_for(sandbox))) as client:
+        ok(
+            await client.call_tool(
+                "create_connection",
+                {"type": "webhook", "name": "Elsewhere", "metadata": {"url": "https://example.com/h"},
+                 "workspace": other},
+            )
+        )  # fmt: skip
+        mine = ok(await client.call_tool("list_connections", {}))
+        theirs = ok(await client.call_tool("list_connections", {"workspace": other}))
+    async with Client(build_server(settings_for(sandbox, workspace_id=None))) as client:
+        everything = ok(await client.call_tool("list_connections", {}))
 
-    mine, theirs, everything = anyio.run(go)
     assert {c["type"] for c in mine["connections"]} >= {"hubspot", "slack"}
     assert all(set(c) <= {"id", "name", "type", "workspace", "active", "inactive_reason", "hidden"}
                for c in mine["connections"])  # fmt: skip
@@ -51,50 +49,48 @@ def test_list_connections_in_a_workspace_and_across_the_org(sandbox):
     }
 
 
-def test_webhook_connection_get_update_and_refusals(sandbox, webhook_receiver):
-    async def go():
-        async with Client(build_server(settings_for(sandbox))) as client:
-            created = ok(
-                await client.call_tool(
-                    "create_connection",
-                    {"type": "webhook", "name": "Orders hook", "metadata": {
-                        "url": f"{webhook_receiver.url}/orders", "auth_scheme": "bearer", "auth_token": SECRET}},
-                )
-            )  # fmt: skip
-            fetched = ok(await client.call_tool("get_connection", {"connection_id": created["id"]}))
-            updated = ok(
-                await client.call_tool(
-                    "update_connection",
-                    {"connection_id": created["id"], "name": "Orders hook v2",
-                     "metadata": {"url": f"{webhook_receiver.url}/v2"}},
-                )
-            )  # fmt: skip
-            kept_name = ok(
-                await client.call_tool(
-                    "update_connection",
-                    {"connection_id": created["id"], "metadata": {"url": f"{webhook_receiver.url}/v3"}},
-                )
+@pytest.mark.anyio
+async def test_webhook_connection_get_update_and_refusals(sandbox, webhook_receiver):
+    async with Client(build_server(settings_for(sandbox))) as client:
+        created = ok(
+            await client.call_tool(
+                "create_connection",
+                {"type": "webhook", "name": "Orders hook", "metadata": {
+                    "url": f"{webhook_receiver.url}/orders", "auth_scheme": "bearer", "auth_token": SECRET}},
             )
-            public_http = refused(
-                await client.call_tool(
-                    "update_connection",
-                    {"connection_id": created["id"], "metadata": {"url": "http://example.com/hook"}},
-                )
+        )  # fmt: skip
+        fetched = ok(await client.call_tool("get_connection", {"connection_id": created["id"]}))
+        updated = ok(
+            await client.call_tool(
+                "update_connection",
+                {"connection_id": created["id"], "name": "Orders hook v2",
+                 "metadata": {"url": f"{webhook_receiver.url}/v2"}},
             )
-            unknown_key = refused(
-                await client.call_tool(
-                    "update_connection",
-                    {"connection_id": created["id"], "metadata": {"url": "https://example.com/h", "urll": "x"}},
-                )
+        )  # fmt: skip
+        kept_name = ok(
+            await client.call_tool(
+                "update_connection",
+                {"connection_id": created["id"], "metadata": {"url": f"{webhook_receiver.url}/v3"}},
             )
-            missing = refused(
-                await client.call_tool("get_connection", {"connection_id": "3f0c9a52-8d1e-4a7b-9c55-0e4b1f2a6d10"})
+        )
+        public_http = refused(
+            await client.call_tool(
+                "update_connection",
+                {"connection_id": created["id"], "metadata": {"url": "http://example.com/hook"}},
             )
-            not_uuid = refused(await client.call_tool("get_connection", {"connection_id": "hook-1"}))
-            after = ok(await client.call_tool("get_connection", {"connection_id": created["id"]}))
-        return created, fetched, updated, kept_name, public_http, unknown_key, missing, not_uuid, after
+        )
+        unknown_key = refused(
+            await client.call_tool(
+                "update_connection",
+                {"connection_id": created["id"], "metadata": {"url": "https://example.com/h", "urll": "x"}},
+            )
+        )
+        missing = refused(
+            await client.call_tool("get_connection", {"connection_id": "3f0c9a52-8d1e-4a7b-9c55-0e4b1f2a6d10"})
+        )
+        not_uuid = refused(await client.call_tool("get_connection", {"connection_id": "hook-1"}))
+        after = ok(await client.call_tool("get_connection", {"connection_id": created["id"]}))
 
-    created, fetched, updated, kept_name, public_http, unknown_key, missing, not_uuid, after = anyio.run(go)
     assert SECRET not in json.dumps([created, fetched, updated])
     assert fetched["metadata"]["url"].endswith("/orders") and fetched["metadata"]["auth_token"] != SECRET
     assert "created_by" not in fetched
@@ -108,7 +104,8 @@ def test_webhook_connection_get_update_and_refusals(sandbox, webhook_receiver):
     assert after["metadata"]["url"].endswith("/v3")  # refused updates changed nothing
 
 
-def test_fields_and_mappings_with_a_schema_refusal_that_names_the_path(sandbox):
+@pytest.mark.anyio
+async def test_fields_and_mappings_with_a_schema_refusal_that_names_the_path(sandbox):
     schema = {
         "schema_version": 1,
         "fields": [
@@ -117,40 +114,37 @@ def test_fields_and_mappings_with_a_schema_refusal_that_names_the_path(sandbox):
         ],
     }
 
-    async def go():
-        hubspot = await seeded(sandbox, "hubspot")
-        async with Client(build_server(settings_for(sandbox))) as client:
-            fields = ok(await client.call_tool("get_connection_fields", {"connection_id": hubspot}))
-            refreshed = ok(await client.call_tool("get_connection_fields", {"connection_id": hubspot, "refresh": True}))
-            generated = ok(await client.call_tool("get_connection_mappings", {"connection_id": hubspot}))
-            bad = json.loads(json.dumps(schema))
-            bad["fields"].append({"dest": "company", "source": {"type": "path", "value": "user..company"}})
-            bad_path = refused(
-                await client.call_tool("update_connection_mappings", {"connection_id": hubspot, "schema": bad})
+    hubspot = await seeded(sandbox, "hubspot")
+    async with Client(build_server(settings_for(sandbox))) as client:
+        fields = ok(await client.call_tool("get_connection_fields", {"connection_id": hubspot}))
+        refreshed = ok(await client.call_tool("get_connection_fields", {"connection_id": hubspot, "refresh": True}))
+        generated = ok(await client.call_tool("get_connection_mappings", {"connection_id": hubspot}))
+        bad = json.loads(json.dumps(schema))
+        bad["fields"].append({"dest": "company", "source": {"type": "path", "value": "user..company"}})
+        bad_path = refused(
+            await client.call_tool("update_connection_mappings", {"connection_id": hubspot, "schema": bad})
+        )
+        bad_transform = refused(
+            await client.call_tool(
+                "update_connection_mappings",
+                {"connection_id": hubspot, "schema": {**schema, "fields": [
+                    {"dest": "email", "source": {"type": "path", "value": "email"},
+                     "transforms": [{"type": "substring", "params": {"start": -1}}]}]}},
             )
-            bad_transform = refused(
-                await client.call_tool(
-                    "update_connection_mappings",
-                    {"connection_id": hubspot, "schema": {**schema, "fields": [
-                        {"dest": "email", "source": {"type": "path", "value": "email"},
-                         "transforms": [{"type": "substring", "params": {"start": -1}}]}]}},
-                )
-            )  # fmt: skip
-            stored = ok(
-                await client.call_tool(
-                    "update_connection_mappings", {"connection_id": hubspot, "schema": schema, "name": "Signup"}
-                )
+        )  # fmt: skip
+        stored = ok(
+            await client.call_tool(
+                "update_connection_mappings", {"connection_id": hubspot, "schema": schema, "name": "Signup"}
             )
-            stale = refused(
-                await client.call_tool(
-                    "update_connection_mappings",
-                    {"connection_id": hubspot, "schema": schema, "expected_version": 7},
-                )
+        )
+        stale = refused(
+            await client.call_tool(
+                "update_connection_mappings",
+                {"connection_id": hubspot, "schema": schema, "expected_version": 7},
             )
-            again = ok(await client.call_tool("get_connection_mappings", {"connection_id": hubspot}))
-        return fields, refreshed, generated, bad_path, bad_transform, stored, stale, again
+        )
+        again = ok(await client.call_tool("get_connection_mappings", {"connection_id": hubspot}))
 
-    fields, refreshed, generated, bad_path, bad_transform, stored, stale, again = anyio.run(go)
     email = next(f for f in fields["fields"] if f["key"] == "email")
     assert email["type"] == "string" and email.get("required") is True
     assert refreshed["refreshed_at"] >= fields["refreshed_at"]
@@ -169,42 +163,37 @@ def test_mapping_schema_doc_covers_the_format():
         assert term in MAPPING_SCHEMA_DOC
 
 
-def test_delete_connection_refused_while_rules_are_active_then_forced(sandbox, webhook_receiver):
-    async def go():
-        async with Client(build_server(settings_for(sandbox))) as client:
-            hook = ok(
-                await client.call_tool(
-                    "create_connection",
-                    {"type": "webhook", "name": "Doomed", "metadata": {"url": webhook_receiver.url}},
-                )
+@pytest.mark.anyio
+async def test_delete_connection_refused_while_rules_are_active_then_forced(sandbox, webhook_receiver):
+    async with Client(build_server(settings_for(sandbox))) as client:
+        hook = ok(
+            await client.call_tool(
+                "create_connection",
+                {"type": "webhook", "name": "Doomed", "metadata": {"url": webhook_receiver.url}},
             )
-            ok(
-                await client.call_tool(
-                    "create_rule",
-                    {"connection": hook["id"], "event": "doomed.test", "metadata": {"action": "send_webhook"}},
-                )
+        )
+        ok(
+            await client.call_tool(
+                "create_rule",
+                {"connection": hook["id"], "event": "doomed.test", "metadata": {"action": "send_webhook"}},
             )
-            blocked = refused(await client.call_tool("delete_connection", {"connection_id": hook["id"]}))
-            still_there = ok(await client.call_tool("get_connection", {"connection_id": hook["id"]}))
-            forced = ok(
-                await client.call_tool("delete_connection", {"connection_id": hook["id"], "force_delete": True})
-            )
-            gone = refused(await client.call_tool("get_connection", {"connection_id": hook["id"]}))
-        return hook, blocked, still_there, forced, gone
+        )
+        blocked = refused(await client.call_tool("delete_connection", {"connection_id": hook["id"]}))
+        still_there = ok(await client.call_tool("get_connection", {"connection_id": hook["id"]}))
+        forced = ok(await client.call_tool("delete_connection", {"connection_id": hook["id"], "force_delete": True}))
+        gone = refused(await client.call_tool("get_connection", {"connection_id": hook["id"]}))
 
-    hook, blocked, still_there, forced, gone = anyio.run(go)
     assert "409" in blocked and "force_delete" in blocked and "list_rules" in blocked
     assert still_there["id"] == hook["id"]
     assert forced == {"deleted": hook["id"], "type": "webhook"}
     assert "404" in gone
 
 
-def test_connection_actions_show_live_ids(sandbox):
-    async def go():
-        hubspot = await seeded(sandbox, "hubspot")
-        async with Client(build_server(settings_for(sandbox))) as client:
-            return ok(await client.call_tool("get_connection_actions", {"connection_id": hubspot}))
+@pytest.mark.anyio
+async def test_connection_actions_show_live_ids(sandbox):
+    hubspot = await seeded(sandbox, "hubspot")
+    async with Client(build_server(settings_for(sandbox))) as client:
+        actions = ok(await client.call_tool("get_connection_actions", {"connection_id": hubspot}))
 
-    actions = anyio.run(go)
     assert {"id": "5", "name": "Newsletter Subscribers"} in actions["data"]["lists"]
     assert "add_to_list" in actions["actions"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import httpx2
+import pytest
 from mcp import Client
 
 from meshes_mcp.api.auth import MachineKey
@@ -75,7 +76,8 @@ class Tour:
             await anyio.sleep(0.05)
 
 
-def test_every_documented_endpoint_is_reached_by_its_tool(sandbox, webhook_receiver):
+@pytest.mark.anyio
+async def test_every_documented_endpoint_is_reached_by_its_tool(sandbox, webhook_receiver):
     recorder = Recorder()
     settings = settings_for(sandbox)
 
@@ -127,25 +129,23 @@ def test_every_documented_endpoint_is_reached_by_its_tool(sandbox, webhook_recei
         await call("refresh_session", session_id=session["session_id"])
         await call("revoke_session", session_id=session["session_id"])
 
-    async def go() -> set[str]:
-        async with Client(build_server(settings, client=client_for(settings, recorder))) as client:
-            call = Tour(client)
-            await tour_workspace(call)
-            hook, rule = await tour_connections(call)
-            await tour_deliveries(call, rule)
-            await tour_sessions(call)
-            await call("delete_rule", rule_id=rule)
-            await call("delete_connection", connection_id=hook)
-        org_wide = settings_for(sandbox, workspace_id=None)
-        async with Client(build_server(org_wide, client=client_for(org_wide, recorder))) as client:
-            call_org = Tour(client)
-            await call_org("list_connections")
-            await call_org("list_rules")
-            await call_org("list_events")
-        await recorder.inner.aclose()
-        return call.called | call_org.called
+    async with Client(build_server(settings, client=client_for(settings, recorder))) as client:
+        call = Tour(client)
+        await tour_workspace(call)
+        hook, rule = await tour_connections(call)
+        await tour_deliveries(call, rule)
+        await tour_sessions(call)
+        await call("delete_rule", rule_id=rule)
+        await call("delete_connection", connection_id=hook)
+    org_wide = settings_for(sandbox, workspace_id=None)
+    async with Client(build_server(org_wide, client=client_for(org_wide, recorder))) as client:
+        call_org = Tour(client)
+        await call_org("list_connections")
+        await call_org("list_rules")
+        await call_org("list_events")
+    await recorder.inner.aclose()
+    called = call.called | call_org.called
 
-    called = anyio.run(go)
     # diagnose and the incident tools read (and retry through) others' endpoints
     assert called == ALL_TOOLS == set(ENDPOINTS.values()) | {"diagnose_event", "triage_failures", "retry_failed"}
     assert set(recorder.reached) == set(ENDPOINTS), sorted(set(ENDPOINTS) ^ set(recorder.reached))

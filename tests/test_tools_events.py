@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
 
@@ -29,25 +28,24 @@ async def count_events(api: MeshesClient, workspace: str) -> int:
         cursor = page.next_cursor
 
 
-def test_emit_event_then_refusal_names_field_rule_and_example(sandbox):
-    async def go():
-        async with Client(build_server(settings_for(sandbox))) as client:
-            sent = ok(
-                await client.call_tool(
-                    "emit_event",
-                    {"event": "user.signup", "payload": {"email": "a@example.com"}, "resource": "user",
-                     "resource_id": "usr_1"},
-                )
-            )  # fmt: skip
-            assert sent["event"] == "user.signup" and sent["resource_id"] == "usr_1"
-            assert sent["next"].startswith(f"get_event event_id={sent['id']}")
-            bad = refused(await client.call_tool("emit_event", {"event": "user.signup", "payload": {"email": "x"}}))
-            assert "payload.email" in bad and "email address" in bad and "jane@example.com" in bad
-
-    anyio.run(go)
+@pytest.mark.anyio
+async def test_emit_event_then_refusal_names_field_rule_and_example(sandbox):
+    async with Client(build_server(settings_for(sandbox))) as client:
+        sent = ok(
+            await client.call_tool(
+                "emit_event",
+                {"event": "user.signup", "payload": {"email": "a@example.com"}, "resource": "user",
+                 "resource_id": "usr_1"},
+            )
+        )  # fmt: skip
+        assert sent["event"] == "user.signup" and sent["resource_id"] == "usr_1"
+        assert sent["next"].startswith(f"get_event event_id={sent['id']}")
+        bad = refused(await client.call_tool("emit_event", {"event": "user.signup", "payload": {"email": "x"}}))
+        assert "payload.email" in bad and "email address" in bad and "jane@example.com" in bad
 
 
-def test_emit_events_250_with_3_invalid_reports_each_in_order_with_progress(sandbox):
+@pytest.mark.anyio
+async def test_emit_events_250_with_3_invalid_reports_each_in_order_with_progress(sandbox):
     events: list[Any] = [
         {"event": "bulk.signup", "payload": {"email": f"u{i}@example.com", "n": i}} for i in range(250)
     ]
@@ -59,14 +57,12 @@ def test_emit_events_250_with_3_invalid_reports_each_in_order_with_progress(sand
     async def on_progress(done: float, total: float | None, message: str | None) -> None:
         progress.append((done, total))
 
-    async def go():
-        async with MeshesClient.from_settings(settings_for(sandbox)) as api:
-            workspace = await fresh_workspace(api, "Bulk target")
-            async with Client(build_server(settings_for(sandbox, workspace_id=workspace))) as client:
-                result = ok(await client.call_tool("emit_events", {"events": events}, progress_callback=on_progress))
-            return result, await count_events(api, workspace)
+    async with MeshesClient.from_settings(settings_for(sandbox)) as api:
+        workspace = await fresh_workspace(api, "Bulk target")
+        async with Client(build_server(settings_for(sandbox, workspace_id=workspace))) as client:
+            result = ok(await client.call_tool("emit_events", {"events": events}, progress_callback=on_progress))
+        stored = await count_events(api, workspace)
 
-    result, stored = anyio.run(go)
     assert result["total"] == 250 and result["accepted"] == 247
     rejected = result["rejected"]
     assert [r["index"] for r in rejected] == [3, 120, 248]
@@ -82,15 +78,13 @@ def test_emit_events_250_with_3_invalid_reports_each_in_order_with_progress(sand
     assert [done for done, _ in progress] == sorted(done for done, _ in progress)
 
 
-def test_emit_events_lists_ids_for_a_few_events(sandbox):
-    async def go():
-        async with Client(build_server(settings_for(sandbox))) as client:
-            few = [{"event": "few.test", "payload": {"n": i}} for i in range(3)]
-            listed = ok(await client.call_tool("emit_events", {"events": [*few, {"event": "few.test"}]}))
-            not_objects = refused(await client.call_tool("emit_events", {"events": [*few, "not an object"]}))
-            return listed, not_objects
+@pytest.mark.anyio
+async def test_emit_events_lists_ids_for_a_few_events(sandbox):
+    async with Client(build_server(settings_for(sandbox))) as client:
+        few = [{"event": "few.test", "payload": {"n": i}} for i in range(3)]
+        listed = ok(await client.call_tool("emit_events", {"events": [*few, {"event": "few.test"}]}))
+        not_objects = refused(await client.call_tool("emit_events", {"events": [*few, "not an object"]}))
 
-    listed, not_objects = anyio.run(go)
     assert listed["accepted"] == 3 and [i["index"] for i in listed["ids"]] == [0, 1, 2]
     assert listed["rejected"] == [{"index": 3, "reason": listed["rejected"][0]["reason"]}]
     assert "events[3].payload: is required" in listed["rejected"][0]["reason"]
@@ -115,19 +109,18 @@ class FailingSecondChunk:
         return await self.real.emit_events(requests)
 
 
-def test_a_chunk_of_unknown_fate_is_reported_and_never_resent(sandbox):
+@pytest.mark.anyio
+async def test_a_chunk_of_unknown_fate_is_reported_and_never_resent(sandbox):
     settings = settings_for(sandbox)
 
-    async def go():
-        async with MeshesClient.from_settings(settings) as api:
-            workspace = await fresh_workspace(api, "Unknown fate")
-            client = FailingSecondChunk(MeshesClient.from_settings(settings))  # the server closes it
-            events = [{"event": "fate.test", "payload": {"n": i}, "workspace": workspace} for i in range(250)]
-            async with Client(build_server(settings, client=client)) as mcp:
-                result = ok(await mcp.call_tool("emit_events", {"events": events}))
-            return result, client.bulk_calls, await count_events(api, workspace)
+    async with MeshesClient.from_settings(settings) as api:
+        workspace = await fresh_workspace(api, "Unknown fate")
+        client = FailingSecondChunk(MeshesClient.from_settings(settings))  # the server closes it
+        events = [{"event": "fate.test", "payload": {"n": i}, "workspace": workspace} for i in range(250)]
+        async with Client(build_server(settings, client=client)) as mcp:
+            result = ok(await mcp.call_tool("emit_events", {"events": events}))
+        calls, stored = client.bulk_calls, await count_events(api, workspace)
 
-    result, calls, stored = anyio.run(go)
     assert sorted(calls) == [50, 100, 100]  # three requests, none repeated
     assert result["accepted"] == 150 and stored == 150
     (unknown,) = result["unknown"]
@@ -137,28 +130,26 @@ def test_a_chunk_of_unknown_fate_is_reported_and_never_resent(sandbox):
 
 
 @pytest.mark.parametrize("events", [[], "nope"])
-def test_emit_events_refuses_a_non_list(sandbox, events):
-    async def go():
-        async with Client(build_server(settings_for(sandbox))) as client:
-            return await client.call_tool("emit_events", {"events": events})
+@pytest.mark.anyio
+async def test_emit_events_refuses_a_non_list(sandbox, events):
+    async with Client(build_server(settings_for(sandbox))) as client:
+        result = await client.call_tool("emit_events", {"events": events})
 
-    result = anyio.run(go)
     if events == []:
         assert ok(result) == {"total": 0, "accepted": 0, "next": ok(result)["next"]}
     else:
         assert "events" in refused(result)
 
 
-def test_a_batch_refused_for_one_reason_costs_one_sentence(sandbox):
+@pytest.mark.anyio
+async def test_a_batch_refused_for_one_reason_costs_one_sentence(sandbox):
     """All items refused alike (a workspace that does not exist): one grouped entry, not one per item."""
     missing = "4f1e2d3c-5b6a-4798-8a9b-0c1d2e3f4a5b"
     events = [{"event": "user.signup", "payload": {"n": i}} for i in range(100)]
 
-    async def go():
-        async with Client(build_server(settings_for(sandbox))) as client:
-            return await client.call_tool("emit_events", {"events": events, "workspace": missing})
+    async with Client(build_server(settings_for(sandbox))) as client:
+        result = await client.call_tool("emit_events", {"events": events, "workspace": missing})
 
-    result = anyio.run(go)
     summary = ok(result)
     assert summary["accepted"] == 0
     assert summary["rejected"] == [{"indexes": "0-99", "reason": summary["rejected"][0]["reason"]}]

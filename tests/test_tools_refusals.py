@@ -3,44 +3,30 @@ next call; nothing is changed. (Happy paths are in the other test_tools_* module
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
 
-from meshes_mcp.api import models as m
 from meshes_mcp.api.client import MeshesClient
 from meshes_mcp.server.app import build_server
+from tests.conftest import SandboxApi
 from tests.support import settings_for
 
 MISSING = "3f0c9a52-8d1e-4a7b-9c55-0e4b1f2a6d10"
 
 
 @pytest.fixture(scope="module")
-def ids(sandbox: Any, webhook_receiver: Any) -> dict[str, str]:
+def ids(sandbox_api: SandboxApi, webhook_receiver: Any) -> dict[str, str]:
     """A webhook connection with a rule, and an event whose delivery to it failed for good."""
-
-    async def go() -> dict[str, str]:
-        async with MeshesClient.from_settings(settings_for(sandbox)) as api:
-            hook = await api.create_connection(
-                m.CreateConnectionRequest(workspace=sandbox.workspace_id, type="webhook", name="Refusing",
-                                          metadata={"url": f"{webhook_receiver.url}/status/400"})
-            )  # fmt: skip
-            rule = await api.create_rule(
-                m.CreateRuleRequest(workspace=sandbox.workspace_id, connection=hook.id, event="refuse.test",
-                                    metadata={"action": "send_webhook"})
-            )  # fmt: skip
-            event = await api.emit_event(
-                m.EmitEventRequest(event="refuse.test", payload={"n": 1}, workspace=sandbox.workspace_id)
-            )
-            deadline = time.monotonic() + 10
-            while (await api.get_event(event.id)).status != "failed" and time.monotonic() < deadline:
-                await anyio.sleep(0.05)
-        return {"hook": hook.id, "rule": rule.id, "event": event.id}
-
-    return anyio.run(go)
+    hook, rule = sandbox_api.webhook_rule(f"{webhook_receiver.url}/status/400", "refuse.test", name="Refusing")
+    emitted = sandbox_api.post(
+        "/events", json={"workspace": sandbox_api.info.workspace_id, "event": "refuse.test", "payload": {"n": 1}}
+    )
+    assert emitted.status_code == 201, emitted.text
+    event = emitted.json()["event"]["id"]
+    sandbox_api.wait_event(event, until=lambda ev: ev["status"] == "failed")
+    return {"hook": hook, "rule": rule, "event": event}
 
 
 CASES: list[tuple[str, dict[str, Any], list[str]]] = [
@@ -86,12 +72,11 @@ def fill(value: Any, ids: dict[str, str]) -> Any:
     return value
 
 
-def test_refusals_name_the_field_and_the_fix(sandbox, ids):
-    async def go() -> list[tuple[str, Any]]:
-        async with Client(build_server(settings_for(sandbox))) as client:
-            return [(tool, await client.call_tool(tool, fill(args, ids))) for tool, args, _ in CASES]
+@pytest.mark.anyio
+async def test_refusals_name_the_field_and_the_fix(sandbox, ids):
+    async with Client(build_server(settings_for(sandbox))) as client:
+        results = [(tool, await client.call_tool(tool, fill(args, ids))) for tool, args, _ in CASES]
 
-    results = anyio.run(go)
     failures = []
     for (tool, args, expected), (_, result) in zip(CASES, results, strict=True):
         text = result.content[0].text
@@ -102,13 +87,12 @@ def test_refusals_name_the_field_and_the_fix(sandbox, ids):
     assert not failures, "\n".join(failures)
 
 
-def test_refused_cancel_changed_nothing(sandbox, ids):
-    async def go() -> tuple[Any, Any]:
-        async with Client(build_server(settings_for(sandbox))) as client:
-            refused = await client.call_tool("cancel_event", {"event_id": ids["event"]})
-        async with MeshesClient.from_settings(settings_for(sandbox)) as api:
-            return refused, await api.get_event(ids["event"])
+@pytest.mark.anyio
+async def test_refused_cancel_changed_nothing(sandbox, ids):
+    async with Client(build_server(settings_for(sandbox))) as client:
+        refused = await client.call_tool("cancel_event", {"event_id": ids["event"]})
+    async with MeshesClient.from_settings(settings_for(sandbox)) as api:
+        event = await api.get_event(ids["event"])
 
-    refused, event = anyio.run(go)
     assert refused.is_error and "409" in refused.content[0].text
     assert event.status == "failed" and [r.status for r in event.rule_events or []] == ["failed"]

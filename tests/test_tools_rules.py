@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import anyio
+import pytest
 from mcp import Client
 
 from meshes_mcp.api import models as m
@@ -11,49 +11,43 @@ from meshes_mcp.server.app import build_server
 from tests.support import ok, refused, settings_for
 
 
-def test_rules_list_filter_get_and_delete(sandbox, webhook_receiver):
-    async def go():
-        async with MeshesClient.from_settings(settings_for(sandbox)) as api:
-            other = (await api.create_workspace(m.CreateWorkspaceRequest(name="Rules elsewhere"))).id
-        async with Client(build_server(settings_for(sandbox))) as client:
-            hook = ok(
-                await client.call_tool(
-                    "create_connection",
-                    {"type": "webhook", "name": "Rule hook", "metadata": {"url": webhook_receiver.url}},
-                )
+@pytest.mark.anyio
+async def test_rules_list_filter_get_and_delete(sandbox, webhook_receiver):
+    async with MeshesClient.from_settings(settings_for(sandbox)) as api:
+        other = (await api.create_workspace(m.CreateWorkspaceRequest(name="Rules elsewhere"))).id
+    async with Client(build_server(settings_for(sandbox))) as client:
+        hook = ok(
+            await client.call_tool(
+                "create_connection",
+                {"type": "webhook", "name": "Rule hook", "metadata": {"url": webhook_receiver.url}},
             )
-            elsewhere = ok(
-                await client.call_tool(
-                    "create_connection",
-                    {"type": "webhook", "name": "Other hook", "metadata": {"url": webhook_receiver.url},
-                     "workspace": other},
-                )
-            )  # fmt: skip
-            send = {"action": "send_webhook"}
-            signup = ok(
-                await client.call_tool(
-                    "create_rule", {"connection": hook["id"], "event": "user.signup", "metadata": send,
-                                    "resource": "user"}
-                )
-            )  # fmt: skip
-            ok(
-                await client.call_tool(
-                    "create_rule", {"connection": hook["id"], "event": "order.paid", "metadata": send}
-                )
+        )
+        elsewhere = ok(
+            await client.call_tool(
+                "create_connection",
+                {"type": "webhook", "name": "Other hook", "metadata": {"url": webhook_receiver.url},
+                 "workspace": other},
             )
-            ok(await client.call_tool("create_rule", {"connection": elsewhere["id"], "event": "user.signup",
-                                                      "metadata": send}))  # fmt: skip
-            by_event = ok(await client.call_tool("list_rules", {"event": "user.signup"}))
-            by_resource = ok(await client.call_tool("list_rules", {"resource": "user"}))
-            fetched = ok(await client.call_tool("get_rule", {"rule_id": signup["id"]}))
-            bad_id = refused(await client.call_tool("get_rule", {"rule_id": "rule-1"}))
-            deleted = ok(await client.call_tool("delete_rule", {"rule_id": signup["id"]}))
-            after = ok(await client.call_tool("list_rules", {"event": "user.signup"}))
-        async with Client(build_server(settings_for(sandbox, workspace_id=None))) as client:
-            org_wide = ok(await client.call_tool("list_rules", {"event": "user.signup"}))
-        return signup, by_event, by_resource, fetched, bad_id, deleted, after, org_wide, other
+        )  # fmt: skip
+        send = {"action": "send_webhook"}
+        signup = ok(
+            await client.call_tool(
+                "create_rule", {"connection": hook["id"], "event": "user.signup", "metadata": send,
+                                "resource": "user"}
+            )
+        )  # fmt: skip
+        ok(await client.call_tool("create_rule", {"connection": hook["id"], "event": "order.paid", "metadata": send}))
+        ok(await client.call_tool("create_rule", {"connection": elsewhere["id"], "event": "user.signup",
+                                                  "metadata": send}))  # fmt: skip
+        by_event = ok(await client.call_tool("list_rules", {"event": "user.signup"}))
+        by_resource = ok(await client.call_tool("list_rules", {"resource": "user"}))
+        fetched = ok(await client.call_tool("get_rule", {"rule_id": signup["id"]}))
+        bad_id = refused(await client.call_tool("get_rule", {"rule_id": "rule-1"}))
+        deleted = ok(await client.call_tool("delete_rule", {"rule_id": signup["id"]}))
+        after = ok(await client.call_tool("list_rules", {"event": "user.signup"}))
+    async with Client(build_server(settings_for(sandbox, workspace_id=None))) as client:
+        org_wide = ok(await client.call_tool("list_rules", {"event": "user.signup"}))
 
-    signup, by_event, by_resource, fetched, bad_id, deleted, after, org_wide, other = anyio.run(go)
     assert [r["id"] for r in by_event["rules"]] == [signup["id"]]
     row = by_event["rules"][0]
     assert row["metadata"] == {"action": "send_webhook"} and row["type"] == "webhook" and "created_by" not in row
@@ -65,21 +59,19 @@ def test_rules_list_filter_get_and_delete(sandbox, webhook_receiver):
     assert {r["workspace"] for r in org_wide["rules"]} == {other}  # the deleted one is gone everywhere
 
 
-def test_list_rules_pages_with_a_next_call(sandbox, webhook_receiver):
-    async def go():
-        async with Client(build_server(settings_for(sandbox))) as client:
-            hook = ok(
-                await client.call_tool(
-                    "create_connection", {"type": "webhook", "name": "Paged", "metadata": {"url": webhook_receiver.url}}
-                )
+@pytest.mark.anyio
+async def test_list_rules_pages_with_a_next_call(sandbox, webhook_receiver):
+    async with Client(build_server(settings_for(sandbox))) as client:
+        hook = ok(
+            await client.call_tool(
+                "create_connection", {"type": "webhook", "name": "Paged", "metadata": {"url": webhook_receiver.url}}
             )
-            for n in range(3):
-                ok(await client.call_tool("create_rule", {"connection": hook["id"], "event": f"page.{n}",
-                                                          "metadata": {"action": "send_webhook"}}))  # fmt: skip
-            first = ok(await client.call_tool("list_rules", {"limit": 2}))
-            second = ok(await client.call_tool("list_rules", {"limit": 2, "cursor": first["next_cursor"]}))
-        return first, second
+        )
+        for n in range(3):
+            ok(await client.call_tool("create_rule", {"connection": hook["id"], "event": f"page.{n}",
+                                                      "metadata": {"action": "send_webhook"}}))  # fmt: skip
+        first = ok(await client.call_tool("list_rules", {"limit": 2}))
+        second = ok(await client.call_tool("list_rules", {"limit": 2, "cursor": first["next_cursor"]}))
 
-    first, second = anyio.run(go)
     assert len(first["rules"]) == 2 and first["next"] == f"list_rules limit=2 cursor={first['next_cursor']}"
     assert not {r["id"] for r in first["rules"]} & {r["id"] for r in second["rules"]}

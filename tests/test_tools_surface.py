@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
 
@@ -111,17 +110,16 @@ def _load_bench() -> Any:
 bench = _load_bench()
 
 
-def listing(**settings: Any) -> list[Any]:
-    async def go() -> list[Any]:
-        async with Client(build_server(Settings(**settings))) as client:
-            return (await client.list_tools()).tools
-
-    return anyio.run(go)
+async def listing(**settings: Any) -> list[Any]:
+    """tools/list of a server built with these settings, through a real client session."""
+    async with Client(build_server(Settings(**settings))) as client:
+        return (await client.list_tools()).tools
 
 
 @pytest.fixture(scope="module")
-def all_tools() -> dict[str, Any]:
-    return {tool.name: tool for tool in listing(toolsets="all")}
+async def all_tools(anyio_backend) -> dict[str, Any]:
+    """Every tool as listed (it takes `anyio_backend` so that plain tests can use this async fixture)."""
+    return {tool.name: tool for tool in await listing(toolsets="all")}
 
 
 def test_every_tool_of_the_design_is_listed(all_tools):
@@ -155,22 +153,25 @@ def test_every_tool_has_an_output_schema(all_tools):
         assert tool.output_schema and tool.output_schema.get("type") == "object", name
 
 
-def test_read_only_mode_lists_only_read_only_tools_and_wins_over_toolsets(all_tools):
-    read_only = {tool.name: tool for tool in listing(toolsets="all", read_only=True)}
+@pytest.mark.anyio
+async def test_read_only_mode_lists_only_read_only_tools_and_wins_over_toolsets(all_tools):
+    read_only = {tool.name: tool for tool in await listing(toolsets="all", read_only=True)}
     assert set(read_only) == {n for n, t in all_tools.items() if t.annotations.read_only_hint}
     assert all(tool.annotations.read_only_hint for tool in read_only.values())
     assert "diagnose_event" in read_only and "delete_rule" not in read_only and "emit_event" not in read_only
-    only_events = {tool.name for tool in listing(toolsets="events", read_only=True)}
+    only_events = {tool.name for tool in await listing(toolsets="events", read_only=True)}
     assert only_events == set()  # both events tools write
 
 
-def test_default_toolsets_are_all_but_sessions():
-    assert {tool.name for tool in listing()} == ALL_TOOLS - TOOLSETS["sessions"]
+@pytest.mark.anyio
+async def test_default_toolsets_are_all_but_sessions():
+    assert {tool.name for tool in await listing()} == ALL_TOOLS - TOOLSETS["sessions"]
 
 
-def test_toolsets_choose_what_is_listed():
-    assert {tool.name for tool in listing(toolsets="rules,events")} == TOOLSETS["rules"] | TOOLSETS["events"]
-    assert {tool.name for tool in listing(toolsets="sessions")} == TOOLSETS["sessions"]
+@pytest.mark.anyio
+async def test_toolsets_choose_what_is_listed():
+    assert {tool.name for tool in await listing(toolsets="rules,events")} == TOOLSETS["rules"] | TOOLSETS["events"]
+    assert {tool.name for tool in await listing(toolsets="sessions")} == TOOLSETS["sessions"]
 
 
 def test_every_documented_endpoint_has_a_tool(all_tools):
@@ -243,12 +244,13 @@ def test_the_declarative_list_is_what_tools_list_shows(all_tools):
         assert set(TOOLSETS[server_tool.toolset.value]) >= {server_tool.name}
 
 
-def test_filtering_by_toolset_and_read_only_happens_in_one_place():
+@pytest.mark.anyio
+async def test_filtering_by_toolset_and_read_only_happens_in_one_place():
     for toolsets, read_only in ((("rules", "events"), False), (("deliveries",), True), (tuple(TOOLSETS), True)):
         wanted = registry.parse_toolsets(",".join(toolsets))
         expected = [t.name for t in registry.enabled_tools(wanted, read_only)]
         settings = {"toolsets": ",".join(toolsets), "read_only": read_only}
-        assert [tool.name for tool in listing(**settings)] == expected
+        assert [tool.name for tool in await listing(**settings)] == expected
 
 
 def test_every_handler_takes_its_runtime_from_the_typed_lifespan_context():

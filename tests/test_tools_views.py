@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
 import jsonschema
 import pytest
 from mcp import Client
@@ -24,33 +23,28 @@ def row_schema(tool: Any, key: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def seen(sandbox) -> dict[str, Any]:
-    """Every view once, read back through a real session, with the tools' output schemas."""
-
-    async def go() -> dict[str, Any]:
-        async with Client(build_server(settings_for(sandbox))) as client:
-            schemas = {tool.name: tool for tool in (await client.list_tools()).tools}
-            hook = {"url": "http://127.0.0.1:9/hook", "custom_headers": {"X-Key": "k" * 20}}
-            webhook = {"type": "webhook", "name": "Views", "metadata": hook}
-            conn = ok(await client.call_tool("create_connection", webhook))
-            rule = {"connection": conn["id"], "event": "view.test", "metadata": {"action": "send_webhook"}}
-            created = ok(await client.call_tool("create_rule", rule))
-            emitted = ok(await client.call_tool("emit_event", {"event": "view.test", "payload": {"n": 1}}))
-            results = {
-                "get_connection": ok(await client.call_tool("get_connection", {"connection_id": conn["id"]})),
-                "create_connection": conn,
-                "get_rule": ok(await client.call_tool("get_rule", {"rule_id": created["id"]})),
-                "create_rule": created,
-                "get_event": ok(
-                    await client.call_tool("get_event", {"event_id": emitted["id"], "include_payload": True})
-                ),
-                "list_rules": ok(await client.call_tool("list_rules", {"event": "view.test"})),
-                "list_connections": ok(await client.call_tool("list_connections", {})),
-                "list_events": ok(await client.call_tool("list_events", {"event": "view.test"})),
-            }
-        return {"schemas": schemas, "results": results}
-
-    return anyio.run(go)
+async def seen(sandbox, anyio_backend) -> dict[str, Any]:
+    """Every view once, read back through a real session, with the tools' output schemas (async: it asks for
+    `anyio_backend`, so that the synchronous tests below can use it)."""
+    async with Client(build_server(settings_for(sandbox))) as client:
+        schemas = {tool.name: tool for tool in (await client.list_tools()).tools}
+        hook = {"url": "http://127.0.0.1:9/hook", "custom_headers": {"X-Key": "k" * 20}}
+        webhook = {"type": "webhook", "name": "Views", "metadata": hook}
+        conn = ok(await client.call_tool("create_connection", webhook))
+        rule = {"connection": conn["id"], "event": "view.test", "metadata": {"action": "send_webhook"}}
+        created = ok(await client.call_tool("create_rule", rule))
+        emitted = ok(await client.call_tool("emit_event", {"event": "view.test", "payload": {"n": 1}}))
+        results = {
+            "get_connection": ok(await client.call_tool("get_connection", {"connection_id": conn["id"]})),
+            "create_connection": conn,
+            "get_rule": ok(await client.call_tool("get_rule", {"rule_id": created["id"]})),
+            "create_rule": created,
+            "get_event": ok(await client.call_tool("get_event", {"event_id": emitted["id"], "include_payload": True})),
+            "list_rules": ok(await client.call_tool("list_rules", {"event": "view.test"})),
+            "list_connections": ok(await client.call_tool("list_connections", {})),
+            "list_events": ok(await client.call_tool("list_events", {"event": "view.test"})),
+        }
+    return {"schemas": schemas, "results": results}
 
 
 def test_list_rows_are_described_field_by_field(seen):

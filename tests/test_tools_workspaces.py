@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import anyio
+import pytest
 from mcp import Client
 
 from meshes_mcp.api import models as m
@@ -11,27 +11,23 @@ from meshes_mcp.server.app import build_server
 from tests.support import ok, refused, settings_for
 
 
-def test_workspace_lifecycle_and_refusals(sandbox):
-    async def go():
-        async with Client(build_server(settings_for(sandbox))) as client:
-            created = ok(await client.call_tool("create_workspace", {"name": "Acme prod", "description": "Acme"}))
-            listed = ok(await client.call_tool("list_workspaces", {}))
-            default = ok(await client.call_tool("get_workspace", {}))
-            renamed = ok(
-                await client.call_tool("update_workspace", {"workspace_id": created["id"], "name": "Acme live"})
-            )
-            cleared = ok(await client.call_tool("update_workspace", {"workspace_id": created["id"], "description": ""}))
-            bad_name = refused(await client.call_tool("create_workspace", {"name": "a/b"}))
-            too_short = refused(await client.call_tool("create_workspace", {"name": "ab"}))
-            nothing = refused(await client.call_tool("update_workspace", {"workspace_id": created["id"]}))
-            missing = refused(
-                await client.call_tool("get_workspace", {"workspace_id": "3f0c9a52-8d1e-4a7b-9c55-0e4b1f2a6d10"})
-            )
-        async with Client(build_server(settings_for(sandbox, workspace_id=None))) as client:
-            no_default = refused(await client.call_tool("get_workspace", {}))
-        return created, listed, default, renamed, cleared, bad_name, too_short, nothing, missing, no_default
+@pytest.mark.anyio
+async def test_workspace_lifecycle_and_refusals(sandbox):
+    async with Client(build_server(settings_for(sandbox))) as client:
+        created = ok(await client.call_tool("create_workspace", {"name": "Acme prod", "description": "Acme"}))
+        listed = ok(await client.call_tool("list_workspaces", {}))
+        default = ok(await client.call_tool("get_workspace", {}))
+        renamed = ok(await client.call_tool("update_workspace", {"workspace_id": created["id"], "name": "Acme live"}))
+        cleared = ok(await client.call_tool("update_workspace", {"workspace_id": created["id"], "description": ""}))
+        bad_name = refused(await client.call_tool("create_workspace", {"name": "a/b"}))
+        too_short = refused(await client.call_tool("create_workspace", {"name": "ab"}))
+        nothing = refused(await client.call_tool("update_workspace", {"workspace_id": created["id"]}))
+        missing = refused(
+            await client.call_tool("get_workspace", {"workspace_id": "3f0c9a52-8d1e-4a7b-9c55-0e4b1f2a6d10"})
+        )
+    async with Client(build_server(settings_for(sandbox, workspace_id=None))) as client:
+        no_default = refused(await client.call_tool("get_workspace", {}))
 
-    created, listed, default, renamed, cleared, bad_name, too_short, nothing, missing, no_default = anyio.run(go)
     assert created["name"] == "Acme prod" and created["next"] == f"create_connection workspace={created['id']}"
     assert created["id"] in {w["id"] for w in listed["workspaces"]} and listed["count"] >= 2
     assert default["id"] == sandbox.workspace_id and default["publishable_key"] == sandbox.publishable_key
@@ -44,45 +40,41 @@ def test_workspace_lifecycle_and_refusals(sandbox):
     assert "MESHES_WORKSPACE_ID" in no_default and "list_workspaces" in no_default
 
 
-def test_event_types_and_resources_seen_in_a_workspace(sandbox):
-    async def go():
-        async with MeshesClient.from_settings(settings_for(sandbox)) as api:
-            workspace = (await api.create_workspace(m.CreateWorkspaceRequest(name="Catalogue"))).id
-        async with Client(build_server(settings_for(sandbox, workspace_id=workspace))) as client:
-            empty = ok(await client.call_tool("list_event_types", {}))
-            ok(await client.call_tool("emit_event", {"event": "invoice.paid", "payload": {"id": "in_1"},
-                                                     "resource": "invoice", "resource_id": "in_1"}))  # fmt: skip
-            types = ok(await client.call_tool("list_event_types", {}))
-            resources = ok(await client.call_tool("list_resources", {"workspace_id": workspace}))
-        return workspace, empty, types, resources
+@pytest.mark.anyio
+async def test_event_types_and_resources_seen_in_a_workspace(sandbox):
+    async with MeshesClient.from_settings(settings_for(sandbox)) as api:
+        workspace = (await api.create_workspace(m.CreateWorkspaceRequest(name="Catalogue"))).id
+    async with Client(build_server(settings_for(sandbox, workspace_id=workspace))) as client:
+        empty = ok(await client.call_tool("list_event_types", {}))
+        ok(await client.call_tool("emit_event", {"event": "invoice.paid", "payload": {"id": "in_1"},
+                                                 "resource": "invoice", "resource_id": "in_1"}))  # fmt: skip
+        types = ok(await client.call_tool("list_event_types", {}))
+        resources = ok(await client.call_tool("list_resources", {"workspace_id": workspace}))
 
-    workspace, empty, types, resources = anyio.run(go)
     assert empty == {"workspace": workspace, "count": 0}
     assert [e["key"] for e in types["entries"]] == ["invoice.paid"] and types["count"] == 1
     assert [e["key"] for e in resources["entries"]] == ["invoice"]
 
 
-def test_sessions_never_show_tokens(sandbox):
-    async def go():
-        async with Client(build_server(settings_for(sandbox))) as client:
-            created = await client.call_tool("create_session", {"role": "admin", "external_user_id": "user_42"})
-            resource = ok(
-                await client.call_tool(
-                    "create_session",
-                    {"session_type": "resource", "resource": "user", "resource_id": "usr_42", "launch_page": "events"},
-                )
+@pytest.mark.anyio
+async def test_sessions_never_show_tokens(sandbox):
+    async with Client(build_server(settings_for(sandbox))) as client:
+        created = await client.call_tool("create_session", {"role": "admin", "external_user_id": "user_42"})
+        resource = ok(
+            await client.call_tool(
+                "create_session",
+                {"session_type": "resource", "resource": "user", "resource_id": "usr_42", "launch_page": "events"},
             )
-            bad_ttl = refused(await client.call_tool("create_session", {"ttl_seconds": 10}))
-            half_resource = refused(await client.call_tool("create_session", {"session_type": "resource"}))
-            listed = ok(await client.call_tool("list_sessions", {"limit": 1}))
-            page_two = ok(await client.call_tool("list_sessions", {"limit": 1, "cursor": listed["next_cursor"]}))
-            refreshed = await client.call_tool("refresh_session", {"session_id": ok(created)["session_id"]})
-            revoked = ok(await client.call_tool("revoke_session", {"session_id": resource["session_id"]}))
-            active = ok(await client.call_tool("list_sessions", {"status": "active"}))
-            bad_id = refused(await client.call_tool("revoke_session", {"session_id": "../etc"}))
-        return created, resource, bad_ttl, half_resource, listed, page_two, refreshed, revoked, active, bad_id
+        )
+        bad_ttl = refused(await client.call_tool("create_session", {"ttl_seconds": 10}))
+        half_resource = refused(await client.call_tool("create_session", {"session_type": "resource"}))
+        listed = ok(await client.call_tool("list_sessions", {"limit": 1}))
+        page_two = ok(await client.call_tool("list_sessions", {"limit": 1, "cursor": listed["next_cursor"]}))
+        refreshed = await client.call_tool("refresh_session", {"session_id": ok(created)["session_id"]})
+        revoked = ok(await client.call_tool("revoke_session", {"session_id": resource["session_id"]}))
+        active = ok(await client.call_tool("list_sessions", {"status": "active"}))
+        bad_id = refused(await client.call_tool("revoke_session", {"session_id": "../etc"}))
 
-    created, resource, bad_ttl, half_resource, listed, page_two, refreshed, revoked, active, bad_id = anyio.run(go)
     session = ok(created)
     for result in (created, refreshed):
         text = result.content[0].text

@@ -12,7 +12,6 @@ import threading
 import time
 from typing import Any
 
-import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -174,17 +173,15 @@ def test_stdio_arguments_holding_nan_or_infinity_are_refused_per_item(sandbox, s
     assert after == before + 1  # only the valid item was sent
 
 
-def test_lone_surrogates_are_refused_per_item_through_a_client_session(sandbox, sandbox_api):
-    async def go():
-        async with Client(build_server(settings_for(sandbox))) as client:
-            single = await client.call_tool("emit_event", {"event": "user.signup", "payload": {"name": "\ud800"}})
-            events = [{"event": "user.signup", "payload": {"n": i}} for i in range(3)]
-            events[1]["payload"] = {"name": "Zo\udc00e"}
-            bulk = await client.call_tool("emit_events", {"events": events})
-            return refused(single), ok(bulk)
-
+@pytest.mark.anyio
+async def test_lone_surrogates_are_refused_per_item_through_a_client_session(sandbox, sandbox_api):
     before = sandbox_api.get("/events", params={"limit": 200}).json()["count"]
-    single, bulk = anyio.run(go)
+    async with Client(build_server(settings_for(sandbox))) as client:
+        single = refused(await client.call_tool("emit_event", {"event": "user.signup", "payload": {"name": "\ud800"}}))
+        events = [{"event": "user.signup", "payload": {"n": i}} for i in range(3)]
+        events[1]["payload"] = {"name": "Zo\udc00e"}
+        bulk = ok(await client.call_tool("emit_events", {"events": events}))
+
     assert "payload.name" in single and "lone surrogate" in single
     assert bulk["accepted"] == 2 and [r["index"] for r in bulk["rejected"]] == [1]
     assert "events[1].payload.name" in bulk["rejected"][0]["reason"]

@@ -8,7 +8,6 @@ of them through the same `advice`, given the group's newest delivery as evidence
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -31,28 +30,6 @@ EVENT_SUMMARY_FIELDS = {
     "id", "event", "resource", "resource_id", "status", "total_rules", "completed_count", "failed_count",
     "created_at", "completed_at",
 }  # fmt: skip
-# Causes quote what a destination or transport said: a host with its userinfo (no scheme in front, so
-# the shared redactor's URL rule misses it) or a URL whose query carries a key. Scrubbed before the
-# shared redaction runs on the whole result.
-BARE_USERINFO = re.compile(r"(^|[\s(\"'=,;])([^\s/@:\"']+):[^\s/@\"']+@")
-SECRET_QUERY = re.compile(
-    r"([?&][A-Za-z0-9_.-]*(?:key|secret|token|password|passwd|pwd|sig|signature|auth)[A-Za-z0-9_.-]*=)[^&#\s\"']+",
-    re.I,
-)
-
-
-def scrub(value: Any) -> Any:
-    """Deep copy of a result with credentials quoted in causes and URLs masked."""
-    if isinstance(value, str):
-        value = BARE_USERINFO.sub(lambda mo: f"{mo.group(1)}[redacted]@", value)
-        return SECRET_QUERY.sub(lambda mo: mo.group(1) + "[redacted]", value)
-    if isinstance(value, dict):
-        return {key: scrub(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [scrub(item) for item in value]
-    return value
-
-
 OAUTH_REASONS = frozenset({"oauth_authorization_revoked", "oauth_reauthorization_required"})
 ATTEMPTS_READ = 200  # far more than any retry schedule makes: the last one is on the first page
 

@@ -291,6 +291,30 @@ REDACTED_LOGGERS = (
 )
 
 
+# Causes and questions quote what a destination or transport said: a host with its userinfo (no scheme in
+# front, so the URL rule above misses it) or a URL whose query carries a key. These wider shapes are not
+# applied to every text the Redactor sees: in customer data they would mask ordinary values
+# ("mailto:jane@example.com", "10:30@office"). They run on what describes a delivery failure (diagnosis,
+# triage, retry results), before the Redactor runs on the whole result.
+BARE_USERINFO = re.compile(r"(^|[\s(\"'=,;])([^\s/@:\"']+):[^\s/@\"']+@")
+SECRET_QUERY = re.compile(
+    r"([?&][A-Za-z0-9_.-]*(?:key|secret|token|password|passwd|pwd|sig|signature|auth)[A-Za-z0-9_.-]*=)[^&#\s\"']+",
+    re.I,
+)
+
+
+def scrub_failure_text(value: Any) -> Any:
+    """Deep copy of a failure description with credentials quoted in causes and URLs masked."""
+    if isinstance(value, str):
+        value = BARE_USERINFO.sub(lambda mo: f"{mo.group(1)}{REDACTED}@", value)
+        return SECRET_QUERY.sub(lambda mo: mo.group(1) + REDACTED, value)
+    if isinstance(value, dict):
+        return {key: scrub_failure_text(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [scrub_failure_text(item) for item in value]
+    return value
+
+
 def redact_logs(redactor: Redactor) -> None:
     """Scrub the server's and the SDK's log records with `redactor` for as long as it lives."""
     LOG_FILTER.redactors.add(redactor)

@@ -20,9 +20,10 @@ from meshes_mcp.api.problems import InvalidRequest, Problem
 from meshes_mcp.server import params as p
 from meshes_mcp.server import triage as t
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
-from meshes_mcp.server.diagnosis import NEEDS_ATTENTION, NOT_FOUND, diagnose, scrub
+from meshes_mcp.server.diagnosis import NEEDS_ATTENTION, NOT_FOUND, diagnose
 from meshes_mcp.server.failures import Failure, attempt
 from meshes_mcp.server.registry import Toolset, tool
+from meshes_mcp.server.render import scrub_failure_text
 from meshes_mcp.server.runtime import ToolContext, runtime_of
 from meshes_mcp.server.views import EventRow, EventView, RuleEventView
 
@@ -311,7 +312,7 @@ async def cancel_event(
 async def diagnose_event(ctx: ToolContext, event_id: p.EventId) -> Annotated[CallToolResult, DiagnosisOut]:
     """Why one event's deliveries failed: per rule the outcome, cause and the fix as exact calls."""
     rt = runtime_of(ctx)
-    return rt.result(scrub(await diagnose(rt, event_id)))
+    return rt.result(scrub_failure_text(await diagnose(rt, event_id)))
 
 
 # --- incidents: triage_failures, retry_failed -------------------------------------------------------
@@ -377,7 +378,7 @@ async def confirm_retry(
     cause = t.one_line(top.evidence.cause)
     spread = f" in {len(groups)} groups, the largest to" if len(groups) > 1 else " to"
     question = f"Retry {len(plan.targets):,} failed deliveries{spread} {where} (cause: {cause})? Each is sent once."
-    return ask(ctx, rt.redact_message(scrub(question)))
+    return ask(ctx, rt.redact_message(scrub_failure_text(question)))
 
 
 def groups_brief(plan: t.RetryPlan, limit: int = 5) -> list[dict[str, Any]]:
@@ -465,7 +466,7 @@ async def triage_failures(
     else:
         then = ", then its `then` call" if rt.enabled.allows("retry_failed") else ""
         result["next"] = f"for each group: run its calls{then}"
-    return rt.result(scrub(result))
+    return rt.result(scrub_failure_text(result))
 
 
 @tool(Toolset.DELIVERIES, read_only=False, idempotent=False, title="Retry failed deliveries")
@@ -506,7 +507,7 @@ async def retry_failed(
         result.update({"dry_run": True, "would_retry": len(plan.targets), "skipped": plan.skipped})
         send = t.call_text("retry_failed", **same, **window_args, max_retries=max_retries)
         result["next"] = f"to send them: {send}"
-        return rt.result(scrub(result))
+        return rt.result(scrub_failure_text(result))
     require_yes(confirmation, "Not retried")
     client = rt.client()
     run = t.RetryRun(plan)
@@ -533,7 +534,7 @@ async def retry_failed(
     result["next"] = more or f"{check} shows what still fails"
     if run.unknown:
         result["next"] += "; check it before retrying the unknown ones again"
-    return rt.result(scrub(result))
+    return rt.result(scrub_failure_text(result))
 
 
 TOOLS = (
