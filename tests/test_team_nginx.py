@@ -212,11 +212,6 @@ def start_team(api_url: str, directory: Path, count: int = 2) -> Team:
         raise
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def team(sandbox: SandboxInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     team = start_team(sandbox.api_url, tmp_path_factory.mktemp("team"))
