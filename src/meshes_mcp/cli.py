@@ -220,7 +220,7 @@ def _http_configured(options: dict[str, Any]) -> bool:
     """Whether doctor should check the HTTP transport: asked for, or configured by flag or variable."""
     from meshes_mcp.config import HTTP_VARIABLES
 
-    flags = ("http_token", "allowed_hosts", "allowed_origins", "stateless", "credentials", "state_key")
+    flags = ("http_token", "allowed_hosts", "allowed_origins", "stateless", "credentials", "state_key", "drain_seconds")
     return (
         options.get("transport") == "http"
         or any(flag in options for flag in flags)

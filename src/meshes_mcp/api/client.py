@@ -73,10 +73,11 @@ class MeshesClient:
         )
 
     @classmethod
-    def from_settings(cls, settings: Any) -> MeshesClient:
+    def from_settings(cls, settings: Any, machine_key: MachineKey | None = None) -> MeshesClient:
+        """A client for the configured API; `machine_key` acts for a caller instead of the configured key."""
         return cls(
             settings.base_url,
-            machine_key=settings.machine_key(),
+            machine_key=machine_key if machine_key is not None else settings.machine_key(),
             publishable_key=settings.publishable_key.get_secret_value() if settings.publishable_key else None,
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,

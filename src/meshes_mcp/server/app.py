@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -138,11 +139,8 @@ def _request_state_security(http: HttpSettings | None) -> Any:
 
     from meshes_mcp.server.tenants import caller_principal
 
-    if http.state_key is None:
-        import os
-
-        return RequestStateSecurity(keys=[os.urandom(32)], bind_principal=caller_principal)
-    return RequestStateSecurity(keys=[http.state_key], bind_principal=caller_principal)
+    key = http.state_key if http.state_key is not None else os.urandom(32)
+    return RequestStateSecurity(keys=[key], bind_principal=caller_principal)
 
 
 def _lifespan(runtime: Runtime) -> Callable[[MCPServer[Runtime]], AbstractAsyncContextManager[Runtime]]:

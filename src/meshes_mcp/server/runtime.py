@@ -40,7 +40,7 @@ class Runtime:
         self._catalog: Catalog | None = None
         self._catalog_live = False
         self._secret_keys: dict[tuple[int, str | None], frozenset[str]] = {}
-        self._client = self._learning(client) if client is not None else None
+        self._client = self._learning(client, self._own_redactor) if client is not None else None
         # Per-request credentials: each caller's client and redactor, leased by the HTTP layer.
         self.tenants = TenantPool(self._tenant_client) if per_request_credentials else None
         for secret in (settings.secret_key, settings.access_key):
@@ -69,26 +69,19 @@ class Runtime:
         if self._client is None:
             from meshes_mcp.api.client import MeshesClient  # deferred: keeps start-up lean
 
-            self._client = self._learning(MeshesClient.from_settings(self.settings))
+            self._client = self._learning(MeshesClient.from_settings(self.settings), self._own_redactor)
         return self._client
 
     def _tenant_client(self, caller: Caller, redactor: Redactor) -> MeshesClient:
         from meshes_mcp.api.client import MeshesClient
+
+        return self._learning(MeshesClient.from_settings(self.settings, caller.key), redactor)
+
+    def _learning(self, client: MeshesClient, redactor: Redactor) -> MeshesClient:
+        """The client as the tools use it: every connection secret that passes through goes to `redactor`."""
         from meshes_mcp.server.secrets import LearningClient
 
-        client = MeshesClient(
-            self.settings.base_url,
-            machine_key=caller.key,
-            connect_timeout=self.settings.connect_timeout,
-            read_timeout=self.settings.read_timeout,
-        )
         return LearningClient(client, redactor, self.secret_keys)
-
-    def _learning(self, client: MeshesClient) -> MeshesClient:
-        """The client as the tools use it: every connection secret that passes through is redacted."""
-        from meshes_mcp.server.secrets import LearningClient
-
-        return LearningClient(client, self._own_redactor, self.secret_keys)
 
     def secret_keys(self, integration_type: str | None) -> frozenset[str]:
         """The credential metadata keys of an integration (none for an unknown type)."""
