@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 import httpx2
-import jwt
 
+from meshes_mcp.api.auth import MachineKey
 from meshes_mcp.sandbox import SandboxInfo
 from meshes_mcp.sandbox.receiver import WebhookReceiver
 
@@ -60,15 +60,7 @@ def start_sandbox(data_dir: Path, synchronous: str | None = None) -> tuple[subpr
 
 
 def token(info: SandboxInfo) -> str:
-    now = int(time.time())
-    claims = {
-        "iss": f"urn:meshes:m2m:{info.access_key}",
-        "aud": "meshes-api",
-        "org": info.organization_id,
-        "iat": now,
-        "exp": now + 30,
-    }
-    return jwt.encode(claims, info.secret_key, algorithm="HS256", headers={"kid": info.access_key})
+    return MachineKey(info.access_key, info.secret_key, info.organization_id).mint()
 
 
 def auth(info: SandboxInfo) -> dict[str, str]:

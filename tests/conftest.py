@@ -8,23 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import jwt
 import pytest
 
+from meshes_mcp.api.auth import MachineKey
 from meshes_mcp.sandbox import EmbeddedSandbox, SandboxInfo
 from meshes_mcp.sandbox.receiver import WebhookReceiver
 
 
 def _token(info: SandboxInfo) -> str:
-    now = int(time.time())
-    claims = {
-        "iss": f"urn:meshes:m2m:{info.access_key}",
-        "aud": "meshes-api",
-        "org": info.organization_id,
-        "iat": now,
-        "exp": now + 30,
-    }
-    return jwt.encode(claims, info.secret_key, algorithm="HS256", headers={"kid": info.access_key})
+    """The machine JWT our API client mints, for the sandbox's own key."""
+    return MachineKey(info.access_key, info.secret_key, info.organization_id).mint()
 
 
 class _FreshToken(httpx2.Auth):

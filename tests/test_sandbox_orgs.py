@@ -14,15 +14,14 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
-import jwt
 import pytest
 
+from meshes_mcp.api.auth import MachineKey
 from meshes_mcp.cli import main
 from meshes_mcp.sandbox import EmbeddedSandbox, SandboxInfo
 from meshes_mcp.sandbox.organizations import ORGANIZATION_LIMIT
@@ -41,9 +40,8 @@ def base_of(info: SandboxInfo) -> str:
 
 
 def token(access_key: str, secret_key: str, org: str) -> str:
-    now = int(time.time())
-    claims = {"iss": f"urn:meshes:m2m:{access_key}", "aud": "meshes-api", "org": org, "iat": now, "exp": now + 30}
-    return jwt.encode(claims, secret_key, algorithm="HS256", headers={"kid": access_key})
+    """A machine JWT from any three parts, matching or not (the forged cases mix two organisations')."""
+    return MachineKey(access_key, secret_key, org).mint()
 
 
 def add_org(info: SandboxInfo, client: httpx2.Client | None = None, **kwargs: Any) -> httpx2.Response:

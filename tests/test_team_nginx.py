@@ -36,7 +36,7 @@ from tests.conftest import SandboxApi
 from tests.support import ok, refused
 from tests.test_http_transport import free_port
 from tests.test_sandbox_orgs import add_org, info_of
-from tests.test_team_server import Replica, caller_headers, session, start_replica, stop_replica
+from tests.test_team_server import Replica, caller_headers, lines_for, session, start_replica, stop_replica
 
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 NO_NGINX = "no nginx binary on PATH or at /usr/sbin/nginx: install the Debian package `nginx` (.ci/run does)"
@@ -62,18 +62,13 @@ class Front:
     def access_log(self) -> Path:
         return self.prefix / "access.log"
 
-    def log_lines(self) -> list[dict[str, str]]:
+    def log_lines(self) -> list[dict[str, Any]]:
         if not self.access_log.exists():
             return []
         return [json.loads(line) for line in self.access_log.read_text(errors="replace").splitlines() if line]
 
-    def lines_for(self, request_id: str) -> list[dict[str, str]]:
-        """nginx writes a request's line when it has finished with it: possibly a moment after the client."""
-        deadline = time.monotonic() + 10
-        while not (found := [line for line in self.log_lines() if line["request_id"] == request_id]):
-            assert time.monotonic() < deadline, f"no nginx line for {request_id}"
-            time.sleep(0.02)
-        return found
+    def lines_for(self, request_id: str) -> list[dict[str, Any]]:
+        return lines_for(self.log_lines, request_id, "nginx line")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

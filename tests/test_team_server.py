@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from mcp_types import ElicitResult, InputRequiredResult
 
 from meshes_mcp.sandbox import SandboxInfo
 from tests.support import ok, refused
-from tests.test_http_transport import MCP_HEADERS, free_port, wait_until_serving
+from tests.test_http_transport import MCP_HEADERS, free_port, run_cli, wait_until_serving
 from tests.test_sandbox_orgs import add_org, info_of
 
 STATE_KEY = "state-key-for-tests-0123456789abcdef"
@@ -54,12 +54,17 @@ class Replica:
         return [json.loads(line) for line in lines if line.startswith("{")]
 
     def lines_for(self, request_id: str) -> list[dict[str, Any]]:
-        """This request's access lines: written once the response has gone, so possibly a moment after."""
-        deadline = time.monotonic() + 10
-        while not (found := [line for line in self.log_lines() if line["request_id"] == request_id]):
-            assert time.monotonic() < deadline, f"no access line for {request_id}"
-            time.sleep(0.02)
-        return found
+        return lines_for(self.log_lines, request_id, "access line")
+
+
+def lines_for(read: Callable[[], list[dict[str, Any]]], request_id: str, what: str) -> list[dict[str, Any]]:
+    """A request's log lines: a log line is written once the response has gone, so possibly a moment after
+    the client has it."""
+    deadline = time.monotonic() + 10
+    while not (found := [line for line in read() if line["request_id"] == request_id]):
+        assert time.monotonic() < deadline, f"no {what} for {request_id}"
+        time.sleep(0.02)
+    return found
 
 
 def start_replica(api_url: str, log: Path, *extra: str, env: dict[str, str] | None = None) -> Replica:
@@ -295,16 +300,6 @@ async def test_sigterm_lets_an_in_flight_call_finish_then_exits(sandbox: Sandbox
 
 
 # --- start-up refusals ------------------------------------------------------------------------------------
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshes_mcp", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={"PATH": "/usr/bin:/bin", **(env or {})},
-    )
 
 
 @pytest.mark.parametrize(
