@@ -32,7 +32,7 @@ from meshes_mcp.api import models as m
 from meshes_mcp.api.client import MeshesClient
 from meshes_mcp.sandbox import EmbeddedSandbox
 from meshes_mcp.server.app import build_server
-from meshes_mcp.server.triage import cause_signature, group_key
+from meshes_mcp.server.incident.groups import cause_signature, group_key
 from tests.support import ok, refused, settings_for
 
 SEND = {"action": "send_webhook"}

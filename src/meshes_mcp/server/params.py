@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, overload
 from pydantic import BaseModel, ConfigDict, Field
 
 from meshes_mcp.api.models import EventListQuery, require_uuid
-from meshes_mcp.api.problems import check
+from meshes_mcp.api.problems import InvalidRequest, Problem, check
 
 if TYPE_CHECKING:
     from meshes_mcp.server.runtime import Runtime
@@ -45,6 +45,8 @@ Filter = str | None
 EventStatus = Literal["pending", "processing", "completed", "failed"] | None
 AttemptId = str
 SessionId = str
+# Seconds to wait for deliveries to settle; the range is checked by `check_range` with an example.
+Wait = int | None
 
 
 @overload
@@ -91,3 +93,12 @@ def next_page(tool: str, cursor: str | None, **args: Any) -> str | None:
         return None
     given = " ".join(f"{key}={value}" for key, value in args.items() if value is not None)
     return f"{tool} {given} cursor={cursor}".replace("  ", " ")
+
+
+def check_range(param: str, value: int | None, low: int, high: int, example: int, default: int = 0) -> int:
+    """An integer parameter within its range, else the range and an example; left out, the default."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not low <= value <= high:
+        raise InvalidRequest([Problem(param, f"must be {low} to {high:,}, e.g. {example}")])
+    return value

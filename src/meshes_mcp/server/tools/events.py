@@ -14,9 +14,11 @@ from meshes_mcp.api.models import BULK_LIMIT, BulkResult, EmitEventRequest
 from meshes_mcp.api.problems import InvalidRequest, check
 from meshes_mcp.server import params as p
 from meshes_mcp.server.failures import Failure, attempt
+from meshes_mcp.server.incident.outcomes import wait_for_event
+from meshes_mcp.server.incident.progress import Throttle
+from meshes_mcp.server.params import Wait, check_range
 from meshes_mcp.server.registry import Toolset, tool
 from meshes_mcp.server.runtime import Runtime, ToolContext, runtime_of
-from meshes_mcp.server.triage import Throttle, Wait, check_range, wait_for_event
 
 WAIT_MAX = 60
 # Four bulk requests in flight keep ingestion fast without one agent hogging the API's rate limit.
