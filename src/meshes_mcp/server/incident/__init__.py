@@ -1,6 +1,6 @@
 """Incidents: what failed or never arrived in a window, grouped by cause, with the fix and the retry.
 
 One module a concern: `window` (the span and exact-call text), `scan` (reading failing events and the
-triage scan), `groups` (cause signatures, keys, filters), `advice` (what a group says), `replay`
+triage scan), `groups` (cause signatures, keys, filters), `advice` (what a group says), `retry`
 (retry_failed), `outcomes` (waiting for deliveries to settle), `progress` (throttled notifications).
 """

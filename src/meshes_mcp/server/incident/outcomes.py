@@ -19,7 +19,7 @@ from meshes_mcp.server.incident.scan import READS_IN_FLIGHT
 
 if TYPE_CHECKING:
     from meshes_mcp.api.client import MeshesClient
-    from meshes_mcp.server.incident.replay import Target
+    from meshes_mcp.server.incident.retry import Target
 
 
 # --- waiting for outcomes -----------------------------------------------------------------------

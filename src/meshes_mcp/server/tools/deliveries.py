@@ -21,7 +21,7 @@ from meshes_mcp.server import params as p
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.diagnosis import NEEDS_ATTENTION, NOT_FOUND, diagnose
 from meshes_mcp.server.failures import Failure, attempt
-from meshes_mcp.server.incident import advice, outcomes, replay, scan
+from meshes_mcp.server.incident import advice, outcomes, retry, scan
 from meshes_mcp.server.incident.groups import check_filters, one_line
 from meshes_mcp.server.incident.progress import Throttle
 from meshes_mcp.server.incident.window import Window, call_text, created
@@ -352,7 +352,7 @@ async def plan_retry(
     until: str | None = None,
     max_retries: int | None = None,
     wait_seconds: int | None = None,
-) -> replay.RetryPlan:
+) -> retry.RetryPlan:
     """Every matching failing delivery, found before anything is sent (and before the user is asked)."""
     rt = runtime_of(ctx)
     client = rt.client()
@@ -362,11 +362,11 @@ async def plan_retry(
     limit = p.check_range("max_retries", max_retries, 1, MAX_RETRIES, 500, DEFAULT_MAX_RETRIES)
     p.check_range("wait_seconds", wait_seconds, 0, RETRY_WAIT_MAX, 30)
     progress = Throttle(ctx.report_progress)
-    return await attempt(replay.plan_retries(client, filters, window, limit, progress), SCAN_FAILURE)
+    return await attempt(retry.plan_retries(client, filters, window, limit, progress), SCAN_FAILURE)
 
 
 async def confirm_retry(
-    plan: Annotated[replay.RetryPlan, Resolve(plan_retry)], ctx: ToolContext, dry_run: bool | None = None
+    plan: Annotated[retry.RetryPlan, Resolve(plan_retry)], ctx: ToolContext, dry_run: bool | None = None
 ) -> Confirmation | Elicit[Confirmation]:
     if dry_run or len(plan.targets) <= ASK_ABOVE or not can_elicit(ctx):
         return NOT_ASKED
@@ -384,7 +384,7 @@ async def confirm_retry(
     return ask(ctx, rt.redact_message(scrub_failure_text(question)))
 
 
-def groups_brief(plan: replay.RetryPlan, limit: int = 5) -> list[dict[str, Any]]:
+def groups_brief(plan: retry.RetryPlan, limit: int = 5) -> list[dict[str, Any]]:
     counts = Counter(target.group.key for target in plan.targets)
     return [
         {
@@ -398,7 +398,7 @@ def groups_brief(plan: replay.RetryPlan, limit: int = 5) -> list[dict[str, Any]]
     ]
 
 
-def cancel_report(run: replay.RetryRun) -> str:
+def cancel_report(run: retry.RetryRun) -> str:
     total = len(run.plan.targets)
     answered = run.handled
     in_flight = len(run.in_flight)
@@ -410,7 +410,7 @@ def cancel_report(run: replay.RetryRun) -> str:
     )
 
 
-async def announce_cancel(ctx: ToolContext, run: replay.RetryRun) -> None:
+async def announce_cancel(ctx: ToolContext, run: retry.RetryRun) -> None:
     """A canceled request gets no result, so the tally goes out as a log notification (and to stderr)."""
     message = cancel_report(run)
     log.warning("%s", message)
@@ -475,7 +475,7 @@ async def triage_failures(
 @tool(Toolset.DELIVERIES, read_only=False, idempotent=False, title="Retry failed deliveries")
 async def retry_failed(
     ctx: ToolContext,
-    plan: Annotated[replay.RetryPlan, Resolve(plan_retry)],
+    plan: Annotated[retry.RetryPlan, Resolve(plan_retry)],
     confirmation: Annotated[Confirmed, Resolve(confirm_retry)],
     group: p.Filter = None,
     workspace: p.Filter = None,
@@ -513,10 +513,10 @@ async def retry_failed(
         return rt.result(scrub_failure_text(result))
     require_yes(confirmation, "Not retried")
     client = rt.client()
-    run = replay.RetryRun(plan)
+    run = retry.RetryRun(plan)
     progress = Throttle(ctx.report_progress)
     try:
-        await replay.run_retries(client, run, progress)
+        await retry.run_retries(client, run, progress)
     except anyio.get_cancelled_exc_class():
         await announce_cancel(ctx, run)
         raise
