@@ -391,6 +391,12 @@ def bound_text(text: Any, limit: int = UNTRUSTED_PHRASE_CHARS) -> str | None:
     return text[: max(0, limit - len(marker))] + marker
 
 
+def bound_lines(text: str) -> str:
+    """Each line of an API error cut to a phrase: such an error may quote a destination (a webhook URL test
+    answered with a 60 KB reason phrase) and a tool error has no field to set it apart, only its size."""
+    return "\n".join(bound_text(line) or "" for line in text.split("\n"))
+
+
 def utf8_size(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
