@@ -71,6 +71,13 @@ class Evidence:
         return message if isinstance(message, str) and message else self.rule_event.last_error
 
     @property
+    def header_refused(self) -> bool:
+        """No request could be formed (a header value with a line break): only when nothing answered, so a
+        destination cannot pass its own words off as our transport's refusal."""
+        no_answer = self.http_status is None
+        return self.code in ("network_error", "rejected_client_error") and no_answer and is_header_error(self.reported)
+
+    @property
     def untrusted_reason(self) -> str | None:
         return bound_text(self.reported)
 
@@ -112,7 +119,7 @@ def what_happened(ev: Evidence) -> str:
     http = f"HTTP {status} from {who}" if status else None
     code = ev.code
     conn = ev.connection
-    if code in ("network_error", "rejected_client_error") and is_header_error(ev.reported):
+    if ev.header_refused:
         return f"no request could be sent to {who}: a header of the connection holds a character HTTP forbids"
     accounts = {
         "auth_failed": f"{who} rejected the connection's credentials" + (f" (HTTP {status})" if status else ""),
@@ -155,7 +162,7 @@ def advice(ev: Evidence) -> tuple[str, list[str]]:
             calls["credentials"],
             calls["retry"],
         ]
-    if code in ("network_error", "rejected_client_error") and is_header_error(ev.reported):
+    if ev.header_refused:
         # No request could be formed (a header value with a line break saved before such values were refused):
         # the receiver is fine, the connection is not.
         return (
