@@ -118,10 +118,14 @@ def test_sandbox_port_is_pinned_and_a_taken_one_is_refused_in_one_line(tmp_path)
         taken.bind(("127.0.0.1", port))
         taken.listen()
         refused = run_cli("--sandbox", "--sandbox-port", str(port), "--data-dir", str(tmp_path))
+        alone_taken = run_cli("sandbox", "--port", str(port), "--data-dir", str(tmp_path))
     assert refused.returncode == 2
     (line,) = [line for line in refused.stderr.splitlines() if line.startswith("meshes-mcp:")]
     assert f"--sandbox-port {port}: 127.0.0.1:{port} is already in use" in line
     assert f"--sandbox-port {port + 1}" in line and "Traceback" not in refused.stderr
+
+    assert alone_taken.returncode == 2 and "Traceback" not in alone_taken.stderr
+    assert f"meshes-mcp: --port {port}: 127.0.0.1:{port} is already in use" in alone_taken.stderr
 
     alone = run_cli("--sandbox-port", str(port))
     assert alone.returncode == 2 and "use it with --sandbox" in alone.stderr

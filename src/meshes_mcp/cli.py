@@ -7,6 +7,7 @@ Only argparse is imported up front: a stdio server is judged by how fast it answ
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -322,8 +323,11 @@ def start_sandbox(options: dict[str, Any], *, keys: bool = True) -> tuple[Any, d
     try:
         info = sandbox.start()
     except RuntimeError as exc:
-        if port is not None and isinstance(exc.__cause__, OSError):  # the port could not be bound
-            raise ValueError(port_taken(port)) from None
+        cause = exc.__cause__
+        if port is not None and isinstance(cause, OSError):  # the port could not be bound
+            if cause.errno == errno.EADDRINUSE:
+                raise ValueError(port_taken(port)) from None
+            raise ValueError(f"--sandbox-port {port}: cannot listen on 127.0.0.1:{port} ({cause.strerror})") from None
         raise
     # Practising a scenario: its workspace is the default one, unless --workspace says otherwise.
     practice = sandbox.scenario["workspace_id"] if sandbox.scenario else None
@@ -341,10 +345,12 @@ def start_sandbox(options: dict[str, Any], *, keys: bool = True) -> tuple[Any, d
     return sandbox, overrides
 
 
-def port_taken(port: int) -> str:
+def port_taken(port: int, flag: str = "--sandbox-port", host: str = "127.0.0.1") -> str:
+    """One line for a sandbox port already bound: which, by what likely, and the flag that moves it."""
+    other = port + 1 if port < 65535 else 8788
     return (
-        f"--sandbox-port {port}: 127.0.0.1:{port} is already in use (another meshes-mcp --sandbox with this port, "
-        f"or another program); close it, or pick a free port, e.g. --sandbox-port {port + 1 if port < 65535 else 8788}"
+        f"{flag} {port}: {host}:{port} is already in use (another meshes-mcp sandbox on this port, or another "
+        f"program); close it, or pick a free port, e.g. {flag} {other}"
     )
 
 
@@ -389,15 +395,22 @@ def run_sandbox_command(options: dict[str, Any]) -> None:
     from meshes_mcp.sandbox import run_sandbox
 
     data_dir = Path(options.get("data_dir") or default_data_dir())
+    host = options.get("host") or "127.0.0.1"
+    port = 8787 if options.get("port") is None else options["port"]  # 0 asks for a free port
     log_info_file(data_dir)  # written once the sandbox listens
-    run_sandbox(
-        host=options.get("host") or "127.0.0.1",
-        port=8787 if options.get("port") is None else options["port"],  # 0 asks for a free port
-        data_dir=data_dir,
-        retry_base=options.get("retry_base"),
-        max_attempts=options.get("max_attempts"),
-        scenario=options.get("scenario"),
-    )
+    try:
+        run_sandbox(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            retry_base=options.get("retry_base"),
+            max_attempts=options.get("max_attempts"),
+            scenario=options.get("scenario"),
+        )
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ValueError(port_taken(port, "--port", host)) from None
 
 
 def _version() -> str:
