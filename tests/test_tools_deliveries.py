@@ -280,7 +280,8 @@ async def test_diagnose_a_mapping_error_points_at_the_mapping(sandbox):
         diagnosis = ok(await client.call_tool("diagnose_event", {"event_id": emitted["id"]}))
 
     (delivery,) = diagnosis["deliveries"]
-    assert delivery["outcome_code"] == "mapping_error" and "email" in delivery["cause"]
+    assert delivery["outcome_code"] == "mapping_error" and "email" in delivery["untrusted_reason"]
+    assert delivery["cause"] == "the event's payload could not be mapped to hubspot's fields"
     assert delivery["next"][:2] == [
         f"get_connection_mappings connection_id={hubspot}",
         f"update_connection_mappings connection_id={hubspot}",

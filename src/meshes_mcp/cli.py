@@ -7,6 +7,7 @@ Only argparse is imported up front: a stdio server is judged by how fast it answ
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -89,6 +90,11 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--sandbox", action="store_true", default=d, help="run against the embedded local sandbox")
     parser.add_argument("--data-dir", type=Path, default=d, help="sandbox data directory (with --sandbox)")
+    parser.add_argument(
+        "--sandbox-port",
+        default=d,
+        help="with --sandbox: a fixed loopback port, so its URLs stay valid across restarts (MESHES_MCP_SANDBOX_PORT)",
+    )
     parser.add_argument("--transport", choices=("stdio", "http"), default=d, help="stdio (default) or streamable HTTP")
     parser.add_argument("--host", default=d, help="HTTP host (default 127.0.0.1; others need a token)")
     parser.add_argument("--port", type=int, default=d, help="HTTP port (default 8000)")
@@ -297,21 +303,36 @@ def start_sandbox(options: dict[str, Any], *, keys: bool = True) -> tuple[Any, d
     `keys=False` (per-request credentials): only the API URL points at the sandbox; callers bring keys."""
     if options.get("scenario") and not options.get("sandbox"):
         raise ValueError("--scenario adds practice history to the local sandbox: use it with --sandbox")
+    from meshes_mcp.config import sandbox_port
+
+    port = sandbox_port(options.get("sandbox_port"), os.environ)
     if not options.get("sandbox"):
+        if "sandbox_port" in options:
+            raise ValueError("--sandbox-port pins the embedded sandbox's port: use it with --sandbox")
         return None, {}
     from meshes_mcp.sandbox import EmbeddedSandbox
 
-    data_dir = options.get("data_dir") or default_data_dir()
+    data_dir = Path(options.get("data_dir") or default_data_dir())
     sandbox = EmbeddedSandbox(
-        Path(data_dir),
+        data_dir,
+        port=port or 0,
         retry_base=options.get("retry_base"),
         max_attempts=options.get("max_attempts"),
         scenario=options.get("scenario"),
     )
-    info = sandbox.start()
+    try:
+        info = sandbox.start()
+    except RuntimeError as exc:
+        cause = exc.__cause__
+        if port is not None and isinstance(cause, OSError):  # the port could not be bound
+            if cause.errno == errno.EADDRINUSE:
+                raise ValueError(port_taken(port)) from None
+            raise ValueError(f"--sandbox-port {port}: cannot listen on 127.0.0.1:{port} ({cause.strerror})") from None
+        raise
     # Practising a scenario: its workspace is the default one, unless --workspace says otherwise.
     practice = sandbox.scenario["workspace_id"] if sandbox.scenario else None
     logging.getLogger("meshes_mcp").info("sandbox at %s (data in %s)", info.api_url, data_dir)
+    log_info_file(data_dir)
     if not keys:
         return sandbox, {"api_url": info.api_url}
     overrides = {
@@ -322,6 +343,23 @@ def start_sandbox(options: dict[str, Any], *, keys: bool = True) -> tuple[Any, d
         "workspace_id": options.get("workspace_id") or practice or info.workspace_id,
     }
     return sandbox, overrides
+
+
+def port_taken(port: int, flag: str = "--sandbox-port", host: str = "127.0.0.1") -> str:
+    """One line for a sandbox port already bound: which, by what likely, and the flag that moves it."""
+    other = port + 1 if port < 65535 else 8788
+    return (
+        f"{flag} {port}: {host}:{port} is already in use (another meshes-mcp sandbox on this port, or another "
+        f"program); close it, or pick a free port, e.g. {flag} {other}"
+    )
+
+
+def log_info_file(data_dir: Path) -> None:
+    """Where the sandbox's API URL and keys are written, for curl and the SDKs."""
+    from meshes_mcp.sandbox.server import INFO_FILE
+
+    path = data_dir.resolve() / INFO_FILE
+    logging.getLogger("meshes_mcp").info("sandbox.json (API URL and keys, for curl and the SDKs): %s", path)
 
 
 def doctor(options: dict[str, Any]) -> int:
@@ -356,14 +394,23 @@ def run_sandbox_command(options: dict[str, Any]) -> None:
         return
     from meshes_mcp.sandbox import run_sandbox
 
-    run_sandbox(
-        host=options.get("host") or "127.0.0.1",
-        port=8787 if options.get("port") is None else options["port"],  # 0 asks for a free port
-        data_dir=Path(options.get("data_dir") or default_data_dir()),
-        retry_base=options.get("retry_base"),
-        max_attempts=options.get("max_attempts"),
-        scenario=options.get("scenario"),
-    )
+    data_dir = Path(options.get("data_dir") or default_data_dir())
+    host = options.get("host") or "127.0.0.1"
+    port = 8787 if options.get("port") is None else options["port"]  # 0 asks for a free port
+    log_info_file(data_dir)  # written once the sandbox listens
+    try:
+        run_sandbox(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            retry_base=options.get("retry_base"),
+            max_attempts=options.get("max_attempts"),
+            scenario=options.get("scenario"),
+        )
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ValueError(port_taken(port, "--port", host)) from None
 
 
 def _version() -> str:

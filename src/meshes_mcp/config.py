@@ -108,6 +108,24 @@ class Settings(BaseSettings):
         }
 
 
+# --- the embedded sandbox ------------------------------------------------------------------------
+
+SANDBOX_PORT_VARIABLE = "MESHES_MCP_SANDBOX_PORT"
+
+
+def sandbox_port(flag: str | int | None, environ: Mapping[str, str]) -> int | None:
+    """`--sandbox-port` (or MESHES_MCP_SANDBOX_PORT): the embedded sandbox's fixed loopback port, so URLs made
+    against it (a practice inbox) stay valid across restarts; None for a free port chosen at each start."""
+    source = "--sandbox-port" if flag is not None else SANDBOX_PORT_VARIABLE
+    value = flag if flag is not None else environ.get(SANDBOX_PORT_VARIABLE)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{source} must be a port from 1 to 65535, e.g. {source}{' ' if flag else '='}8788")
+    return int(text)
+
+
 # --- HTTP transport exposure -------------------------------------------------------------------
 
 TOKEN_VARIABLE = "MESHES_MCP_HTTP_TOKEN"

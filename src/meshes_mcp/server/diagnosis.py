@@ -16,7 +16,7 @@ from meshes_mcp.api import errors as e
 from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest, Problem
 from meshes_mcp.server.failures import Failure, attempt
-from meshes_mcp.server.render import is_header_error
+from meshes_mcp.server.render import bound_text, is_header_error
 
 if TYPE_CHECKING:
     from meshes_mcp.api.catalog import Catalog
@@ -64,9 +64,27 @@ class Evidence:
         return (self.latest.model_extra or {}).get("http_status") if self.latest else None
 
     @property
-    def cause(self) -> str | None:
+    def reported(self) -> str | None:
+        """The failure as Meshes recorded it: it may quote the destination, so it is shown only as
+        `untrusted_reason` and read here only for its shape (a refused header)."""
         message = (self.latest.model_extra or {}).get("message") if self.latest else None
-        return message or self.rule_event.last_error
+        return message if isinstance(message, str) and message else self.rule_event.last_error
+
+    @property
+    def header_refused(self) -> bool:
+        """No request could be formed (a header value with a line break): only when nothing answered, so a
+        destination cannot pass its own words off as our transport's refusal."""
+        no_answer = self.http_status is None
+        return self.code in ("network_error", "rejected_client_error") and no_answer and is_header_error(self.reported)
+
+    @property
+    def untrusted_reason(self) -> str | None:
+        return bound_text(self.reported)
+
+    @property
+    def cause(self) -> str:
+        """What happened, in our words: from the outcome code, the HTTP status and the connection's state."""
+        return what_happened(self)
 
     def calls(self) -> dict[str, str]:
         ids = self.rule_event
@@ -92,6 +110,39 @@ def latest_attempt(attempts: list[m.Attempt]) -> m.Attempt | None:
     return max(attempts, key=number) if attempts else None
 
 
+def what_happened(ev: Evidence) -> str:
+    """Our own one-line account of a troubled delivery, e.g. "HTTP 503 from the receiver". Built only from
+    codes, statuses and states, so nothing a destination wrote can pass for our diagnosis."""
+    kind = ev.rule_event.integration_type or "destination"
+    who = "the receiver" if kind == "webhook" else kind
+    status = ev.http_status if isinstance(ev.http_status, int) else None
+    http = f"HTTP {status} from {who}" if status else None
+    code = ev.code
+    conn = ev.connection
+    if ev.header_refused:
+        return f"no request could be sent to {who}: a header of the connection holds a character HTTP forbids"
+    accounts = {
+        "auth_failed": f"{who} rejected the connection's credentials" + (f" (HTTP {status})" if status else ""),
+        "rejected_client_error": http or f"no request could be sent to {who}",
+        "rejected_server_error": http or f"{who} failed on its side",
+        "rate_limited": f"{http or who}: rate limited",
+        "timeout": f"no answer from {who} in time",
+        "network_error": f"{who} could not be reached (network error)",
+        "mapping_error": f"the event's payload could not be mapped to {kind}'s fields",
+        "internal_error": "Meshes failed internally while delivering",
+    }
+    if code in accounts:
+        said = accounts[code]
+    elif code is not None:
+        said = f"attempt outcome {code}" + (f", {http}" if http else "")
+    elif ev.rule_event.status == "retrying":
+        said = "waiting for its next automatic attempt"
+    else:
+        said = f"{ev.rule_event.status} with no attempt recorded"
+    state = connection_state(conn)
+    return f"{said}; the connection is {state}" if state else said
+
+
 def advice(ev: Evidence) -> tuple[str, list[str]]:
     """The fix for a troubled delivery (or group), and the exact calls that carry it out."""
     kind = ev.rule_event.integration_type or "destination"
@@ -111,7 +162,7 @@ def advice(ev: Evidence) -> tuple[str, list[str]]:
             calls["credentials"],
             calls["retry"],
         ]
-    if code in ("network_error", "rejected_client_error") and is_header_error(ev.cause):
+    if ev.header_refused:
         # No request could be formed (a header value with a line break saved before such values were refused):
         # the receiver is fine, the connection is not.
         return (
@@ -226,6 +277,7 @@ def delivery_report(ev: Evidence, enabled: EnabledTools) -> dict[str, Any]:
         "outcome_code": ev.code,
         "http_status": ev.http_status,
         "cause": ev.cause,
+        "untrusted_reason": ev.untrusted_reason,
         "connection_state": connection_state(ev.connection),
         "next_attempt_at": (ev.rule_event.model_extra or {}).get("next_attempt_at"),
         "fix": fix,

@@ -26,7 +26,7 @@ from meshes_mcp.server.incident.groups import check_filters, one_line
 from meshes_mcp.server.incident.progress import Throttle
 from meshes_mcp.server.incident.window import Window, call_text, created
 from meshes_mcp.server.registry import Toolset, tool
-from meshes_mcp.server.render import scrub_failure_text
+from meshes_mcp.server.render import bound_response, scrub_failure_text, untrusted_fields
 from meshes_mcp.server.runtime import ToolContext, runtime_of
 from meshes_mcp.server.views import EventRow, EventView, RuleEventView
 
@@ -89,8 +89,8 @@ def event_row(event: m.Event, *, org_wide: bool) -> dict[str, Any]:
 
 
 def attempt_view(item: m.Attempt) -> dict[str, Any]:
-    # The ids the caller already passed are noise in every row.
-    return item.model_dump(mode="json", exclude={"event_id", "rule", "rule_event_id"})
+    # The ids the caller already passed are noise in every row; the message quotes the destination.
+    return untrusted_fields(item.model_dump(mode="json", exclude={"event_id", "rule", "rule_event_id"}))
 
 
 async def find_rule_event(client: Any, event_id: str, rule_id: str) -> tuple[m.Event, m.RuleEvent | None]:
@@ -243,9 +243,8 @@ async def get_rule_attempt(
     view = attempt_view(found)
     if include_response:
         details = await attempt(client.get_attempt_response(event_id, rule_id, attempt_id), failure)
-        view["untrusted_response"] = details.model_dump(
-            mode="json", exclude={"attempt_id", "event_id", "rule", "attempt_number", "outcome_code"}
-        )
+        known = {"attempt_id", "event_id", "rule", "attempt_number", "outcome_code"}  # already in the view
+        view["untrusted_response"] = bound_response(details.model_dump(mode="json", exclude=known))
         view["response_note"] = RESPONSE_NOTE
     return rt.result(view)
 
