@@ -28,6 +28,7 @@ def group_view(group: Group, retry_call: str, enabled: EnabledTools) -> dict[str
         "outcome_code": group.outcome_code,
         "http_status": ev.http_status,
         "cause": one_line(ev.cause),
+        "untrusted_reason": ev.untrusted_reason,
         "failed": group.failed,
         "retrying": group.retrying,
         "first_seen": group.first_seen,

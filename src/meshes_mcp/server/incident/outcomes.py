@@ -13,9 +13,10 @@ from meshes_mcp.api import errors as e
 from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest
 from meshes_mcp.server.diagnosis import NEEDS_ATTENTION
-from meshes_mcp.server.incident.groups import cause_signature, one_line
+from meshes_mcp.server.incident.groups import cause_signature
 from meshes_mcp.server.incident.progress import Throttle
 from meshes_mcp.server.incident.scan import READS_IN_FLIGHT
+from meshes_mcp.server.render import bound_text
 
 if TYPE_CHECKING:
     from meshes_mcp.api.client import MeshesClient
@@ -76,16 +77,20 @@ def settled_view(outcome: dict[str, m.RuleEvent], unsettled: int, waited: float)
     delivered = sum(1 for r in outcome.values() if r.status == "completed")
     failing = [r for r in outcome.values() if r.status in NEEDS_ATTENTION]
     causes = Counter(cause_signature(r.last_error) for r in failing)
-    top = None
+    top: str | None = None
+    top_count: int | None = None
     if causes:
-        signature, count = causes.most_common(1)[0]
+        # The destination's words, under an untrusted_ name and bounded: a rule event records no outcome code
+        # from which to word the cause ourselves (diagnose_event on a sample does).
+        signature, top_count = causes.most_common(1)[0]
         example = next(r.last_error for r in failing if cause_signature(r.last_error) == signature)
-        top = f"{one_line(example)} ({count})"
+        top = bound_text(" ".join((example or "").split()))
     view = {
         "delivered": delivered,
         "still_failing": len(failing),
         "canceled": sum(1 for r in outcome.values() if r.status == "canceled") or None,
-        "top_cause": top,
+        "untrusted_top_cause": top,
+        "top_cause_count": top_count,
         "in_progress": unsettled,
         "waited_s": round(waited, 1),
     }
