@@ -90,7 +90,9 @@ class ServerTool:
     def to_sdk_tool(self) -> Tool:
         from meshes_mcp.server.schema import compact_schema
 
-        sdk_tool = Tool.from_function(self.handler, description=self.description, annotations=self.annotations)
+        sdk_tool = Tool.from_function(
+            self.handler, title=self.title, description=self.description, annotations=self.annotations
+        )
         sdk_tool.parameters = compact_schema(sdk_tool.parameters)
         return sdk_tool
 

@@ -25,9 +25,10 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
+from pydantic import StringConstraints
 
 from meshes_mcp.api import errors as e
 from meshes_mcp.api import models as m
@@ -47,10 +48,6 @@ CAUSE_CHARS = 200
 SAMPLES = 3
 GROUPS_SHOWN = 20
 
-# Bounds and formats (since/until: ISO 8601 or 90m/24h/7d) are in the server instructions and in the
-# error a bad value gets; the schemas stay small.
-Wait = int | None
-
 MOMENT_EXAMPLE = 'an ISO 8601 time or a duration back from now, e.g. "2026-11-24T09:00:00Z" or "24h"'
 DURATION = re.compile(r"^\s*(\d{1,7})\s*([smhdw])\s*$", re.I)
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -58,6 +55,10 @@ MAX_LOOKBACK = timedelta(days=3660)
 ATTEMPT_READS = 200  # per scan: beyond this many distinct causes, groups go without an outcome code
 SAME_CAUSE_CODES = frozenset({"auth_failed"})
 KEY_RE = re.compile(r"^[0-9a-f]{8}$")
+# The rules `check_filters` enforces, as types the tool schemas show (`bounds.RulesOf`).
+GroupKey = Annotated[str, StringConstraints(pattern=KEY_RE.pattern)]
+FAILING_OUTCOMES = tuple(code for code in m.OUTCOME_CODES if code != "delivered")
+FailingOutcome = Literal[FAILING_OUTCOMES]  # type: ignore[valid-type]
 
 # --- time windows ------------------------------------------------------------------------------
 
@@ -323,8 +324,8 @@ def check_filters(
         for param, value in (("connection", connection), ("rule", rule))
         if value is not None and (problem := m.uuid_problem(param, value)) is not None
     ]
-    if outcome_code is not None and outcome_code not in m.OUTCOME_CODES:
-        problems.append(Problem("outcome_code", f"must be one of {', '.join(m.OUTCOME_CODES[1:])}, e.g. auth_failed"))
+    if outcome_code is not None and outcome_code not in FAILING_OUTCOMES:
+        problems.append(Problem("outcome_code", f"must be one of {', '.join(FAILING_OUTCOMES)}, e.g. auth_failed"))
     if group is not None and not KEY_RE.match(group):
         problems.append(Problem("group", 'must be a triage_failures key: 8 hex digits, e.g. "3f9a2c1d"'))
     if event is not None and not event.strip():
@@ -731,11 +732,3 @@ async def wait_for_event(
         await progress(done, len(rule_events) or None, f"{done}/{len(rule_events)} deliveries settled")
         await anyio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 1.5, 1.0)
-
-
-def check_range(param: str, value: int | None, low: int, high: int, example: int, default: int = 0) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not low <= value <= high:
-        raise InvalidRequest([Problem(param, f"must be {low} to {high:,}, e.g. {example}")])
-    return value

@@ -13,6 +13,7 @@ from meshes_mcp.api import errors as e
 from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest, Problem, check
 from meshes_mcp.server import params as p
+from meshes_mcp.server.bounds import RulesOf
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.failures import Failure, attempt
 from meshes_mcp.server.registry import Toolset, tool
@@ -23,6 +24,9 @@ from meshes_mcp.server.tools.integrations import find_record, secret_fields
 from meshes_mcp.server.views import ConnectionRow, ConnectionView
 
 NOT_FOUND = "list_connections shows the connections and their ids."
+# Checked by the connection request models; the schemas show their rules.
+ConnectionName = Annotated[str, RulesOf(m.ConnectionName)]
+ExpectedVersion = RulesOf(m.UpdateMappingsRequest, "expected_version")
 # Collections can be long (hundreds of lists); agents need ids and names, not provider timestamps.
 ACTION_ITEMS_SHOWN = 50
 # A CRM's field catalogue can run to hundreds of fields; the first ones and a count are enough to map.
@@ -293,8 +297,8 @@ async def get_connection(ctx: ToolContext, connection_id: p.ConnectionId) -> Ann
 @tool(Toolset.CONNECTIONS, read_only=False, idempotent=False, title="Create connection")
 async def create_connection(
     ctx: ToolContext,
-    type: Annotated[str, Field(description="e.g. mailchimp (list_integrations)")],
-    name: Annotated[str, Field(description="1-128 letters, digits, space, _ or -")],
+    type: Annotated[str, RulesOf(m.IntegrationType), Field(description="See list_integrations")],
+    name: ConnectionName,
     metadata: Annotated[dict[str, Any], Field(description="Fields from list_integrations type=X")],
     workspace: p.WorkspaceOpt = None,
     hidden: bool | None = None,
@@ -326,7 +330,7 @@ async def update_connection(
     ctx: ToolContext,
     connection_id: p.ConnectionId,
     metadata: Annotated[dict[str, Any], Field(description="All fields (replaces them); masked ones kept")],
-    name: str | None = None,
+    name: ConnectionName | None = None,
     hidden: bool | None = None,
 ) -> Annotated[CallToolResult, ConnectionView]:
     """Replace a connection's metadata (e.g. new credentials), checked first. Then retry_rule_event what
@@ -336,8 +340,9 @@ async def update_connection(
     current = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
     rt.redactor.learn_metadata(metadata, rt.secret_keys(current.type))  # an error echoing them is masked too
     metadata = restore_masked(metadata, current.metadata)
-    # An omitted name keeps the current one, which the API accepted already: only a new name is checked.
-    body: dict[str, Any] = {"name": name or "placeholder", "metadata": metadata}
+    # An omitted name keeps the current one, which the API accepted already: only a new name is checked
+    # (an empty one too: it is refused, never taken for "omitted").
+    body: dict[str, Any] = {"name": "Unchanged" if name is None else name, "metadata": metadata}
     if hidden is not None:
         body["hidden"] = hidden
     request = check(m.UpdateConnectionRequest, body)
@@ -442,9 +447,14 @@ async def update_connection_mappings(
     ctx: ToolContext,
     connection_id: p.ConnectionId,
     schema: Annotated[dict[str, Any], Field(description=f"Format: {MAPPING_SCHEMA_URI}")],
-    expected_version: Annotated[int | None, Field(description="version from get_connection_mappings")] = None,
-    mapping_id: str | None = None,
-    name: str | None = None,
+    expected_version: Annotated[
+        int,
+        RulesOf(m.UpdateMappingsRequest, "expected_version"),
+        Field(description="version from get_connection_mappings"),
+    ]
+    | None = None,
+    mapping_id: p.Uuid | None = None,
+    name: Annotated[str, RulesOf(m.UpdateMappingsRequest, "name")] | None = None,
 ) -> Annotated[CallToolResult, MappingOut]:
     """Save the connection's default field mapping (payload paths or literals to fields), checked first."""
     rt = runtime_of(ctx)

@@ -86,7 +86,7 @@ async def list_rules(
 
 
 @tool(Toolset.RULES, read_only=True, idempotent=True, title="Get rule")
-async def get_rule(ctx: ToolContext, rule_id: str) -> Annotated[CallToolResult, RuleView]:
+async def get_rule(ctx: ToolContext, rule_id: p.Uuid) -> Annotated[CallToolResult, RuleView]:
     """One rule with its event filter, connection and action metadata."""
     rt = runtime_of(ctx)
     rule = await attempt(rt.client().get_rule(rule_id), Failure(write=False, not_found=NOT_FOUND))
@@ -96,13 +96,13 @@ async def get_rule(ctx: ToolContext, rule_id: str) -> Annotated[CallToolResult, 
 @tool(Toolset.RULES, read_only=False, idempotent=False, title="Create rule")
 async def create_rule(
     ctx: ToolContext,
-    connection: str,
+    connection: p.Uuid,
     event: p.EventName,
     metadata: Annotated[
         dict[str, Any],
-        Field(description='e.g. {"action":"add_to_list","id":"5"}; ids from get_connection_actions'),
+        Field(description='{"action":"add_to_list","id":"5"} via get_connection_actions'),
     ],
-    workspace: str | None = None,
+    workspace: p.Uuid | None = None,
     resource: p.Resource = None,
     resource_id: p.ResourceKey = None,
     active: bool | None = None,
@@ -156,7 +156,7 @@ async def create_rule(
 
 @tool(Toolset.RULES, read_only=False, idempotent=True, destructive=True, title="Delete rule")
 async def delete_rule(
-    ctx: ToolContext, rule_id: str, confirmation: Annotated[Confirmed, Resolve(confirm_delete_rule)]
+    ctx: ToolContext, rule_id: p.Uuid, confirmation: Annotated[Confirmed, Resolve(confirm_delete_rule)]
 ) -> Annotated[CallToolResult, DeletedRuleOut]:
     """Delete a rule: its event stops going to that connection. Rules cannot be edited: delete and
     create_rule again."""
