@@ -138,6 +138,29 @@ def required_args(tool: Any, ids: dict[str, str]) -> dict[str, Any]:
     return {param: samples.get(param, str(uuid.uuid4())) for param in tool.input_schema.get("required", [])}
 
 
+def problem_line(text: str, param: str) -> str | None:
+    """The refusal's line about `param` (`param: rule, e.g. example`), if any."""
+    return next((line for line in text.splitlines() if line.startswith(f"{param}: ")), None)
+
+
+def said(number: int, line: str) -> bool:
+    return re.search(rf"\b({number}|{number:,})\b", line) is not None
+
+
+@pytest.mark.anyio
+async def test_a_value_of_the_wrong_type_gets_an_example_inside_the_stated_range(listed, sandbox):
+    async with Client(build_server(settings_for(sandbox))) as client:
+        for name, tool in listed.items():
+            for param, schema in tool.input_schema["properties"].items():
+                if schema.get("type") != "integer" or "maximum" not in schema:
+                    continue
+                args = {**required_args(tool, {}), param: "ten"}
+                line = problem_line(refused(await client.call_tool(name, args)), param)
+                assert line is not None and "must be an integer" in line, (name, param)
+                example = int(line.rsplit("e.g. ", 1)[1])
+                assert schema["minimum"] <= example <= schema["maximum"], (name, param, line)
+
+
 @pytest.mark.anyio
 async def test_breaking_a_stated_rule_is_refused_naming_the_parameter(listed, sandbox, sandbox_api, webhook_receiver):
     connection, rule = sandbox_api.webhook_rule(f"{webhook_receiver.url}/hooks/bounds", "bounds.checked", "Bounds")
@@ -150,7 +173,11 @@ async def test_breaking_a_stated_rule_is_refused_naming_the_parameter(listed, sa
                     args = {**required_args(tool, ids), param: value}
                     text = refused(await client.call_tool(name, args))
                     where = f"{name}.{param} ({rule_name})"
-                    assert re.search(rf"(^|\n|\b){re.escape(param)}\b[^\n]*: ", text), (where, text)
-                    assert "nothing was sent" in text or "Invalid arguments" in text, (where, text)
+                    line = problem_line(text, param)
+                    assert line is not None and "nothing was sent" in text, (where, text)
+                    if rule_name in ("minimum", "maximum"):  # the whole range is said, as the schema states it
+                        assert said(schema["minimum"], line) and said(schema["maximum"], line), (where, line)
+                    if rule_name != "maxItems":  # a list too long is answered with its length, not an example
+                        assert "e.g." in line, (where, line)
                     checked += 1
     assert checked >= 40
