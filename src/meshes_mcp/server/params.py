@@ -38,7 +38,7 @@ ResourceKey = Annotated[str, RulesOf(m.ResourceId)] | None
 # the default is per deployment: MESHES_WORKSPACE_ID, or a team server's X-Meshes-Workspace-Id).
 WorkspaceOpt = Uuid | None
 # Lists that also work organisation-wide: without a workspace and with no default, they span the org.
-WorkspaceOrOrg = Annotated[str | None, Field(description="Omitted: default, else all")]
+WorkspaceOrOrg = Annotated[str | None, Field(description="Omit: the default, else all")]
 # Checked by the list query models (`check_paging`); out of range, the answer says "1 to 200, e.g. 50".
 PageLimit = Annotated[int, RulesOf(m.Limit)] | None
 # Every list result names the exact call for its next page, cursor included.

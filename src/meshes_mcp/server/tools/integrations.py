@@ -89,8 +89,8 @@ async def list_integrations(
     ctx: ToolContext,
     type: str | None = None,
 ) -> Annotated[CallToolResult, IntegrationList]:
-    """Integrations Meshes can deliver to, with auth type and actions. Give type for its connection
-    metadata fields and what each action needs in rule metadata."""
+    """Integrations Meshes delivers to: auth type and actions. With type: its connection metadata fields
+    and each action's rule metadata."""
     rt = runtime_of(ctx)
     rt.client()  # without credentials, say how to configure them (the resource works offline)
     catalog = await rt.catalog()

@@ -108,8 +108,8 @@ async def create_rule(
     active: bool | None = None,
     hidden: bool | None = None,
 ) -> Annotated[CallToolResult, RuleView]:
-    """Route events named `event` to a connection's action. Metadata is checked against its live data
-    (list ids...) first."""
+    """Route events named `event` to a connection's action; metadata is checked against its live data
+    first."""
     from meshes_mcp.api.catalog import validate_rule_metadata
     from meshes_mcp.api.models import require_uuid
 
@@ -158,8 +158,7 @@ async def create_rule(
 async def delete_rule(
     ctx: ToolContext, rule_id: p.Uuid, confirmation: Annotated[Confirmed, Resolve(confirm_delete_rule)]
 ) -> Annotated[CallToolResult, DeletedRuleOut]:
-    """Delete a rule: its event stops going to that connection. Rules cannot be edited: delete and
-    create_rule again."""
+    """Delete a rule. Rules cannot be edited: delete, then create_rule again."""
     rt = runtime_of(ctx)
     require_yes(confirmation, "Not deleted")
     failure = Failure(write=True, not_found=NOT_FOUND, verify=f"get_rule rule_id={rule_id}")

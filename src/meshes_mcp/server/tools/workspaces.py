@@ -108,7 +108,7 @@ async def update_workspace(
     name: WorkspaceName | None = None,
     description: Annotated[str, RulesOf(m.UpdateWorkspaceRequest, "description")] | None = None,
 ) -> Annotated[CallToolResult, WorkspaceOut]:
-    """Rename a workspace or change its description; what is omitted stays, "" clears the description."""
+    """Rename a workspace or change its description (what is omitted stays; "" clears it)."""
     rt = runtime_of(ctx)
     if name is None and description is None:
         raise InvalidRequest([Problem("name", 'give name or description, e.g. "Production"')])
