@@ -45,7 +45,7 @@ PageLimit = Annotated[int, RulesOf(m.Limit)] | None
 PageCursor = str | None
 # A filter's name says what it filters; the tool description says what the list holds.
 Filter = str | None
-EventStatus = Literal["pending", "processing", "completed", "failed"] | None
+EventStatus = m.EventStatusFilter | None
 AttemptId = Uuid
 SessionId = str
 
