@@ -36,6 +36,7 @@ RULE_KEYWORDS = (
     "enum",
     "minItems",
     "maxItems",
+    "items",  # what each item of a list must be (an allowed origin's pattern)
 )
 
 
