@@ -41,13 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve MCP (default command)")
     add_server_options(serve)
 
-    sandbox = commands.add_parser("sandbox", help="serve the local Meshes sandbox API alone (for curl and SDKs)")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8787)
+    about = "serve the local Meshes sandbox API alone (for curl and SDKs)"
+    sandbox = commands.add_parser("sandbox", help=about, description=about[0].upper() + about[1:] + ".")
+    sandbox.usage = "%(prog)s [options] [ACTION ...]"
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    sandbox.add_argument("--port", type=int, default=8787, help="port to listen on (default: %(default)s)")
     sandbox.add_argument("--data-dir", type=Path, help="where the sandbox keeps its database")
     add_delivery_options(sandbox)
     add_scenario_option(sandbox)
-    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION")
+    sandbox_commands = sandbox.add_subparsers(
+        dest="sandbox_command", metavar="ACTION", title="actions (optional: without one, the sandbox is served)"
+    )
     reconnect = sandbox_commands.add_parser(
         "reconnect", help="a person's dashboard step: reconnect an OAuth connection of the running sandbox"
     )
@@ -335,13 +339,17 @@ def start_sandbox(options: dict[str, Any], *, keys: bool = True) -> tuple[Any, d
     log_info_file(data_dir)
     if not keys:
         return sandbox, {"api_url": info.api_url}
+    workspace = options.get("workspace_id") or practice or info.workspace_id
     overrides = {
         "api_url": info.api_url,
         "access_key": info.access_key,
         "secret_key": info.secret_key,
         "org_id": info.organization_id,
-        "workspace_id": options.get("workspace_id") or practice or info.workspace_id,
+        "workspace_id": workspace,
     }
+    # The sandbox's publishable key belongs to its own workspace: it is the default only with that workspace.
+    if not options.get("publishable_key") and workspace == info.workspace_id:
+        overrides["publishable_key"] = info.publishable_key
     return sandbox, overrides
 
 

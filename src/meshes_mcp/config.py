@@ -102,7 +102,8 @@ class Settings(BaseSettings):
             "secret_key": "set" if self.secret_key else "(not set)",
             "org_id": self.org_id or "(not set)",
             "workspace_id": self.workspace_id or "(not set)",
-            "publishable_key": "set" if self.publishable_key else "(not set)",
+            # Masked like the access key: a publishable key is meant for browsers, but still names a workspace.
+            "publishable_key": mask(self.publishable_key.get_secret_value() if self.publishable_key else None),
             "toolsets": self.toolsets or "default",
             "read_only": str(self.read_only).lower(),
         }

@@ -13,7 +13,14 @@ from pydantic import ValidationError
 
 from meshes_mcp import __version__
 from meshes_mcp.config import HttpSettings, Settings
-from meshes_mcp.server.registry import DEFAULT_TOOLSETS, TOOLSETS, EnabledTools, enabled_tools, parse_toolsets
+from meshes_mcp.server.registry import (
+    DEFAULT_TOOLSETS,
+    TOOLSETS,
+    EnabledTools,
+    enabled_tools,
+    parse_toolsets,
+    unknown_tool_message,
+)
 from meshes_mcp.server.runtime import Runtime, problems_text
 
 if TYPE_CHECKING:
@@ -66,8 +73,16 @@ class MeshesServer(MCPServer[Runtime]):
         self.runtime = runtime
         self.parameters = {tool.name: set(tool.parameters.get("properties", {})) for tool in kwargs.get("tools", [])}
 
+    async def _handle_read_resource(self, ctx: Any, params: Any) -> Any:
+        from meshes_mcp.server.caching import read_hint
+
+        return read_hint(str(params.uri), await super()._handle_read_resource(ctx, params))
+
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
-        unknown = sorted(set(arguments) - self.parameters.get(name, set(arguments)))
+        if name not in self.parameters:
+            # The SDK's "Unknown tool: X" leaves the agent to guess; the closest names let it retry at once.
+            raise ToolError(unknown_tool_message(name, self.parameters))
+        unknown = sorted(set(arguments) - self.parameters[name])
         if unknown:
             # Silently dropping a misspelt argument would run the call without the caller's intent.
             allowed = ", ".join(sorted(self.parameters[name])) or "none"
@@ -104,7 +119,7 @@ def build_server(
     """The server. Its tools are listed from the packaged manifest and their handlers imported on first
     call; `declared` builds every tool from its handler up front instead (how the manifest is made).
     `http`: the HTTP transport's settings when serving HTTP (per-request credentials, the state key)."""
-    from meshes_mcp.server import prompts, resources
+    from meshes_mcp.server import caching, prompts, resources
 
     tools = enabled_tools(parse_toolsets(settings.toolsets), settings.read_only, declared=declared)
     enabled = EnabledTools(t.name for t in tools)
@@ -119,6 +134,11 @@ def build_server(
         instructions=instructions(enabled),
         tools=[t.to_sdk_tool() for t in tools],
         lifespan=_lifespan(runtime),
+        # Lists fixed for the process's life send no change notifications and resources publish no updates:
+        # without a `subscriptions/listen` stream, `server/discover` advertises no listChanged/subscribe,
+        # the same truth `initialize` tells.
+        subscriptions=False,
+        cache_hints=caching.LIST_HINTS,
     )
     resources.register(server, runtime)
     prompts.register(server, enabled)

@@ -16,6 +16,7 @@ from what the handlers declare.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import re
@@ -90,7 +91,9 @@ class ServerTool:
     def to_sdk_tool(self) -> Tool:
         from meshes_mcp.server.schema import compact_schema
 
-        sdk_tool = Tool.from_function(self.handler, description=self.description, annotations=self.annotations)
+        sdk_tool = Tool.from_function(
+            self.handler, title=self.title, description=self.description, annotations=self.annotations
+        )
         sdk_tool.parameters = compact_schema(sdk_tool.parameters)
         return sdk_tool
 
@@ -255,6 +258,41 @@ class EnabledTools:
 
 def every_tool_enabled() -> EnabledTools:
     return EnabledTools(t.name for t in listed_tools())
+
+
+def unknown_tool_message(name: str, registered: Iterable[str]) -> str:
+    """What a call to a tool this server does not have answers: the closest registered names, or why a tool
+    of that name is not here (its toolset is off, or it writes and the server is read-only)."""
+    registered = sorted(registered)
+    listed = {t.name: t for t in listed_tools()}
+    if name in listed:
+        off = listed[name]
+        why = (
+            "it changes things and this server is read-only (--read-only / MESHES_READ_ONLY)"
+            if off.toolset.value in _enabled_toolsets(registered) and not off.read_only
+            else f"its toolset {off.toolset.value} is off (--toolsets / MESHES_TOOLSETS)"
+        )
+        return f"Tool {name} is not enabled on this server: {why}."
+    close = closest_names(name, registered)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"tools/list shows the {len(registered)} tools."
+    return f"Unknown tool: {name}; {hint}"
+
+
+def closest_names(word: str, names: Iterable[str], limit: int = 3) -> list[str]:
+    """Up to `limit` names a mistyped `word` most likely meant: names that contain it (or that it contains:
+    `triage` → `triage_failures`), then the closest spellings."""
+    names = list(names)
+    needle = word.strip().lower()
+    if not needle:
+        return []
+    containing = sorted((n for n in names if needle in n or (len(n) > 3 and n in needle)), key=len)
+    spelled = difflib.get_close_matches(needle, names, n=limit, cutoff=0.6)
+    return list(dict.fromkeys(containing + spelled))[:limit]
+
+
+def _enabled_toolsets(registered: Iterable[str]) -> set[str]:
+    by_name = {t.name: t.toolset.value for t in listed_tools()}
+    return {by_name[n] for n in registered if n in by_name}
 
 
 def tool_table(tools: Iterable[ServerTool] | None = None) -> str:

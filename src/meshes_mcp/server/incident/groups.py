@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import StringConstraints
 
 from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest, Problem
@@ -28,6 +30,10 @@ SAMPLES = 3
 ATTEMPT_READS = 200  # per scan: beyond this many distinct causes, groups go without an outcome code
 SAME_CAUSE_CODES = frozenset({"auth_failed"})
 KEY_RE = re.compile(r"^[0-9a-f]{8}$")
+# The rules `check_filters` enforces, as types the tool schemas show (`bounds.RulesOf`).
+GroupKey = Annotated[str, StringConstraints(pattern=KEY_RE.pattern)]
+FAILING_OUTCOMES = tuple(code for code in m.OUTCOME_CODES if code != "delivered")
+FailingOutcome = Literal[FAILING_OUTCOMES]  # type: ignore[valid-type]
 
 
 # --- cause signatures and groups ----------------------------------------------------------------
@@ -130,8 +136,8 @@ def check_filters(
         for param, value in (("connection", connection), ("rule", rule))
         if value is not None and (problem := m.uuid_problem(param, value)) is not None
     ]
-    if outcome_code is not None and outcome_code not in m.OUTCOME_CODES:
-        problems.append(Problem("outcome_code", f"must be one of {', '.join(m.OUTCOME_CODES[1:])}, e.g. auth_failed"))
+    if outcome_code is not None and outcome_code not in FAILING_OUTCOMES:
+        problems.append(Problem("outcome_code", f"must be one of {', '.join(FAILING_OUTCOMES)}, e.g. auth_failed"))
     if group is not None and not KEY_RE.match(group):
         problems.append(Problem("group", 'must be a triage_failures key: 8 hex digits, e.g. "3f9a2c1d"'))
     if event is not None and not event.strip():

@@ -13,6 +13,7 @@ from meshes_mcp.api import errors as e
 from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest, Problem, check
 from meshes_mcp.server import params as p
+from meshes_mcp.server.bounds import RulesOf
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.failures import Failure, attempt
 from meshes_mcp.server.registry import Toolset, tool
@@ -23,6 +24,11 @@ from meshes_mcp.server.tools.integrations import find_record, secret_fields
 from meshes_mcp.server.views import ConnectionRow, ConnectionView
 
 NOT_FOUND = "list_connections shows the connections and their ids."
+# Checked by the connection request models; the schemas show their rules.
+ConnectionName = Annotated[str, RulesOf(m.ConnectionName)]
+# What the API documents of it: it hides the connection from the Meshes UI.
+Hidden = Annotated[bool | None, Field(description="Hide it from the Meshes UI")]
+ExpectedVersion = RulesOf(m.UpdateMappingsRequest, "expected_version")
 # Collections can be long (hundreds of lists); agents need ids and names, not provider timestamps.
 ACTION_ITEMS_SHOWN = 50
 # A CRM's field catalogue can run to hundreds of fields; the first ones and a count are enough to map.
@@ -293,14 +299,14 @@ async def get_connection(ctx: ToolContext, connection_id: p.ConnectionId) -> Ann
 @tool(Toolset.CONNECTIONS, read_only=False, idempotent=False, title="Create connection")
 async def create_connection(
     ctx: ToolContext,
-    type: Annotated[str, Field(description="e.g. mailchimp (list_integrations)")],
-    name: Annotated[str, Field(description="1-128 letters, digits, space, _ or -")],
-    metadata: Annotated[dict[str, Any], Field(description="Fields from list_integrations type=X")],
+    type: Annotated[str, RulesOf(m.IntegrationType)],
+    name: ConnectionName,
+    metadata: Annotated[dict[str, Any], Field(description="The integration's connection fields")],
     workspace: p.WorkspaceOpt = None,
-    hidden: bool | None = None,
+    hidden: Hidden = None,
 ) -> Annotated[CallToolResult, ConnectionView]:
-    """Connect an API-key or no-auth integration (webhook, mailchimp...); OAuth ones are connected in the
-    Meshes dashboard. Metadata is checked first."""
+    """Connect an API-key or no-auth integration; OAuth ones are connected in the Meshes dashboard.
+    Metadata is checked first (list_integrations type=X)."""
     rt = runtime_of(ctx)
     client = rt.client()
     rt.redactor.learn_metadata(metadata, rt.secret_keys(type))  # an error echoing them is masked too
@@ -326,8 +332,8 @@ async def update_connection(
     ctx: ToolContext,
     connection_id: p.ConnectionId,
     metadata: Annotated[dict[str, Any], Field(description="All fields (replaces them); masked ones kept")],
-    name: str | None = None,
-    hidden: bool | None = None,
+    name: ConnectionName | None = None,
+    hidden: Hidden = None,
 ) -> Annotated[CallToolResult, ConnectionView]:
     """Replace a connection's metadata (e.g. new credentials), checked first. Then retry_rule_event what
     failed."""
@@ -336,8 +342,9 @@ async def update_connection(
     current = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
     rt.redactor.learn_metadata(metadata, rt.secret_keys(current.type))  # an error echoing them is masked too
     metadata = restore_masked(metadata, current.metadata)
-    # An omitted name keeps the current one, which the API accepted already: only a new name is checked.
-    body: dict[str, Any] = {"name": name or "placeholder", "metadata": metadata}
+    # An omitted name keeps the current one, which the API accepted already: only a new name is checked
+    # (an empty one too: it is refused, never taken for "omitted").
+    body: dict[str, Any] = {"name": "Unchanged" if name is None else name, "metadata": metadata}
     if hidden is not None:
         body["hidden"] = hidden
     request = check(m.UpdateConnectionRequest, body)
@@ -356,9 +363,9 @@ async def delete_connection(
     ctx: ToolContext,
     connection_id: p.ConnectionId,
     confirmation: Annotated[Confirmed, Resolve(confirm_delete_connection)],
-    force_delete: bool | None = None,
+    force_delete: Annotated[bool | None, Field(description="Even while active rules use it")] = None,
 ) -> Annotated[CallToolResult, DeletedOut]:
-    """Delete a connection. Refused while it has active rules unless force_delete."""
+    """Delete a connection; refused while active rules use it."""
     rt = runtime_of(ctx)
     require_yes(confirmation, "Not deleted")
     client = rt.client()
@@ -373,8 +380,8 @@ async def delete_connection(
 async def get_connection_actions(
     ctx: ToolContext, connection_id: p.ConnectionId
 ) -> Annotated[CallToolResult, ActionDataOut]:
-    """A connection's live data (lists, tags, properties, channels...) and what each action needs: the ids
-    for create_rule metadata."""
+    """A connection's live data (lists, tags, channels...) and what each action needs: ids for create_rule
+    metadata."""
     from meshes_mcp.api.catalog import describe_action
 
     rt = runtime_of(ctx)
@@ -398,10 +405,9 @@ async def get_connection_actions(
 async def get_connection_fields(
     ctx: ToolContext,
     connection_id: p.ConnectionId,
-    refresh: bool | None = None,
+    refresh: Annotated[bool | None, Field(description="Re-read them from the destination")] = None,
 ) -> Annotated[CallToolResult, FieldCatalogOut]:
-    """The destination's fields (key, type, constraints): the dest keys for mappings. refresh re-reads
-    them."""
+    """The destination's fields (key, type, constraints): the dest keys for mappings."""
     rt = runtime_of(ctx)
     client = rt.client()
     failure = Failure(write=False, not_found=NOT_FOUND)
@@ -442,9 +448,14 @@ async def update_connection_mappings(
     ctx: ToolContext,
     connection_id: p.ConnectionId,
     schema: Annotated[dict[str, Any], Field(description=f"Format: {MAPPING_SCHEMA_URI}")],
-    expected_version: Annotated[int | None, Field(description="version from get_connection_mappings")] = None,
-    mapping_id: str | None = None,
-    name: str | None = None,
+    expected_version: Annotated[
+        int,
+        RulesOf(m.UpdateMappingsRequest, "expected_version"),
+        Field(description="version from get_connection_mappings"),
+    ]
+    | None = None,
+    mapping_id: p.Uuid | None = None,
+    name: Annotated[str, RulesOf(m.UpdateMappingsRequest, "name")] | None = None,
 ) -> Annotated[CallToolResult, MappingOut]:
     """Save the connection's default field mapping (payload paths or literals to fields), checked first."""
     rt = runtime_of(ctx)

@@ -16,11 +16,9 @@ from meshes_mcp.server import params as p
 from meshes_mcp.server.failures import Failure, attempt
 from meshes_mcp.server.incident.outcomes import wait_for_event
 from meshes_mcp.server.incident.progress import Throttle
-from meshes_mcp.server.params import Wait, check_range
 from meshes_mcp.server.registry import Toolset, tool
 from meshes_mcp.server.runtime import Runtime, ToolContext, runtime_of
 
-WAIT_MAX = 60
 # Four bulk requests in flight keep ingestion fast without one agent hogging the API's rate limit.
 PARALLEL_CHUNKS = 4
 # Event ids are worth listing for a handful of events; for thousands the count says it all.
@@ -179,11 +177,11 @@ async def emit_event(
     workspace: p.WorkspaceOpt = None,
     resource: p.Resource = None,
     resource_id: p.ResourceKey = None,
-    wait_seconds: Wait = None,
+    wait_seconds: p.Wait = None,
 ) -> Annotated[CallToolResult, EmittedEvent]:
     """Emit one event to every active rule matching its name; wait_seconds awaits delivery."""
     rt = runtime_of(ctx)
-    wait = check_range("wait_seconds", wait_seconds, 0, WAIT_MAX, 10)
+    wait = p.WAIT.check("wait_seconds", wait_seconds)
     client = rt.client(publishable_ok=True)
     ws = target_workspace(rt, workspace)
     body = {"event": event, "payload": payload, "workspace": ws, "resource": resource, "resource_id": resource_id}
