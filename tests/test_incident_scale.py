@@ -109,3 +109,21 @@ async def test_a_2500_failure_group_is_counted_whole_and_retried_whole_in_one_ca
     assert left["count"] == 0
     arrived = Counter(r.delivery_id for r in rx.receipts if r.path == "/big-fixed")
     assert len(arrived) == failures and set(arrived.values()) == {1}
+
+
+@pytest.mark.anyio
+async def test_a_group_whose_rule_was_deleted_since_offers_no_retry(one_attempt):
+    workspace = await new_workspace(one_attempt, "Rule Gone")
+    async with Client(build_server(settings_for(one_attempt, workspace_id=workspace))) as client:
+        _, rule = await hook_rule(client, "Gone hook", "http://127.0.0.1:9/gone", "gone.rule")
+        await emit(client, "gone.rule", 3)
+        await settle(one_attempt, workspace)
+        (before,) = ok(await client.call_tool("triage_failures", {}))["groups"]
+        ok(await client.call_tool("delete_rule", {"rule_id": rule}))
+        after = ok(await client.call_tool("triage_failures", {}))
+
+    assert before["then"].startswith(f"retry_failed group={before['key']}")
+    (group,) = after["groups"]
+    assert group["key"] == before["key"] and "then" not in group and "fix_in" not in group
+    assert group["fix"].startswith("The rule is deleted now") and group["calls"] == ['list_rules event="gone.rule"']
+    assert after["next"] == "for each group: run its calls"

@@ -52,6 +52,7 @@ class Evidence:
         # When the delivery (for a group: its newest-failing delivery) last failed; None: the failure's own time.
         self.last_failure: datetime | None = None
         self.rule_problems: list[Problem] = []
+        self.rule_off: str | None = None  # "deleted" or "inactive": the rule as it is now
         # A group retries all its deliveries with one retry_failed call; 1 means a single delivery.
         self.group_retry: str | None = None
         self.group_size = 1
@@ -98,8 +99,8 @@ class Evidence:
     @property
     def fix_in(self) -> dict[str, str] | None:
         """What changed since the last failure, when the connection now carries the fix (None otherwise)."""
-        if self.rule_problems:
-            return None  # a refused rule is fixed by a new rule, never by the connection
+        if self.rule_problems or self.rule_off:
+            return None  # a refused or switched-off rule is fixed by a new rule, never by the connection
         return fixes.fix_in(self.connection, self.spec, self.code, self.failed_at, self.failed_url)
 
     def calls(self) -> dict[str, str]:
@@ -124,6 +125,13 @@ def advice(ev: Evidence) -> tuple[str, list[str]]:
     calls = ev.calls()
     retrying = ev.retrying
     conn = ev.connection
+    if ev.rule_off:
+        # A retry re-runs the rule as it is now: one switched off since must not deliver again unasked.
+        return (
+            f"The rule is {ev.rule_off} now: no retry is offered, since it would re-run a rule that is off. If these"
+            " events must still arrive, route them with an active rule and re-emit them.",
+            [f'list_rules event="{ev.event.event}"'],
+        )
     fixed = ev.fix_in
     if fixed is not None:
         return f"The fix is in: {fixed['what']}. Nothing left to fix: retry.", [calls["retry"]]
@@ -249,6 +257,8 @@ def replace_rule_advice(ev: Evidence, kind: str, calls: dict[str, str]) -> tuple
 
 def retry_helps(ev: Evidence) -> bool:
     """Whether retrying re-runs something that can now succeed (not when the rule itself must be replaced)."""
+    if ev.rule_off:
+        return False
     return not (ev.code == "rejected_client_error" and ev.rule_problems and ev.rule_event.integration_type != "webhook")
 
 
@@ -317,7 +327,8 @@ async def read_request_url(client: MeshesClient, ev: Evidence) -> None:
 async def gather_evidence(
     client: MeshesClient, catalog: Catalog, ev: Evidence, connections: dict[str, m.Connection | None]
 ) -> None:
-    """The latest attempt, and for a refused rule the metadata problems against live data."""
+    """The recorded failure, the connection and rule as they are now, and for a refused rule the metadata
+    problems against live data."""
     from meshes_mcp.api.catalog import validate_rule_metadata
 
     rule_event = ev.rule_event
@@ -326,10 +337,19 @@ async def gather_evidence(
     await read_request_url(client, ev)
     ev.connection = connections.get(rule_event.connection or "")
     spec = ev.spec = catalog.get(rule_event.integration_type or "") or offline_spec(rule_event.integration_type)
+    try:
+        rule = await client.get_rule(rule_event.rule)
+    except e.APIStatusError as exc:
+        ev.rule_off = "deleted" if exc.status == 404 else None
+        return
+    except (e.MeshesError, InvalidRequest):
+        return
+    if rule.active is False:
+        ev.rule_off = "inactive"
+        return
     if ev.code != "rejected_client_error" or spec is None or rule_event.integration_type == "webhook":
         return
     try:
-        rule = await client.get_rule(rule_event.rule)
         live = await client.get_connection_actions(rule_event.connection or "")
     except (e.MeshesError, InvalidRequest):
         return

@@ -477,8 +477,10 @@ async def triage_failures(
     elif not groups:
         result["summary"] = "No failing deliveries in the window."
     else:
-        then = ", then its `then` call" if rt.enabled.allows("retry_failed") else ""
-        result["next"] = f"for each group: run its calls{then}"
+        # Said of the groups as they are: some need calls first, some only their retry (the fix is in).
+        steps = [step for step, key in (("run its calls", "calls"), ("its `then` call", "then"))
+                 if any(view.get(key) for view in views)]  # fmt: skip
+        result["next"] = f"for each group: {', then '.join(steps)}" if steps else "nothing to call: see each fix"
     return rt.result(scrub_failure_text(result))
 
 
