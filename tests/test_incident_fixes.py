@@ -7,27 +7,20 @@ an embedded sandbox over real HTTP."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx2
 import pytest
 from mcp import Client
 
-from meshes_mcp.sandbox import EmbeddedSandbox
 from meshes_mcp.sandbox.scenarios.incident import GONE_URL, INBOX_PATH
 from meshes_mcp.sandbox.scenarios.practice import reconnect_from_cli
 from meshes_mcp.server.app import build_server
 from tests.support import ok, settings_for
 from tests.test_incident_tools import args_of
+from tests.test_scenario_tools import practice
 
-
-@pytest.fixture(scope="module")
-def practice(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedSandbox]:
-    sandbox = EmbeddedSandbox(tmp_path_factory.mktemp("fixes"), retry_base=0.05, scenario="incident-demo")
-    sandbox.start()
-    yield sandbox
-    sandbox.stop()
+__all__ = ["practice"]  # the tenth-size practice incident, a fresh one for this module
 
 
 def by_type(triage: dict[str, Any]) -> dict[str, dict[str, Any]]:
