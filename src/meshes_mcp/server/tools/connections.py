@@ -332,8 +332,8 @@ async def update_connection(
     name: str | None = None,
     hidden: bool | None = None,
 ) -> Annotated[CallToolResult, ConnectionView]:
-    """Replace a connection's metadata (e.g. new credentials), checked first. Then retry_rule_event what
-    failed."""
+    """Replace a connection's metadata (e.g. new credentials), checked first. Then triage_failures
+    connection=<id>."""
     rt = runtime_of(ctx)
     client = rt.client()
     current = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
