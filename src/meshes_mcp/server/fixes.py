@@ -6,9 +6,10 @@ person reconnecting the account in the dashboard, an API key is replaced with `u
 webhook is corrected at the URL that actually failed (read from the failure record, never the current
 one, which may already be the corrected one).
 
-A fix is in when the connection was updated (a new key, a new URL, a reconnect: each moves its documented
-`updated_at`) after the last recorded failure, and it is active now. Then nothing is left to fix: the
-only call left is the retry.
+A fix is in when the connection's `updated_at` (documented on every connection; an update and a
+reconnect move it, as do deactivations, which leave it inactive) is later than the last recorded failure,
+and it is active now. Then nothing is left to fix: the only call left is the retry. A delivery still in
+Meshes' retry loop is judged by when it started (its later attempts' times are not on the rule event).
 """
 
 from __future__ import annotations
