@@ -34,6 +34,7 @@ def group_view(group: Group, retry_call: str, enabled: EnabledTools) -> dict[str
         "first_seen": group.first_seen,
         "last_seen": group.last_seen,
         "samples": group.samples,
+        "fix_in": ev.fix_in,
         "fix": fix,
         "calls": enabled.calls([c for c in calls if c != retry_call]),
     }

@@ -4,6 +4,11 @@ A group is rule, connection, outcome code and the cause with ids, numbers, times
 normalised away. Its `key` is a short hash of exactly that tuple, so `retry_failed group=<key>`
 re-derives the group by scanning again: no state is kept between calls, and any replica of the server
 can answer.
+
+The key holds only what stays put while the group's deliveries are retried: the rule, the connection,
+the rule event's recorded failure (`last_error`) and the outcome code of its latest *failed* attempt. An
+attempt that is still open, or one a retry in flight has just delivered, is newer than the failure: it
+never decides the key, so a triage taken during a retry run names the same groups as one taken before.
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ from pydantic import StringConstraints
 from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest, Problem
 from meshes_mcp.server.diagnosis import NEEDS_ATTENTION, Evidence
+from meshes_mcp.server.fixes import failure_time
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from meshes_mcp.api.client import MeshesClient
 
 
@@ -74,13 +82,14 @@ class Group:
     integration_type: str | None
     event_name: str
     signature: str
-    evidence: Evidence  # the newest delivery: its latest attempt gives the group's outcome code
+    evidence: Evidence  # the newest delivery: its recorded failure gives the group's outcome code
     key: str = ""
     failed: int = 0
     retrying: int = 0
     first_seen: str | None = None
     last_seen: str | None = None
     samples: list[str] = field(default_factory=list)
+    last_failure: datetime | None = None  # the latest time any of its deliveries is known to have failed
 
     @property
     def outcome_code(self) -> str | None:
@@ -96,6 +105,9 @@ class Group:
         # Newest first: the first seen is the last in time.
         self.last_seen = self.last_seen or event.created_at
         self.first_seen = event.created_at or self.first_seen
+        failed = failure_time(None, rule_event, event)
+        if failed is not None and (self.last_failure is None or failed > self.last_failure):
+            self.last_failure = failed
 
     @property
     def count(self) -> int:
@@ -161,7 +173,7 @@ class Classifier:
         """The delivery's group when it is failing and matches the filters, else None."""
         if rule_event.status not in NEEDS_ATTENTION or not self.filters.wants_delivery(rule_event):
             return None
-        from meshes_mcp.server.diagnosis import read_latest_attempt
+        from meshes_mcp.server.diagnosis import read_recorded_failure
 
         signature = cause_signature(rule_event.last_error)
         slot = (rule_event.rule, rule_event.connection, signature)
@@ -170,7 +182,7 @@ class Classifier:
             evidence = Evidence(event, rule_event)
             if self.reads < ATTEMPT_READS:  # causes that defy normalisation must not cost a read each
                 self.reads += 1
-                await read_latest_attempt(self.client, evidence)
+                await read_recorded_failure(self.client, evidence)
             code = evidence.code
             # Rejected credentials are one cause however the destination words it (the first refusal, then
             # "connection inactive" for every delivery after it): one fix, one group.

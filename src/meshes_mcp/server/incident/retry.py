@@ -36,6 +36,7 @@ class RetryPlan:
     filters: Filters
     window: Window
     targets: list[Target] = field(default_factory=list)
+    limit: int = 0  # max_retries: the plan stops there (summary.cut_at says where)
     skipped: int = 0  # matching deliveries already completed or canceled
     summary: ScanSummary = field(default_factory=ScanSummary)
 
@@ -51,7 +52,7 @@ async def plan_retries(
 ) -> RetryPlan:
     """Every matching failing delivery in the window, newest first, each once, up to max_retries."""
     classifier = Classifier(client, filters)
-    plan = RetryPlan(filters, window)
+    plan = RetryPlan(filters, window, limit=max_retries)
     done_by_pair: Counter[tuple[str, str | None]] = Counter()
     planned: set[tuple[str, str]] = set()
     state = ScanState()

@@ -20,6 +20,7 @@ import anyio
 
 from meshes_mcp.api import models as m
 from meshes_mcp.server.diagnosis import gather_all
+from meshes_mcp.server.fixes import failure_time
 from meshes_mcp.server.incident.groups import Classifier, Filters, Group
 from meshes_mcp.server.incident.progress import Throttle
 from meshes_mcp.server.incident.window import Window, created, iso
@@ -178,4 +179,9 @@ async def triage(
         group.evidence.group_size = group.count
         group.evidence.retrying_only = group.failed == 0
     await gather_all(client, catalog, [g.evidence for g in shown])
+    for group in shown:
+        # A fix is judged against the group's last failure, which may be an older delivery's later attempt.
+        ev = group.evidence
+        times = [t for t in (group.last_failure, failure_time(ev.latest, ev.rule_event, ev.event)) if t]
+        ev.last_failure = max(times) if times else None
     return groups, summary

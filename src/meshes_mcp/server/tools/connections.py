@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types import CallToolResult
@@ -16,12 +16,16 @@ from meshes_mcp.server import params as p
 from meshes_mcp.server.bounds import RulesOf
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.failures import Failure, attempt
+from meshes_mcp.server.fixes import inactive_warning
 from meshes_mcp.server.registry import Toolset, tool
 from meshes_mcp.server.render import REDACTED, contains_mask
 from meshes_mcp.server.resources import MAPPING_SCHEMA_URI
 from meshes_mcp.server.runtime import Runtime, ToolContext, runtime_of
 from meshes_mcp.server.tools.integrations import find_record, secret_fields
 from meshes_mcp.server.views import ConnectionRow, ConnectionView
+
+if TYPE_CHECKING:
+    from meshes_mcp.api.catalog import IntegrationSpec
 
 NOT_FOUND = "list_connections shows the connections and their ids."
 # Checked by the connection request models; the schemas show their rules.
@@ -114,15 +118,6 @@ class MappingOut(BaseModel):
     next: str | None = None
 
 
-def inactive_warning(connection: m.Connection) -> str | None:
-    if connection.active is not False:
-        return None
-    return (
-        f"inactive ({connection.inactive_reason or 'unknown reason'}): deliveries fail until it is "
-        "reconnected in the Meshes dashboard"
-    )
-
-
 def restore_masked(metadata: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     """Secrets we showed as "[redacted]" and the agent sent back unchanged keep their stored value.
 
@@ -159,8 +154,8 @@ def restore_header_values(given: Any, stored: Any) -> Any:
     return {name: (stored[name] if value == REDACTED else value) for name, value in given.items()}
 
 
-def connection_view(connection: m.Connection) -> dict[str, Any]:
-    return ConnectionView.of(connection, warning=inactive_warning(connection)).render()
+def connection_view(connection: m.Connection, spec: IntegrationSpec | None) -> dict[str, Any]:
+    return ConnectionView.of(connection, warning=inactive_warning(connection, spec)).render()
 
 
 def connection_summary(connection: m.Connection, *, org_wide: bool) -> dict[str, Any]:
@@ -252,10 +247,17 @@ async def secrets_of(rt: Runtime, type_: str) -> frozenset[str]:
         return frozenset()
 
 
-async def validate_metadata(rt: Runtime, type_: str, metadata: dict[str, Any], *, for_update: bool) -> None:
-    from meshes_mcp.api.catalog import load_catalog, validate_connection_metadata
+async def integration_spec(rt: Runtime, type_: str) -> IntegrationSpec | None:
+    """The integration (live catalogue, else the one shipped with this server); None for an unknown type."""
+    from meshes_mcp.api.catalog import load_catalog
 
-    spec = (await rt.catalog()).get(type_) or load_catalog().get(type_)
+    return (await rt.catalog()).get(type_) or load_catalog().get(type_)
+
+
+async def validate_metadata(rt: Runtime, type_: str, metadata: dict[str, Any], *, for_update: bool) -> None:
+    from meshes_mcp.api.catalog import validate_connection_metadata
+
+    spec = await integration_spec(rt, type_)
     if spec is None:
         return  # a type the catalogue does not know: the API judges alone
     problems = validate_connection_metadata(spec, metadata, for_update=for_update)
@@ -293,7 +295,8 @@ async def get_connection(ctx: ToolContext, connection_id: p.ConnectionId) -> Ann
     rt = runtime_of(ctx)
     client = rt.client()
     connection = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
-    return rt.result(connection_view(connection), secret_keys=await secrets_of(rt, connection.type))
+    view = connection_view(connection, await integration_spec(rt, connection.type))
+    return rt.result(view, secret_keys=await secrets_of(rt, connection.type))
 
 
 @tool(Toolset.CONNECTIONS, read_only=False, idempotent=False, title="Create connection")
@@ -322,7 +325,7 @@ async def create_connection(
     await validate_metadata(rt, type, metadata, for_update=False)
     failure = Failure(write=True, verify="list_connections shows whether it exists")
     created = await attempt(client.create_connection(request), failure)
-    view = connection_view(created)
+    view = connection_view(created, await integration_spec(rt, created.type))
     view["next"] = f"get_connection_actions connection_id={created.id}, then create_rule"
     return rt.result(view, secret_keys=secret_fields(await integration_record(rt, type)))
 
@@ -335,8 +338,8 @@ async def update_connection(
     name: ConnectionName | None = None,
     hidden: Hidden = None,
 ) -> Annotated[CallToolResult, ConnectionView]:
-    """Replace a connection's metadata (e.g. new credentials), checked first. Then retry_rule_event what
-    failed."""
+    """Replace a connection's metadata (e.g. new credentials), checked first. Then triage_failures
+    connection=<id>."""
     rt = runtime_of(ctx)
     client = rt.client()
     current = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
@@ -353,8 +356,12 @@ async def update_connection(
     await validate_metadata(rt, current.type, metadata, for_update=True)
     failure = Failure(write=True, not_found=NOT_FOUND, verify=f"get_connection connection_id={connection_id}")
     updated = await attempt(client.update_connection(connection_id, request), failure)
-    view = connection_view(updated)
-    view["next"] = "diagnose_event or list_events status=failed, then retry_rule_event for failed deliveries"
+    view = connection_view(updated, await integration_spec(rt, updated.type))
+    # What failed through it is now fix-aware: its groups say the fix is in and hand over the retry.
+    view["next"] = (
+        f"triage_failures connection={connection_id} shows what failed through it; then each group's `then` "
+        "(retry_failed group=<key>) retries it"
+    )
     return rt.result(view, secret_keys=await secrets_of(rt, updated.type))
 
 
@@ -396,7 +403,7 @@ async def get_connection_actions(
         "type": connection.type,
         "actions": actions,
         "data": compact_action_data(data),
-        "warning": inactive_warning(connection),
+        "warning": inactive_warning(connection, spec),
     }
     return rt.result(result)
 

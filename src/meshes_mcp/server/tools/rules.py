@@ -13,6 +13,7 @@ from meshes_mcp.api.problems import InvalidRequest, Problem, check
 from meshes_mcp.server import params as p
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.failures import Failure, attempt
+from meshes_mcp.server.fixes import inactive_warning
 from meshes_mcp.server.registry import Toolset, tool
 from meshes_mcp.server.runtime import ToolContext, runtime_of
 from meshes_mcp.server.views import RuleRow, RuleView
@@ -148,8 +149,7 @@ async def create_rule(
         Failure(write=True, verify=f"list_rules event={event} shows whether it exists"),
     )
     view = rule_view(created)
-    if conn.active is False:
-        view["warning"] = f"connection is inactive ({conn.inactive_reason}): deliveries fail until reconnected"
+    view["warning"] = inactive_warning(conn, spec)
     view["next"] = f'emit_event event="{event}" with a test payload, then get_event'
     return rt.result(view)
 
