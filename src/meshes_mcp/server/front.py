@@ -331,14 +331,11 @@ class Front:
         return self._answer(request, request.method)
 
     def _record_replay(self, request: Request) -> None:
-        replayed: dict[str, Any] = {
-            "jsonrpc": "2.0",
-            "id": f"{REPLAY_ID_PREFIX}{len(self.replay)}",
-            "method": request.method,
-        }
-        if request.params is not None:
-            replayed["params"] = request.params
-        self.replay.append(json.dumps(replayed).encode() + b"\n")
+        """What opens the same session in the SDK: the client's `initialize`, or a `server/discover` with
+        the client's envelope (any enveloped request opens a 2026-07-28 session; this one always succeeds)."""
+        method = "initialize" if request.method == "initialize" else "server/discover"
+        replayed = {"jsonrpc": "2.0", "id": f"{REPLAY_ID_PREFIX}{len(self.replay)}", "method": method}
+        self.replay.append(json.dumps({**replayed, "params": request.params}).encode() + b"\n")
 
     def _answer(self, request: Request, method: str) -> bool:
         assert self.version is not None
