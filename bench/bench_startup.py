@@ -18,6 +18,16 @@ PYTHONDONTWRITEBYTECODE is dropped from the children's environment, else every r
 compiling our sources.
 
     python bench/bench_startup.py [--runs 10]
+
+Side by side with any other stdio MCP server (`--peer`), e.g. the official one built by the peers'
+build script: both are pointed at one embedded sandbox (MESHES_ACCESS_KEY, MESHES_SECRET_KEY,
+MESHES_ORG_ID, MESHES_API_URL), spawned alternately pair by pair (which goes first alternates too), and
+timed from spawn to `initialize` answered, to `tools/list` answered, to the first `tools/call` answered,
+and from stdin closed to the process gone; with the CPU time the process used and its peak RSS.
+Prints each side's medians and the median of the pairwise ratios (ours / peer: below 1 is faster).
+
+    python bench/bench_startup.py --peer 'node DIR/meshes-mcp-server/dist/index.js' \
+        --peer-call meshes_list_workspaces [--pairs 10]
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -234,11 +245,96 @@ def measure_split(runs: int) -> None:
     print("  our biggest top-level imports (last run): " + ", ".join(f"{n} {ms:.1f} ms" for ms, n in biggest[:5]))
 
 
+class Session(NamedTuple):
+    """One server's start-up as a client sees it, in ms from spawn (exit: from stdin closed)."""
+
+    initialize_ms: float
+    tools_list_ms: float
+    tools_call_ms: float
+    exit_ms: float
+    cpu_ms: float
+    peak_rss_mb: float
+
+
+STAGES = ("initialize_ms", "tools_list_ms", "tools_call_ms", "exit_ms", "cpu_ms", "peak_rss_mb")
+
+
+def one_session(command: list[str], env: dict[str, str], tool: str) -> Session:
+    """Spawn, handshake, list the tools, call `tool` with no arguments, close stdin, wait for the exit."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    try:
+        send(proc, INITIALIZE)
+        answer(proc)
+        initialized = time.perf_counter() - started
+        send(proc, INITIALIZED)
+        send(proc, TOOLS_LIST)
+        answer(proc)
+        listed = time.perf_counter() - started
+        send(proc, {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": tool, "arguments": {}}})
+        called_answer = answer(proc)
+        called = time.perf_counter() - started
+        if called_answer["result"].get("isError"):  # type: ignore[union-attr]
+            raise RuntimeError(f"{tool} failed: {json.dumps(called_answer)[:300]}")
+        assert proc.stdin
+        closing = time.perf_counter()
+        proc.stdin.close()
+        _, status, usage = os.wait4(proc.pid, 0)  # the child's own CPU time and peak RSS
+        exited = time.perf_counter() - closing
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+    return Session(
+        initialized * 1000,
+        listed * 1000,
+        called * 1000,
+        exited * 1000,
+        (usage.ru_utime + usage.ru_stime) * 1000,
+        usage.ru_maxrss / 1024,
+    )
+
+
+def side_by_side(peer: list[str], peer_call: str, pairs: int) -> None:
+    from meshes_mcp.sandbox import EmbeddedSandbox
+
+    ours = [sys.executable, "-m", "meshes_mcp"]
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedSandbox(Path(tmp)) as info:
+        env = child_env() | {
+            "MESHES_ACCESS_KEY": info.access_key,
+            "MESHES_SECRET_KEY": info.secret_key,
+            "MESHES_ORG_ID": info.organization_id,
+            "MESHES_API_URL": info.api_url,
+        }
+        one_session(ours, env, "list_workspaces"), one_session(peer, env, peer_call)  # warm-up, untimed
+        mine: list[Session] = []
+        theirs: list[Session] = []
+        for pair in range(pairs):
+            runs = [(ours, "list_workspaces", mine), (peer, peer_call, theirs)]
+            for command, tool, into in runs if pair % 2 == 0 else runs[::-1]:
+                into.append(one_session(command, env, tool))
+    print(f"side by side, {pairs} pairs alternated; load average {os.getloadavg()[0]:.2f} at the end")
+    print(f"  ours: {shlex.join(ours)}\n  peer: {shlex.join(peer)}")
+    print(f"  {'':<16}{'ours':>10}{'peer':>10}{'ratio (median of pairs)':>26}")
+    for stage in STAGES:
+        a = [getattr(s, stage) for s in mine]
+        b = [getattr(s, stage) for s in theirs]
+        ratio = statistics.median(x / y for x, y in zip(a, b, strict=True))
+        print(f"  {stage:<16}{statistics.median(a):>10.1f}{statistics.median(b):>10.1f}{ratio:>26.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--peer", help="another stdio MCP server's command, to run side by side")
+    parser.add_argument("--peer-call", default="list_workspaces", help="the peer's tool to call first")
+    parser.add_argument("--pairs", type=int, default=10)
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]} on {os.cpu_count()} cores")
+    if args.peer:
+        side_by_side(shlex.split(args.peer), args.peer_call, args.pairs)
+        return
     measure_path_split(args.runs)
     measure_split(args.runs)
     with tempfile.TemporaryDirectory() as tmp:
