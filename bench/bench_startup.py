@@ -95,6 +95,18 @@ def answer(proc: subprocess.Popen[bytes]) -> dict[str, object]:
     return json.loads(line)
 
 
+def handshake_and_list(proc: subprocess.Popen[bytes], started: float) -> tuple[float, float, dict[str, object]]:
+    """`initialize`, then `notifications/initialized` and `tools/list`: seconds from `started` to each
+    answer, and the tool list."""
+    send(proc, INITIALIZE)
+    answer(proc)
+    initialized = time.perf_counter() - started
+    send(proc, INITIALIZED)
+    send(proc, TOOLS_LIST)
+    listed = answer(proc)
+    return initialized, time.perf_counter() - started, listed
+
+
 def one_run(command: list[str]) -> Start:
     """Start the server, ask what a client asks first, and time each answer from the process start."""
     started = time.perf_counter()
@@ -102,13 +114,7 @@ def one_run(command: list[str]) -> Start:
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=child_env()
     )
     try:
-        send(proc, INITIALIZE)
-        answer(proc)
-        initialized = time.perf_counter() - started
-        send(proc, INITIALIZED)
-        send(proc, TOOLS_LIST)
-        listed = answer(proc)
-        tools_listed = time.perf_counter() - started
+        initialized, tools_listed, listed = handshake_and_list(proc, started)
         tools = len(listed["result"]["tools"])  # type: ignore[index]
         return Start(initialized * 1000, tools_listed * 1000, tools, resident_mb(proc.pid))
     finally:
@@ -264,13 +270,7 @@ def one_session(command: list[str], env: dict[str, str], tool: str) -> Session:
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     try:
-        send(proc, INITIALIZE)
-        answer(proc)
-        initialized = time.perf_counter() - started
-        send(proc, INITIALIZED)
-        send(proc, TOOLS_LIST)
-        answer(proc)
-        listed = time.perf_counter() - started
+        initialized, listed, _ = handshake_and_list(proc, started)
         send(proc, {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": tool, "arguments": {}}})
         called_answer = answer(proc)
         called = time.perf_counter() - started

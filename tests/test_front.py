@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import subprocess
-import sys
 import tempfile
-import threading
 from typing import Any
 
 import pytest
@@ -80,15 +76,7 @@ class FrontedServer(StdioServer):
 
     def __init__(self, *args: str) -> None:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (read when the process ends, closed with it)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "meshes_mcp", "--verbose", *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            env={"PATH": "/usr/bin:/bin"},
-        )
-        self.lines: queue.Queue[bytes] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        super().__init__("--verbose", *args, stderr=self.log)
 
     def call(self, message: dict[str, Any]) -> dict[str, Any]:
         self.send(message)

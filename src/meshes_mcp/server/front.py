@@ -273,10 +273,9 @@ def _plain_envelope(params: dict[str, Any] | None, versions: Mapping[str, Any]) 
 class Front:
     """Answers from the table while it can; collects what the SDK must be handed (see the module docstring)."""
 
-    def __init__(self, wire: Wire, configuration: str | None, table: Mapping[str, Any] | None) -> None:
-        self.wire = wire
-        self.versions: Mapping[str, Any] = (table or {}).get("configurations", {}).get(configuration or "", {})
-        self.configuration = configuration or ""
+    def __init__(self, configuration: str, table: Mapping[str, Any]) -> None:
+        self.versions: Mapping[str, Any] = table["configurations"].get(configuration, {})
+        self.configuration = configuration
         self.table = table
         self.version: str | None = None  # the session's protocol version, once the front opened it
         self.replay: list[bytes] = []  # what recreates that session in the SDK
@@ -413,7 +412,7 @@ def serve_fronted(
     loader thread) and returns what `serve(prepared, handover)` runs the SDK session with."""
     key = configuration(options, os.environ)
     claimed = claim_stdin() if key is not None else None
-    if claimed is None:
+    if key is None or claimed is None:
         # Nothing to answer early: the SDK serves from the first line, as without a front.
         prepared = prepare()
         try:
@@ -425,7 +424,7 @@ def serve_fronted(
     fd, restore = claimed
     loader = Loader(prepare).start()
     wire = Wire(fd)
-    front = Front(wire, key, packaged_answers())
+    front = Front(key, packaged_answers())
     try:
         if not front_until_handover(wire, front, loader):
             log.debug("stdin closed before the SDK took over, after %d answers", front.answered)

@@ -19,6 +19,10 @@ client as the answer to one of its own requests. Those are logged and dropped.
 Messages that parse are the SDK's business: unknown methods, bad tool arguments and the like get the
 SDK's own -32601 / -32602 answers. Lines are not length-limited (neither are the SDK's): the client is
 the parent process.
+
+Usually the session starts behind the stdio front (`server/front.py`), which answers the first requests
+while the SDK loads: `serve_stdio` then gets its wire (the lines the front did not answer still to read)
+and drops the SDK's answers to the requests the front replays to open the same session.
 """
 
 from __future__ import annotations
