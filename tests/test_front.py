@@ -192,3 +192,33 @@ def test_a_configuration_without_packaged_answers_is_served_by_the_sdk_from_the_
     finally:
         running.close()
     assert "before the SDK loaded" not in log
+
+
+def test_lines_the_front_does_not_answer_are_left_to_the_sdk():
+    table = front.packaged_answers()
+    key = configuration_key(parse_toolsets(None), False)
+    version = HANDSHAKE_PROTOCOL_VERSIONS[-1]
+    unusual = [
+        b"not json",
+        b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"x\\ud800"}}',
+        json.dumps({**handshake(version), "id": True}).encode(),  # a boolean is no id
+        json.dumps({**handshake(version), "id": 1.5}).encode(),
+        json.dumps({**handshake(version), "extra": 1}).encode(),
+        json.dumps(handshake("2099-01-01")).encode(),  # the SDK negotiates an unknown version
+        json.dumps(handshake(MODERN_PROTOCOL_VERSIONS[-1])).encode(),  # no handshake at 2026-07-28
+        json.dumps({**handshake(version), "params": {**handshake(version)["params"], "_meta": {}}}).encode(),
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode(),  # before initialize
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {}}}).encode(),
+        json.dumps(
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {**ENVELOPE, "x": 1}}}
+        ).encode(),
+    ]
+    for line in unusual:
+        assert not front.Front(key, table).take(line), line
+    # Capabilities or client info the SDK might read differently are its to judge, too.
+    for capabilities, info in (({"roots": {"listChanged": "yes"}}, answers.CLIENT_INFO), ({}, {"name": "t"})):
+        line = handshake(version)
+        line["params"] = {**line["params"], "capabilities": capabilities, "clientInfo": info}
+        assert not front.Front(key, table).take(json.dumps(line).encode())
+    # A configuration without packaged answers answers nothing.
+    assert not front.Front("rules", table).take(json.dumps(handshake(version)).encode())

@@ -342,7 +342,11 @@ class Front:
         if answer is None:
             return False
         reply = {"jsonrpc": "2.0", "id": request.id, **answer}
-        write_stdout(json.dumps(reply, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+        try:
+            write_stdout(json.dumps(reply, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+        except BrokenPipeError:
+            log.debug("stdout is closed: the client is gone")
+            leave(0)
         self.answered += 1
         log.debug("answered %s before the SDK loaded", method)
         return True
