@@ -427,25 +427,31 @@ def serve_fronted(
         return
     fd, restore = claimed
     loader = Loader(prepare).start()
-    wire = Wire(fd)
-    front = Front(key, packaged_answers())
     try:
-        if not front_until_handover(wire, front, loader):
-            log.debug("stdin closed before the SDK took over, after %d answers", front.answered)
-            if options.get("sandbox"):
-                stop_prepared(loader)
-            leave(0)
+        handover = run_front(Wire(fd), key, loader, sandbox=bool(options.get("sandbox")))
         prepared = loader.wait()
-        wire.unread(front.replay)
-        replayed = frozenset(f"{REPLAY_ID_PREFIX}{i}" for i in range(len(front.replay)))
-        log.debug("the SDK takes over after %d answers", front.answered)
         try:
-            serve(prepared, Handover(wire, replayed))
+            serve(prepared, handover)
         finally:
             stop_prepared_result(prepared)
     finally:
         restore()
     leave(0)
+
+
+def run_front(wire: Wire, key: str, loader: Loader, *, sandbox: bool) -> Handover:
+    """Answer from the table until the SDK is needed or ready; what the SDK starts from. Ends the process
+    when stdin closes first. The table is let go of here: the session no longer needs it."""
+    front = Front(key, packaged_answers())
+    if not front_until_handover(wire, front, loader):
+        log.debug("stdin closed before the SDK took over, after %d answers", front.answered)
+        if sandbox:
+            stop_prepared(loader)
+        leave(0)
+    packaged_answers.cache_clear()
+    wire.unread(front.replay)
+    log.debug("the SDK takes over after %d answers", front.answered)
+    return Handover(wire, frozenset(f"{REPLAY_ID_PREFIX}{i}" for i in range(len(front.replay))))
 
 
 def stop_prepared(loader: Loader) -> None:
