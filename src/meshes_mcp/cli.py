@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 # Settings a flag can set. Flags override the environment; unset flags leave it alone.
 SETTING_FLAGS = ("access_key", "secret_key", "org_id", "api_url", "workspace_id", "publishable_key", "toolsets")
@@ -246,41 +246,66 @@ def http_settings_or_error(options: dict[str, Any]) -> Any:
         return str(exc)
 
 
+class Prepared(NamedTuple):
+    """A server ready to serve, and the embedded sandbox it runs on (with --sandbox)."""
+
+    server: Any
+    sandbox: Any
+
+
 def serve(options: dict[str, Any]) -> None:
-    log = logging.getLogger("meshes_mcp")
     # Checked before anything starts: an exposed server without a token must not come up at all.
     http = http_settings_from(options) if options.get("transport") == "http" else None
-    if http is None and (options.get("stateless") or options.get("credentials") == "request"):
-        raise ValueError("--stateless and --credentials request are HTTP modes: add --transport http")
+    if http is None:
+        if options.get("stateless") or options.get("credentials") == "request":
+            raise ValueError("--stateless and --credentials request are HTTP modes: add --transport http")
+        check_sandbox_options(options)
+        from meshes_mcp.server.front import serve_fronted
+
+        # Answers the first requests while the SDK loads on another thread (see server/front.py).
+        serve_fronted(options, lambda: prepare_server(options, None), serve_prepared_stdio)
+        return
+    prepared = prepare_server(options, http)
+    try:
+        from meshes_mcp.server.http import serve_http
+
+        serve_http(prepared.server, http)
+    finally:
+        if prepared.sandbox is not None:
+            prepared.sandbox.stop()
+
+
+def serve_prepared_stdio(prepared: Prepared, handover: Any) -> None:
+    from meshes_mcp.server.stdio import serve_stdio
+
+    serve_stdio(prepared.server, handover)
+
+
+def prepare_server(options: dict[str, Any], http: Any) -> Prepared:
+    """Settings checked, the sandbox started (with --sandbox), the server built."""
+    log = logging.getLogger("meshes_mcp")
     per_request = http is not None and http.per_request_credentials
     sandbox, overrides = start_sandbox(options, keys=not per_request)
-    settings = settings_from(options, **overrides)
-    check_credentials(settings, http)
-    from meshes_mcp.server.app import build_server, parse_toolsets
-
-    parse_toolsets(settings.toolsets)  # fail fast on a typo, before a client connects
-    log.info("%s: %s", _version(), settings.describe())
-    if per_request:
-        log.info("Meshes keys come with each request (X-Meshes-* headers); the server holds none")
-    elif not settings.machine_key():
-        log.warning("no Meshes credentials: tools will explain how to configure them (or use --sandbox)")
-    if http is not None and http.stateless and http.state_key is None:
-        log.warning(
-            "stateless, without MESHES_MCP_STATE_KEY: a confirmation must be answered by the replica that asked"
-        )
-    server = build_server(settings, http=http)
     try:
-        if http is not None:
-            from meshes_mcp.server.http import serve_http
+        settings = settings_from(options, **overrides)
+        check_credentials(settings, http)
+        from meshes_mcp.server.app import build_server, parse_toolsets
 
-            serve_http(server, http)
-        else:
-            from meshes_mcp.server.stdio import serve_stdio
-
-            serve_stdio(server)
-    finally:
+        parse_toolsets(settings.toolsets)  # fail fast on a typo, before a client connects
+        log.info("%s: %s", _version(), settings.describe())
+        if per_request:
+            log.info("Meshes keys come with each request (X-Meshes-* headers); the server holds none")
+        elif not settings.machine_key():
+            log.warning("no Meshes credentials: tools will explain how to configure them (or use --sandbox)")
+        if http is not None and http.stateless and http.state_key is None:
+            log.warning(
+                "stateless, without MESHES_MCP_STATE_KEY: a confirmation must be answered by the replica that asked"
+            )
+        return Prepared(build_server(settings, http=http), sandbox)
+    except BaseException:
         if sandbox is not None:
             sandbox.stop()
+        raise
 
 
 def check_credentials(settings: Any, http: Any) -> None:
@@ -302,17 +327,22 @@ def check_credentials(settings: Any, http: Any) -> None:
             )
 
 
+def check_sandbox_options(options: dict[str, Any]) -> None:
+    """Options that only mean something with --sandbox: refused without it, before anything starts."""
+    if options.get("scenario") and not options.get("sandbox"):
+        raise ValueError("--scenario adds practice history to the local sandbox: use it with --sandbox")
+    if "sandbox_port" in options and not options.get("sandbox"):
+        raise ValueError("--sandbox-port pins the embedded sandbox's port: use it with --sandbox")
+
+
 def start_sandbox(options: dict[str, Any], *, keys: bool = True) -> tuple[Any, dict[str, Any]]:
     """With --sandbox: the running embedded sandbox and the settings that point at it; else (None, {}).
     `keys=False` (per-request credentials): only the API URL points at the sandbox; callers bring keys."""
-    if options.get("scenario") and not options.get("sandbox"):
-        raise ValueError("--scenario adds practice history to the local sandbox: use it with --sandbox")
+    check_sandbox_options(options)
     from meshes_mcp.config import sandbox_port
 
     port = sandbox_port(options.get("sandbox_port"), os.environ)
     if not options.get("sandbox"):
-        if "sandbox_port" in options:
-            raise ValueError("--sandbox-port pins the embedded sandbox's port: use it with --sandbox")
         return None, {}
     from meshes_mcp.sandbox import EmbeddedSandbox
 

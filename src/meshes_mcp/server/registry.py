@@ -22,7 +22,6 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,27 +30,17 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import ConfigDict
 
+# Re-exported: tool modules declare their toolset with these, the server parses `--toolsets` with them.
+from meshes_mcp.server.toolsets import DEFAULT_TOOLSETS as DEFAULT_TOOLSETS
+from meshes_mcp.server.toolsets import TOOLSETS as TOOLSETS
+from meshes_mcp.server.toolsets import Toolset as Toolset
+from meshes_mcp.server.toolsets import parse_toolsets as parse_toolsets
+
 if TYPE_CHECKING:
     from mcp.server.mcpserver.context import Context
 
 MANIFEST = Path(__file__).with_name("tools") / "manifest.json"
 
-
-class Toolset(StrEnum):
-    """The toolsets, in the order their tools are listed (`--toolsets` / `MESHES_TOOLSETS` names)."""
-
-    INTEGRATIONS = "integrations"
-    EVENTS = "events"
-    CONNECTIONS = "connections"
-    RULES = "rules"
-    DELIVERIES = "deliveries"
-    WORKSPACES = "workspaces"
-    SESSIONS = "sessions"
-
-
-TOOLSETS: tuple[Toolset, ...] = tuple(Toolset)
-# Embed sessions mint end-user tokens: an operator turns them on on purpose.
-DEFAULT_TOOLSETS: tuple[Toolset, ...] = tuple(t for t in Toolset if t is not Toolset.SESSIONS)
 
 # Handlers take the request's typed context and the tool's arguments and answer with a rendered result.
 Handler = Callable[..., Awaitable[CallToolResult]]
@@ -212,20 +201,6 @@ def enabled_tools(
     wanted = set(toolsets)
     inventory: tuple[ListedTool | ServerTool, ...] = all_tools() if declared else listed_tools()
     return tuple(t for t in inventory if t.toolset in wanted and (t.read_only or not read_only))
-
-
-def parse_toolsets(value: str | None) -> tuple[Toolset, ...]:
-    """`MESHES_TOOLSETS` / `--toolsets`: a comma list of toolset names, or `all`."""
-    if not value or not value.strip():
-        return DEFAULT_TOOLSETS
-    names = [n.strip().lower() for n in value.split(",") if n.strip()]
-    if "all" in names:
-        return TOOLSETS
-    known = [t.value for t in Toolset]
-    unknown = sorted(set(names) - set(known))
-    if unknown:
-        raise ValueError(f"unknown toolset(s) {', '.join(unknown)}; choose from {', '.join(known)} or all")
-    return tuple(t for t in Toolset if t.value in names)
 
 
 # A tool name is a whole word of the text: one of these runs that is the name of a tool.
