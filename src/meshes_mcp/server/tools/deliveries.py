@@ -21,7 +21,7 @@ from meshes_mcp.server import params as p
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.diagnosis import NEEDS_ATTENTION, NOT_FOUND, diagnose
 from meshes_mcp.server.failures import Failure, attempt
-from meshes_mcp.server.incident import advice, outcomes, retry, scan
+from meshes_mcp.server.incident import advice, findings, norule, outcomes, retry, scan
 from meshes_mcp.server.incident.groups import check_filters, one_line
 from meshes_mcp.server.incident.progress import Throttle
 from meshes_mcp.server.incident.window import Window, call_text, created
@@ -48,6 +48,9 @@ class EventList(p.ListOut):
 
 class EventOut(EventView):
     waited: str | None = None  # how a wait ended (wait_seconds)
+    matched_no_rule: bool | None = None  # no rule took it: nothing was delivered
+    warning: str | None = None
+    closest_rule_events: list[str] | None = None
     untrusted_payload: dict[str, Any] | None = None  # include_payload
     payload_note: str | None = None
 
@@ -201,6 +204,11 @@ async def get_event(
         event = settled.model_copy(update={"payload": event.payload}) if settled is not None else event
     view = event_view(event)
     view["waited"] = waited
+    if findings.matched_no_rule(event):
+        rules = await norule.WorkspaceRules(client, event.workspace).get()
+        view.update(norule.no_rule_note(event.event, rules or [], workspace=None, since=event.created_at))
+        if waited is not None:
+            view["waited"] = "nothing to wait for: it matched no rule"
     if include_payload:
         view["untrusted_payload"] = event.payload or {}
         view["payload_note"] = PAYLOAD_NOTE
@@ -424,6 +432,13 @@ async def announce_cancel(ctx: ToolContext, run: retry.RetryRun) -> None:
             pass
 
 
+def nothing_found(silent: findings.Findings) -> str:
+    """The one line for a window with neither failures nor silent causes."""
+    if silent.scan.complete:
+        return f"No failing deliveries and no unrouted events in the window ({silent.scan.scanned} events read)."
+    return f"No failing deliveries or unrouted events in the first {silent.scan.scanned} events read (capped)."
+
+
 @tool(Toolset.DELIVERIES, read_only=True, idempotent=True, title="Triage failures")
 async def triage_failures(
     ctx: ToolContext,
@@ -445,6 +460,10 @@ async def triage_failures(
     catalog = await rt.catalog()
     progress = Throttle(ctx.report_progress)
     groups, summary = await attempt(scan.triage(client, catalog, filters, window, limit, progress), SCAN_FAILURE)
+    silent_ctx = findings.Context(workspace, window, rt.enabled)
+    silent = await attempt(findings.find(client, filters, window, limit, silent_ctx, progress), SCAN_FAILURE)
+    read_on = call_text("triage_failures", workspace=workspace, event=event, connection=connection,
+                        since=window.args()["since"], until=silent.scan.cut_at, max_events=max_events)  # fmt: skip
     shown = groups[: scan.GROUPS_SHOWN]
     views = []
     for group in shown:
@@ -458,14 +477,20 @@ async def triage_failures(
         "failing": sum(g.count for g in groups),
         "events_scanned": summary.scanned,
         "window": summary.window(window),
+        "findings": silent.views,
+        "findings_omitted": silent.total - len(silent.views) or None,
+        "findings_scan": findings.scan_view(silent, read_on),
     }
     if summary.cut_at:
         result["next"] = call_text(
             "triage_failures", workspace=workspace, event=event, connection=connection,
             since=window.args()["since"], until=summary.cut_at, max_events=max_events,
         )  # fmt: skip
+    elif not groups and not silent.views:
+        result = {"summary": nothing_found(silent), "count": 0, "events_scanned": summary.scanned,
+                  "window": result["window"], "next": result["findings_scan"].get("next")}  # fmt: skip
     elif not groups:
-        result["summary"] = "No failing deliveries in the window."
+        result["next"] = "for each finding: run its calls, then its `then` call"
     else:
         then = ", then its `then` call" if rt.enabled.allows("retry_failed") else ""
         result["next"] = f"for each group: run its calls{then}"

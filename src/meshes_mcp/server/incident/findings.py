@@ -1,0 +1,444 @@
+"""What never became a delivery: the silent causes triage_failures reports besides failing groups.
+
+A failed delivery leaves a record; an event that matched no rule leaves only `total_rules: 0`. Every
+finding here is read from the window's events and the workspace's rules as they are now:
+
+- `unrouted`: events of one name (and resource) that matched no rule, with the rules that explain it:
+  a rule for a near-miss name, an inactive rule, a rule whose `resource`/`resource_id` filter the
+  events did not carry, a rule created after the events;
+- `no_events` (when filtered by `event` or `connection`): a rule's event with no event in the window,
+  with the names that did arrive, closest first, and when that name was last seen at all;
+- `other_workspace`: events of such a name that went to another workspace of the organisation.
+
+Reading unrouted events means reading every event of the window, not only failing ones: the scan takes
+the same bound as the failing scan (`max_events`) and, when cut short, says so: its counts are then
+lower bounds and `next` continues it. The result grows with the number of causes, never of events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from meshes_mcp.api import models as m
+from meshes_mcp.api.client import iterate_pages
+from meshes_mcp.server.incident.names import closest_first, is_near_miss, near_misses
+from meshes_mcp.server.incident.progress import Throttle
+from meshes_mcp.server.incident.scan import PAGE_SIZE, SKIP_LIMIT
+from meshes_mcp.server.incident.window import Window, call_text, created
+
+if TYPE_CHECKING:
+    from meshes_mcp.api.client import MeshesClient
+    from meshes_mcp.server.incident.groups import Filters
+    from meshes_mcp.server.registry import EnabledTools
+
+
+FINDINGS_SHOWN = 10
+RULES_SHOWN = 5  # per finding
+NAMES_SHOWN = 5  # arrived names, closest first
+SAMPLES = 3
+RESOURCE_IDS_KEPT = 50  # distinct resource ids remembered per unrouted group (to test resource_id filters)
+RULE_PAGES = 20  # pages of rules read at most (the API's default page is 50)
+OTHER_WORKSPACES = 20  # other workspaces looked into at most
+OTHER_PAGES = 5  # pages of one name read per other workspace at most: beyond, the count is a lower bound
+REPLAY_WAIT = 60
+
+
+def matched_no_rule(event: m.Event) -> bool:
+    """The event was routed to no rule at all. Only what the API says counts: `total_rules: 0`, or no
+    count but an empty, settled list of rule events."""
+    if event.total_rules is not None:
+        return event.total_rules == 0
+    return event.rule_events is not None and not event.rule_events and event.status in m.TERMINAL_STATUSES
+
+
+# --- reading every event of the window ----------------------------------------------------------
+
+
+@dataclass
+class WindowScan:
+    """Every event of the window, newest first, up to a bound."""
+
+    scanned: int = 0
+    cut_at: str | None = None  # stopped at this timestamp: until=<it> continues
+    skip_limit_hit: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.cut_at is None and not self.skip_limit_hit
+
+
+async def window_events(
+    client: MeshesClient, workspace: str, window: Window, limit: int, scan: WindowScan, progress: Throttle | None = None
+) -> list[m.Event]:
+    """The window's events newest first, at most `limit`; a cut falls between two timestamps, so the
+    continuation (`until=<cut_at>`) neither skips nor repeats an event."""
+    events: list[m.Event] = []
+    skipped = 0
+    cursor: str | None = None
+    while True:
+        query = m.WorkspaceEventQuery(limit=PAGE_SIZE, cursor=cursor)
+        page = await client.list_workspace_events(workspace, query)
+        for event in page.records:
+            moment = created(event)
+            if window.until is not None and moment is not None and moment > window.until:
+                skipped += 1
+                if skipped >= SKIP_LIMIT:
+                    scan.skip_limit_hit = True
+                    return events
+                continue
+            if window.since is not None and moment is not None and moment < window.since:
+                return events
+            if len(events) >= limit:
+                boundary = event.created_at
+                kept = [e for e in events if e.created_at != boundary]
+                events = kept or events
+                scan.cut_at = boundary
+                scan.scanned = len(events)
+                return events
+            events.append(event)
+            scan.scanned = len(events)
+        if progress is not None:
+            await progress(len(events), limit, f"{len(events)} events of the window read")
+        if not page.next_cursor or page.next_cursor == cursor:
+            return events
+        cursor = page.next_cursor
+
+
+# --- unrouted events, by name and resource ------------------------------------------------------
+
+
+@dataclass
+class Unrouted:
+    event: str
+    resource: str | None
+    count: int = 0
+    first_seen: str | None = None
+    last_seen: str | None = None
+    samples: list[str] = field(default_factory=list)
+    resource_ids: Counter[str | None] = field(default_factory=Counter)
+    moments: list[datetime] = field(default_factory=list)
+
+    def add(self, event: m.Event) -> None:
+        self.count += 1
+        if len(self.samples) < SAMPLES:
+            self.samples.append(event.id)
+        self.last_seen = self.last_seen or event.created_at  # newest first
+        self.first_seen = event.created_at or self.first_seen
+        if event.resource_id in self.resource_ids or len(self.resource_ids) < RESOURCE_IDS_KEPT:
+            self.resource_ids[event.resource_id] += 1
+        moment = created(event)
+        if moment is not None:
+            self.moments.append(moment)
+
+
+def census(events: list[m.Event]) -> tuple[dict[tuple[str, str | None], Unrouted], Counter[str]]:
+    """Unrouted groups by name and resource, and the count of each name that arrived."""
+    groups: dict[tuple[str, str | None], Unrouted] = {}
+    names: Counter[str] = Counter()
+    for event in events:
+        names[event.event] += 1
+        if matched_no_rule(event):
+            key = (event.event, event.resource)
+            groups.setdefault(key, Unrouted(event.event, event.resource)).add(event)
+    return groups, names
+
+
+# --- why a rule did not take them ---------------------------------------------------------------
+
+
+@dataclass
+class Relation:
+    """A rule that would have taken the group's events but for one thing, read from the rule as it is."""
+
+    rule: m.Rule
+    why: str  # near_miss, inactive, resource, resource_id, created_after, matches_now
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def view(self) -> dict[str, Any]:
+        r = self.rule
+        return {"id": r.id, "event": r.event, "connection": r.connection, "type": r.type, "why": self.why,
+                **self.details}  # fmt: skip
+
+
+def relations(group: Unrouted, rules: list[m.Rule]) -> list[Relation]:
+    """Rules for the same name first (each with what kept it from matching), then near-miss names."""
+    same: list[Relation] = []
+    near: list[Relation] = []
+    carried_ids = [rid for rid, _ in group.resource_ids.most_common(3)]
+    for rule in rules:
+        if rule.event == group.event:
+            same.append(why_not(group, rule, carried_ids))
+        elif is_near_miss(group.event, rule.event):
+            near.append(Relation(rule, "near_miss"))
+    order = near_misses(group.event, [r.rule.event for r in near])
+    near.sort(key=lambda r: order.index(r.rule.event))
+    return same + near
+
+
+def why_not(group: Unrouted, rule: m.Rule, carried_ids: list[str | None]) -> Relation:
+    if rule.active is False:
+        return Relation(rule, "inactive")
+    if rule.resource is not None and rule.resource != group.resource:
+        return Relation(rule, "resource", {"rule_resource": rule.resource, "event_resource": group.resource or "none"})
+    if rule.resource_id is not None and rule.resource_id not in group.resource_ids:
+        shown = [rid or "none" for rid in carried_ids]
+        return Relation(rule, "resource_id", {"rule_resource_id": rule.resource_id, "event_resource_ids": shown})
+    rule_created = _moment(rule.created_at)
+    before = sum(1 for moment in group.moments if rule_created is not None and moment < rule_created)
+    if before:
+        return Relation(rule, "created_after", {"rule_created_at": rule.created_at, "events_before": before})
+    return Relation(rule, "matches_now", {"rule_created_at": rule.created_at})
+
+
+def _moment(value: str | None) -> datetime | None:
+    return created(m.Event(id="", workspace="", event="", created_at=value)) if value else None
+
+
+# --- what a finding says ------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    workspace_arg: str | None  # as the caller gave it (None: the default workspace)
+    window: Window
+    enabled: EnabledTools
+
+    def replay(self, event: str, as_event: str | None = None) -> str:
+        return call_text("replay_events", workspace=self.workspace_arg, event=event, **self.window.args(),
+                         as_event=as_event, wait_seconds=REPLAY_WAIT)  # fmt: skip
+
+
+def create_rule_call(rule: m.Rule, **changes: Any) -> str:
+    """The rule again with some of its fields changed (a field set to None is left out)."""
+    args: dict[str, Any] = {"connection": rule.connection, "event": rule.event, "resource": rule.resource,
+                            "resource_id": rule.resource_id}  # fmt: skip
+    args.update(changes)
+    metadata = json.dumps(rule.metadata, separators=(",", ":"), ensure_ascii=False)
+    return call_text("create_rule", **args, metadata=metadata)
+
+
+def unrouted_view(group: Unrouted, found: list[Relation], ctx: Context) -> dict[str, Any]:
+    name = f"`{group.event}`" + (f" (resource `{group.resource}`)" if group.resource else "")
+    reason, fix, calls = explain(group, found, name, ctx)
+    view: dict[str, Any] = {
+        "kind": "unrouted",
+        "event": group.event,
+        "resource": group.resource,
+        "count": group.count,
+        "first_seen": group.first_seen,
+        "last_seen": group.last_seen,
+        "samples": group.samples,
+        "reason": reason,
+        "rules": [r.view() for r in found[:RULES_SHOWN]] or None,
+        "fix": fix,
+        "calls": ctx.enabled.calls(calls),
+    }
+    then = ctx.replay(group.event)
+    if ctx.enabled.allows(then):
+        view["then"] = then
+    return view
+
+
+def explain(group: Unrouted, found: list[Relation], name: str, ctx: Context) -> tuple[str, str, list[str]]:
+    """The likely reason, the fix in words and the fix as calls, from the first rule that explains it."""
+    head = f"{group.count} {name} events matched no rule"
+    if not found:
+        return (
+            f"{head}: no rule listens for `{group.event}`, nor for a name close to it",
+            f"If they should reach a destination, create_rule with event={group.event} (list_connections shows "
+            "the connections), then replay them.",
+            [],
+        )
+    first = found[0]
+    rule = first.rule
+    which = f"rule {rule.id} ({rule.type or 'connection'} {rule.connection})"
+    if first.why == "near_miss":
+        alt = ctx.replay(group.event, as_event=rule.event)
+        return (
+            f"{head}: {which} listens for `{rule.event}`, a near miss of `{group.event}` (case, separators, "
+            "tense or a typo)",
+            f"Route `{group.event}` too (the call), then replay them; or correct the name where the app emits "
+            f"it and replay them under the rule's name: {alt}",
+            [create_rule_call(rule, event=group.event)],
+        )
+    if first.why == "inactive":
+        return (
+            f"{head}: {which} listens for `{rule.event}` but is inactive",
+            "Rules cannot be edited: create it again, active (the call), then replay them.",
+            [create_rule_call(rule)],
+        )
+    if first.why == "resource":
+        carried = f"resource `{group.resource}`" if group.resource else "no resource"
+        return (
+            f"{head}: {which} takes only resource `{rule.resource}`; these carry {carried}",
+            "If they should go there, route their resource too (the call), then replay them.",
+            [create_rule_call(rule, resource=group.resource)],
+        )
+    if first.why == "resource_id":
+        shown = ", ".join(f"`{rid}`" for rid in first.details["event_resource_ids"])
+        return (
+            f"{head}: {which} takes only resource_id `{rule.resource_id}`; these carry {shown}",
+            "If they should go there, route them without the resource_id filter (the call), then replay them.",
+            [create_rule_call(rule, resource_id=None)],
+        )
+    if first.why == "created_after":
+        before = first.details["events_before"]
+        return (
+            f"{head}: {which} was created at {rule.created_at}, after {before} of them",
+            "The rule takes them now: replay them.",
+            [],
+        )
+    return (
+        f"{head} when they arrived; {which} (created {rule.created_at}) matches them now",
+        "The rule takes them now: replay them.",
+        [],
+    )
+
+
+def wanted(group: Unrouted, found: list[Relation], filters: Filters) -> bool:
+    """Whether a group concerns the call's filters: its name, or a rule of the filtered name or connection."""
+    named = filters.event is None or group.event == filters.event
+    if not named and not any(r.rule.event == filters.event for r in found):
+        return False
+    if filters.connection is not None:
+        return any(r.rule.connection == filters.connection for r in found)
+    return True
+
+
+# --- the findings -------------------------------------------------------------------------------
+
+
+@dataclass
+class Findings:
+    views: list[dict[str, Any]]
+    total: int
+    scan: WindowScan
+
+
+async def find(
+    client: MeshesClient, filters: Filters, window: Window, limit: int, ctx: Context, progress: Throttle
+) -> Findings:
+    scan = WindowScan()
+    events = await window_events(client, filters.workspace, window, limit, scan, progress)
+    groups, arrived = census(events)
+    rules = await workspace_rules(client, filters.workspace)
+    found: list[tuple[int, dict[str, Any]]] = []
+    for group in groups.values():
+        related = relations(group, rules)
+        if wanted(group, related, filters):
+            found.append((group.count, unrouted_view(group, related, ctx)))
+    for name, rule_ids in expected_names(filters, rules).items():
+        if arrived[name]:
+            continue
+        found.append((0, await no_events_view(client, filters.workspace, name, rule_ids, arrived, ctx)))
+        found.extend((n, v) for n, v in await other_workspaces(client, filters.workspace, name, window))
+    found.sort(key=lambda item: -item[0])
+    return Findings([view for _, view in found[:FINDINGS_SHOWN]], len(found), scan)
+
+
+async def workspace_rules(client: MeshesClient, workspace: str) -> list[m.Rule]:
+    return [r async for r in iterate_pages(client.list_workspace_rules, workspace, max_pages=RULE_PAGES)]
+
+
+def expected_names(filters: Filters, rules: list[m.Rule]) -> dict[str, list[str]]:
+    """With an `event` or `connection` filter: the event names the caller expects, with their rules."""
+    names: dict[str, list[str]] = {}
+    if filters.event is not None:
+        names[filters.event] = []
+    for rule in rules:
+        if filters.connection is not None and rule.connection != filters.connection:
+            continue
+        if filters.event is not None and rule.event != filters.event:
+            continue
+        if filters.connection is not None or filters.event is not None:
+            names.setdefault(rule.event, []).append(rule.id)
+    return names
+
+
+async def no_events_view(
+    client: MeshesClient, workspace: str, name: str, rule_ids: list[str], arrived: Counter[str], ctx: Context
+) -> dict[str, Any]:
+    page = await client.list_workspace_events(workspace, m.WorkspaceEventQuery(event=name, limit=1))
+    last = page.records[0].created_at if page.records else None
+    closest = closest_first(name, arrived)[:NAMES_SHOWN]
+    near = [n for n in closest if is_near_miss(name, n)]
+    reason = f"no `{name}` event arrived in the window"
+    reason += f" (last one at {last})" if last else " (none ever, in this workspace)"
+    if rule_ids:
+        reason += f"; {len(rule_ids)} rule(s) wait for it"
+    if near:
+        fix = f"The app sends `{near[0]}` ({arrived[near[0]]} in the window) instead: see that finding."
+    else:
+        fix = f"Check that the app emits `{name}` to this workspace; the names that did arrive are listed."
+    return {
+        "kind": "no_events",
+        "event": name,
+        "count": 0,
+        "last_seen": last,
+        "rules": rule_ids[:RULES_SHOWN] or None,
+        "arrived": [{"event": n, "count": arrived[n]} for n in closest] or None,
+        "reason": reason,
+        "fix": fix,
+        "calls": [],
+    }
+
+
+async def other_workspaces(
+    client: MeshesClient, workspace: str, name: str, window: Window
+) -> list[tuple[int, dict[str, Any]]]:
+    """Events of `name` that went to another workspace of the organisation within the window."""
+    out: list[tuple[int, dict[str, Any]]] = []
+    page = await client.list_workspaces()
+    for other in [w for w in page.records if w.id != workspace][:OTHER_WORKSPACES]:
+        count, first, last, complete = 0, None, None, True
+        cursor: str | None = None
+        for index in range(OTHER_PAGES + 1):
+            if index == OTHER_PAGES:
+                complete = False
+                break
+            query = m.WorkspaceEventQuery(event=name, limit=PAGE_SIZE, cursor=cursor)
+            events = await client.list_workspace_events(other.id, query)
+            inside = [e for e in events.records if window.holds(e)]
+            count += len(inside)
+            if inside:
+                last = last or inside[0].created_at
+                first = inside[-1].created_at
+            oldest = created(events.records[-1]) if events.records else None
+            if (window.since is not None and oldest is not None and oldest < window.since) or not events.next_cursor:
+                break
+            cursor = events.next_cursor
+        if count:
+            out.append((count, other_view(name, other, count, first, last, complete)))
+    return out
+
+
+def other_view(
+    name: str, other: m.Workspace, count: int, first: str | None, last: str | None, complete: bool
+) -> dict[str, Any]:
+    at_least = "" if complete else "at least "
+    return {
+        "kind": "other_workspace",
+        "event": name,
+        "workspace": {"id": other.id, "name": other.name},
+        "count": count,
+        "count_is_lower_bound": None if complete else True,
+        "first_seen": first,
+        "last_seen": last,
+        "reason": f'{at_least}{count} `{name}` events went to workspace "{other.name}" ({other.id}) in the window',
+        "fix": "The app emits them with that workspace's key: point it at this workspace's key (get_workspace "
+        "shows it). Events cannot be moved between workspaces.",
+        "calls": [],
+    }
+
+
+def scan_view(findings: Findings, continuation: str | None) -> dict[str, Any]:
+    """How much of the window the findings read; when cut short, the counts are lower bounds."""
+    view: dict[str, Any] = {"events_read": findings.scan.scanned, "complete": findings.scan.complete}
+    if not findings.scan.complete:
+        view["note"] = "bounded by max_events: finding counts are lower bounds"
+        view["next"] = continuation
+    return view
