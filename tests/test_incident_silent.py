@@ -50,6 +50,7 @@ async def test_a_near_miss_name_is_found_and_replayed_once_and_only_once(sandbox
                                                             "wait_seconds": 30}))  # fmt: skip
         second = ok(await client.call_tool("replay_events", {"event": "user.signed_up", "as_event": "user.signup",
                                                              "wait_seconds": 30}))  # fmt: skip
+        after = ok(await client.call_tool("triage_failures", {"connection": connection}))
 
     for result in (by_connection, by_event, unfiltered):
         unrouted = finding(result, "unrouted", "user.signed_up")
@@ -57,6 +58,7 @@ async def test_a_near_miss_name_is_found_and_replayed_once_and_only_once(sandbox
         assert unrouted["rules"][0] == {"id": rule, "event": "user.signup", "connection": connection,
                                         "type": "webhook", "why": "near_miss"}  # fmt: skip
         assert "near miss" in unrouted["reason"] and "as_event=user.signup" in unrouted["fix"]
+        assert "replays the 30 missed" in unrouted["fix"] and "replayed" not in unrouted
         assert unrouted["calls"] == [f'create_rule connection={connection} event=user.signed_up metadata={{"action":'
                                      '"send_webhook"}']  # fmt: skip
         assert unrouted["then"].startswith("replay_events event=user.signed_up")
@@ -70,6 +72,9 @@ async def test_a_near_miss_name_is_found_and_replayed_once_and_only_once(sandbox
     assert len(user.questions) == 1 and "30 events that matched no rule" in user.questions[0]
     assert second["unrouted"] == 30 and second["already_replayed"] == 30 and second["replayed"] == 0
     assert len(rx.matching("/near-miss")) == 30
+    replayed = finding(after, "unrouted", "user.signed_up")  # still unrouted, but no longer to replay
+    assert replayed["replayed"] == 30 and "then" not in replayed and "all replayed already" in replayed["fix"]
+    assert "(30 replayed since)" in replayed["reason"]
     bodies = [receipt.json() for receipt in rx.matching("/near-miss")]
     assert all("_meshes_replay_of" in str(body) for body in bodies)
 

@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from meshes_mcp.api import models as m
 from meshes_mcp.api.client import iterate_pages
+from meshes_mcp.server.incident import replay
+from meshes_mcp.server.incident.census import WindowScan, matched_no_rule, window_events
 from meshes_mcp.server.incident.names import closest_first, is_near_miss, near_misses
 from meshes_mcp.server.incident.progress import Throttle
-from meshes_mcp.server.incident.scan import PAGE_SIZE, SKIP_LIMIT
+from meshes_mcp.server.incident.scan import PAGE_SIZE
 from meshes_mcp.server.incident.window import Window, call_text, created
 
 if TYPE_CHECKING:
@@ -47,67 +49,6 @@ OTHER_PAGES = 5  # pages of one name read per other workspace at most: beyond, t
 REPLAY_WAIT = 60
 
 
-def matched_no_rule(event: m.Event) -> bool:
-    """The event was routed to no rule at all. Only what the API says counts: `total_rules: 0`, or no
-    count but an empty, settled list of rule events."""
-    if event.total_rules is not None:
-        return event.total_rules == 0
-    return event.rule_events is not None and not event.rule_events and event.status in m.TERMINAL_STATUSES
-
-
-# --- reading every event of the window ----------------------------------------------------------
-
-
-@dataclass
-class WindowScan:
-    """Every event of the window, newest first, up to a bound."""
-
-    scanned: int = 0
-    cut_at: str | None = None  # stopped at this timestamp: until=<it> continues
-    skip_limit_hit: bool = False
-
-    @property
-    def complete(self) -> bool:
-        return self.cut_at is None and not self.skip_limit_hit
-
-
-async def window_events(
-    client: MeshesClient, workspace: str, window: Window, limit: int, scan: WindowScan, progress: Throttle | None = None
-) -> list[m.Event]:
-    """The window's events newest first, at most `limit`; a cut falls between two timestamps, so the
-    continuation (`until=<cut_at>`) neither skips nor repeats an event."""
-    events: list[m.Event] = []
-    skipped = 0
-    cursor: str | None = None
-    while True:
-        query = m.WorkspaceEventQuery(limit=PAGE_SIZE, cursor=cursor)
-        page = await client.list_workspace_events(workspace, query)
-        for event in page.records:
-            moment = created(event)
-            if window.until is not None and moment is not None and moment > window.until:
-                skipped += 1
-                if skipped >= SKIP_LIMIT:
-                    scan.skip_limit_hit = True
-                    return events
-                continue
-            if window.since is not None and moment is not None and moment < window.since:
-                return events
-            if len(events) >= limit:
-                boundary = event.created_at
-                kept = [e for e in events if e.created_at != boundary]
-                events = kept or events
-                scan.cut_at = boundary
-                scan.scanned = len(events)
-                return events
-            events.append(event)
-            scan.scanned = len(events)
-        if progress is not None:
-            await progress(len(events), limit, f"{len(events)} events of the window read")
-        if not page.next_cursor or page.next_cursor == cursor:
-            return events
-        cursor = page.next_cursor
-
-
 # --- unrouted events, by name and resource ------------------------------------------------------
 
 
@@ -121,9 +62,13 @@ class Unrouted:
     samples: list[str] = field(default_factory=list)
     resource_ids: Counter[str | None] = field(default_factory=Counter)
     moments: list[datetime] = field(default_factory=list)
+    events: list[m.Event] = field(default_factory=list)
+    replayed: int | None = None  # originals with a copy (None: not known, the check was capped)
+    are_replays: int = 0  # copies themselves
 
     def add(self, event: m.Event) -> None:
         self.count += 1
+        self.events.append(event)
         if len(self.samples) < SAMPLES:
             self.samples.append(event.id)
         self.last_seen = self.last_seen or event.created_at  # newest first
@@ -198,6 +143,14 @@ def _moment(value: str | None) -> datetime | None:
     return created(m.Event(id="", workspace="", event="", created_at=value)) if value else None
 
 
+def note_replays(group: Unrouted, check: replay.CopyCheck) -> None:
+    """How many of the group's events were replayed already, and how many are replays themselves."""
+    if check.capped:
+        return
+    group.are_replays = sum(1 for ev in group.events if replay.MARKER in check.payloads.get(ev.id, {}))
+    group.replayed = sum(1 for ev in group.events if check.copied(ev.id))
+
+
 # --- what a finding says ------------------------------------------------------------------------
 
 
@@ -237,20 +190,30 @@ def unrouted_view(group: Unrouted, found: list[Relation], ctx: Context) -> dict[
         "fix": fix,
         "calls": ctx.enabled.calls(calls),
     }
+    view["replayed"] = group.replayed or None
+    view["are_replays"] = group.are_replays or None
+    left = group.count - (group.replayed or 0) - group.are_replays
+    if group.replayed is None:
+        view["replays_unknown"] = "too many events since these to look for earlier replays; replay_events says"
     then = ctx.replay(group.event)
-    if ctx.enabled.allows(then):
+    if left and ctx.enabled.allows(then):
         view["then"] = then
+        view["fix"] += f" Then `then` replays the {left} missed (each once)."
+    elif not left:
+        view["fix"] += " Those in the window were all replayed already."
     return view
 
 
 def explain(group: Unrouted, found: list[Relation], name: str, ctx: Context) -> tuple[str, str, list[str]]:
     """The likely reason, the fix in words and the fix as calls, from the first rule that explains it."""
     head = f"{group.count} {name} events matched no rule"
+    if group.replayed:
+        head += f" ({group.replayed} replayed since)"
     if not found:
         return (
             f"{head}: no rule listens for `{group.event}`, nor for a name close to it",
             f"If they should reach a destination, create_rule with event={group.event} (list_connections shows "
-            "the connections), then replay them.",
+            "the connections).",
             [],
         )
     first = found[0]
@@ -261,40 +224,40 @@ def explain(group: Unrouted, found: list[Relation], name: str, ctx: Context) -> 
         return (
             f"{head}: {which} listens for `{rule.event}`, a near miss of `{group.event}` (case, separators, "
             "tense or a typo)",
-            f"Route `{group.event}` too (the call), then replay them; or correct the name where the app emits "
-            f"it and replay them under the rule's name: {alt}",
+            f"Route `{group.event}` too (the call); or correct the name where the app emits it and replay "
+            f"under the rule's name ({alt}) instead of `then`.",
             [create_rule_call(rule, event=group.event)],
         )
     if first.why == "inactive":
         return (
             f"{head}: {which} listens for `{rule.event}` but is inactive",
-            "Rules cannot be edited: create it again, active (the call), then replay them.",
+            "Rules cannot be edited: create it again, active (the call).",
             [create_rule_call(rule)],
         )
     if first.why == "resource":
         carried = f"resource `{group.resource}`" if group.resource else "no resource"
         return (
             f"{head}: {which} takes only resource `{rule.resource}`; these carry {carried}",
-            "If they should go there, route their resource too (the call), then replay them.",
+            "If they should go there, route their resource too (the call).",
             [create_rule_call(rule, resource=group.resource)],
         )
     if first.why == "resource_id":
         shown = ", ".join(f"`{rid}`" for rid in first.details["event_resource_ids"])
         return (
             f"{head}: {which} takes only resource_id `{rule.resource_id}`; these carry {shown}",
-            "If they should go there, route them without the resource_id filter (the call), then replay them.",
+            "If they should go there, route them without the resource_id filter (the call).",
             [create_rule_call(rule, resource_id=None)],
         )
     if first.why == "created_after":
         before = first.details["events_before"]
         return (
             f"{head}: {which} was created at {rule.created_at}, after {before} of them",
-            "The rule takes them now: replay them.",
+            "The rule takes them now.",
             [],
         )
     return (
         f"{head} when they arrived; {which} (created {rule.created_at}) matches them now",
-        "The rule takes them now: replay them.",
+        "The rule takes them now.",
         [],
     )
 
@@ -327,17 +290,21 @@ async def find(
     groups, arrived = census(events)
     rules = await workspace_rules(client, filters.workspace)
     found: list[tuple[int, dict[str, Any]]] = []
-    for group in groups.values():
-        related = relations(group, rules)
-        if wanted(group, related, filters):
-            found.append((group.count, unrouted_view(group, related, ctx)))
+    concerned = [(group, relations(group, rules)) for group in groups.values()]
+    concerned = sorted(((g, r) for g, r in concerned if wanted(g, r, filters)), key=lambda item: -item[0].count)
+    shown, unshown = concerned[:FINDINGS_SHOWN], len(concerned[FINDINGS_SHOWN:])
+    originals = [event for group, _ in shown for event in group.events]
+    check = await replay.find_copies(client, filters.workspace, originals, limit, progress)
+    for group, related in shown:
+        note_replays(group, check)
+        found.append((group.count, unrouted_view(group, related, ctx)))
     for name, rule_ids in expected_names(filters, rules).items():
         if arrived[name]:
             continue
         found.append((0, await no_events_view(client, filters.workspace, name, rule_ids, arrived, ctx)))
         found.extend((n, v) for n, v in await other_workspaces(client, filters.workspace, name, window))
     found.sort(key=lambda item: -item[0])
-    return Findings([view for _, view in found[:FINDINGS_SHOWN]], len(found), scan)
+    return Findings([view for _, view in found[:FINDINGS_SHOWN]], len(found) + unshown, scan)
 
 
 async def workspace_rules(client: MeshesClient, workspace: str) -> list[m.Rule]:

@@ -33,18 +33,70 @@ import anyio
 from meshes_mcp.api import errors as e
 from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest
-from meshes_mcp.server.incident.findings import WindowScan, matched_no_rule, window_events
+from meshes_mcp.server.incident.census import WindowScan, matched_no_rule, window_events
 from meshes_mcp.server.incident.progress import Throttle
 from meshes_mcp.server.incident.scan import PAGE_SIZE, READS_IN_FLIGHT
 from meshes_mcp.server.incident.window import Window, created
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from meshes_mcp.api.client import MeshesClient
 
 
 MARKER = "_meshes_replay_of"
+
+
+@dataclass
+class CopyCheck:
+    """The copies found of some unrouted events, read from the payloads of what came after them."""
+
+    copies: dict[str, list[m.Event]] = field(default_factory=dict)  # by original id
+    payloads: dict[str, dict[str, Any]] = field(default_factory=dict)  # every payload read, by event id
+    read: int = 0  # events listed since the oldest original
+    capped: bool = False  # more than the bound since the oldest original: not every copy could be looked for
+
+    def copied(self, event_id: str) -> bool:
+        return event_id in self.copies
+
+
+async def find_copies(
+    client: MeshesClient, workspace: str, originals: list[m.Event], limit: int, progress: Throttle
+) -> CopyCheck:
+    """Where a copy can be: an event created since the oldest original, with one original's resource and
+    resource id. Their payloads are read (the list endpoints carry none); more than `limit` of them and
+    the check is capped."""
+    check = CopyCheck()
+    if not originals:
+        return check
+    moments = [moment for ev in originals if (moment := created(ev)) is not None]
+    oldest = min(moments) if moments else None
+    places = {(ev.resource, ev.resource_id) for ev in originals}
+    since_oldest: list[m.Event] = []
+    cursor: str | None = None
+    while not check.capped:
+        page = await client.list_workspace_events(workspace, m.WorkspaceEventQuery(limit=PAGE_SIZE, cursor=cursor))
+        for ev in page.records:
+            moment = created(ev)
+            if oldest is not None and moment is not None and moment < oldest:
+                cursor = None
+                break
+            check.read += 1
+            if (ev.resource, ev.resource_id) in places:
+                since_oldest.append(ev)
+                if len(since_oldest) > limit:
+                    check.capped = True
+                    break
+        else:
+            cursor = page.next_cursor if page.next_cursor != cursor else None
+        if cursor is None:
+            break
+    if check.capped:
+        return check
+    check.payloads = await read_payloads(client, [ev.id for ev in since_oldest], progress)
+    for ev in since_oldest:
+        original = check.payloads.get(ev.id, {}).get(MARKER)
+        if isinstance(original, str):
+            check.copies.setdefault(original, []).append(ev)
+    return check
 
 
 @dataclass
@@ -57,8 +109,7 @@ class ReplayPlan:
     copies_unrouted: int = 0  # of those copies, how many matched no rule either
     are_copies: int = 0  # unrouted events that are copies themselves: never replayed
     unreadable: int = 0  # originals whose payload could not be read: not sent
-    copies_capped: bool = False  # too many events since the oldest original to look for copies: nothing sent
-    copy_scan: int = 0  # events read while looking for copies
+    copies: CopyCheck = field(default_factory=CopyCheck)
 
     def names(self) -> Counter[str]:
         return Counter(event.event for event in self.originals)
@@ -75,65 +126,24 @@ async def plan_replay(
     """The unrouted events of the window not yet replayed, with their payloads, found before anything is sent."""
     plan = ReplayPlan(window)
     events = await window_events(client, workspace, window, limit, plan.scan, progress)
-    named = [ev for ev in events if event is None or ev.event == event]
-    candidates = [ev for ev in named if matched_no_rule(ev)]
+    candidates = [ev for ev in events if (event is None or ev.event == event) and matched_no_rule(ev)]
     plan.unrouted = len(candidates)
-    if not candidates:
+    plan.copies = await find_copies(client, workspace, candidates, limit, progress)
+    if plan.copies.capped:
         return plan
-    moments = [moment for ev in candidates if (moment := created(ev)) is not None]
-    oldest = min(moments) if moments else None
-    places = {(ev.resource, ev.resource_id) for ev in candidates}
-    since_oldest = await events_since(client, workspace, oldest, places, limit, plan)
-    if plan.copies_capped:
-        return plan
-    payloads = await read_payloads(client, [ev.id for ev in since_oldest], progress)
-    copies: dict[str, list[m.Event]] = {}
-    for ev in since_oldest:
-        original = (payloads.get(ev.id) or {}).get(MARKER)
-        if isinstance(original, str):
-            copies.setdefault(original, []).append(ev)
     for ev in candidates:
-        payload = payloads.get(ev.id)
+        payload = plan.copies.payloads.get(ev.id)
         if payload is None:
             plan.unreadable += 1
         elif MARKER in payload:
             plan.are_copies += 1
-        elif ev.id in copies:
+        elif plan.copies.copied(ev.id):
             plan.already_replayed += 1
-            plan.copies_unrouted += sum(1 for copy in copies[ev.id] if matched_no_rule(copy))
+            plan.copies_unrouted += sum(1 for copy in plan.copies.copies[ev.id] if matched_no_rule(copy))
         else:
             plan.originals.append(ev.model_copy(update={"payload": payload}))
     plan.originals.reverse()  # oldest first: copies arrive in the order the originals did
     return plan
-
-
-async def events_since(
-    client: MeshesClient,
-    workspace: str,
-    oldest: datetime | None,
-    places: set[tuple[str | None, str | None]],
-    limit: int,
-    plan: ReplayPlan,
-) -> list[m.Event]:
-    """Every event created since `oldest` with one of the originals' resource and resource id: where a
-    copy can be. More than `limit` of them and the plan is capped (nothing will be sent)."""
-    found: list[m.Event] = []
-    cursor: str | None = None
-    while True:
-        page = await client.list_workspace_events(workspace, m.WorkspaceEventQuery(limit=PAGE_SIZE, cursor=cursor))
-        for ev in page.records:
-            moment = created(ev)
-            if oldest is not None and moment is not None and moment < oldest:
-                return found
-            plan.copy_scan += 1
-            if (ev.resource, ev.resource_id) in places:
-                found.append(ev)
-                if len(found) > limit:
-                    plan.copies_capped = True
-                    return found
-        if not page.next_cursor or page.next_cursor == cursor:
-            return found
-        cursor = page.next_cursor
 
 
 async def read_payloads(client: MeshesClient, ids: list[str], progress: Throttle) -> dict[str, dict[str, Any]]:

@@ -21,7 +21,7 @@ from meshes_mcp.server import params as p
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.diagnosis import NEEDS_ATTENTION, NOT_FOUND, diagnose
 from meshes_mcp.server.failures import Failure, attempt
-from meshes_mcp.server.incident import advice, findings, norule, outcomes, retry, scan
+from meshes_mcp.server.incident import advice, census, findings, norule, outcomes, retry, scan
 from meshes_mcp.server.incident.groups import check_filters, one_line
 from meshes_mcp.server.incident.progress import Throttle
 from meshes_mcp.server.incident.window import Window, call_text, created
@@ -204,7 +204,7 @@ async def get_event(
         event = settled.model_copy(update={"payload": event.payload}) if settled is not None else event
     view = event_view(event)
     view["waited"] = waited
-    if findings.matched_no_rule(event):
+    if census.matched_no_rule(event):
         rules = await norule.WorkspaceRules(client, event.workspace).get()
         view.update(norule.no_rule_note(event.event, rules or [], workspace=None, since=event.created_at))
         if waited is not None:

@@ -19,7 +19,7 @@ from meshes_mcp.server import params as p
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.failures import Failure, attempt
 from meshes_mcp.server.incident import replay
-from meshes_mcp.server.incident.findings import matched_no_rule
+from meshes_mcp.server.incident.census import matched_no_rule
 from meshes_mcp.server.incident.norule import WorkspaceRules, listened_for, no_rule_note
 from meshes_mcp.server.incident.outcomes import wait_for_event
 from meshes_mcp.server.incident.progress import Throttle
@@ -413,9 +413,9 @@ async def replay_events(
         result["note"] = "bounded by max_events: older unrouted events were not read"
         more = call_text("replay_events", **same, since=window_args["since"], until=plan.scan.cut_at,
                          as_event=as_event, max_events=max_events)  # fmt: skip
-    if plan.copies_capped:
+    if plan.copies.capped:
         result["not_sent"] = (
-            f"more than {plan.copy_scan:,} events since the oldest unrouted one: their payloads were not all "
+            f"more than {plan.copies.read:,} events since the oldest unrouted one: their payloads were not all "
             "read, so earlier replays cannot be ruled out; nothing was sent. Narrow the window (a later since=)."
         )
         return rt.result(result)
