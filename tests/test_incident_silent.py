@@ -44,6 +44,7 @@ async def test_a_near_miss_name_is_found_and_replayed_once_and_only_once(sandbox
         await emit(client, "user.signed_up", 30)
         by_connection = ok(await client.call_tool("triage_failures", {"connection": connection}))
         by_event = ok(await client.call_tool("triage_failures", {"event": "user.signup"}))
+        by_rule = ok(await client.call_tool("triage_failures", {"rule": rule}))
         unfiltered = ok(await client.call_tool("triage_failures", {}))
         dry = ok(await client.call_tool("replay_events", {"event": "user.signed_up", "dry_run": True}))
         first = ok(await client.call_tool("replay_events", {"event": "user.signed_up", "as_event": "user.signup",
@@ -52,7 +53,7 @@ async def test_a_near_miss_name_is_found_and_replayed_once_and_only_once(sandbox
                                                              "wait_seconds": 30}))  # fmt: skip
         after = ok(await client.call_tool("triage_failures", {"connection": connection}))
 
-    for result in (by_connection, by_event, unfiltered):
+    for result in (by_connection, by_event, by_rule, unfiltered):
         unrouted = finding(result, "unrouted", "user.signed_up")
         assert unrouted["count"] == 30 and unrouted["first_seen"] <= unrouted["last_seen"]
         assert unrouted["rules"][0] == {"id": rule, "event": "user.signup", "connection": connection,
@@ -62,7 +63,7 @@ async def test_a_near_miss_name_is_found_and_replayed_once_and_only_once(sandbox
         assert unrouted["calls"] == [f'create_rule connection={connection} event=user.signed_up metadata={{"action":'
                                      '"send_webhook"}']  # fmt: skip
         assert unrouted["then"].startswith("replay_events event=user.signed_up")
-    for result in (by_connection, by_event):
+    for result in (by_connection, by_event, by_rule):
         missing = finding(result, "no_events", "user.signup")
         assert missing["arrived"][0] == {"event": "user.signed_up", "count": 30} and "last_seen" not in missing
         assert "user.signed_up" in missing["fix"]

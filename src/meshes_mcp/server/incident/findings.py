@@ -263,13 +263,17 @@ def explain(group: Unrouted, found: list[Relation], name: str, ctx: Context) -> 
 
 
 def wanted(group: Unrouted, found: list[Relation], filters: Filters) -> bool:
-    """Whether a group concerns the call's filters: its name, or a rule of the filtered name or connection."""
+    """Whether a group concerns the call's filters: its name, or a rule of the filtered name, connection or id."""
     named = filters.event is None or group.event == filters.event
     if not named and not any(r.rule.event == filters.event for r in found):
         return False
-    if filters.connection is not None:
-        return any(r.rule.connection == filters.connection for r in found)
-    return True
+    if filters.connection is not None and not any(r.rule.connection == filters.connection for r in found):
+        return False
+    return filters.rule is None or any(r.rule.id == filters.rule for r in found)
+
+
+def filtered(filters: Filters) -> bool:
+    return filters.event is not None or filters.connection is not None or filters.rule is not None
 
 
 # --- the findings -------------------------------------------------------------------------------
@@ -312,16 +316,18 @@ async def workspace_rules(client: MeshesClient, workspace: str) -> list[m.Rule]:
 
 
 def expected_names(filters: Filters, rules: list[m.Rule]) -> dict[str, list[str]]:
-    """With an `event` or `connection` filter: the event names the caller expects, with their rules."""
+    """With an `event`, `connection` or `rule` filter: the event names the caller expects, with their rules."""
     names: dict[str, list[str]] = {}
+    if not filtered(filters):
+        return names
     if filters.event is not None:
         names[filters.event] = []
     for rule in rules:
-        if filters.connection is not None and rule.connection != filters.connection:
-            continue
-        if filters.event is not None and rule.event != filters.event:
-            continue
-        if filters.connection is not None or filters.event is not None:
+        if (
+            (filters.connection is None or rule.connection == filters.connection)
+            and (filters.event is None or rule.event == filters.event)
+            and (filters.rule is None or rule.id == filters.rule)
+        ):
             names.setdefault(rule.event, []).append(rule.id)
     return names
 

@@ -445,6 +445,7 @@ async def triage_failures(
     workspace: p.Filter = None,
     event: p.Filter = None,
     connection: p.Filter = None,
+    rule: p.Filter = None,
     since: p.Filter = None,
     until: p.Filter = None,
     max_events: int | None = None,
@@ -454,7 +455,7 @@ async def triage_failures(
     rt = runtime_of(ctx)
     client = rt.client()
     ws = p.workspace_arg(rt, workspace)
-    filters = check_filters(ws, event=event, connection=connection)
+    filters = check_filters(ws, event=event, connection=connection, rule=rule)
     window = Window.of(since, until)
     limit = p.check_range("max_events", max_events, 1, MAX_EVENTS, 5000, DEFAULT_MAX_EVENTS)
     catalog = await rt.catalog()
@@ -462,7 +463,7 @@ async def triage_failures(
     groups, summary = await attempt(scan.triage(client, catalog, filters, window, limit, progress), SCAN_FAILURE)
     silent_ctx = findings.Context(workspace, window, rt.enabled)
     silent = await attempt(findings.find(client, filters, window, limit, silent_ctx, progress), SCAN_FAILURE)
-    read_on = call_text("triage_failures", workspace=workspace, event=event, connection=connection,
+    read_on = call_text("triage_failures", workspace=workspace, event=event, connection=connection, rule=rule,
                         since=window.args()["since"], until=silent.scan.cut_at, max_events=max_events)  # fmt: skip
     shown = groups[: scan.GROUPS_SHOWN]
     views = []
@@ -483,7 +484,7 @@ async def triage_failures(
     }
     if summary.cut_at:
         result["next"] = call_text(
-            "triage_failures", workspace=workspace, event=event, connection=connection,
+            "triage_failures", workspace=workspace, event=event, connection=connection, rule=rule,
             since=window.args()["since"], until=summary.cut_at, max_events=max_events,
         )  # fmt: skip
     elif not groups and not silent.views:

@@ -389,12 +389,12 @@ async def replay_events(
     event: p.Filter = None,
     since: p.Filter = None,
     until: p.Filter = None,
-    as_event: Annotated[str | None, Field(description="Re-emit under this name")] = None,
+    as_event: p.Filter = None,
     max_events: Annotated[int | None, Field(ge=1, le=MAX_EVENTS)] = None,
     dry_run: bool | None = None,
     wait_seconds: Annotated[int | None, Field(ge=0, le=REPLAY_WAIT_MAX)] = None,
 ) -> Annotated[CallToolResult, ReplayOut]:
-    """Re-emit, once each, the window's events that matched no rule. dry_run counts."""
+    """Re-emit, once each, the window's events that matched no rule; as_event renames. dry_run counts."""
     rt = runtime_of(ctx)
     ws = p.workspace_arg(rt, workspace)
     window_args = plan.window.args()
