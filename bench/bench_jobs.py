@@ -220,6 +220,8 @@ async def incident(client: Any, info: SandboxInfo, data_dir: Path, figures: dict
     figures["groups"] = [(g.get("connection", {}).get("type"), g.get("outcome_code"), g.get("failed"))
                          for g in triage.get("groups", [])]  # fmt: skip
     figures["scanned"] = triage.get("events_scanned")
+    figures["findings"] = [(f.get("kind"), f.get("event"), f.get("count")) for f in triage.get("findings", [])]
+    figures["findings_scan"] = triage.get("findings_scan")
     fixed: set[str] = set()
     for group in triage.get("groups", []):
         conn = group.get("connection") or {}
@@ -267,10 +269,13 @@ async def silent(client: Any, info: SandboxInfo, figures: dict[str, Any]) -> Tal
     agent = Agent(client, tally)
     started = time.perf_counter()
     triage = await agent.call("triage_failures", {"event": "user.signup"})
+    figures["silent_triage_seconds"] = time.perf_counter() - started
     found = next((f for f in triage.get("findings", []) if f.get("kind") == "unrouted"), {})
     for call in found.get("calls", []):
         await agent.call(*parse_call(call))
+    replay_started = time.perf_counter()
     replayed = await agent.call(*parse_call(found["then"])) if found.get("then") else {}
+    figures["silent_replay_seconds"] = time.perf_counter() - replay_started
     tally.seconds = time.perf_counter() - started
     figures["silent_outcome"] = replayed.get("outcome")
     figures["silent_inbox"] = inbox(info, "silent")
@@ -372,7 +377,8 @@ def run_jobs(info: SandboxInfo, data_dir: Path) -> None:
     )
     print(f"  retried twice: {twice} of {touched} rule events (store); webhook inbox: {counts['deliveries']} "
           f"deliveries, {counts['duplicates']} duplicates")  # fmt: skip
-    print(f"  after: {figures.get('left')} groups left")
+    print(f"  after: {figures.get('left')} groups left; findings {figures.get('findings')}, "
+          f"window read {figures.get('findings_scan')}")  # fmt: skip
     checks = {
         f"incident ≤ {CALLS_TARGET} tool calls": job.calls <= CALLS_TARGET,
         f"incident ≤ {BYTES_TARGET // 1024} KB text": job.bytes <= BYTES_TARGET,
@@ -388,7 +394,8 @@ def run_jobs(info: SandboxInfo, data_dir: Path) -> None:
     got = figures.get("silent_inbox") or {}
     print(f"silent: {SILENT_EVENTS} events under a near-miss name; replay outcome "
           f"{json.dumps(figures.get('silent_outcome'))}; inbox {got.get('deliveries')} deliveries, "
-          f"{got.get('duplicates')} duplicates")  # fmt: skip
+          f"{got.get('duplicates')} duplicates; triage {figures.get('silent_triage_seconds', 0):.2f} s, "
+          f"replay_events {figures.get('silent_replay_seconds', 0):.2f} s")  # fmt: skip
     silent_checks = {
         f"silent ≤ {SILENT_CALLS_TARGET} tool calls": quiet.calls <= SILENT_CALLS_TARGET,
         f"silent ≤ {SILENT_BYTES_TARGET // 1024} KB text": quiet.bytes <= SILENT_BYTES_TARGET,

@@ -144,12 +144,16 @@ async def test_emits_and_get_event_say_when_an_event_matched_no_rule(sandbox, we
         three = [{"event": "user.signed_up", "payload": payload}] * 3
         bulk = ok(await client.call_tool("emit_events", {"events": three}))
         read = ok(await client.call_tool("get_event", {"event_id": plain["id"]}))
+        await hook(client, f"{rx.url}/zero-orders", "order.shipped", resource="order")
+        other = {"event": "order.shipped", "payload": payload, "resource": "user", "wait_seconds": 5}
+        filtered = ok(await client.call_tool("emit_event", other))
 
     for result in (plain, waited, read):
         assert result["matched_no_rule"] is True and result["closest_rule_events"] == ["user.signup"]
         assert "no active rule listens for `user.signed_up`" in result["warning"]
         assert "replay_events event=user.signed_up" in result["next"] and "as_event=user.signup" in result["next"]
     assert waited["waited"] == "nothing to wait for: it matched no rule"
+    assert filtered["matched_no_rule"] is True and "take only resource=order resource_id=*" in filtered["warning"]
     assert "matched_no_rule" not in routed and "warning" not in routed
     (note,) = bulk["unrouted"]
     assert note["event"] == "user.signed_up" and note["count"] == 3 and "these 3 events" in note["warning"]

@@ -58,7 +58,13 @@ def no_rule_note(
     closest = [n for n in closest_first(name, {r.event for r in active} - {name})][:CLOSEST_SHOWN]
     near = [n for n in closest if is_near_miss(name, n)]
     what = "this event" if count == 1 else f"these {count} events"
-    warning = f"matched no rule: {what} went nowhere (no active rule listens for `{name}`)"
+    same = [rule for rule in active if rule.event == name]
+    if same:
+        # An active rule for the name that did not take it: its resource filter is what it did not meet.
+        wants = ", ".join(f"resource={r.resource or '*'} resource_id={r.resource_id or '*'}" for r in same[:2])
+        warning = f"matched no rule: {what} went nowhere; the active rules for `{name}` take only {wants}"
+    else:
+        warning = f"matched no rule: {what} went nowhere (no active rule listens for `{name}`)"
     if near:
         warning += f"; a rule listens for `{near[0]}`, a near miss"
     as_event = near[0] if near else None
