@@ -91,6 +91,8 @@ async def test_inactive_rule_resource_filter_and_rule_created_after_are_each_nam
         await emit(client, "plan.upgraded", 5)
         _, later = await hook(client, f"{rx.url}/later", "plan.upgraded")
         triage = ok(await client.call_tool("triage_failures", {}))
+        capped = ok(await client.call_tool("triage_failures", {"max_events": 6}))
+        replay_capped = ok(await client.call_tool("replay_events", {"max_events": 3, "dry_run": True}))
         replayed = ok(await client.call_tool("replay_events", args_of(finding(triage, "unrouted", "plan.upgraded")
                                                                        ["then"])))  # fmt: skip
         again = ok(await client.call_tool("replay_events", {"event": "plan.upgraded"}))
@@ -108,6 +110,13 @@ async def test_inactive_rule_resource_filter_and_rule_created_after_are_each_nam
     assert replayed["replayed"] == 5 and replayed["outcome"]["delivered"] == 5
     assert again["already_replayed"] == 5 and again["replayed"] == 0
     assert len(rx.matching("/later")) == 5 and not rx.matching("/inactive") and not rx.matching("/filtered")
+    # The window holds 12 events: read 6 at most, the counts are lower bounds and `next` reads on.
+    scan = capped["findings_scan"]
+    assert scan["complete"] is False and "lower bounds" in scan["note"] and scan["events_read"] <= 6
+    assert scan["next"].startswith("triage_failures until=") and "max_events=6" in scan["next"]
+    assert sum(f["count"] for f in capped["findings"]) <= 6
+    assert replay_capped["complete"] is False and replay_capped["would_replay"] <= 3
+    assert "then the older ones: replay_events until=" in replay_capped["next"]
 
 
 @pytest.mark.anyio
@@ -157,3 +166,17 @@ async def test_emits_and_get_event_say_when_an_event_matched_no_rule(sandbox, we
     assert "matched_no_rule" not in routed and "warning" not in routed
     (note,) = bulk["unrouted"]
     assert note["event"] == "user.signed_up" and note["count"] == 3 and "these 3 events" in note["warning"]
+
+
+@pytest.mark.anyio
+async def test_a_declined_replay_sends_nothing(sandbox, webhook_receiver):
+    rx, ws, user = webhook_receiver, await new_workspace(sandbox, "Declined"), User("decline")
+    async with Client(build_server(settings_for(sandbox, workspace_id=ws)), elicitation_callback=user) as client:
+        await emit(client, "lead.created", 12)
+        await hook(client, f"{rx.url}/declined", "lead.created")
+        declined = await client.call_tool("replay_events", {"event": "lead.created"})
+        dry = ok(await client.call_tool("replay_events", {"event": "lead.created", "dry_run": True}))
+
+    assert declined.is_error and "Not replayed" in declined.content[0].text
+    assert "12 events that matched no rule (12 `lead.created`)" in user.questions[0]
+    assert dry["would_replay"] == 12 and not rx.matching("/declined")

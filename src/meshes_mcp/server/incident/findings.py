@@ -298,7 +298,7 @@ async def find(
     concerned = sorted(((g, r) for g, r in concerned if wanted(g, r, filters)), key=lambda item: -item[0].count)
     shown, unshown = concerned[:FINDINGS_SHOWN], len(concerned[FINDINGS_SHOWN:])
     originals = [event for group, _ in shown for event in group.events]
-    check = await replay.find_copies(client, filters.workspace, originals, limit, progress)
+    check = await replay.find_copies(client, filters.workspace, originals, progress)
     for group, related in shown:
         note_replays(group, check)
         found.append((group.count, unrouted_view(group, related, ctx)))

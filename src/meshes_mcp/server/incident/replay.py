@@ -14,8 +14,9 @@ run again safely once the API has stored them. What this does not cover, and the
 
 - two replays of the same window running at the same moment both read before either sends, and can both
   send (nothing on the API side serialises them);
-- when more than the bound of events were created since the oldest original, their payloads are not all
-  read, so the replay sends nothing and says how to narrow the window;
+- when more than COPY_READS events (with an original's resource and resource id) were created since the
+  oldest original, their payloads are not all read, so the replay sends nothing and says to narrow the
+  window;
 - the marker is an ordinary payload key: the destination receives it, and an event emitted elsewhere with
   that key counts as a copy;
 - a copy that itself matched no rule (replayed before the fix) still marks its original as replayed.
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
 
 
 MARKER = "_meshes_replay_of"
+# Events since the oldest original whose payloads are read to find copies, at most: copies are newer than
+# their originals, so this spans all traffic since then, not only the window.
+COPY_READS = 10_000
 
 
 @dataclass
@@ -59,7 +63,7 @@ class CopyCheck:
 
 
 async def find_copies(
-    client: MeshesClient, workspace: str, originals: list[m.Event], limit: int, progress: Throttle
+    client: MeshesClient, workspace: str, originals: list[m.Event], progress: Throttle, limit: int = COPY_READS
 ) -> CopyCheck:
     """Where a copy can be: an event created since the oldest original, with one original's resource and
     resource id. Their payloads are read (the list endpoints carry none); more than `limit` of them and
@@ -128,7 +132,7 @@ async def plan_replay(
     events = await window_events(client, workspace, window, limit, plan.scan, progress)
     candidates = [ev for ev in events if (event is None or ev.event == event) and matched_no_rule(ev)]
     plan.unrouted = len(candidates)
-    plan.copies = await find_copies(client, workspace, candidates, limit, progress)
+    plan.copies = await find_copies(client, workspace, candidates, progress)
     if plan.copies.capped:
         return plan
     for ev in candidates:

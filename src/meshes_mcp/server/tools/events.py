@@ -415,7 +415,7 @@ async def replay_events(
                          as_event=as_event, max_events=max_events)  # fmt: skip
     if plan.copies.capped:
         result["not_sent"] = (
-            f"more than {plan.copies.read:,} events since the oldest unrouted one: their payloads were not all "
+            f"more than {replay.COPY_READS:,} events since the oldest unrouted one: their payloads were not all "
             "read, so earlier replays cannot be ruled out; nothing was sent. Narrow the window (a later since=)."
         )
         return rt.result(result)
@@ -424,6 +424,8 @@ async def replay_events(
         result["by_event"] = [{"event": n, "count": c} for n, c in plan.names().most_common(10)] or None
         send = call_text("replay_events", **same, **window_args, as_event=as_event, max_events=max_events)
         result["next"] = f"to send them: {send}" if plan.originals else None
+        if more:
+            result["next"] = f"{result['next'] or 'nothing to send here'}; then the older ones: {more}"
         return rt.result(result)
     require_yes(confirmation, "Not replayed")
     client = rt.client()
