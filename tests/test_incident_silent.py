@@ -18,7 +18,7 @@ SEND = {"action": "send_webhook"}
 
 async def hook(client: Client, url: str, event: str, **rule: Any) -> tuple[str, str]:
     metadata = {"url": url}
-    made = ok(await client.call_tool("create_connection", {"type": "webhook", "name": event.replace(".", " "),
+    made = ok(await client.call_tool("create_connection", {"type": "webhook", "name": url.rsplit("/", 1)[-1],
                                                            "metadata": metadata}))  # fmt: skip
     created = ok(await client.call_tool("create_rule", {"connection": made["id"], "event": event, "metadata": SEND,
                                                          **rule}))  # fmt: skip
@@ -180,3 +180,24 @@ async def test_a_declined_replay_sends_nothing(sandbox, webhook_receiver):
     assert declined.is_error and "Not replayed" in declined.content[0].text
     assert "12 events that matched no rule (12 `lead.created`)" in user.questions[0]
     assert dry["would_replay"] == 12 and not rx.matching("/declined")
+
+
+@pytest.mark.anyio
+async def test_events_other_rules_took_are_named_for_the_rule_that_missed_them_and_never_replayed(
+    sandbox, webhook_receiver
+):
+    rx, ws = webhook_receiver, await new_workspace(sandbox, "Passed over")
+    async with Client(build_server(settings_for(sandbox, workspace_id=ws))) as client:
+        await hook(client, f"{rx.url}/won-crm", "deal.won")
+        off, off_rule = await hook(client, f"{rx.url}/won-off", "deal.won", active=False)
+        await emit(client, "deal.won", 3)
+        triage = ok(await client.call_tool("triage_failures", {"connection": off}))
+        replay = ok(await client.call_tool("replay_events", {"event": "deal.won", "dry_run": True}))
+
+    missed = finding(triage, "passed_over", "deal.won")
+    assert missed["count"] == 3 and missed["rules"][0]["id"] == off_rule and missed["rules"][0]["why"] == "inactive"
+    assert "3 `deal.won` events reached other rules only" in missed["reason"] and "is inactive" in missed["reason"]
+    assert "then" not in missed and "does not re-emit them" in missed["fix"]
+    assert missed["calls"][0].startswith(f"create_rule connection={off} event=deal.won")
+    assert replay["unrouted"] == 0 and replay["would_replay"] == 0
+    assert len(rx.matching("/won-crm")) == 3 and not rx.matching("/won-off")

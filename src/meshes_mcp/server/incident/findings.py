@@ -6,8 +6,10 @@ finding here is read from the window's events and the workspace's rules as they 
 - `unrouted`: events of one name (and resource) that matched no rule, with the rules that explain it:
   a rule for a near-miss name, an inactive rule, a rule whose `resource`/`resource_id` filter the
   events did not carry, a rule created after the events;
-- `no_events` (when filtered by `event` or `connection`): a rule's event with no event in the window,
-  with the names that did arrive, closest first, and when that name was last seen at all;
+- `passed_over` (when filtered by `event`, `connection` or `rule`): events of an expected rule's name that
+  other rules took but that rule did not, and why (never replayed: the other rules would get them twice);
+- `no_events` (likewise filtered): a rule's event with no event in the window, with the names that did
+  arrive, closest first, and when that name was last seen at all;
 - `other_workspace`: events of such a name that went to another workspace of the organisation.
 
 Reading unrouted events means reading every event of the window, not only failing ones: the scan takes
@@ -47,6 +49,9 @@ RULE_PAGES = 20  # pages of rules read at most (the API's default page is 50)
 OTHER_WORKSPACES = 20  # other workspaces looked into at most
 OTHER_PAGES = 5  # pages of one name read per other workspace at most: beyond, the count is a lower bound
 REPLAY_WAIT = 60
+# Payloads read at most per triage to tell replayed events from the others (replay_events reads up to
+# replay.COPY_READS before it sends: beyond this, the finding says it did not look).
+COPY_READS = 1_000
 
 
 # --- unrouted events, by name and resource ------------------------------------------------------
@@ -194,7 +199,9 @@ def unrouted_view(group: Unrouted, found: list[Relation], ctx: Context) -> dict[
     view["are_replays"] = group.are_replays or None
     left = group.count - (group.replayed or 0) - group.are_replays
     if group.replayed is None:
-        view["replays_unknown"] = "too many events since these to look for earlier replays; replay_events says"
+        view["replays_unknown"] = (
+            f"not checked for earlier replays (over {COPY_READS:,} events since): replay_events checks before sending"
+        )
     then = ctx.replay(group.event)
     if left and ctx.enabled.allows(then):
         view["then"] = then
@@ -204,11 +211,14 @@ def unrouted_view(group: Unrouted, found: list[Relation], ctx: Context) -> dict[
     return view
 
 
-def explain(group: Unrouted, found: list[Relation], name: str, ctx: Context) -> tuple[str, str, list[str]]:
+def explain(
+    group: Unrouted, found: list[Relation], name: str, ctx: Context, head: str | None = None
+) -> tuple[str, str, list[str]]:
     """The likely reason, the fix in words and the fix as calls, from the first rule that explains it."""
-    head = f"{group.count} {name} events matched no rule"
-    if group.replayed:
-        head += f" ({group.replayed} replayed since)"
+    if head is None:
+        head = f"{group.count} {name} events matched no rule"
+        if group.replayed:
+            head += f" ({group.replayed} replayed since)"
     if not found:
         return (
             f"{head}: no rule listens for `{group.event}`, nor for a name close to it",
@@ -298,17 +308,55 @@ async def find(
     concerned = sorted(((g, r) for g, r in concerned if wanted(g, r, filters)), key=lambda item: -item[0].count)
     shown, unshown = concerned[:FINDINGS_SHOWN], len(concerned[FINDINGS_SHOWN:])
     originals = [event for group, _ in shown for event in group.events]
-    check = await replay.find_copies(client, filters.workspace, originals, progress)
+    check = await replay.find_copies(client, filters.workspace, originals, progress, COPY_READS)
     for group, related in shown:
         note_replays(group, check)
         found.append((group.count, unrouted_view(group, related, ctx)))
-    for name, rule_ids in expected_names(filters, rules).items():
+    expected = expected_names(filters, rules)
+    by_id = {rule.id: rule for rule in rules}
+    for rule_id in [rule_id for ids in expected.values() for rule_id in ids]:
+        for group in passed_over(by_id[rule_id], events):
+            found.append((group.count, passed_over_view(group, by_id[rule_id], ctx)))
+    for name, rule_ids in expected.items():
         if arrived[name]:
             continue
         found.append((0, await no_events_view(client, filters.workspace, name, rule_ids, arrived, ctx)))
         found.extend((n, v) for n, v in await other_workspaces(client, filters.workspace, name, window))
     found.sort(key=lambda item: -item[0])
     return Findings([view for _, view in found[:FINDINGS_SHOWN]], len(found) + unshown, scan)
+
+
+def passed_over(rule: m.Rule, events: list[m.Event]) -> list[Unrouted]:
+    """Events of the rule's name that other rules took but this one did not, by resource. Only events whose
+    deliveries the list shows count: without them, nothing is claimed."""
+    groups: dict[str | None, Unrouted] = {}
+    for event in events:
+        if event.event != rule.event or event.rule_events is None or matched_no_rule(event):
+            continue
+        if all(rule_event.rule != rule.id for rule_event in event.rule_events):
+            groups.setdefault(event.resource, Unrouted(event.event, event.resource)).add(event)
+    return list(groups.values())
+
+
+def passed_over_view(group: Unrouted, rule: m.Rule, ctx: Context) -> dict[str, Any]:
+    carried = [rid for rid, _ in group.resource_ids.most_common(3)]
+    relation = why_not(group, rule, carried)
+    head = f"{group.count} `{group.event}` events reached other rules only"
+    reason, fix, calls = explain(group, [relation], f"`{group.event}`", ctx, head=head)
+    return {
+        "kind": "passed_over",
+        "event": group.event,
+        "resource": group.resource,
+        "count": group.count,
+        "first_seen": group.first_seen,
+        "last_seen": group.last_seen,
+        "samples": group.samples,
+        "reason": reason,
+        "rules": [relation.view()],
+        # A replay would reach the rules that took them a second time: replay_events leaves them alone.
+        "fix": f"{fix} They reached other rules, so replay_events does not re-emit them (those would get them twice).",
+        "calls": ctx.enabled.calls(calls),
+    }
 
 
 async def workspace_rules(client: MeshesClient, workspace: str) -> list[m.Rule]:
