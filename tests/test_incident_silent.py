@@ -10,7 +10,7 @@ import pytest
 from mcp import Client
 
 from meshes_mcp.server.app import build_server
-from tests.support import ok, settings_for
+from tests.support import ok, refused, settings_for
 from tests.test_incident_tools import User, args_of, new_workspace
 
 SEND = {"action": "send_webhook"}
@@ -201,3 +201,23 @@ async def test_events_other_rules_took_are_named_for_the_rule_that_missed_them_a
     assert missed["calls"][0].startswith(f"create_rule connection={off} event=deal.won")
     assert replay["unrouted"] == 0 and replay["would_replay"] == 0
     assert len(rx.matching("/won-crm")) == 3 and not rx.matching("/won-off")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"since": "yesterday-ish"}, "since"),
+        ({"max_events": 0}, "max_events"),
+        ({"max_events": 20_001}, "max_events"),
+        ({"wait_seconds": 121}, "wait_seconds"),
+        ({"as_event": " "}, "as_event"),
+        ({"as_event": "a\nb"}, "as_event"),
+        ({"workspace": "nope"}, "workspace"),
+    ],
+)
+@pytest.mark.anyio
+async def test_replay_refuses_bad_input_naming_the_field(sandbox, arguments, field):
+    async with Client(build_server(settings_for(sandbox))) as client:
+        text = refused(await client.call_tool("replay_events", arguments))
+
+    assert field in text and "Traceback" not in text

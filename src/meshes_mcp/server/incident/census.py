@@ -15,11 +15,14 @@ if TYPE_CHECKING:
 
 
 def matched_no_rule(event: m.Event) -> bool:
-    """The event was routed to no rule at all. Only what the API says counts: `total_rules: 0`, or no
-    count but an empty, settled list of rule events."""
+    """The event was routed to no rule at all. Only what the API says counts: `total_rules: 0` (or no count
+    but an empty list of rule events) once the event is no longer pending or processing, since before it
+    is routed a count of 0 says nothing."""
+    if event.status is not None and event.status not in m.TERMINAL_STATUSES:
+        return False
     if event.total_rules is not None:
         return event.total_rules == 0
-    return event.rule_events is not None and not event.rule_events and event.status in m.TERMINAL_STATUSES
+    return event.rule_events is not None and not event.rule_events and event.status is not None
 
 
 # --- reading every event of the window ----------------------------------------------------------

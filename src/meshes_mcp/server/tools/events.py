@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from meshes_mcp.api import errors as e
 from meshes_mcp.api.models import BULK_LIMIT, BulkResult, EmitEventRequest
-from meshes_mcp.api.problems import InvalidRequest, check
+from meshes_mcp.api.problems import InvalidRequest, Problem, check
 from meshes_mcp.server import params as p
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.failures import Failure, attempt
@@ -359,8 +359,9 @@ async def plan_replay(
     window = Window.of(since, until)
     limit = check_range("max_events", max_events, 1, MAX_EVENTS, 5000, DEFAULT_MAX_EVENTS)
     check_range("wait_seconds", wait_seconds, 0, REPLAY_WAIT_MAX, 60)
-    if as_event is not None:
-        check(EmitEventRequest, {"event": as_event, "payload": {"x": 1}}, prefix="as_event")
+    if as_event is not None and (not as_event.strip() or any(ord(c) < 32 or ord(c) == 127 for c in as_event)):
+        rule = 'must be an event name: not blank, no control characters, e.g. "user.signup"'
+        raise InvalidRequest([Problem("as_event", rule)])
     failure = Failure(write=False, not_found="list_workspaces shows the workspaces.")
     progress = Throttle(ctx.report_progress)
     return await attempt(replay.plan_replay(client, ws, window, event, limit, progress), failure)
