@@ -213,6 +213,7 @@ async def test_events_other_rules_took_are_named_for_the_rule_that_missed_them_a
         ({"as_event": " "}, "as_event"),
         ({"as_event": "a\nb"}, "as_event"),
         ({"workspace": "nope"}, "workspace"),
+        ({"event": " "}, "event"),
     ],
 )
 @pytest.mark.anyio

@@ -13,6 +13,7 @@ from mcp_types import CallToolResult
 from pydantic import BaseModel, ConfigDict, Field
 
 from meshes_mcp.api import errors as e
+from meshes_mcp.api import models as m
 from meshes_mcp.api.models import BULK_LIMIT, BulkResult, EmitEventRequest
 from meshes_mcp.api.problems import InvalidRequest, Problem, check
 from meshes_mcp.server import params as p
@@ -359,6 +360,8 @@ async def plan_replay(
     window = Window.of(since, until)
     limit = check_range("max_events", max_events, 1, MAX_EVENTS, 5000, DEFAULT_MAX_EVENTS)
     check_range("wait_seconds", wait_seconds, 0, REPLAY_WAIT_MAX, 60)
+    if event is not None and not event.strip():
+        raise InvalidRequest([Problem("event", 'must not be blank, e.g. "user.signed_up"')])
     if as_event is not None and (not as_event.strip() or any(ord(c) < 32 or ord(c) == 127 for c in as_event)):
         rule = 'must be an event name: not blank, no control characters, e.g. "user.signup"'
         raise InvalidRequest([Problem("as_event", rule)])
@@ -438,23 +441,29 @@ async def replay_events(
         except InvalidRequest as exc:
             run.outcomes[index] = Outcome("rejected", reason=str(exc).replace("\n", "; "))
     await send_bulk(client, valid, run, ctx.report_progress)
-    sent = bulk_summary(run, ws)
-    result.update({
-        "replayed": sent["accepted"],
-        "as_event": as_event,
-        "rejected": sent["rejected"],
-        "unknown": sent["unknown"],
-        "not_sent": sent["not_sent"],
-    })  # fmt: skip
+    result["replayed"] = sum(1 for o in run.outcomes.values() if o.status == "accepted")
+    result["as_event"] = as_event
+    for status in ("rejected", "unknown", "not_sent"):
+        result[status] = unsent_by_reason(run, plan.originals, status)
     wait = check_range("wait_seconds", wait_seconds, 0, REPLAY_WAIT_MAX, 60)
     copies = [o.id for _, o in sorted(run.outcomes.items()) if o.status == "accepted" and o.id]
     if wait and copies:
         result["outcome"] = await replay.wait_for_copies(client, copies, wait, Throttle(ctx.report_progress))
     check_call = call_text("triage_failures", workspace=workspace, event=as_event or event, since=window_args["since"])
     result["next"] = more or f"{check_call} shows what is left"
-    if sent["unknown"]:
+    if result["unknown"] or result["not_sent"]:
         result["next"] += "; running the same replay_events again sends only what did not arrive"
     return rt.result(result)
+
+
+def unsent_by_reason(run: BulkRun, originals: list[m.Event], status: Status) -> list[dict[str, Any]]:
+    """The copies of one outcome by reason, each with its count and a few of the originals' ids (an index
+    into this call's own list would mean nothing to the caller)."""
+    by_reason: dict[str, list[str]] = {}
+    for index, outcome in sorted(run.outcomes.items()):
+        if outcome.status == status:
+            by_reason.setdefault(outcome.reason or "", []).append(originals[index].id)
+    return [{"reason": why, "count": len(ids), "originals": ids[:3]} for why, ids in list(by_reason.items())[:10]]
 
 
 TOOLS = (emit_event, emit_events, replay_events)
