@@ -13,7 +13,7 @@ over the same window sends nothing, and a run whose answer was lost (the copies'
 run again safely once the API has stored them. What this does not cover, and the result says so:
 
 - two replays of the same window running at the same moment both read before either sends, and can both
-  send (nothing on the API side serialises them);
+  send (nothing on the API side serialises them); the gap includes the time the user takes to confirm;
 - when more than COPY_READS events (with an original's resource and resource id) were created since the
   oldest original, their payloads are not all read, so the replay sends nothing and says to narrow the
   window;
