@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from mcp_types import ElicitResult
 
 from meshes_mcp.server.app import build_server
 from tests.support import ok, refused, settings_for
-from tests.test_incident_tools import User, args_of, new_workspace
+from tests.test_incident_tools import User, args_of, new_workspace, settle
 
 SEND = {"action": "send_webhook"}
 
@@ -222,3 +223,28 @@ async def test_replay_refuses_bad_input_naming_the_field(sandbox, arguments, fie
         text = refused(await client.call_tool("replay_events", arguments))
 
     assert field in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize(("mode", "seen_as"), [("auto", "already_replayed"), ("legacy", "replayed_meanwhile")])
+@pytest.mark.anyio
+async def test_a_replay_run_while_the_user_confirms_another_is_not_sent_twice(sandbox, webhook_receiver, mode, seen_as):
+    """Over 2026-07-28 the answer comes back in a new round that plans again; mid-call (older protocols) the
+    tool looks for copies again after the answer. Either way the second replay sends nothing."""
+    rx, ws = webhook_receiver, await new_workspace(sandbox, f"Racing {mode}")
+    settings = settings_for(sandbox, workspace_id=ws)
+    meanwhile: list[dict[str, Any]] = []
+
+    async def replay_elsewhere_then_accept(context: Any, params: Any) -> ElicitResult:
+        async with Client(build_server(settings)) as other:  # another agent, no confirmation asked
+            meanwhile.append(ok(await other.call_tool("replay_events", {"event": "trial.ended"})))
+        return ElicitResult(action="accept", content={"confirm": True})
+
+    async with Client(build_server(settings), elicitation_callback=replay_elsewhere_then_accept, mode=mode) as client:
+        await emit(client, "trial.ended", 12)
+        await hook(client, f"{rx.url}/racing-{mode}", "trial.ended")
+        late = ok(await client.call_tool("replay_events", {"event": "trial.ended", "wait_seconds": 30}))
+        await settle(sandbox, ws)
+
+    assert meanwhile[0]["replayed"] == 12
+    assert late["replayed"] == 0 and late[seen_as] == 12, late
+    assert len(rx.matching(f"/racing-{mode}")) == 12

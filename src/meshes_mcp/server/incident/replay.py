@@ -13,7 +13,8 @@ over the same window sends nothing, and a run whose answer was lost (the copies'
 run again safely once the API has stored them. What this does not cover, and the result says so:
 
 - two replays of the same window running at the same moment both read before either sends, and can both
-  send (nothing on the API side serialises them); the gap includes the time the user takes to confirm;
+  send (nothing on the API side serialises them); after a confirmation the copies are looked for again,
+  so the gap is the moments between that second look and the send, not the user's time to answer;
 - when more than COPY_READS events (with an original's resource and resource id) were created since the
   oldest original, their payloads are not all read, so the replay sends nothing and says to narrow the
   window;

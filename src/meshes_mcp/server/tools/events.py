@@ -433,6 +433,15 @@ async def replay_events(
         return rt.result(result)
     require_yes(confirmation, "Not replayed")
     client = rt.client()
+    if len(plan.originals) > ASK_ABOVE and can_elicit(ctx):
+        # The user took a while to answer: look again for copies another replay made meanwhile.
+        again = await attempt(
+            replay.find_copies(client, ws, plan.originals, Throttle(ctx.report_progress)),
+            Failure(write=False, not_found="list_workspaces shows the workspaces."),
+        )
+        meanwhile = [o for o in plan.originals if again.copied(o.id)]
+        plan.originals = [o for o in plan.originals if not again.copied(o.id)]
+        result["replayed_meanwhile"] = len(meanwhile) or None
     valid: list[tuple[int, EmitEventRequest]] = []
     run = BulkRun(total=len(plan.originals))
     for index, original in enumerate(plan.originals):
