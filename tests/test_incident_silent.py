@@ -1,13 +1,15 @@
 """Silent causes: events that never became a delivery, found by triage_failures, replayed once by
 replay_events, and named by emit_event, emit_events and get_event. Each through a real MCP client session
-on the sandbox over HTTP, deliveries counted at a real webhook receiver."""
+on the sandbox over HTTP (one over stdio), deliveries counted at a real webhook receiver."""
 
 from __future__ import annotations
 
+import json
+import sys
 from typing import Any
 
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp_types import ElicitResult
 
 from meshes_mcp.server.app import build_server
@@ -248,3 +250,37 @@ async def test_a_replay_run_while_the_user_confirms_another_is_not_sent_twice(sa
     assert meanwhile[0]["replayed"] == 12
     assert late["replayed"] == 0 and late[seen_as] == 12, late
     assert len(rx.matching(f"/racing-{mode}")) == 12
+
+
+def call_of(text: str) -> tuple[str, dict[str, Any]]:
+    """`create_rule connection=… metadata={"action":"send_webhook"}` → the tool and its typed arguments."""
+    name, *parts = text.split(" ")
+    args: dict[str, Any] = {}
+    for part in parts:
+        key, _, value = part.partition("=")
+        args[key] = json.loads(value) if value[:1] == "{" or value.isdigit() else value
+    return name, args
+
+
+@pytest.mark.anyio
+async def test_the_silent_loop_over_stdio_following_the_hints(tmp_path, webhook_receiver):
+    rx = webhook_receiver
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "meshes_mcp", "--sandbox", "--data-dir", str(tmp_path / "sandbox")],
+        env={"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"},
+    )
+    async with Client(params) as client:
+        await hook(client, f"{rx.url}/stdio-silent", "user.signup")
+        await emit(client, "user.signed_up", 20)
+        triage = ok(await client.call_tool("triage_failures", {"event": "user.signup"}))
+        unrouted = finding(triage, "unrouted", "user.signed_up")
+        for call in unrouted["calls"]:
+            ok(await client.call_tool(*call_of(call)))
+        first = ok(await client.call_tool(*call_of(unrouted["then"])))
+        second = ok(await client.call_tool(*call_of(unrouted["then"])))
+
+    assert unrouted["count"] == 20 and unrouted["calls"][0].startswith("create_rule ")
+    assert first["replayed"] == 20 and first["outcome"]["delivered"] == 20
+    assert second["replayed"] == 0 and second["already_replayed"] == 20
+    assert len(rx.matching("/stdio-silent")) == 20
