@@ -23,7 +23,7 @@ from meshes_mcp.server.app import build_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
-# 347 before replay_events, whose window, rename and bounds take 491 bytes.
+# 347 before replay_events (its window, rename and bounds take 491 bytes) and a rule filter on triage.
 BYTES_PER_TOOL_BUDGET = 351
 HINTS = ("read_only_hint", "destructive_hint", "idempotent_hint", "open_world_hint")
 

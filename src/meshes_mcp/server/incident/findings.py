@@ -32,7 +32,7 @@ from meshes_mcp.server.incident.census import WindowScan, matched_no_rule, windo
 from meshes_mcp.server.incident.names import closest_first, is_near_miss, near_misses
 from meshes_mcp.server.incident.progress import Throttle
 from meshes_mcp.server.incident.scan import PAGE_SIZE
-from meshes_mcp.server.incident.window import Window, call_text, created
+from meshes_mcp.server.incident.window import Window, call_text, created, timestamp
 
 if TYPE_CHECKING:
     from meshes_mcp.api.client import MeshesClient
@@ -54,11 +54,13 @@ REPLAY_WAIT = 60
 COPY_READS = 1_000
 
 
-# --- unrouted events, by name and resource ------------------------------------------------------
+# --- missed events, by name and resource --------------------------------------------------------
 
 
 @dataclass
-class Unrouted:
+class Missed:
+    """Events of one name and resource that a rule did not take (none at all, or not the expected one)."""
+
     event: str
     resource: str | None
     count: int = 0
@@ -66,7 +68,6 @@ class Unrouted:
     last_seen: str | None = None
     samples: list[str] = field(default_factory=list)
     resource_ids: Counter[str | None] = field(default_factory=Counter)
-    moments: list[datetime] = field(default_factory=list)
     events: list[m.Event] = field(default_factory=list)
     replayed: int | None = None  # originals with a copy (None: not known, the check was capped)
     are_replays: int = 0  # copies themselves
@@ -80,20 +81,20 @@ class Unrouted:
         self.first_seen = event.created_at or self.first_seen
         if event.resource_id in self.resource_ids or len(self.resource_ids) < RESOURCE_IDS_KEPT:
             self.resource_ids[event.resource_id] += 1
-        moment = created(event)
-        if moment is not None:
-            self.moments.append(moment)
+
+    def older_than(self, moment: datetime) -> int:
+        return sum(1 for event in self.events if (at := created(event)) is not None and at < moment)
 
 
-def census(events: list[m.Event]) -> tuple[dict[tuple[str, str | None], Unrouted], Counter[str]]:
-    """Unrouted groups by name and resource, and the count of each name that arrived."""
-    groups: dict[tuple[str, str | None], Unrouted] = {}
+def census(events: list[m.Event]) -> tuple[dict[tuple[str, str | None], Missed], Counter[str]]:
+    """The events that matched no rule, by name and resource, and the count of each name that arrived."""
+    groups: dict[tuple[str, str | None], Missed] = {}
     names: Counter[str] = Counter()
     for event in events:
         names[event.event] += 1
         if matched_no_rule(event):
             key = (event.event, event.resource)
-            groups.setdefault(key, Unrouted(event.event, event.resource)).add(event)
+            groups.setdefault(key, Missed(event.event, event.resource)).add(event)
     return groups, names
 
 
@@ -114,7 +115,7 @@ class Relation:
                 **self.details}  # fmt: skip
 
 
-def relations(group: Unrouted, rules: list[m.Rule]) -> list[Relation]:
+def relations(group: Missed, rules: list[m.Rule]) -> list[Relation]:
     """Rules for the same name first (each with what kept it from matching), then near-miss names."""
     same: list[Relation] = []
     near: list[Relation] = []
@@ -129,7 +130,7 @@ def relations(group: Unrouted, rules: list[m.Rule]) -> list[Relation]:
     return same + near
 
 
-def why_not(group: Unrouted, rule: m.Rule, carried_ids: list[str | None]) -> Relation:
+def why_not(group: Missed, rule: m.Rule, carried_ids: list[str | None]) -> Relation:
     if rule.active is False:
         return Relation(rule, "inactive")
     if rule.resource is not None and rule.resource != group.resource:
@@ -137,18 +138,14 @@ def why_not(group: Unrouted, rule: m.Rule, carried_ids: list[str | None]) -> Rel
     if rule.resource_id is not None and rule.resource_id not in group.resource_ids:
         shown = [rid or "none" for rid in carried_ids]
         return Relation(rule, "resource_id", {"rule_resource_id": rule.resource_id, "event_resource_ids": shown})
-    rule_created = _moment(rule.created_at)
-    before = sum(1 for moment in group.moments if rule_created is not None and moment < rule_created)
+    rule_created = timestamp(rule.created_at)
+    before = group.older_than(rule_created) if rule_created is not None else 0
     if before:
         return Relation(rule, "created_after", {"rule_created_at": rule.created_at, "events_before": before})
     return Relation(rule, "matches_now", {"rule_created_at": rule.created_at})
 
 
-def _moment(value: str | None) -> datetime | None:
-    return created(m.Event(id="", workspace="", event="", created_at=value)) if value else None
-
-
-def note_replays(group: Unrouted, check: replay.CopyCheck) -> None:
+def note_replays(group: Missed, check: replay.CopyCheck) -> None:
     """How many of the group's events were replayed already, and how many are replays themselves."""
     if check.capped:
         return
@@ -179,7 +176,7 @@ def create_rule_call(rule: m.Rule, **changes: Any) -> str:
     return call_text("create_rule", **args, metadata=metadata)
 
 
-def unrouted_view(group: Unrouted, found: list[Relation], ctx: Context) -> dict[str, Any]:
+def unrouted_view(group: Missed, found: list[Relation], ctx: Context) -> dict[str, Any]:
     name = f"`{group.event}`" + (f" (resource `{group.resource}`)" if group.resource else "")
     reason, fix, calls = explain(group, found, name, ctx)
     view: dict[str, Any] = {
@@ -212,7 +209,7 @@ def unrouted_view(group: Unrouted, found: list[Relation], ctx: Context) -> dict[
 
 
 def explain(
-    group: Unrouted, found: list[Relation], name: str, ctx: Context, head: str | None = None
+    group: Missed, found: list[Relation], name: str, ctx: Context, head: str | None = None
 ) -> tuple[str, str, list[str]]:
     """The likely reason, the fix in words and the fix as calls, from the first rule that explains it."""
     if head is None:
@@ -272,7 +269,7 @@ def explain(
     )
 
 
-def wanted(group: Unrouted, found: list[Relation], filters: Filters) -> bool:
+def wanted(group: Missed, found: list[Relation], filters: Filters) -> bool:
     """Whether a group concerns the call's filters: its name, or a rule of the filtered name, connection or id."""
     named = filters.event is None or group.event == filters.event
     if not named and not any(r.rule.event == filters.event for r in found):
@@ -320,25 +317,25 @@ async def find(
     for name, rule_ids in expected.items():
         if arrived[name]:
             continue
-        found.append((0, await no_events_view(client, filters.workspace, name, rule_ids, arrived, ctx)))
+        found.append((0, await no_events_view(client, filters.workspace, name, rule_ids, arrived)))
         found.extend((n, v) for n, v in await other_workspaces(client, filters.workspace, name, window))
     found.sort(key=lambda item: -item[0])
     return Findings([view for _, view in found[:FINDINGS_SHOWN]], len(found) + unshown, scan)
 
 
-def passed_over(rule: m.Rule, events: list[m.Event]) -> list[Unrouted]:
+def passed_over(rule: m.Rule, events: list[m.Event]) -> list[Missed]:
     """Events of the rule's name that other rules took but this one did not, by resource. Only events whose
     deliveries the list shows count: without them, nothing is claimed."""
-    groups: dict[str | None, Unrouted] = {}
+    groups: dict[str | None, Missed] = {}
     for event in events:
         if event.event != rule.event or event.rule_events is None or matched_no_rule(event):
             continue
         if all(rule_event.rule != rule.id for rule_event in event.rule_events):
-            groups.setdefault(event.resource, Unrouted(event.event, event.resource)).add(event)
+            groups.setdefault(event.resource, Missed(event.event, event.resource)).add(event)
     return list(groups.values())
 
 
-def passed_over_view(group: Unrouted, rule: m.Rule, ctx: Context) -> dict[str, Any]:
+def passed_over_view(group: Missed, rule: m.Rule, ctx: Context) -> dict[str, Any]:
     carried = [rid for rid, _ in group.resource_ids.most_common(3)]
     relation = why_not(group, rule, carried)
     head = f"{group.count} `{group.event}` events reached other rules only"
@@ -381,7 +378,7 @@ def expected_names(filters: Filters, rules: list[m.Rule]) -> dict[str, list[str]
 
 
 async def no_events_view(
-    client: MeshesClient, workspace: str, name: str, rule_ids: list[str], arrived: Counter[str], ctx: Context
+    client: MeshesClient, workspace: str, name: str, rule_ids: list[str], arrived: Counter[str]
 ) -> dict[str, Any]:
     page = await client.list_workspace_events(workspace, m.WorkspaceEventQuery(event=name, limit=1))
     last = page.records[0].created_at if page.records else None
@@ -392,7 +389,10 @@ async def no_events_view(
     if rule_ids:
         reason += f"; {len(rule_ids)} rule(s) wait for it"
     if near:
-        fix = f"The app sends `{near[0]}` ({arrived[near[0]]} in the window) instead: see that finding."
+        fix = (
+            f"The app sends `{near[0]}` ({arrived[near[0]]} in the window), a near miss of `{name}`: route that "
+            "name too or correct it where the app emits it."
+        )
     else:
         fix = f"Check that the app emits `{name}` to this workspace; the names that did arrive are listed."
     return {

@@ -74,10 +74,15 @@ class Window:
 
 
 def created(event: m.Event) -> datetime | None:
-    if not event.created_at:
+    return timestamp(event.created_at)
+
+
+def timestamp(value: str | None) -> datetime | None:
+    """An API timestamp (ISO 8601, `Z` or an offset; none means UTC), or None when absent or unreadable."""
+    if not value:
         return None
     try:
-        moment = datetime.fromisoformat(event.created_at.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

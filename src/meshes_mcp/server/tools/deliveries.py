@@ -450,8 +450,8 @@ async def triage_failures(
     until: p.Filter = None,
     max_events: int | None = None,
 ) -> Annotated[CallToolResult, TriageOut]:
-    """Start here for failing deliveries: grouped by cause, with counts, samples, the fix as exact calls
-    and the retry_failed call."""
+    """Start here for failed or missing deliveries: grouped by cause, with counts, samples, the fix as exact
+    calls and the retry_failed call."""
     rt = runtime_of(ctx)
     client = rt.client()
     ws = p.workspace_arg(rt, workspace)
