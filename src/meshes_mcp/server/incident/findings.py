@@ -82,6 +82,11 @@ class Missed:
         if event.resource_id in self.resource_ids or len(self.resource_ids) < RESOURCE_IDS_KEPT:
             self.resource_ids[event.resource_id] += 1
 
+    def head(self, kind: str) -> dict[str, Any]:
+        """What a finding about these events starts with: its kind, the name, counts and times, samples."""
+        return {"kind": kind, "event": self.event, "resource": self.resource, "count": self.count,
+                "first_seen": self.first_seen, "last_seen": self.last_seen, "samples": self.samples}  # fmt: skip
+
     def older_than(self, moment: datetime) -> int:
         return sum(1 for event in self.events if (at := created(event)) is not None and at < moment)
 
@@ -180,13 +185,7 @@ def unrouted_view(group: Missed, found: list[Relation], ctx: Context) -> dict[st
     name = f"`{group.event}`" + (f" (resource `{group.resource}`)" if group.resource else "")
     reason, fix, calls = explain(group, found, name, ctx)
     view: dict[str, Any] = {
-        "kind": "unrouted",
-        "event": group.event,
-        "resource": group.resource,
-        "count": group.count,
-        "first_seen": group.first_seen,
-        "last_seen": group.last_seen,
-        "samples": group.samples,
+        **group.head("unrouted"),
         "reason": reason,
         "rules": [r.view() for r in found[:RULES_SHOWN]] or None,
         "fix": fix,
@@ -341,13 +340,7 @@ def passed_over_view(group: Missed, rule: m.Rule, ctx: Context) -> dict[str, Any
     head = f"{group.count} `{group.event}` events reached other rules only"
     reason, fix, calls = explain(group, [relation], f"`{group.event}`", ctx, head=head)
     return {
-        "kind": "passed_over",
-        "event": group.event,
-        "resource": group.resource,
-        "count": group.count,
-        "first_seen": group.first_seen,
-        "last_seen": group.last_seen,
-        "samples": group.samples,
+        **group.head("passed_over"),
         "reason": reason,
         "rules": [relation.view()],
         # A replay would reach the rules that took them a second time: replay_events leaves them alone.
