@@ -31,7 +31,7 @@ HINTS = ("read_only_hint", "destructive_hint", "idempotent_hint", "open_world_hi
 # DESIGN §3: the tools of each toolset.
 TOOLSETS: dict[str, set[str]] = {
     "integrations": {"list_integrations"},
-    "events": {"emit_event", "emit_events"},
+    "events": {"emit_event", "emit_events", "replay_events"},
     "connections": {
         "list_connections", "get_connection", "create_connection", "update_connection", "delete_connection",
         "get_connection_actions", "get_connection_fields", "get_connection_mappings", "update_connection_mappings",
@@ -55,7 +55,7 @@ DESTRUCTIVE = CONFIRMED | {"update_connection", "update_connection_mappings", "u
 # Writes that are not idempotent: each call creates, sends or retries once more.
 NOT_IDEMPOTENT = {
     "emit_event", "emit_events", "create_connection", "create_rule", "create_workspace", "create_session",
-    "refresh_session", "retry_rule_event", "retry_failed",
+    "refresh_session", "retry_rule_event", "retry_failed", "replay_events",
 }  # fmt: skip
 
 # The 38 documented endpoints (API reference §4.7) and the tool that reaches each.

@@ -38,7 +38,7 @@ WIRE_STEPS: tuple[tuple[str, ...], ...] = (
     ("create_rule",),
     ("emit_event wait_seconds=30",),
 )
-TRIAGE = "triage_failures (every failure grouped by cause, with the fix)"
+TRIAGE = "triage_failures (failures grouped by cause, and events no rule took, with the fix)"
 RETRY = "retry_failed group=<key> wait_seconds=60"
 DIAGNOSE = "diagnose_event for one event"
 COMMON = (

@@ -18,7 +18,7 @@ from meshes_mcp.api.problems import InvalidRequest, Problem
 from meshes_mcp.server import fixes
 from meshes_mcp.server.failures import Failure, attempt
 from meshes_mcp.server.fixes import OAUTH_REASONS, auth_type, failure_time, reconnect_text, recorded_failure
-from meshes_mcp.server.incident.window import parse_time
+from meshes_mcp.server.incident.window import timestamp
 from meshes_mcp.server.render import bound_text, is_header_error
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ class Evidence:
             return self.request_url
         conn = self.connection
         url = conn.metadata.get("url") if conn is not None else None
-        updated = parse_time(conn.updated_at) if conn is not None else None
+        updated = timestamp(conn.updated_at) if conn is not None else None
         failed = self.failed_at
         if isinstance(url, str) and updated is not None and failed is not None and updated <= failed:
             return url

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from meshes_mcp.api import models as m
-from meshes_mcp.server.incident.window import iso, parse_time
+from meshes_mcp.server.incident.window import iso, timestamp
 
 if TYPE_CHECKING:
     from meshes_mcp.api.catalog import IntegrationSpec
@@ -46,11 +46,11 @@ def failure_time(attempt: m.Attempt | None, rule_event: m.RuleEvent, event: m.Ev
     """When a delivery last failed: its recorded failure's end, else the rule event's own times."""
     extra = (attempt.model_extra or {}) if attempt is not None else {}
     for text in (extra.get("completed_at"), extra.get("started_at"), rule_event.completed_at):
-        moment = parse_time(text)
+        moment = timestamp(text)
         if moment is not None:
             return moment
     # A delivery still retrying has no end yet: its start (or the event's) is the earliest it can have failed.
-    return parse_time(rule_event.started_at) or parse_time(event.created_at)
+    return timestamp(rule_event.started_at) or timestamp(event.created_at)
 
 
 def auth_type(spec: IntegrationSpec | None) -> str | None:
@@ -92,7 +92,7 @@ def fix_in(
     """`{"what", "at"}` when the connection changed after the last failure and is active now, else None."""
     if connection is None or connection.active is False or last_failure is None or code in NOT_FIXED_BY_CONNECTION:
         return None
-    updated = parse_time(connection.updated_at)
+    updated = timestamp(connection.updated_at)
     if updated is None or updated <= last_failure:
         return None
     name = spec.name if spec is not None and spec.name else connection.type

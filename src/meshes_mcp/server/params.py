@@ -56,6 +56,12 @@ Until = Annotated[str | None, Field(description="Like since")]
 # How long a call may wait for delivery outcomes, in seconds.
 WAIT = IntRange(0, 60, example=10)
 Wait = Annotated[int, WAIT] | None
+# A bulk run's outcomes (a whole group's retries, a replay) are awaited longer than one delivery.
+BULK_WAIT = IntRange(0, 120, example=30)
+BulkWait = Annotated[int, BULK_WAIT] | None
+# Events read by one incident scan (triage_failures, replay_events): bounded so a call stays quick.
+MAX_EVENTS = IntRange(1, 20_000, example=5000, default=5_000)
+MaxEvents = Annotated[int, MAX_EVENTS] | None
 
 
 @overload

@@ -73,19 +73,19 @@ class Window:
         return {"since": iso(self.since) if self.since else None, "until": iso(self.until) if self.until else None}
 
 
-def parse_time(text: Any) -> datetime | None:
-    """An API timestamp as an aware datetime (no offset means UTC); None when absent or unreadable."""
-    if not isinstance(text, str) or not text:
+def timestamp(value: Any) -> datetime | None:
+    """An API timestamp (ISO 8601, `Z` or an offset; none means UTC), or None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
         return None
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def created(event: m.Event) -> datetime | None:
-    return parse_time(event.created_at)
+    return timestamp(event.created_at)
 
 
 def call_text(tool: str, **args: Any) -> str:
