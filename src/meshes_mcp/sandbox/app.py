@@ -762,8 +762,7 @@ async def get_event_payload(request: Request, sb: Sandbox, p: Principal) -> Any:
 @api()
 async def retry_rule_event(request: Request, sb: Sandbox, p: Principal) -> Any:
     _, rule_event = rule_event_or_404(sb, p, request)
-    check_retry(rule_event, now())
-    sb.queue.force_retry(rule_event)
+    sb.queue.force_retry(rule_event["id"], check_retry)  # judged inside the write transaction
     sb.engine.wake()
     return rule_event_now(sb, rule_event)
 
@@ -811,15 +810,14 @@ async def attempt_response_details(request: Request, sb: Sandbox, p: Principal) 
 async def cancel_rule_event(request: Request, sb: Sandbox, p: Principal) -> Any:
     """A request in flight finishes; if it delivers, the rule event ends `completed` after all."""
     _, rule_event = rule_event_or_404(sb, p, request)
-    if rule_event_needs_cancel(rule_event):
-        sb.queue.cancel_rule_event(rule_event["id"])
+    sb.queue.cancel_rule_event(rule_event["id"], rule_event_needs_cancel)
     return rule_event_now(sb, rule_event)
 
 
 @api()
 async def cancel_event(request: Request, sb: Sandbox, p: Principal) -> Any:
     row = event_or_404(sb, p, request)
-    check_event_canceled(row, sb.queue.cancel_event(row["id"]))
+    sb.queue.cancel_event(row["id"], check_event_canceled)
     fresh = sb.store.get_event(p.org_id, row["id"])
     return event_view(sb, fresh)  # type: ignore[arg-type]
 

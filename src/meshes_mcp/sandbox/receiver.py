@@ -5,7 +5,7 @@ It records every request and answers according to its path, so failures can be s
 - ``/status/<code>``            always answer <code> (e.g. 500, 401, 400, 302)
 - ``/flaky/<n>/<code>``         answer <code> to the first <n> requests of each delivery
                                 (X-Meshes-Delivery-Id), then 200
-- ``/slow/<seconds>``           wait, then answer 200
+- ``/slow/<seconds>[/<code>]``  wait, then answer 200 (or <code>)
 - anything else                 200 ``{"ok": true}``
 - ``?retry_after=<s>``          add a Retry-After header to the answer
 
@@ -163,6 +163,8 @@ class WebhookReceiver:
             status = int(segments[2]) if seen < int(segments[1]) else 200
         elif len(segments) >= 2 and segments[0] == "slow":
             delay = float(segments[1])
+            if len(segments) >= 3:
+                status = int(segments[2])
         return status, delay, extra
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
