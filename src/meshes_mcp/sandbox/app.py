@@ -70,7 +70,13 @@ from meshes_mcp.sandbox import provider_data, views
 from meshes_mcp.sandbox.auth import Authenticator, Principal
 from meshes_mcp.sandbox.bodies import read_json
 from meshes_mcp.sandbox.clock import is_uuid, iso, new_id, now, now_iso
-from meshes_mcp.sandbox.delivery import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE, DeliveryEngine, RetryPolicy
+from meshes_mcp.sandbox.delivery import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_PER_CONNECTION,
+    DEFAULT_RETRY_BASE,
+    DeliveryEngine,
+    RetryPolicy,
+)
 from meshes_mcp.sandbox.destinations import (
     Destinations,
     Scrubber,
@@ -808,9 +814,11 @@ async def attempt_response_details(request: Request, sb: Sandbox, p: Principal) 
 
 @api()
 async def cancel_rule_event(request: Request, sb: Sandbox, p: Principal) -> Any:
-    """A request in flight finishes; if it delivers, the rule event ends `completed` after all."""
+    """A request in flight may finish within a grace (see `delivery.CANCEL_GRACE`); if it delivers, the rule
+    event ends `completed` after all. Past the grace it is cut off, freeing its delivery slot."""
     _, rule_event = rule_event_or_404(sb, p, request)
     sb.queue.cancel_rule_event(rule_event["id"], rule_event_needs_cancel)
+    sb.engine.wake()  # an attempt in flight for it is cut off after the grace, freeing its slot
     return rule_event_now(sb, rule_event)
 
 
@@ -818,6 +826,7 @@ async def cancel_rule_event(request: Request, sb: Sandbox, p: Principal) -> Any:
 async def cancel_event(request: Request, sb: Sandbox, p: Principal) -> Any:
     row = event_or_404(sb, p, request)
     sb.queue.cancel_event(row["id"], check_event_canceled)
+    sb.engine.wake()
     fresh = sb.store.get_event(p.org_id, row["id"])
     return event_view(sb, fresh)  # type: ignore[arg-type]
 
@@ -1026,6 +1035,7 @@ def create_app(
     delivery_timeout: float | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     shutdown_grace: float = 2.0,
+    per_connection: int = DEFAULT_PER_CONNECTION,
 ) -> Starlette:
     """The sandbox app; state (store, worker, HTTP client) is built in its lifespan."""
     policy = RetryPolicy(
@@ -1048,8 +1058,10 @@ def create_app(
             follow_redirects=False,
             trust_env=False,
         )
-        destinations = Destinations(catalog, store, client)
-        engine = DeliveryEngine(store, destinations, policy, concurrency, EngineLock(data_dir / "delivery.lock"))
+        destinations = Destinations(catalog, store, client, deadline=timeout)
+        engine = DeliveryEngine(
+            store, destinations, policy, concurrency, EngineLock(data_dir / "delivery.lock"), per_connection
+        )
         app.state.sandbox = Sandbox(
             store, Authenticator(store), catalog, catalog.records(), destinations, engine, policy, seed
         )

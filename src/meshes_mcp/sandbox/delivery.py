@@ -8,7 +8,13 @@ Retry schedule (undocumented upstream beyond "exponential backoff"; our defaults
 - retried outcomes: rejected_server_error, rate_limited, timeout, network_error, internal_error;
   final at once: delivered, auth_failed, rejected_client_error, mapping_error.
 
-Concurrency: up to `concurrency` attempts in flight at once (default 64) over one shared HTTP client.
+Concurrency: up to `concurrency` attempts in flight at once (default 64) over one shared HTTP client,
+and at most `per_connection` (default 16) of them to any one connection, so a slow destination cannot
+take every slot from the others. Each webhook attempt has an overall deadline (the sandbox's delivery
+timeout, from the first byte sent to the last byte read) and ends `timeout` past it. An attempt whose
+rule event is canceled while its request is in flight may finish within a 2 s grace (a delivered one
+ends `completed`); past that it is cut off, its slot freed, and recorded as a `network_error`: the
+request may or may not have reached the destination.
 Claiming opens an attempt row in the same transaction that marks the rule event `processing`, so a
 crash leaves evidence; `DeliveryQueue.recover()` closes such attempts and requeues their work on start-up.
 
@@ -27,6 +33,7 @@ import contextlib
 import logging
 import random
 import socket
+from collections import Counter
 from dataclasses import dataclass
 
 from meshes_mcp.sandbox.clock import now
@@ -42,6 +49,12 @@ DEFAULT_MAX_ATTEMPTS = 5
 RETRY_CAP = 600.0
 JITTER = 0.2
 IDLE_POLL = 1.0  # longest sleep between queue checks when nothing wakes the worker
+DEFAULT_PER_CONNECTION = 16  # attempts in flight to one connection: a quarter of the default 64 slots
+# A canceled delivery's request already in flight may finish until it has run this long (a delivered one
+# then ends `completed`: the destination did receive it); past it, the request is cut off to free its
+# slot. Also spares a busy worker a store lookup for the many attempts that finish sooner.
+CANCEL_GRACE = 2.0
+CANCELED_IN_FLIGHT = "canceled while in flight: the request may or may not have reached the destination"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +79,7 @@ class DeliveryEngine:
         policy: RetryPolicy,
         concurrency: int = 64,
         lock: EngineLock | None = None,
+        per_connection: int = DEFAULT_PER_CONNECTION,
     ) -> None:
         self.store = store
         self.queue = DeliveryQueue(store)
@@ -73,8 +87,11 @@ class DeliveryEngine:
         self.destinations = destinations
         self.policy = policy
         self.concurrency = concurrency
+        self.per_connection = per_connection
         self._wake = asyncio.Event()
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: dict[asyncio.Task[None], Job] = {}
+        self._per_connection: Counter[str] = Counter()
+        self._cut_off: set[str] = set()  # attempt ids canceled in flight because their rule event was
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
         self._listener: asyncio.DatagramTransport | None = None  # wake-ups from other processes
@@ -156,30 +173,58 @@ class DeliveryEngine:
         await self._become_the_engine()
         while not self._stopping:  # (also ends the loop should a cancellation ever be lost)
             self._wake.clear()
+            self._cut_off_canceled()
             free = self.concurrency - len(self._inflight)
-            claimed = 0
+            claimed, crowded = 0, False
             if free > 0:
                 try:
-                    jobs = self.queue.claim_due(free)
+                    jobs, crowded = self.queue.claim_due(free, self._room())
                 except Exception:  # a store hiccup must not kill the worker
                     log.exception("claiming due deliveries failed")
                     jobs = []
                 claimed = len(jobs)
                 for job in jobs:
                     task = asyncio.create_task(self._attempt(job))
-                    self._inflight.add(task)
+                    self._inflight[task] = job
+                    self._per_connection[job.connection_id] += 1
                     task.add_done_callback(self._attempt_done)
-            if claimed and claimed == free:
+            if claimed and (claimed == free or crowded):
                 await asyncio.sleep(0)  # the queue may hold more: claim again once a slot frees
                 if len(self._inflight) < self.concurrency:
                     continue
             timeout = IDLE_POLL
             if len(self._inflight) < self.concurrency:
-                due = self.queue.next_due()
+                due = self.queue.next_due(self._full())
                 if due is not None:
                     timeout = max(0.0, min(IDLE_POLL, due - now()))
             if timeout > 0:
                 await self._sleep_until_woken(timeout)
+
+    def _room(self) -> dict[str, int]:
+        """How many more attempts each connection with attempts in flight may start."""
+        return {cid: self.per_connection - n for cid, n in self._per_connection.items()}
+
+    def _full(self) -> list[str]:
+        return [cid for cid, n in self._per_connection.items() if n >= self.per_connection]
+
+    def _cut_off_canceled(self) -> None:
+        """Cut off the requests, older than the grace, of rule events canceled since their attempt started
+        (through this process or another on the same data directory), so their slots serve other work."""
+        oldest = now() - CANCEL_GRACE
+        waiting = {job.rule_event_id: task for task, job in self._inflight.items() if job.started <= oldest}
+        if not waiting:
+            return
+        marks = ",".join("?" * len(waiting))
+        try:
+            rows = self.store.all(
+                f"SELECT id FROM rule_events WHERE status='canceled' AND id IN ({marks})", tuple(waiting)
+            )
+        except Exception:  # the store is busy: the next pass looks again
+            return
+        for row in rows:
+            task = waiting[row["id"]]
+            self._cut_off.add(self._inflight[task].attempt_id)
+            task.cancel()
 
     async def _sleep_until_woken(self, timeout: float) -> None:
         # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for swallows a cancellation that
@@ -193,7 +238,13 @@ class DeliveryEngine:
         try:
             outcome = await self.destinations.deliver(job)
         except asyncio.CancelledError:
-            raise  # shutting down: the open attempt is recovered on the next start
+            if job.attempt_id not in self._cut_off:
+                raise  # shutting down: the open attempt is recovered on the next start
+            self._cut_off.discard(job.attempt_id)
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # handled: later awaits in this task are not cancellations
+            outcome = Outcome("network_error", None, CANCELED_IN_FLIGHT)
         except Exception as exc:
             log.exception("delivery %s failed unexpectedly", job.rule_event_id)
             outcome = Outcome("internal_error", None, f"internal error while delivering: {type(exc).__name__}")
@@ -211,7 +262,11 @@ class DeliveryEngine:
         # The slot is freed and the worker woken in one step. Waking it from inside the attempt (before its
         # task is done and discarded) let the worker see no free slot, sleep a whole poll interval, and
         # deliver one batch per second when a batch of attempts finished together.
-        self._inflight.discard(task)
+        job = self._inflight.pop(task, None)
+        if job is not None:
+            self._per_connection[job.connection_id] -= 1
+            if self._per_connection[job.connection_id] <= 0:
+                del self._per_connection[job.connection_id]
         self._wake.set()
 
 

@@ -13,7 +13,7 @@ in flight, TERMINAL ones are done.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ class Job:
     event: dict[str, Any]
     rule_metadata: dict[str, Any]
     connection: dict[str, Any] | None
+    connection_id: str
     started: float
 
 
@@ -51,25 +52,51 @@ class DeliveryQueue:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def next_due(self) -> float | None:
-        row = self.store.one("SELECT min(next_attempt_at) AS due FROM rule_events WHERE next_attempt_at IS NOT NULL")
+    def next_due(self, skip: Collection[str] = ()) -> float | None:
+        """When the next queued attempt is due, leaving out connections in `skip` (those at their cap)."""
+        marks, args = _not_in("connection_id", skip)
+        row = self.store.one(
+            f"SELECT next_attempt_at AS due FROM rule_events WHERE next_attempt_at IS NOT NULL{marks}"
+            " ORDER BY next_attempt_at LIMIT 1",
+            args,
+        )
         return row["due"] if row else None
 
-    def claim_due(self, limit: int) -> list[Job]:
+    def claim_due(self, limit: int, room: dict[str, int] | None = None) -> tuple[list[Job], bool]:
         """Take up to `limit` due rule events off the queue: mark them processing and open an attempt row
-        for each, in one transaction, so a crash leaves a visible interrupted attempt behind."""
+        for each, in one transaction, so a crash leaves a visible interrupted attempt behind.
+
+        `room` caps how many more attempts each connection may start (a connection it leaves out has
+        no cap; one at 0 is skipped): one slow destination cannot take every slot. Returns the jobs
+        and whether due work was left behind because its connection ran out of room, so the caller
+        claims again at once for the other connections."""
+        room = dict(room or {})
         started = now()
         ts = iso(started)
+        marks, args = _not_in("re.connection_id", [cid for cid, left in room.items() if left <= 0])
         rows = self.store.all(
             "SELECT re.id, re.event_id, re.rule_id, re.attempt_count, re.workspace_id, re.integration_type,"
             " re.connection_id, e.event, e.resource, e.resource_id, e.payload, e.created_at,"
             " r.metadata AS rule_metadata FROM rule_events re JOIN events e ON e.id = re.event_id"
             " LEFT JOIN rules r ON r.id = re.rule_id"
-            " WHERE re.next_attempt_at IS NOT NULL AND re.next_attempt_at <= ? ORDER BY re.next_attempt_at LIMIT ?",
-            (started, limit),
+            f" WHERE re.next_attempt_at IS NOT NULL AND re.next_attempt_at <= ?{marks}"
+            " ORDER BY re.next_attempt_at LIMIT ?",
+            (started, *args, limit),
         )
+        crowded = False
+        if room:
+            kept = []
+            for row in rows:
+                left = room.get(row["connection_id"])
+                if left is not None:
+                    if left <= 0:
+                        crowded = True
+                        continue
+                    room[row["connection_id"]] = left - 1
+                kept.append(row)
+            rows = kept
         if not rows:
-            return []
+            return [], crowded
         jobs: list[Job] = []
         conns: dict[str, dict[str, Any] | None] = {}
         with self.store.tx():
@@ -117,10 +144,11 @@ class DeliveryQueue:
                         },
                         rule_metadata=json.loads(row["rule_metadata"]) if row["rule_metadata"] else {},
                         connection=conns[cid],
+                        connection_id=cid,
                         started=started,
                     )
                 )
-        return jobs
+        return jobs, crowded
 
     def finish_attempt(
         self,
@@ -267,6 +295,13 @@ class DeliveryQueue:
             row = self.store.one("SELECT * FROM events WHERE id=?", (event_id,))
             assert row is not None
             check(row, canceled)
+
+
+def _not_in(column: str, values: Collection[str]) -> tuple[str, tuple[str, ...]]:
+    """An `AND column NOT IN (?, …)` clause and its arguments; nothing when `values` is empty."""
+    if not values:
+        return "", ()
+    return f" AND {column} NOT IN ({','.join('?' * len(values))})", tuple(values)
 
 
 def refresh_event(store: Store, event_id: str, ts: str) -> None:

@@ -6,6 +6,8 @@ It records every request and answers according to its path, so failures can be s
 - ``/flaky/<n>/<code>``         answer <code> to the first <n> requests of each delivery
                                 (X-Meshes-Delivery-Id), then 200
 - ``/slow/<seconds>[/<code>]``  wait, then answer 200 (or <code>)
+- ``/trickle/<seconds>``        answer 200 at once, then send the 64-byte body one byte every <seconds>
+                                (a receiver that holds a connection open without ever quite answering)
 - anything else                 200 ``{"ok": true}``
 - ``?retry_after=<s>``          add a Retry-After header to the answer
 
@@ -43,6 +45,9 @@ _REASONS = {
     502: "Bad Gateway",
     503: "Service Unavailable",
 }
+
+
+TRICKLE_BYTES = 64
 
 
 @dataclass
@@ -161,11 +166,20 @@ class WebhookReceiver:
                 seen = self._seen.get(key, 0)
                 self._seen[key] = seen + 1
             status = int(segments[2]) if seen < int(segments[1]) else 200
-        elif len(segments) >= 2 and segments[0] == "slow":
+        elif len(segments) >= 2 and segments[0] in ("slow", "trickle"):
             delay = float(segments[1])
             if len(segments) >= 3:
                 status = int(segments[2])
         return status, delay, extra
+
+    @staticmethod
+    async def _trickle(writer: asyncio.StreamWriter, every: float) -> None:
+        body = b"x" * TRICKLE_BYTES
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        for byte in body:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(every)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -186,6 +200,9 @@ class WebhookReceiver:
                 # Recorded on arrival, so a caller can see a slow request while it is still in flight.
                 with self._lock:
                     self.receipts.append(Receipt(method, urlsplit(target).path, headers, body, status))
+                if target.startswith("/trickle/"):
+                    await self._trickle(writer, delay)
+                    continue
                 if delay:
                     await asyncio.sleep(delay)
                 payload = b'{"ok":true}' if status < 400 else b'{"ok":false,"error":"staged failure"}'

@@ -139,8 +139,9 @@ class EmbeddedSandbox:
     """The sandbox in a background thread on a loopback port (0 = a free one).
 
     ``with EmbeddedSandbox(tmp) as info: ...`` or ``info = sandbox.start(); …; sandbox.stop()``.
-    Extra keywords: `delivery_timeout` (seconds per webhook request, default 10), `concurrency`
-    (deliveries in flight, default 64) and `scenario` (a practice scenario to add; its marker is then in
+    Extra keywords: `delivery_timeout` (seconds a webhook request may take, start to last byte, default
+    10), `concurrency` (deliveries in flight, default 64), `per_connection` (of those, to one connection,
+    default 16) and `scenario` (a practice scenario to add; its marker is then in
     `self.scenario`).
     """
 
@@ -154,6 +155,7 @@ class EmbeddedSandbox:
         *,
         delivery_timeout: float | None = None,
         concurrency: int = 64,
+        per_connection: int = 16,
         shutdown_grace: float = 1.0,
         scenario: str | None = None,
     ) -> None:
@@ -165,6 +167,7 @@ class EmbeddedSandbox:
             "max_attempts": max_attempts,
             "delivery_timeout": delivery_timeout,
             "concurrency": concurrency,
+            "per_connection": per_connection,
             "shutdown_grace": shutdown_grace,
         }
         self.scenario_name = scenario
