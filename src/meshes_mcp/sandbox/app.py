@@ -271,7 +271,12 @@ def connection_view(sb: Sandbox, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def query_filters(request: Request, *keys: str) -> dict[str, str]:
-    return {k: v for k in keys if (v := request.query_params.get(k))}
+    filters = {k: v for k in keys if (v := request.query_params.get(k))}
+    if len(filters.get("event", "")) > models.EVENT_NAME_MAX:  # no stored name is longer
+        raise bad_request(
+            "event filter too long", "event", f'must be at most {models.EVENT_NAME_MAX} characters, e.g. "user.signup"'
+        )
+    return filters
 
 
 def list_page(request: Request, scope: str) -> tuple[int | None, int]:
