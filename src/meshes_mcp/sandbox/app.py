@@ -112,6 +112,7 @@ from meshes_mcp.sandbox.errors import (
     summary,
     unprocessable,
 )
+from meshes_mcp.sandbox.infofile import withdraw
 from meshes_mcp.sandbox.queue import DeliveryQueue
 from meshes_mcp.sandbox.seed import ensure_seed, new_publishable_key
 from meshes_mcp.sandbox.store import NewEvent, Store
@@ -1074,6 +1075,8 @@ def create_app(
         try:
             yield
         finally:
+            if hasattr(app.state, "announced"):
+                withdraw(*app.state.announced)
             await engine.stop(shutdown_grace)
             await client.aclose()
             store.close()

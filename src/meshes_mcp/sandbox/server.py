@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import sys
 import threading
@@ -15,11 +14,12 @@ from typing import Any
 import uvicorn
 
 from meshes_mcp.sandbox.app import create_app
+from meshes_mcp.sandbox.datadir import ensure_writable
 from meshes_mcp.sandbox.info import SandboxInfo
+from meshes_mcp.sandbox.infofile import announce
 
 log = logging.getLogger("meshes_mcp.sandbox")
 
-INFO_FILE = "sandbox.json"
 START_TIMEOUT = 15.0
 
 
@@ -73,16 +73,6 @@ def _install_scenario(app: Any, name: str | None, host: str, port: int) -> dict[
     return marker
 
 
-def write_info(data_dir: Path, info: SandboxInfo) -> None:
-    """`sandbox.json`, readable by its owner only: it holds the sandbox's secret key."""
-    path = data_dir / INFO_FILE
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(info.model_dump_json(indent=2))
-    os.replace(tmp, path)
-
-
 async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + START_TIMEOUT
@@ -109,6 +99,7 @@ def run_sandbox(
     if data_dir is None:
         raise ValueError("run_sandbox needs a data_dir")
     data_dir = Path(data_dir)
+    ensure_writable(data_dir)
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         # A line per delivery request would flood stderr, and a webhook URL can carry a token in its query.
@@ -127,7 +118,7 @@ def run_sandbox(
             server.should_exit = True
             await task
             raise
-        write_info(data_dir, _info(app, host, bound_port))
+        announce(app, data_dir, _info(app, host, bound_port), bound_port)
         log.info("Meshes sandbox listening on %s (data in %s)", _base_url(host, bound_port), data_dir)
         await task
 
@@ -182,6 +173,7 @@ class EmbeddedSandbox:
     def start(self) -> SandboxInfo:
         if self.info is not None:
             return self.info
+        ensure_writable(self.data_dir)  # a clear refusal before any thread starts
         self._ready.clear()
         self._error = None
         self._thread = threading.Thread(target=self._thread_main, name="meshes-sandbox", daemon=True)
@@ -219,8 +211,9 @@ class EmbeddedSandbox:
             server.should_exit = True
             await task
             raise
-        self.info = _info(app, self.host, sock.getsockname()[1])
-        write_info(self.data_dir, self.info)
+        port = sock.getsockname()[1]
+        self.info = _info(app, self.host, port)
+        announce(app, self.data_dir, self.info, port)
         self._ready.set()
         await task
 
