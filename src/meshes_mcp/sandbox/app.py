@@ -38,6 +38,7 @@ Behaviour chosen where the reference is silent (each also noted at its handler):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
@@ -45,6 +46,8 @@ import json
 import logging
 import re
 import secrets
+import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -107,15 +110,17 @@ from meshes_mcp.sandbox.errors import (
     bad_request,
     conflict,
     error_body,
+    lock_refused,
     not_found,
     problems_error,
+    store_refusal,
     summary,
     unprocessable,
 )
 from meshes_mcp.sandbox.infofile import withdraw
 from meshes_mcp.sandbox.queue import DeliveryQueue
 from meshes_mcp.sandbox.seed import ensure_seed, new_publishable_key
-from meshes_mcp.sandbox.store import NewEvent, Store
+from meshes_mcp.sandbox.store import LOOP_BUSY_MS, NewEvent, Store
 
 log = logging.getLogger("meshes_mcp.sandbox")
 
@@ -161,10 +166,11 @@ class Sandbox:
     policy: RetryPolicy
     seed: dict[str, Any]
 
-    @property
+    @functools.cached_property
     def queue(self) -> DeliveryQueue:
-        """The delivery queue (manual retry and cancel go through it; the engine claims from it)."""
-        return self.engine.queue
+        """The delivery queue on the loop's store: manual retry and cancel go through it (the engine
+        claims from the same tables through its own connection)."""
+        return DeliveryQueue(self.store)
 
     def spec(self, integration_type: str) -> IntegrationSpec:
         spec = self.catalog.get(integration_type)
@@ -191,24 +197,50 @@ def created(body: Any) -> JSONResponse:
     return JSONResponse(body, status_code=201)
 
 
+# How long a request keeps trying while another process holds the database's write lock. Each try
+# blocks the loop at most `store.LOOP_BUSY_MS`; between tries the loop serves everything else.
+LOCK_PATIENCE = 5.0
+
+
 def api(publishable: bool = False) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """Authenticate, run the handler, render ApiError as the documented error body."""
+    """Authenticate, run the handler, render ApiError as the documented error body.
+
+    A request refused by the store's write lock is run again (after an asynchronous pause) as long
+    as it wrote nothing, for up to LOCK_PATIENCE seconds; then, like a full disk (507) or a data
+    directory that became read-only, it is answered with what happened and whether anything was
+    written, never a bare 500."""
 
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
             sandbox: Sandbox = request.app.state.sandbox
-            try:
-                principal = sandbox.auth.authenticate(request.headers, publishable)
-                result = await handler(request, sandbox, principal)
-            except ApiError as exc:
-                # After a 413 the rest of the body is not wanted: close rather than drain it.
-                close = {"connection": "close"} if exc.status == 413 else None
-                return JSONResponse(exc.body(), status_code=exc.status, headers=close)
-            except Exception:
-                log.exception("unhandled error on %s %s", request.method, request.url.path)
-                return JSONResponse(error_body(500, "internal error in the sandbox (see its log)"), status_code=500)
-            return result if isinstance(result, Response) else JSONResponse(result)
+            give_up, pause = time.monotonic() + LOCK_PATIENCE, 0.01
+            while True:
+                before = sandbox.store.db.total_changes
+                try:
+                    principal = sandbox.auth.authenticate(request.headers, publishable)
+                    result = await handler(request, sandbox, principal)
+                except ApiError as exc:
+                    # After a 413 the rest of the body is not wanted: close rather than drain it.
+                    close = {"connection": "close"} if exc.status == 413 else None
+                    return JSONResponse(exc.body(), status_code=exc.status, headers=close)
+                except sqlite3.Error as exc:
+                    wrote = sandbox.store.db.total_changes != before
+                    if lock_refused(exc) and not wrote and time.monotonic() < give_up:
+                        await asyncio.sleep(pause)
+                        pause = min(pause * 2, 0.2)
+                        continue
+                    refusal = store_refusal(exc, wrote)
+                    if refusal is None:
+                        log.exception("unhandled error on %s %s", request.method, request.url.path)
+                        return JSONResponse(error_body(500, "internal error in the sandbox (see its log)"), 500)
+                    log.warning("%s %s refused: %s", request.method, request.url.path, refusal.message)
+                    retry = {"retry-after": "1"} if refusal.status == 503 else None
+                    return JSONResponse(refusal.body(), status_code=refusal.status, headers=retry)
+                except Exception:
+                    log.exception("unhandled error on %s %s", request.method, request.url.path)
+                    return JSONResponse(error_body(500, "internal error in the sandbox (see its log)"), status_code=500)
+                return result if isinstance(result, Response) else JSONResponse(result)
 
         return endpoint
 
@@ -1056,6 +1088,8 @@ def create_app(
         data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(data_dir / "sandbox.db")
         seed = ensure_seed(store)
+        store.wait_for_lock(LOOP_BUSY_MS)  # from here on this connection serves requests on the loop
+        engine_store = Store(data_dir / "sandbox.db")  # the delivery engine's own, used off the loop
         catalog = load_catalog()
         # trust_env=False: deliveries to loopback receivers must never detour through a proxy.
         client = httpx2.AsyncClient(
@@ -1066,7 +1100,7 @@ def create_app(
         )
         destinations = Destinations(catalog, store, client, deadline=timeout)
         engine = DeliveryEngine(
-            store, destinations, policy, concurrency, EngineLock(data_dir / "delivery.lock"), per_connection
+            engine_store, destinations, policy, concurrency, EngineLock(data_dir / "delivery.lock"), per_connection
         )
         app.state.sandbox = Sandbox(
             store, Authenticator(store), catalog, catalog.records(), destinations, engine, policy, seed
@@ -1079,6 +1113,7 @@ def create_app(
                 withdraw(*app.state.announced)
             await engine.stop(shutdown_grace)
             await client.aclose()
+            engine_store.close()
             store.close()
 
     # Their modules import this one.

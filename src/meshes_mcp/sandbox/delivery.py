@@ -30,11 +30,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import socket
+import sqlite3
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
 
 from meshes_mcp.sandbox.clock import now
 from meshes_mcp.sandbox.destinations import Destinations, Outcome
@@ -54,6 +61,9 @@ DEFAULT_PER_CONNECTION = 16  # attempts in flight to one connection: a quarter o
 # then ends `completed`: the destination did receive it); past it, the request is cut off to free its
 # slot. Also spares a busy worker a store lookup for the many attempts that finish sooner.
 CANCEL_GRACE = 2.0
+STORE_RETRY_FIRST = 0.05  # seconds before a refused store write is tried again; doubling up to the cap
+STORE_RETRY_CAP = 2.0
+T = TypeVar("T")
 CANCELED_IN_FLIGHT = "canceled while in flight: the request may or may not have reached the destination"
 
 
@@ -91,11 +101,35 @@ class DeliveryEngine:
         self._wake = asyncio.Event()
         self._inflight: dict[asyncio.Task[None], Job] = {}
         self._per_connection: Counter[str] = Counter()
+        self._sending: set[str] = set()  # attempt ids whose request is under way (not yet being recorded)
         self._cut_off: set[str] = set()  # attempt ids canceled in flight because their rule event was
+        self._limiter: anyio.CapacityLimiter | None = None  # one store call at a time, off the loop
         self._runner: asyncio.Task[None] | None = None
         self._stopping = False
         self._listener: asyncio.DatagramTransport | None = None  # wake-ups from other processes
         self._nudger: socket.socket | None = None  # for waking the holder when this process is not it
+
+    async def _db(self, call: Callable[..., T], *args: Any) -> T:
+        """Run one store call on a worker thread: waiting for another process's write lock (up to the
+        store's busy timeout) must not freeze the event loop, which also serves the HTTP API."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(functools.partial(call, *args), limiter=self._limiter)
+
+    async def _until_stored(self, call: Callable[..., T], what: str, *args: Any) -> T:
+        """`_db`, retried while the store refuses (lock held past the busy timeout, disk full, a directory
+        gone read-only) until it succeeds or the engine stops. What the worker holds in memory (a
+        finished attempt's outcome) is therefore recorded once the store takes writes again, instead
+        of being lost and the delivery left `processing`."""
+        pause = STORE_RETRY_FIRST
+        while True:
+            try:
+                return await self._db(call, *args)
+            except sqlite3.Error as exc:
+                if pause == STORE_RETRY_FIRST:
+                    log.warning("%s failed (%s); retrying until the store takes it", what, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, STORE_RETRY_CAP)
 
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name="meshes-sandbox-delivery")
@@ -108,7 +142,7 @@ class DeliveryEngine:
                 await asyncio.sleep(IDLE_POLL)
             log.info("took over delivery for this data directory")
         await self._listen_for_wake_ups()
-        resumed = self.queue.recover()
+        resumed = await self._until_stored(self.queue.recover, "recovering interrupted deliveries")
         if resumed:
             log.info("resuming %d deliveries interrupted by the last stop", resumed)
 
@@ -173,17 +207,21 @@ class DeliveryEngine:
         await self._become_the_engine()
         while not self._stopping:  # (also ends the loop should a cancellation ever be lost)
             self._wake.clear()
-            self._cut_off_canceled()
+            await self._cut_off_canceled()
             free = self.concurrency - len(self._inflight)
             claimed, crowded = 0, False
             if free > 0:
                 try:
-                    jobs, crowded = self.queue.claim_due(free, self._room())
-                except Exception:  # a store hiccup must not kill the worker
+                    jobs, crowded = await self._db(self.queue.claim_due, free, self._room())
+                except sqlite3.Error as exc:  # the store refuses for now: nothing was claimed; poll again
+                    log.warning("claiming due deliveries failed (%s); trying again", exc)
+                    jobs = []
+                except Exception:  # a bug must not kill the worker
                     log.exception("claiming due deliveries failed")
                     jobs = []
                 claimed = len(jobs)
                 for job in jobs:
+                    self._sending.add(job.attempt_id)
                     task = asyncio.create_task(self._attempt(job))
                     self._inflight[task] = job
                     self._per_connection[job.connection_id] += 1
@@ -194,7 +232,10 @@ class DeliveryEngine:
                     continue
             timeout = IDLE_POLL
             if len(self._inflight) < self.concurrency:
-                due = self.queue.next_due(self._full())
+                try:
+                    due = await self._db(self.queue.next_due, self._full())
+                except sqlite3.Error:
+                    due = None  # look again at the next poll
                 if due is not None:
                     timeout = max(0.0, min(IDLE_POLL, due - now()))
             if timeout > 0:
@@ -207,22 +248,31 @@ class DeliveryEngine:
     def _full(self) -> list[str]:
         return [cid for cid, n in self._per_connection.items() if n >= self.per_connection]
 
-    def _cut_off_canceled(self) -> None:
+    async def _cut_off_canceled(self) -> None:
         """Cut off the requests, older than the grace, of rule events canceled since their attempt started
-        (through this process or another on the same data directory), so their slots serve other work."""
+        (through this process or another on the same data directory), so their slots serve other work.
+        An attempt already recording its outcome is left to finish."""
         oldest = now() - CANCEL_GRACE
-        waiting = {job.rule_event_id: task for task, job in self._inflight.items() if job.started <= oldest}
+        waiting = {
+            job.rule_event_id: task
+            for task, job in self._inflight.items()
+            if job.started <= oldest and job.attempt_id in self._sending
+        }
         if not waiting:
             return
         marks = ",".join("?" * len(waiting))
         try:
-            rows = self.store.all(
-                f"SELECT id FROM rule_events WHERE status='canceled' AND id IN ({marks})", tuple(waiting)
+            rows = await self._db(
+                self.store.all,
+                f"SELECT id FROM rule_events WHERE status='canceled' AND id IN ({marks})",
+                tuple(waiting),
             )
-        except Exception:  # the store is busy: the next pass looks again
+        except sqlite3.Error:  # the store is busy: the next pass looks again
             return
         for row in rows:
             task = waiting[row["id"]]
+            if self._inflight.get(task) is None or self._inflight[task].attempt_id not in self._sending:
+                continue  # finished sending while the store was read
             self._cut_off.add(self._inflight[task].attempt_id)
             task.cancel()
 
@@ -248,13 +298,29 @@ class DeliveryEngine:
         except Exception as exc:
             log.exception("delivery %s failed unexpectedly", job.rule_event_id)
             outcome = Outcome("internal_error", None, f"internal error while delivering: {type(exc).__name__}")
+        finally:
+            self._sending.discard(job.attempt_id)
         try:
             delay = self.policy.delay(job.attempt_number, outcome.retry_after)
-            self.queue.finish_attempt(
-                job, outcome.code, outcome.http_status, outcome.message, outcome.response, outcome.retryable, delay
+            await self._until_stored(
+                self.queue.finish_attempt,
+                f"recording attempt {job.attempt_id}",
+                job,
+                outcome.code,
+                outcome.http_status,
+                outcome.message,
+                outcome.response,
+                outcome.retryable,
+                delay,
             )
             if outcome.deactivate and job.connection is not None:
-                self.store.set_connection_state(job.connection["id"], False, outcome.deactivate)
+                await self._until_stored(
+                    self.store.set_connection_state,
+                    f"deactivating connection {job.connection['id']}",
+                    job.connection["id"],
+                    False,
+                    outcome.deactivate,
+                )
         except Exception:
             log.exception("recording attempt %s failed", job.attempt_id)
 

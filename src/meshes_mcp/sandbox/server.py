@@ -67,7 +67,8 @@ def _install_scenario(app: Any, name: str | None, host: str, port: int) -> dict[
         return None
     from meshes_mcp.sandbox.scenarios import install
 
-    marker = install(app.state.sandbox, name, _base_url(host, port))
+    with app.state.sandbox.store.patiently():  # no request to answer "busy" to: wait for the lock
+        marker = install(app.state.sandbox, name, _base_url(host, port))
     done = "installed" if marker["installed"] else "already installed"
     log.info("scenario %s %s: workspace %s", name, done, marker["workspace_id"])
     return marker
