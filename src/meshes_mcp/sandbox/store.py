@@ -745,7 +745,8 @@ class _Tx:
         if not self.outer:
             return
         if exc_type is not None:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # SQLite ends some transactions itself (SQLITE_FULL, SQLITE_IOERR)
+                self.db.execute("ROLLBACK")
             return
         try:
             self.db.execute("COMMIT")
