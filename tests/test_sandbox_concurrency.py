@@ -7,6 +7,7 @@ never sent twice at once and each request gets one clear answer. Counted at a re
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 from collections import Counter
@@ -15,9 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx2
+import pytest
+from mcp import Client
 
 from meshes_mcp.sandbox.receiver import WebhookReceiver
+from meshes_mcp.server.app import build_server
 from tests.conftest import SandboxApi
+from tests.support import ok, refused, settings_for
 from tests.test_sandbox_restart import start, wait
 from tests.test_sandbox_two_processes import two_sandboxes
 
@@ -159,3 +164,29 @@ def test_two_sandboxes_starting_after_a_crash_recover_each_interrupted_delivery_
             for proc, _ in started:
                 proc.wait(10)
     assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.anyio
+async def test_one_retry_through_two_mcp_sessions_on_two_sandboxes_is_accepted_once(tmp_path):
+    """The same through the tools: two MCP sessions, each on its own sandbox process, retry at once."""
+    with WebhookReceiver() as receiver, two_sandboxes(tmp_path, 2.0, "--max-attempts", "1") as (a, b):
+        _, rule_id = a.webhook_rule(f"{receiver.url}/slow/1/500", "sessions")
+        events = emit(a, "sessions", 4)
+        wait(lambda: statuses(a, events) == ["failed"] * 4)
+        async with (
+            Client(build_server(settings_for(a.info))) as one,
+            Client(build_server(settings_for(b.info))) as two,
+        ):
+            for event_id in events:
+                args = {"event_id": event_id, "rule_id": rule_id}
+                results = await asyncio.gather(
+                    one.call_tool("retry_rule_event", args), two.call_tool("retry_rule_event", args)
+                )
+                accepted = [ok(r) for r in results if not r.is_error]
+                assert len(accepted) == 1 and accepted[0]["status"] in ("retrying", "processing"), results
+                (other,) = [refused(r) for r in results if r.is_error]
+                assert ("425" in other and "in flight" in other) or "due at" in other, other
+        wait(lambda: statuses(a, events) == ["failed"] * 4)
+        per_delivery = Counter(r.delivery_id for r in receiver.matching("/slow"))
+        assert sorted(per_delivery.values()) == [2] * 4
+    no_tracebacks(tmp_path)

@@ -105,6 +105,7 @@ class DeliveryEngine:
         self._cut_off: set[str] = set()  # attempt ids canceled in flight because their rule event was
         self._limiter: anyio.CapacityLimiter | None = None  # one store call at a time, off the loop
         self._runner: asyncio.Task[None] | None = None
+        self._claiming: asyncio.Future[tuple[int, bool]] | None = None
         self._stopping = False
         self._listener: asyncio.DatagramTransport | None = None  # wake-ups from other processes
         self._nudger: socket.socket | None = None  # for waking the holder when this process is not it
@@ -188,6 +189,9 @@ class DeliveryEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
             self._runner = None
+        if self._claiming is not None:  # a claim under way: its attempts start, then get the grace
+            with contextlib.suppress(Exception):
+                await self._claiming
         if self._inflight:
             _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
             for task in pending:
@@ -211,21 +215,10 @@ class DeliveryEngine:
             free = self.concurrency - len(self._inflight)
             claimed, crowded = 0, False
             if free > 0:
-                try:
-                    jobs, crowded = await self._db(self.queue.claim_due, free, self._room())
-                except sqlite3.Error as exc:  # the store refuses for now: nothing was claimed; poll again
-                    log.warning("claiming due deliveries failed (%s); trying again", exc)
-                    jobs = []
-                except Exception:  # a bug must not kill the worker
-                    log.exception("claiming due deliveries failed")
-                    jobs = []
-                claimed = len(jobs)
-                for job in jobs:
-                    self._sending.add(job.attempt_id)
-                    task = asyncio.create_task(self._attempt(job))
-                    self._inflight[task] = job
-                    self._per_connection[job.connection_id] += 1
-                    task.add_done_callback(self._attempt_done)
+                # Shielded: a claim committed in the store must become running attempts even when stop()
+                # cancels this loop meanwhile, or it would be recovered as interrupted without being sent.
+                self._claiming = asyncio.ensure_future(self._claim(free))
+                claimed, crowded = await asyncio.shield(self._claiming)
             if claimed and (claimed == free or crowded):
                 await asyncio.sleep(0)  # the queue may hold more: claim again once a slot frees
                 if len(self._inflight) < self.concurrency:
@@ -240,6 +233,24 @@ class DeliveryEngine:
                     timeout = max(0.0, min(IDLE_POLL, due - now()))
             if timeout > 0:
                 await self._sleep_until_woken(timeout)
+
+    async def _claim(self, free: int) -> tuple[int, bool]:
+        """Claim up to `free` due attempts and start them; how many, and whether work was left for room."""
+        try:
+            jobs, crowded = await self._db(self.queue.claim_due, free, self._room())
+        except sqlite3.Error as exc:  # the store refuses for now: nothing was claimed; poll again
+            log.warning("claiming due deliveries failed (%s); trying again", exc)
+            return 0, False
+        except Exception:  # a bug must not kill the worker
+            log.exception("claiming due deliveries failed")
+            return 0, False
+        for job in jobs:
+            self._sending.add(job.attempt_id)
+            task = asyncio.create_task(self._attempt(job))
+            self._inflight[task] = job
+            self._per_connection[job.connection_id] += 1
+            task.add_done_callback(self._attempt_done)
+        return len(jobs), crowded
 
     def _room(self) -> dict[str, int]:
         """How many more attempts each connection with attempts in flight may start."""

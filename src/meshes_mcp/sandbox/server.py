@@ -15,6 +15,7 @@ import uvicorn
 
 from meshes_mcp.sandbox.app import create_app
 from meshes_mcp.sandbox.datadir import ensure_writable
+from meshes_mcp.sandbox.delivery import DEFAULT_PER_CONNECTION
 from meshes_mcp.sandbox.info import SandboxInfo
 from meshes_mcp.sandbox.infofile import announce
 
@@ -147,7 +148,7 @@ class EmbeddedSandbox:
         *,
         delivery_timeout: float | None = None,
         concurrency: int = 64,
-        per_connection: int = 16,
+        per_connection: int = DEFAULT_PER_CONNECTION,
         shutdown_grace: float = 1.0,
         scenario: str | None = None,
     ) -> None:
