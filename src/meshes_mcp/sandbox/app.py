@@ -29,6 +29,10 @@ Behaviour chosen where the reference is silent (each also noted at its handler):
 - cancel (rule event): 409 when completed or failed, idempotent when already canceled;
   cancel (event): 409 when the event already finished (completed or failed) with nothing left to
   cancel, idempotent when canceled; both return the updated object;
+- event names (and the `event` filter) longer than `models.EVENT_NAME_MAX` (256, our choice) answer 400;
+- a store that refuses a write: after waiting up to LOCK_PATIENCE for another process's write lock, 503
+  with Retry-After; a data directory gone read-only 503; a full disk 507 (Insufficient Storage); each
+  says whether anything was written;
 - session refresh: 409 when the session is revoked or expired; revoke: `{"revoked": false}` when it
   already was;
 - mappings: GET answers `generated` (version 0) until a PUT stores one (version 1, 2, …);
