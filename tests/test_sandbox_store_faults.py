@@ -18,10 +18,13 @@ from typing import Any
 
 import httpx2
 import pytest
+from mcp import Client
 
 from meshes_mcp.sandbox import EmbeddedSandbox
 from meshes_mcp.sandbox.receiver import WebhookReceiver
+from meshes_mcp.server.app import build_server
 from tests.conftest import SandboxApi
+from tests.support import refused, settings_for
 from tests.test_sandbox_restart import wait
 
 HOLD_LOCK = """
@@ -142,3 +145,17 @@ def test_a_full_disk_answers_507_and_outcomes_are_recorded_once_space_is_free(ru
         assert all(again.get(f"/events/{e}").json()["status"] == "completed" for e in in_flight)
     assert sum(r.event_id in in_flight for r in receiver.matching("/slow")) == 20
     no_errors_logged(caplog)
+
+
+@pytest.mark.anyio
+async def test_a_tool_writing_to_a_full_sandbox_says_the_disk_is_full_and_nothing_was_written(running):
+    sandbox, api, _ = running
+    fill_the_disk(sandbox, None)
+    try:
+        async with Client(build_server(settings_for(api.info))) as client:
+            payload = {"pad": "x" * 200_000}  # more than the pages the disk has left
+            text = refused(await client.call_tool("emit_event", {"event": "full", "payload": payload}))
+    finally:
+        fill_the_disk(sandbox, 1 << 30)
+    assert text.startswith("Out of storage (507): the sandbox's disk is full"), text
+    assert "nothing was written" in text and "may or may not" not in text

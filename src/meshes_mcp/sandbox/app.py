@@ -220,7 +220,7 @@ def api(publishable: bool = False) -> Callable[[Handler], Callable[[Request], Aw
             sandbox: Sandbox = request.app.state.sandbox
             give_up, pause = time.monotonic() + LOCK_PATIENCE, 0.01
             while True:
-                before = sandbox.store.db.total_changes
+                before = sandbox.store.kept_changes
                 try:
                     principal = sandbox.auth.authenticate(request.headers, publishable)
                     result = await handler(request, sandbox, principal)
@@ -229,7 +229,7 @@ def api(publishable: bool = False) -> Callable[[Handler], Callable[[Request], Aw
                     close = {"connection": "close"} if exc.status == 413 else None
                     return JSONResponse(exc.body(), status_code=exc.status, headers=close)
                 except sqlite3.Error as exc:
-                    wrote = sandbox.store.db.total_changes != before
+                    wrote = sandbox.store.kept_changes != before
                     if lock_refused(exc) and not wrote and time.monotonic() < give_up:
                         await asyncio.sleep(pause)
                         pause = min(pause * 2, 0.2)

@@ -171,9 +171,16 @@ class Store:
         # process because catalogue entries are never removed; recorded only after the commit that
         # wrote them, and bounded, since clients choose the names.
         self._catalog_known: set[tuple[str, str, str]] = set()
+        self.undone_changes = 0  # rows changed inside transactions that were then rolled back
 
     def close(self) -> None:
         self.db.close()
+
+    @property
+    def kept_changes(self) -> int:
+        """Rows this connection has changed and not rolled back: whether a request wrote anything is
+        whether this moved while it ran (SQLite's own count also keeps rolled-back rows)."""
+        return self.db.total_changes - self.undone_changes
 
     def wait_for_lock(self, milliseconds: int) -> None:
         """How long a write waits for another connection's write lock before failing with "locked"."""
@@ -192,7 +199,7 @@ class Store:
     # -- plumbing ---------------------------------------------------------------------------------
 
     def tx(self) -> _Tx:
-        return _Tx(self.db)
+        return _Tx(self)
 
     def one(self, sql: str, args: tuple[Any, ...] = ()) -> dict[str, Any] | None:
         row: dict[str, Any] | None = self.db.execute(sql, args).fetchone()  # rows are dicts: see _row
@@ -731,28 +738,34 @@ class Store:
 class _Tx:
     """`with store.tx():` — BEGIN IMMEDIATE … COMMIT (ROLLBACK on error); nests as a no-op."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.db = store.db
         self.outer = False
+        self.changes_before = 0
 
     def __enter__(self) -> _Tx:
         if not self.db.in_transaction:
             self.db.execute("BEGIN IMMEDIATE")
             self.outer = True
+            self.changes_before = self.db.total_changes
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if not self.outer:
             return
         if exc_type is not None:
-            if self.db.in_transaction:  # SQLite ends some transactions itself (SQLITE_FULL, SQLITE_IOERR)
-                self.db.execute("ROLLBACK")
+            self._roll_back()
             return
         try:
             self.db.execute("COMMIT")
         except sqlite3.Error:
             # A commit refused (disk full, lock) may leave the transaction open: end it, so the next
             # statement does not run inside a transaction that can never commit.
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
+            self._roll_back()
             raise
+
+    def _roll_back(self) -> None:
+        self.store.undone_changes += self.db.total_changes - self.changes_before
+        if self.db.in_transaction:  # SQLite ends some transactions itself (SQLITE_FULL, SQLITE_IOERR)
+            self.db.execute("ROLLBACK")
