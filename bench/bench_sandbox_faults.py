@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_sandbox_faults.py [--hold 8] [--slow 80]
 
-1. Another process holds the database's write lock for --hold seconds while a delivery is in flight and
+1. This process (another one to the sandbox) holds its write lock for --hold seconds while a delivery is in flight and
    a write request waits: the slowest of the GET /healthz answers polled every 50 ms during the hold,
    how the write was answered, and whether the delivery completed once the lock was free (attempts
    recorded, requests the receiver saw).
@@ -15,8 +15,7 @@ The sandbox runs in its own process (`python -m meshes_mcp.sandbox`); figures ar
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
+import sqlite3
 import tempfile
 import threading
 import time
@@ -27,15 +26,6 @@ from bench_sandbox import auth, start_sandbox
 
 from meshes_mcp.sandbox import SandboxInfo
 from meshes_mcp.sandbox.receiver import WebhookReceiver
-
-HOLD_LOCK = """
-import sqlite3, sys, time
-db = sqlite3.connect(sys.argv[1], isolation_level=None)
-db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-db.execute("ROLLBACK")
-"""
 
 
 def rule(http: httpx2.Client, info: SandboxInfo, url: str, event: str) -> None:
@@ -72,17 +62,16 @@ def held_lock(data_dir: Path, hold: float) -> None:
             event_id = emit(http, info, "held").json()["event"]["id"]
             while not receiver.matching("/slow"):
                 time.sleep(0.01)
-            holder = subprocess.Popen(
-                [sys.executable, "-c", HOLD_LOCK, str(data_dir / "sandbox.db"), str(hold)],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+            # This process is "another process" to the sandbox: hold its write lock from here.
+            holder = sqlite3.connect(data_dir / "sandbox.db", isolation_level=None, check_same_thread=False)
+            holder.execute("BEGIN IMMEDIATE")
+            release = threading.Timer(hold, holder.execute, ("ROLLBACK",))
+            release.start()
             answer: dict[str, httpx2.Response] = {}
             writer = threading.Thread(target=lambda: answer.setdefault("write", emit(http, info, "held")))
             writer.start()
             slowest = 0.0
-            while holder.poll() is None:
+            while release.is_alive():
                 started = time.perf_counter()
                 httpx2.get(f"{base}/healthz", timeout=60)
                 slowest = max(slowest, time.perf_counter() - started)
