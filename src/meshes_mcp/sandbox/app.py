@@ -61,7 +61,7 @@ from typing import Any
 import httpx2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -228,6 +228,9 @@ def api(publishable: bool = False) -> Callable[[Handler], Callable[[Request], Aw
                     # After a 413 the rest of the body is not wanted: close rather than drain it.
                     close = {"connection": "close"} if exc.status == 413 else None
                     return JSONResponse(exc.body(), status_code=exc.status, headers=close)
+                except ClientDisconnect:  # the caller left while sending its body: nobody to answer, no fault
+                    log.info("%s %s: the client disconnected mid-request", request.method, request.url.path)
+                    return Response(status_code=400)
                 except sqlite3.Error as exc:
                     wrote = sandbox.store.kept_changes != before
                     if lock_refused(exc) and not wrote and time.monotonic() < give_up:
