@@ -11,7 +11,7 @@ Retry schedule (undocumented upstream beyond "exponential backoff"; our defaults
 Concurrency: up to `concurrency` attempts in flight at once (default 64) over one shared HTTP client,
 and at most `per_connection` (default 16) of them to any one connection, so a slow destination cannot
 take every slot from the others. Each webhook attempt has an overall deadline (the sandbox's delivery
-timeout, from the first byte sent to the last byte read) and ends `timeout` past it. An attempt whose
+timeout, from connecting to the last byte of the answer) and ends `timeout` past it. An attempt whose
 rule event is canceled while its request is in flight may finish within a 2 s grace (a delivered one
 ends `completed`); past that it is cut off, its slot freed, and recorded as a `network_error`: the
 request may or may not have reached the destination.
@@ -61,6 +61,7 @@ DEFAULT_PER_CONNECTION = 16  # attempts in flight to one connection: a quarter o
 # then ends `completed`: the destination did receive it); past it, the request is cut off to free its
 # slot. Also spares a busy worker a store lookup for the many attempts that finish sooner.
 CANCEL_GRACE = 2.0
+CANCEL_CHECK_EVERY = 0.5  # seconds between look-ups (a busy worker loops far more often than that)
 STORE_RETRY_FIRST = 0.05  # seconds before a refused store write is tried again; doubling up to the cap
 STORE_RETRY_CAP = 2.0
 T = TypeVar("T")
@@ -101,6 +102,7 @@ class DeliveryEngine:
         self._wake = asyncio.Event()
         self._inflight: dict[asyncio.Task[None], Job] = {}
         self._per_connection: Counter[str] = Counter()
+        self._next_cancel_check = 0.0
         self._sending: set[str] = set()  # attempt ids whose request is under way (not yet being recorded)
         self._cut_off: set[str] = set()  # attempt ids canceled in flight because their rule event was
         self._limiter: anyio.CapacityLimiter | None = None  # one store call at a time, off the loop
@@ -263,7 +265,11 @@ class DeliveryEngine:
         """Cut off the requests, older than the grace, of rule events canceled since their attempt started
         (through this process or another on the same data directory), so their slots serve other work.
         An attempt already recording its outcome is left to finish."""
-        oldest = now() - CANCEL_GRACE
+        moment = now()
+        if moment < self._next_cancel_check:
+            return
+        self._next_cancel_check = moment + CANCEL_CHECK_EVERY
+        oldest = moment - CANCEL_GRACE
         waiting = {
             job.rule_event_id: task
             for task, job in self._inflight.items()
