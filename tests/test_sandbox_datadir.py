@@ -16,7 +16,8 @@ from meshes_mcp.sandbox import SandboxInfo
 from tests.test_sandbox_restart import start
 
 
-def _mount_namespaces() -> bool:
+def mount_namespaces() -> bool:
+    """Whether this machine lets a process make private mounts (`unshare -rm`)."""
     unshare = shutil.which("unshare")
     return unshare is not None and subprocess.run([unshare, "-rm", "true"], capture_output=True).returncode == 0
 
@@ -26,7 +27,7 @@ def run_read_only(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str
     not stop) inside a private mount namespace where the directory is bind-mounted read-only."""
     command = [sys.executable, "-m", *args]
     if os.geteuid() == 0:
-        if not _mount_namespaces():
+        if not mount_namespaces():
             pytest.skip("running as root without unprivileged mount namespaces: cannot make a directory read-only")
         script = 'mount -o bind,ro "$0" "$0" && exec "$@"'
         command = ["unshare", "-rm", "sh", "-c", script, str(data_dir), *command]

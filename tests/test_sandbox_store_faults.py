@@ -6,13 +6,14 @@ left `processing`, none is sent twice, the API keeps answering, and each refusal
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,12 @@ import httpx2
 import pytest
 from mcp import Client
 
-from meshes_mcp.sandbox import EmbeddedSandbox
+from meshes_mcp.sandbox import EmbeddedSandbox, SandboxInfo
 from meshes_mcp.sandbox.receiver import WebhookReceiver
 from meshes_mcp.server.app import build_server
 from tests.conftest import SandboxApi
 from tests.support import refused, settings_for
+from tests.test_sandbox_datadir import mount_namespaces
 from tests.test_sandbox_restart import wait
 
 HOLD_LOCK = """
@@ -118,12 +120,15 @@ def fill_the_disk(sandbox: EmbeddedSandbox, pages: int | None) -> None:
         store.db.execute(f"PRAGMA max_page_count={current if pages is None else pages}")
 
 
-def test_a_full_disk_answers_507_and_outcomes_are_recorded_once_space_is_free(running, caplog):
-    sandbox, api, receiver = running
+def full_disk(
+    api: SandboxApi, receiver: WebhookReceiver, fill: Callable[[], None], free: Callable[[], None]
+) -> list[str]:
+    """20 deliveries in flight when the disk fills: a write is refused with 507, and once space is freed each
+    outcome is recorded and nothing was sent twice. The ids of those 20 events."""
     api.webhook_rule(f"{receiver.url}/slow/1", "full")
     in_flight = event_ids(events(api, "full", 20))
     wait(lambda: len(receiver.matching("/slow")) == 20)
-    fill_the_disk(sandbox, None)  # their 20 outcomes, with captured responses, need room the disk lacks
+    fill()  # their 20 outcomes, with captured responses, need room the disk lacks
 
     refused = events(api, "full", 100, size=2000)
     assert refused.status_code == 507, refused.text
@@ -132,12 +137,18 @@ def test_a_full_disk_answers_507_and_outcomes_are_recorded_once_space_is_free(ru
     time.sleep(1.5)  # the attempts finish against the full disk
     assert api.get("/events", params={"limit": 1}).status_code == 200  # reads still answer
 
-    fill_the_disk(sandbox, 1 << 30)  # space freed
+    free()
     for event_id in in_flight:
         event = api.wait_event(event_id, timeout=20)
         assert (event["status"], event["rule_events"][0]["attempt_count"]) == ("completed", 1), event
     assert sorted(Counter(r.delivery_id for r in receiver.matching("/slow")).values()) == [1] * 20
     assert events(api, "full", 100, size=2000).status_code == 201
+    return in_flight
+
+
+def test_a_full_disk_answers_507_and_outcomes_are_recorded_once_space_is_free(running, caplog):
+    sandbox, api, receiver = running
+    in_flight = full_disk(api, receiver, lambda: fill_the_disk(sandbox, None), lambda: fill_the_disk(sandbox, 1 << 30))
 
     sandbox.stop()  # and after a restart, nothing delivered is delivered again
     with EmbeddedSandbox(sandbox.data_dir, retry_base=60) as info, SandboxApi(info) as again:
@@ -145,6 +156,39 @@ def test_a_full_disk_answers_507_and_outcomes_are_recorded_once_space_is_free(ru
         assert all(again.get(f"/events/{e}").json()["status"] == "completed" for e in in_flight)
     assert sum(r.event_id in in_flight for r in receiver.matching("/slow")) == 20
     no_errors_logged(caplog)
+
+
+def test_a_real_full_disk_a_small_tmpfs(tmp_path: Path):
+    """The same on a real 4 MiB tmpfs filled to the last byte (where this machine allows private mounts)."""
+    if not mount_namespaces():
+        pytest.skip("no unprivileged mount namespaces here: the capped-database test above stands in")
+    data_dir, log = tmp_path / "data", tmp_path / "sandbox.log"
+    data_dir.mkdir()
+    script = 'mount -t tmpfs -o size=4m tmpfs "$0" && exec "$@"'
+    sandbox = [sys.executable, "-m", "meshes_mcp.sandbox", "--data-dir", str(data_dir), "--port", "0"]
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(["unshare", "-rm", "sh", "-c", script, str(data_dir), *sandbox], stderr=stderr)
+    inside = Path(f"/proc/{proc.pid}/root") / data_dir.relative_to("/")  # the tmpfs, seen from outside
+    try:
+        try:
+            wait(lambda: (inside / "sandbox.json").exists())
+            info = SandboxInfo.model_validate_json((inside / "sandbox.json").read_text())
+        except PermissionError:
+            pytest.skip("the private mount cannot be reached from this process")
+        filler = inside / "filler"
+
+        def fill() -> None:
+            with filler.open("wb") as out, contextlib.suppress(OSError):  # until ENOSPC
+                while True:
+                    out.write(b"\0" * 65536)
+                    out.flush()
+
+        with WebhookReceiver() as receiver, SandboxApi(info) as api:
+            full_disk(api, receiver, fill, filler.unlink)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert "Traceback" not in log.read_text()
 
 
 @pytest.mark.anyio
