@@ -502,3 +502,20 @@ def test_events_stored_with_nan_or_lone_surrogates_stay_readable_and_deliverable
         assert done["status"] == "completed", done
     receipt = webhook_receiver.wait_for(1, "/legacy")[0]
     assert _strict_json(receipt.body)["payload"] == {"x": None, "big": None, "s": "a\ufffdb"}
+
+
+def test_a_client_leaving_mid_body_is_no_error(sandbox, caplog):
+    caplog.set_level(logging.INFO, logger="meshes_mcp.sandbox")
+    host, port = sandbox.api_url.split("//")[1].split("/")[0].split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            f"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"X-Meshes-Publishable-Key: {sandbox.publishable_key}\r\nContent-Length: 1000\r\n\r\n"
+            '{"event": "gone", '.encode()
+        )
+        time.sleep(0.2)  # the sandbox is reading the body
+    deadline = time.monotonic() + 5
+    while "disconnected mid-request" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "the client disconnected mid-request" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], caplog.text

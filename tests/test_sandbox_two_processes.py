@@ -32,12 +32,13 @@ def bulk(api: SandboxApi, ws: str, start_at: int, count: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def two_sandboxes(tmp_path: Path) -> Iterator[tuple[SandboxApi, SandboxApi]]:
-    """A (started first: holds the engine lock and delivers) and B (serves the API only), one data dir."""
+def two_sandboxes(tmp_path: Path, retry_base: float = 2.0, *extra: str) -> Iterator[tuple[SandboxApi, SandboxApi]]:
+    """A (started first: holds the engine lock and delivers) and B (serves the API only), one data dir;
+    both log to `tmp_path / "sandbox.log"`. `extra`: more command-line options for both."""
     data_dir, log = tmp_path / "data", tmp_path / "sandbox.log"
     data_dir.mkdir()
-    first, info = start(data_dir, log)
-    second, other = start(data_dir, log)
+    first, info = start(data_dir, log, retry_base, *extra)
+    second, other = start(data_dir, log, retry_base, *extra)
     try:
         with SandboxApi(info) as a, SandboxApi(other) as b:
             yield a, b

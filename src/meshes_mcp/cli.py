@@ -394,7 +394,7 @@ def port_taken(port: int, flag: str = "--sandbox-port", host: str = "127.0.0.1")
 
 def log_info_file(data_dir: Path) -> None:
     """Where the sandbox's API URL and keys are written, for curl and the SDKs."""
-    from meshes_mcp.sandbox.server import INFO_FILE
+    from meshes_mcp.sandbox.infofile import INFO_FILE
 
     path = data_dir.resolve() / INFO_FILE
     logging.getLogger("meshes_mcp").info("sandbox.json (API URL and keys, for curl and the SDKs): %s", path)
@@ -435,6 +435,9 @@ def run_sandbox_command(options: dict[str, Any]) -> None:
     data_dir = Path(options.get("data_dir") or default_data_dir())
     host = options.get("host") or "127.0.0.1"
     port = 8787 if options.get("port") is None else options["port"]  # 0 asks for a free port
+    from meshes_mcp.sandbox.datadir import ensure_writable
+
+    ensure_writable(data_dir)  # refused in one line before anything, the log line below included
     log_info_file(data_dir)  # written once the sandbox listens
     try:
         run_sandbox(

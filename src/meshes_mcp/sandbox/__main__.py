@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from meshes_mcp.sandbox.server import run_sandbox
@@ -17,14 +18,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-attempts", type=int, default=None, help="attempts per delivery (default 5)")
     parser.add_argument("--scenario", choices=("incident",), default=None, help="add practice history once")
     args = parser.parse_args(argv)
-    run_sandbox(
-        args.host,
-        args.port,
-        args.data_dir,
-        retry_base=args.retry_base,
-        max_attempts=args.max_attempts,
-        scenario=args.scenario,
-    )
+    try:
+        run_sandbox(
+            args.host,
+            args.port,
+            args.data_dir,
+            retry_base=args.retry_base,
+            max_attempts=args.max_attempts,
+            scenario=args.scenario,
+        )
+    except ValueError as exc:  # a data directory that cannot be written, a bad scenario: one line
+        print(f"python -m meshes_mcp.sandbox: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

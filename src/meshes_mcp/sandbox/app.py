@@ -29,6 +29,10 @@ Behaviour chosen where the reference is silent (each also noted at its handler):
 - cancel (rule event): 409 when completed or failed, idempotent when already canceled;
   cancel (event): 409 when the event already finished (completed or failed) with nothing left to
   cancel, idempotent when canceled; both return the updated object;
+- event names (and the `event` filter) longer than `models.EVENT_NAME_MAX` (256, our choice) answer 400;
+- a store that refuses a write: after waiting up to LOCK_PATIENCE for another process's write lock, 503
+  with Retry-After; a data directory gone read-only 503; a full disk 507 (Insufficient Storage); each
+  says whether anything was written;
 - session refresh: 409 when the session is revoked or expired; revoke: `{"revoked": false}` when it
   already was;
 - mappings: GET answers `generated` (version 0) until a PUT stores one (version 1, 2, …);
@@ -38,6 +42,7 @@ Behaviour chosen where the reference is silent (each also noted at its handler):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
@@ -45,6 +50,8 @@ import json
 import logging
 import re
 import secrets
+import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -54,7 +61,7 @@ from typing import Any
 import httpx2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -70,7 +77,13 @@ from meshes_mcp.sandbox import provider_data, views
 from meshes_mcp.sandbox.auth import Authenticator, Principal
 from meshes_mcp.sandbox.bodies import read_json
 from meshes_mcp.sandbox.clock import is_uuid, iso, new_id, now, now_iso
-from meshes_mcp.sandbox.delivery import DEFAULT_MAX_ATTEMPTS, DEFAULT_RETRY_BASE, DeliveryEngine, RetryPolicy
+from meshes_mcp.sandbox.delivery import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_PER_CONNECTION,
+    DEFAULT_RETRY_BASE,
+    DeliveryEngine,
+    RetryPolicy,
+)
 from meshes_mcp.sandbox.destinations import (
     Destinations,
     Scrubber,
@@ -101,14 +114,17 @@ from meshes_mcp.sandbox.errors import (
     bad_request,
     conflict,
     error_body,
+    lock_refused,
     not_found,
     problems_error,
+    store_refusal,
     summary,
     unprocessable,
 )
+from meshes_mcp.sandbox.infofile import withdraw
 from meshes_mcp.sandbox.queue import DeliveryQueue
 from meshes_mcp.sandbox.seed import ensure_seed, new_publishable_key
-from meshes_mcp.sandbox.store import NewEvent, Store
+from meshes_mcp.sandbox.store import LOOP_BUSY_MS, NewEvent, Store
 
 log = logging.getLogger("meshes_mcp.sandbox")
 
@@ -154,10 +170,11 @@ class Sandbox:
     policy: RetryPolicy
     seed: dict[str, Any]
 
-    @property
+    @functools.cached_property
     def queue(self) -> DeliveryQueue:
-        """The delivery queue (manual retry and cancel go through it; the engine claims from it)."""
-        return self.engine.queue
+        """The delivery queue on the loop's store: manual retry and cancel go through it (the engine
+        claims from the same tables through its own connection)."""
+        return DeliveryQueue(self.store)
 
     def spec(self, integration_type: str) -> IntegrationSpec:
         spec = self.catalog.get(integration_type)
@@ -184,24 +201,53 @@ def created(body: Any) -> JSONResponse:
     return JSONResponse(body, status_code=201)
 
 
+# How long a request keeps trying while another process holds the database's write lock. Each try
+# blocks the loop at most `store.LOOP_BUSY_MS`; between tries the loop serves everything else.
+LOCK_PATIENCE = 5.0
+
+
 def api(publishable: bool = False) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """Authenticate, run the handler, render ApiError as the documented error body."""
+    """Authenticate, run the handler, render ApiError as the documented error body.
+
+    A request refused by the store's write lock is run again (after an asynchronous pause) as long
+    as it wrote nothing, for up to LOCK_PATIENCE seconds; then, like a full disk (507) or a data
+    directory that became read-only, it is answered with what happened and whether anything was
+    written, never a bare 500."""
 
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
             sandbox: Sandbox = request.app.state.sandbox
-            try:
-                principal = sandbox.auth.authenticate(request.headers, publishable)
-                result = await handler(request, sandbox, principal)
-            except ApiError as exc:
-                # After a 413 the rest of the body is not wanted: close rather than drain it.
-                close = {"connection": "close"} if exc.status == 413 else None
-                return JSONResponse(exc.body(), status_code=exc.status, headers=close)
-            except Exception:
-                log.exception("unhandled error on %s %s", request.method, request.url.path)
-                return JSONResponse(error_body(500, "internal error in the sandbox (see its log)"), status_code=500)
-            return result if isinstance(result, Response) else JSONResponse(result)
+            give_up, pause = time.monotonic() + LOCK_PATIENCE, 0.01
+            while True:
+                before = sandbox.store.kept_changes
+                try:
+                    principal = sandbox.auth.authenticate(request.headers, publishable)
+                    result = await handler(request, sandbox, principal)
+                except ApiError as exc:
+                    # After a 413 the rest of the body is not wanted: close rather than drain it.
+                    close = {"connection": "close"} if exc.status == 413 else None
+                    return JSONResponse(exc.body(), status_code=exc.status, headers=close)
+                except ClientDisconnect:  # the caller left while sending its body: nobody to answer, no fault
+                    log.info("%s %s: the client disconnected mid-request", request.method, request.url.path)
+                    return Response(status_code=400)
+                except sqlite3.Error as exc:
+                    wrote = sandbox.store.kept_changes != before
+                    if lock_refused(exc) and not wrote and time.monotonic() < give_up:
+                        await asyncio.sleep(pause)
+                        pause = min(pause * 2, 0.2)
+                        continue
+                    refusal = store_refusal(exc, wrote)
+                    if refusal is None:
+                        log.exception("unhandled error on %s %s", request.method, request.url.path)
+                        return JSONResponse(error_body(500, "internal error in the sandbox (see its log)"), 500)
+                    log.warning("%s %s refused: %s", request.method, request.url.path, refusal.message)
+                    retry = {"retry-after": "1"} if refusal.status == 503 else None
+                    return JSONResponse(refusal.body(), status_code=refusal.status, headers=retry)
+                except Exception:
+                    log.exception("unhandled error on %s %s", request.method, request.url.path)
+                    return JSONResponse(error_body(500, "internal error in the sandbox (see its log)"), status_code=500)
+                return result if isinstance(result, Response) else JSONResponse(result)
 
         return endpoint
 
@@ -265,7 +311,12 @@ def connection_view(sb: Sandbox, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def query_filters(request: Request, *keys: str) -> dict[str, str]:
-    return {k: v for k in keys if (v := request.query_params.get(k))}
+    filters = {k: v for k in keys if (v := request.query_params.get(k))}
+    if len(filters.get("event", "")) > models.EVENT_NAME_MAX:  # no stored name is longer
+        raise bad_request(
+            "event filter too long", "event", f'must be at most {models.EVENT_NAME_MAX} characters, e.g. "user.signup"'
+        )
+    return filters
 
 
 def list_page(request: Request, scope: str) -> tuple[int | None, int]:
@@ -762,8 +813,7 @@ async def get_event_payload(request: Request, sb: Sandbox, p: Principal) -> Any:
 @api()
 async def retry_rule_event(request: Request, sb: Sandbox, p: Principal) -> Any:
     _, rule_event = rule_event_or_404(sb, p, request)
-    check_retry(rule_event, now())
-    sb.queue.force_retry(rule_event)
+    sb.queue.force_retry(rule_event["id"], check_retry)  # judged inside the write transaction
     sb.engine.wake()
     return rule_event_now(sb, rule_event)
 
@@ -809,17 +859,19 @@ async def attempt_response_details(request: Request, sb: Sandbox, p: Principal) 
 
 @api()
 async def cancel_rule_event(request: Request, sb: Sandbox, p: Principal) -> Any:
-    """A request in flight finishes; if it delivers, the rule event ends `completed` after all."""
+    """A request in flight may finish within a grace (see `delivery.CANCEL_GRACE`); if it delivers, the rule
+    event ends `completed` after all. Past the grace it is cut off, freeing its delivery slot."""
     _, rule_event = rule_event_or_404(sb, p, request)
-    if rule_event_needs_cancel(rule_event):
-        sb.queue.cancel_rule_event(rule_event["id"])
+    sb.queue.cancel_rule_event(rule_event["id"], rule_event_needs_cancel)
+    sb.engine.wake()  # an attempt in flight for it is cut off after the grace, freeing its slot
     return rule_event_now(sb, rule_event)
 
 
 @api()
 async def cancel_event(request: Request, sb: Sandbox, p: Principal) -> Any:
     row = event_or_404(sb, p, request)
-    check_event_canceled(row, sb.queue.cancel_event(row["id"]))
+    sb.queue.cancel_event(row["id"], check_event_canceled)
+    sb.engine.wake()
     fresh = sb.store.get_event(p.org_id, row["id"])
     return event_view(sb, fresh)  # type: ignore[arg-type]
 
@@ -1028,6 +1080,7 @@ def create_app(
     delivery_timeout: float | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     shutdown_grace: float = 2.0,
+    per_connection: int = DEFAULT_PER_CONNECTION,
 ) -> Starlette:
     """The sandbox app; state (store, worker, HTTP client) is built in its lifespan."""
     policy = RetryPolicy(
@@ -1042,6 +1095,8 @@ def create_app(
         data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(data_dir / "sandbox.db")
         seed = ensure_seed(store)
+        store.wait_for_lock(LOOP_BUSY_MS)  # from here on this connection serves requests on the loop
+        engine_store = Store(data_dir / "sandbox.db")  # the delivery engine's own, used off the loop
         catalog = load_catalog()
         # trust_env=False: deliveries to loopback receivers must never detour through a proxy.
         client = httpx2.AsyncClient(
@@ -1050,8 +1105,10 @@ def create_app(
             follow_redirects=False,
             trust_env=False,
         )
-        destinations = Destinations(catalog, store, client)
-        engine = DeliveryEngine(store, destinations, policy, concurrency, EngineLock(data_dir / "delivery.lock"))
+        destinations = Destinations(catalog, store, client, deadline=timeout)
+        engine = DeliveryEngine(
+            engine_store, destinations, policy, concurrency, EngineLock(data_dir / "delivery.lock"), per_connection
+        )
         app.state.sandbox = Sandbox(
             store, Authenticator(store), catalog, catalog.records(), destinations, engine, policy, seed
         )
@@ -1059,8 +1116,11 @@ def create_app(
         try:
             yield
         finally:
+            if hasattr(app.state, "announced"):
+                withdraw(*app.state.announced)
             await engine.stop(shutdown_grace)
             await client.aclose()
+            engine_store.close()
             store.close()
 
     # Their modules import this one.

@@ -93,7 +93,11 @@ def _declared_length(request: Request) -> int | None:
 
 
 async def read_body(request: Request) -> bytes:
-    """The raw body, refused with 413 as soon as it is known to exceed the limit."""
+    """The raw body, refused with 413 as soon as it is known to exceed the limit. Kept on the request,
+    so a handler run again (after the store's write lock refused it) reads the same body."""
+    kept: bytes | None = getattr(request.state, "raw_body", None)
+    if kept is not None:
+        return kept
     declared = _declared_length(request)
     if declared is not None and declared > MAX_BODY:
         raise too_large()
@@ -110,6 +114,7 @@ async def read_body(request: Request) -> bytes:
     raw = b"".join(chunks)
     if raw and declared is None and not chunked:
         _check_content_type(request)  # a body without either header (HTTP/1.0 style): same rule
+    request.state.raw_body = raw
     return raw
 
 

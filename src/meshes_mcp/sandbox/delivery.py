@@ -8,7 +8,13 @@ Retry schedule (undocumented upstream beyond "exponential backoff"; our defaults
 - retried outcomes: rejected_server_error, rate_limited, timeout, network_error, internal_error;
   final at once: delivered, auth_failed, rejected_client_error, mapping_error.
 
-Concurrency: up to `concurrency` attempts in flight at once (default 64) over one shared HTTP client.
+Concurrency: up to `concurrency` attempts in flight at once (default 64) over one shared HTTP client,
+and at most `per_connection` (default 16) of them to any one connection, so a slow destination cannot
+take every slot from the others. Each webhook attempt has an overall deadline (the sandbox's delivery
+timeout, from connecting to the last byte of the answer) and ends `timeout` past it. An attempt whose
+rule event is canceled while its request is in flight may finish within a 2 s grace (a delivered one
+ends `completed`); past that it is cut off, its slot freed, and recorded as a `network_error`: the
+request may or may not have reached the destination.
 Claiming opens an attempt row in the same transaction that marks the rule event `processing`, so a
 crash leaves evidence; `DeliveryQueue.recover()` closes such attempts and requeues their work on start-up.
 
@@ -24,10 +30,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import socket
+import sqlite3
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
 
 from meshes_mcp.sandbox.clock import now
 from meshes_mcp.sandbox.destinations import Destinations, Outcome
@@ -42,6 +56,16 @@ DEFAULT_MAX_ATTEMPTS = 5
 RETRY_CAP = 600.0
 JITTER = 0.2
 IDLE_POLL = 1.0  # longest sleep between queue checks when nothing wakes the worker
+DEFAULT_PER_CONNECTION = 16  # attempts in flight to one connection: a quarter of the default 64 slots
+# A canceled delivery's request already in flight may finish until it has run this long (a delivered one
+# then ends `completed`: the destination did receive it); past it, the request is cut off to free its
+# slot. Also spares a busy worker a store lookup for the many attempts that finish sooner.
+CANCEL_GRACE = 2.0
+CANCEL_CHECK_EVERY = 0.5  # seconds between look-ups (a busy worker loops far more often than that)
+STORE_RETRY_FIRST = 0.05  # seconds before a refused store write is tried again; doubling up to the cap
+STORE_RETRY_CAP = 2.0
+T = TypeVar("T")
+CANCELED_IN_FLIGHT = "canceled while in flight: the request may or may not have reached the destination"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +90,7 @@ class DeliveryEngine:
         policy: RetryPolicy,
         concurrency: int = 64,
         lock: EngineLock | None = None,
+        per_connection: int = DEFAULT_PER_CONNECTION,
     ) -> None:
         self.store = store
         self.queue = DeliveryQueue(store)
@@ -73,12 +98,41 @@ class DeliveryEngine:
         self.destinations = destinations
         self.policy = policy
         self.concurrency = concurrency
+        self.per_connection = per_connection
         self._wake = asyncio.Event()
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: dict[asyncio.Task[None], Job] = {}
+        self._per_connection: Counter[str] = Counter()
+        self._next_cancel_check = 0.0
+        self._sending: set[str] = set()  # attempt ids whose request is under way (not yet being recorded)
+        self._cut_off: set[str] = set()  # attempt ids canceled in flight because their rule event was
+        self._limiter: anyio.CapacityLimiter | None = None  # one store call at a time, off the loop
         self._runner: asyncio.Task[None] | None = None
+        self._claiming: asyncio.Future[tuple[int, bool]] | None = None
         self._stopping = False
         self._listener: asyncio.DatagramTransport | None = None  # wake-ups from other processes
         self._nudger: socket.socket | None = None  # for waking the holder when this process is not it
+
+    async def _db(self, call: Callable[..., T], *args: Any) -> T:
+        """Run one store call on a worker thread: waiting for another process's write lock (up to the
+        store's busy timeout) must not freeze the event loop, which also serves the HTTP API."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(functools.partial(call, *args), limiter=self._limiter)
+
+    async def _until_stored(self, call: Callable[..., T], what: str, *args: Any) -> T:
+        """`_db`, retried while the store refuses (lock held past the busy timeout, disk full, a directory
+        gone read-only) until it succeeds or the engine stops. What the worker holds in memory (a
+        finished attempt's outcome) is therefore recorded once the store takes writes again, instead
+        of being lost and the delivery left `processing`."""
+        pause = STORE_RETRY_FIRST
+        while True:
+            try:
+                return await self._db(call, *args)
+            except sqlite3.Error as exc:
+                if pause == STORE_RETRY_FIRST:
+                    log.warning("%s failed (%s); retrying until the store takes it", what, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, STORE_RETRY_CAP)
 
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name="meshes-sandbox-delivery")
@@ -91,7 +145,7 @@ class DeliveryEngine:
                 await asyncio.sleep(IDLE_POLL)
             log.info("took over delivery for this data directory")
         await self._listen_for_wake_ups()
-        resumed = self.queue.recover()
+        resumed = await self._until_stored(self.queue.recover, "recovering interrupted deliveries")
         if resumed:
             log.info("resuming %d deliveries interrupted by the last stop", resumed)
 
@@ -137,6 +191,9 @@ class DeliveryEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
             self._runner = None
+        if self._claiming is not None:  # a claim under way: its attempts start, then get the grace
+            with contextlib.suppress(Exception):
+                await self._claiming
         if self._inflight:
             _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
             for task in pending:
@@ -156,30 +213,85 @@ class DeliveryEngine:
         await self._become_the_engine()
         while not self._stopping:  # (also ends the loop should a cancellation ever be lost)
             self._wake.clear()
+            await self._cut_off_canceled()
             free = self.concurrency - len(self._inflight)
-            claimed = 0
+            claimed, crowded = 0, False
             if free > 0:
-                try:
-                    jobs = self.queue.claim_due(free)
-                except Exception:  # a store hiccup must not kill the worker
-                    log.exception("claiming due deliveries failed")
-                    jobs = []
-                claimed = len(jobs)
-                for job in jobs:
-                    task = asyncio.create_task(self._attempt(job))
-                    self._inflight.add(task)
-                    task.add_done_callback(self._attempt_done)
-            if claimed and claimed == free:
+                # Shielded: a claim committed in the store must become running attempts even when stop()
+                # cancels this loop meanwhile, or it would be recovered as interrupted without being sent.
+                self._claiming = asyncio.ensure_future(self._claim(free))
+                claimed, crowded = await asyncio.shield(self._claiming)
+            if claimed and (claimed == free or crowded):
                 await asyncio.sleep(0)  # the queue may hold more: claim again once a slot frees
                 if len(self._inflight) < self.concurrency:
                     continue
             timeout = IDLE_POLL
             if len(self._inflight) < self.concurrency:
-                due = self.queue.next_due()
+                try:
+                    due = await self._db(self.queue.next_due, self._full())
+                except sqlite3.Error:
+                    due = None  # look again at the next poll
                 if due is not None:
                     timeout = max(0.0, min(IDLE_POLL, due - now()))
             if timeout > 0:
                 await self._sleep_until_woken(timeout)
+
+    async def _claim(self, free: int) -> tuple[int, bool]:
+        """Claim up to `free` due attempts and start them; how many, and whether work was left for room."""
+        try:
+            jobs, crowded = await self._db(self.queue.claim_due, free, self._room())
+        except sqlite3.Error as exc:  # the store refuses for now: nothing was claimed; poll again
+            log.warning("claiming due deliveries failed (%s); trying again", exc)
+            return 0, False
+        except Exception:  # a bug must not kill the worker
+            log.exception("claiming due deliveries failed")
+            return 0, False
+        for job in jobs:
+            self._sending.add(job.attempt_id)
+            task = asyncio.create_task(self._attempt(job))
+            self._inflight[task] = job
+            self._per_connection[job.connection_id] += 1
+            task.add_done_callback(self._attempt_done)
+        return len(jobs), crowded
+
+    def _room(self) -> dict[str, int]:
+        """How many more attempts each connection with attempts in flight may start."""
+        return {cid: self.per_connection - n for cid, n in self._per_connection.items()}
+
+    def _full(self) -> list[str]:
+        return [cid for cid, n in self._per_connection.items() if n >= self.per_connection]
+
+    async def _cut_off_canceled(self) -> None:
+        """Cut off the requests, older than the grace, of rule events canceled since their attempt started
+        (through this process or another on the same data directory), so their slots serve other work.
+        An attempt already recording its outcome is left to finish."""
+        moment = now()
+        if moment < self._next_cancel_check:
+            return
+        self._next_cancel_check = moment + CANCEL_CHECK_EVERY
+        oldest = moment - CANCEL_GRACE
+        waiting = {
+            job.rule_event_id: task
+            for task, job in self._inflight.items()
+            if job.started <= oldest and job.attempt_id in self._sending
+        }
+        if not waiting:
+            return
+        marks = ",".join("?" * len(waiting))
+        try:
+            rows = await self._db(
+                self.store.all,
+                f"SELECT id FROM rule_events WHERE status='canceled' AND id IN ({marks})",
+                tuple(waiting),
+            )
+        except sqlite3.Error:  # the store is busy: the next pass looks again
+            return
+        for row in rows:
+            task = waiting[row["id"]]
+            if self._inflight.get(task) is None or self._inflight[task].attempt_id not in self._sending:
+                continue  # finished sending while the store was read
+            self._cut_off.add(self._inflight[task].attempt_id)
+            task.cancel()
 
     async def _sleep_until_woken(self, timeout: float) -> None:
         # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for swallows a cancellation that
@@ -193,17 +305,39 @@ class DeliveryEngine:
         try:
             outcome = await self.destinations.deliver(job)
         except asyncio.CancelledError:
-            raise  # shutting down: the open attempt is recovered on the next start
+            if job.attempt_id not in self._cut_off:
+                raise  # shutting down: the open attempt is recovered on the next start
+            self._cut_off.discard(job.attempt_id)
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # handled: later awaits in this task are not cancellations
+            outcome = Outcome("network_error", None, CANCELED_IN_FLIGHT)
         except Exception as exc:
             log.exception("delivery %s failed unexpectedly", job.rule_event_id)
             outcome = Outcome("internal_error", None, f"internal error while delivering: {type(exc).__name__}")
+        finally:
+            self._sending.discard(job.attempt_id)
         try:
             delay = self.policy.delay(job.attempt_number, outcome.retry_after)
-            self.queue.finish_attempt(
-                job, outcome.code, outcome.http_status, outcome.message, outcome.response, outcome.retryable, delay
+            await self._until_stored(
+                self.queue.finish_attempt,
+                f"recording attempt {job.attempt_id}",
+                job,
+                outcome.code,
+                outcome.http_status,
+                outcome.message,
+                outcome.response,
+                outcome.retryable,
+                delay,
             )
             if outcome.deactivate and job.connection is not None:
-                self.store.set_connection_state(job.connection["id"], False, outcome.deactivate)
+                await self._until_stored(
+                    self.store.set_connection_state,
+                    f"deactivating connection {job.connection['id']}",
+                    job.connection["id"],
+                    False,
+                    outcome.deactivate,
+                )
         except Exception:
             log.exception("recording attempt %s failed", job.attempt_id)
 
@@ -211,7 +345,11 @@ class DeliveryEngine:
         # The slot is freed and the worker woken in one step. Waking it from inside the attempt (before its
         # task is done and discarded) let the worker see no free slot, sleep a whole poll interval, and
         # deliver one batch per second when a batch of attempts finished together.
-        self._inflight.discard(task)
+        job = self._inflight.pop(task, None)
+        if job is not None:
+            self._per_connection[job.connection_id] -= 1
+            if self._per_connection[job.connection_id] <= 0:
+                del self._per_connection[job.connection_id]
         self._wake.set()
 
 

@@ -32,6 +32,7 @@ Simulated destinations fail on data, never on hidden switches:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import json
@@ -432,7 +433,21 @@ def _host(url: str) -> str:
     return netloc.rpartition("@")[2] or "the webhook URL"
 
 
-async def send_webhook(client: httpx2.AsyncClient, request: WebhookRequest) -> Outcome:
+async def send_webhook(client: httpx2.AsyncClient, request: WebhookRequest, deadline: float) -> Outcome:
+    """One request, finished (status, headers and body) within `deadline` seconds or given up as `timeout`.
+
+    The client's own timeout bounds each read, not the whole answer: a receiver that answers 200 and
+    then sends a byte every few seconds would otherwise hold a delivery slot for as long as it likes."""
+    try:
+        async with asyncio.timeout(deadline):
+            return await _send(client, request)
+    except TimeoutError:
+        return Outcome(
+            "timeout", None, f"{_host(request.url)} did not finish answering within the {deadline:g} s deadline"
+        )
+
+
+async def _send(client: httpx2.AsyncClient, request: WebhookRequest) -> Outcome:
     try:
         # Header values outside ASCII (an event or resource named in another script) go out as their UTF-8
         # bytes: the HTTP client would otherwise refuse to encode them and every attempt would fail.
@@ -508,7 +523,8 @@ def _simulated_response(status: int, body: dict[str, Any], operation: str, provi
 class Destinations:
     """Delivers one claimed job and says how it went; never raises for a destination's failure."""
 
-    def __init__(self, catalog: Catalog, store: Store, client: httpx2.AsyncClient) -> None:
+    def __init__(self, catalog: Catalog, store: Store, client: httpx2.AsyncClient, deadline: float) -> None:
+        self.deadline = deadline  # seconds a webhook request may take from start to the last body byte
         self.catalog = catalog
         self.records = {r["type"]: r for r in catalog.records()}
         self.store = store
@@ -538,7 +554,7 @@ class Destinations:
             return self._inactive(conn)
         if job.integration_type == "webhook":
             request = build_webhook_request(conn["metadata"], job.event, job.rule_event_id, job.attempt_number)
-            return await send_webhook(self.client, request)
+            return await send_webhook(self.client, request, self.deadline)
         return self._simulated(job, conn)
 
     def _inactive(self, conn: dict[str, Any]) -> Outcome:
@@ -676,7 +692,7 @@ class Destinations:
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
         }
         request = build_webhook_request(metadata, event, event["id"], 1, {"X-Meshes-Test": "true"})
-        outcome = request.scrubber.outcome(await send_webhook(self.client, request))
+        outcome = request.scrubber.outcome(await send_webhook(self.client, request, self.deadline))
         if outcome.code == "delivered":
             return None
         return (

@@ -10,6 +10,7 @@ Shape (reference §3.3)::
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 # status → (top-level message, error.name)
@@ -26,6 +27,7 @@ _NAMES: dict[int, tuple[str, str]] = {
     429: ("Too Many Requests", "TooManyRequests"),
     500: ("Internal Server Error", "GeneralError"),
     503: ("Service Unavailable", "Unavailable"),
+    507: ("Insufficient Storage", "InsufficientStorage"),
 }
 
 
@@ -86,3 +88,36 @@ def unprocessable(message: str, data: list[tuple[str, str]] | None = None) -> Ap
 
 def too_early(message: str) -> ApiError:
     return ApiError(425, message)
+
+
+def lock_refused(exc: sqlite3.Error) -> bool:
+    """SQLite gave up waiting for another connection's write lock."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def store_refusal(exc: sqlite3.Error, wrote: bool) -> ApiError | None:
+    """The answer to a request whose store work SQLite refused, or None for errors that are bugs (a 500).
+
+    `wrote`: whether this request already committed something before the refusal, so the caller
+    knows whether it may simply send it again."""
+    extended = getattr(exc, "sqlite_errorcode", None)
+    code = None if extended is None else extended & 0xFF  # the primary code of an extended one
+    done = (
+        "part of this request may already be stored: read the state again before retrying"
+        if wrote
+        else "nothing was written"
+    )
+    if code == sqlite3.SQLITE_FULL:
+        return ApiError(507, f"the sandbox's disk is full: free space on its data directory's disk, then retry; {done}")
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return ApiError(
+            503, f"the sandbox database is locked by another process (a second sandbox, a sqlite3 shell); {done}"
+        )
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR):
+        return ApiError(
+            503,
+            f"the sandbox cannot write its data directory ({getattr(exc, 'sqlite_errorname', 'I/O error')}): make it "
+            f"writable or restart the sandbox with another --data-dir; {done}",
+        )
+    return None

@@ -13,6 +13,7 @@ in flight, TERMINAL ones are done.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,7 @@ class Job:
     event: dict[str, Any]
     rule_metadata: dict[str, Any]
     connection: dict[str, Any] | None
+    connection_id: str
     started: float
 
 
@@ -50,25 +52,51 @@ class DeliveryQueue:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def next_due(self) -> float | None:
-        row = self.store.one("SELECT min(next_attempt_at) AS due FROM rule_events WHERE next_attempt_at IS NOT NULL")
+    def next_due(self, skip: Collection[str] = ()) -> float | None:
+        """When the next queued attempt is due, leaving out connections in `skip` (those at their cap)."""
+        marks, args = _not_in("connection_id", skip)
+        row = self.store.one(
+            f"SELECT next_attempt_at AS due FROM rule_events WHERE next_attempt_at IS NOT NULL{marks}"
+            " ORDER BY next_attempt_at LIMIT 1",
+            args,
+        )
         return row["due"] if row else None
 
-    def claim_due(self, limit: int) -> list[Job]:
+    def claim_due(self, limit: int, room: dict[str, int] | None = None) -> tuple[list[Job], bool]:
         """Take up to `limit` due rule events off the queue: mark them processing and open an attempt row
-        for each, in one transaction, so a crash leaves a visible interrupted attempt behind."""
+        for each, in one transaction, so a crash leaves a visible interrupted attempt behind.
+
+        `room` caps how many more attempts each connection may start (a connection it leaves out has
+        no cap; one at 0 is skipped): one slow destination cannot take every slot. Returns the jobs
+        and whether due work was left behind because its connection ran out of room, so the caller
+        claims again at once for the other connections."""
+        room = dict(room or {})
         started = now()
         ts = iso(started)
+        marks, args = _not_in("re.connection_id", [cid for cid, left in room.items() if left <= 0])
         rows = self.store.all(
             "SELECT re.id, re.event_id, re.rule_id, re.attempt_count, re.workspace_id, re.integration_type,"
             " re.connection_id, e.event, e.resource, e.resource_id, e.payload, e.created_at,"
             " r.metadata AS rule_metadata FROM rule_events re JOIN events e ON e.id = re.event_id"
             " LEFT JOIN rules r ON r.id = re.rule_id"
-            " WHERE re.next_attempt_at IS NOT NULL AND re.next_attempt_at <= ? ORDER BY re.next_attempt_at LIMIT ?",
-            (started, limit),
+            f" WHERE re.next_attempt_at IS NOT NULL AND re.next_attempt_at <= ?{marks}"
+            " ORDER BY re.next_attempt_at LIMIT ?",
+            (started, *args, limit),
         )
+        crowded = False
+        if room:
+            kept = []
+            for row in rows:
+                left = room.get(row["connection_id"])
+                if left is not None:
+                    if left <= 0:
+                        crowded = True
+                        continue
+                    room[row["connection_id"]] = left - 1
+                kept.append(row)
+            rows = kept
         if not rows:
-            return []
+            return [], crowded
         jobs: list[Job] = []
         conns: dict[str, dict[str, Any] | None] = {}
         with self.store.tx():
@@ -116,10 +144,11 @@ class DeliveryQueue:
                         },
                         rule_metadata=json.loads(row["rule_metadata"]) if row["rule_metadata"] else {},
                         connection=conns[cid],
+                        connection_id=cid,
                         started=started,
                     )
                 )
-        return jobs
+        return jobs, crowded
 
     def finish_attempt(
         self,
@@ -151,9 +180,12 @@ class DeliveryQueue:
                 status, last_error, next_at = "retrying", message, finished + retry_delay
             else:
                 status, last_error = "failed", message
-            self.store.db.execute(
+            # Compare-and-set: only the attempt still open, on a rule event still at this attempt, moves.
+            # An attempt another process already closed (its recovery counted it as interrupted) keeps
+            # that record, and the rule event keeps what that process decided.
+            closed = self.store.db.execute(
                 "UPDATE attempts SET outcome_code=?, http_status=?, message=?, completed_at=?, duration_ms=?,"
-                " next_attempt_at=?, response=? WHERE id=?",
+                " next_attempt_at=?, response=? WHERE id=? AND completed_at IS NULL",
                 (
                     outcome,
                     http_status,
@@ -164,12 +196,14 @@ class DeliveryQueue:
                     json.dumps(response) if response is not None else None,
                     job.attempt_id,
                 ),
-            )
+            ).rowcount
+            if not closed or cur["attempt_count"] != job.attempt_number:
+                return str(cur["status"])
             terminal = status in TERMINAL_STATUSES
             self.store.db.execute(
                 "UPDATE rule_events SET status=?, last_error=?, next_attempt_at=?,"
-                " completed_at=CASE WHEN ? THEN COALESCE(completed_at, ?) ELSE NULL END WHERE id=?",
-                (status, last_error, next_at, terminal, ts, job.rule_event_id),
+                " completed_at=CASE WHEN ? THEN COALESCE(completed_at, ?) ELSE NULL END WHERE id=? AND attempt_count=?",
+                (status, last_error, next_at, terminal, ts, job.rule_event_id, job.attempt_number),
             )
             refresh_event(self.store, job.event_id, ts)
         return status
@@ -199,12 +233,13 @@ class DeliveryQueue:
                 (ts, INTERRUPTED_ATTEMPT, ts),
             )
             self.store.db.executemany(
-                "UPDATE rule_events SET status='retrying', next_attempt_at=?, last_error=? WHERE id=?",
+                "UPDATE rule_events SET status='retrying', next_attempt_at=?, last_error=? WHERE id=?"
+                " AND status='processing'",
                 [(resumed_at, INTERRUPTED_DELIVERY, rid) for (rid,) in retry_ids],
             )
             self.store.db.executemany(
                 "UPDATE rule_events SET status='failed', next_attempt_at=NULL, last_error=?,"
-                " completed_at=COALESCE(completed_at, ?) WHERE id=?",
+                " completed_at=COALESCE(completed_at, ?) WHERE id=? AND status='processing'",
                 [(INTERRUPTED_DELIVERY + "; no attempts left", ts, r["id"]) for r in interrupted if not r["can_retry"]],
             )
             for event_id in sorted({r["event_id"] for r in interrupted}):
@@ -213,29 +248,60 @@ class DeliveryQueue:
 
     # -- manual retry and cancel ----------------------------------------------------------------
 
-    def force_retry(self, rule_event: dict[str, Any]) -> None:
-        """Queue the next attempt now; a failed rule event is granted exactly one more attempt."""
-        ts = now_iso()
+    def force_retry(self, rule_event_id: str, check: Callable[[dict[str, Any], float], None]) -> None:
+        """Queue the next attempt now; a failed rule event is granted exactly one more attempt.
+
+        `check` (the domain's refusal rule) judges the row as read inside the write transaction, and the
+        update is guarded by the status and attempt count it judged: two retries of one rule event sent
+        at once (through one sandbox or two on one data directory) cannot both pass. A retry judged on
+        a row read earlier let a second "failed → retrying" land while the first retry's attempt was in
+        flight, raising the attempt limit again and sending the delivery twice at once."""
         with self.store.tx():
-            if rule_event["status"] == "failed":
-                self.store.db.execute(
+            row = self.store.one("SELECT * FROM rule_events WHERE id=?", (rule_event_id,))
+            assert row is not None  # rule events are never deleted
+            at = now()
+            check(row, at)
+            if row["status"] == "failed":
+                moved = self.store.db.execute(
                     "UPDATE rule_events SET status='retrying', next_attempt_at=?, completed_at=NULL,"
-                    " attempt_limit=attempt_count + 1 WHERE id=?",
-                    (now(), rule_event["id"]),
-                )
-                refresh_event(self.store, rule_event["event_id"], ts)
+                    " attempt_limit=attempt_count + 1 WHERE id=? AND status='failed' AND attempt_count=?",
+                    (at, rule_event_id, row["attempt_count"]),
+                ).rowcount
+                if moved:
+                    refresh_event(self.store, row["event_id"], iso(at))
             else:
-                self.store.db.execute("UPDATE rule_events SET next_attempt_at=? WHERE id=?", (now(), rule_event["id"]))
+                self.store.db.execute(
+                    "UPDATE rule_events SET next_attempt_at=? WHERE id=? AND status=? AND attempt_count=?"
+                    " AND next_attempt_at IS NOT NULL",
+                    (at, rule_event_id, row["status"], row["attempt_count"]),
+                )
 
-    def cancel_rule_event(self, rule_event_id: str) -> None:
+    def cancel_rule_event(self, rule_event_id: str, needs_cancel: Callable[[dict[str, Any]], bool]) -> None:
+        """Cancel one rule event if `needs_cancel` (the domain rule) says so of the row as read inside the
+        write transaction."""
         ts = now_iso()
         with self.store.tx():
-            cancel_active(self.store, "id=?", (rule_event_id,), ts)
+            row = self.store.one("SELECT * FROM rule_events WHERE id=?", (rule_event_id,))
+            assert row is not None
+            if needs_cancel(row):
+                cancel_active(self.store, "id=?", (rule_event_id,), ts)
 
-    def cancel_event(self, event_id: str) -> int:
+    def cancel_event(self, event_id: str, check: Callable[[dict[str, Any], int], None]) -> None:
+        """Cancel an event's active rule events; `check` judges the event as it is after the cancel,
+        inside the same transaction (a refusal rolls nothing back, since nothing was canceled)."""
         ts = now_iso()
         with self.store.tx():
-            return len(cancel_active(self.store, "event_id=?", (event_id,), ts))
+            canceled = len(cancel_active(self.store, "event_id=?", (event_id,), ts))
+            row = self.store.one("SELECT * FROM events WHERE id=?", (event_id,))
+            assert row is not None
+            check(row, canceled)
+
+
+def _not_in(column: str, values: Collection[str]) -> tuple[str, tuple[str, ...]]:
+    """An `AND column NOT IN (?, …)` clause and its arguments; nothing when `values` is empty."""
+    if not values:
+        return "", ()
+    return f" AND {column} NOT IN ({','.join('?' * len(values))})", tuple(values)
 
 
 def refresh_event(store: Store, event_id: str, ts: str) -> None:
@@ -278,7 +344,8 @@ def cancel_active(store: Store, where: str, args: tuple[Any, ...], ts: str) -> l
     if not rows:
         return []
     store.db.executemany(
-        "UPDATE rule_events SET status='canceled', next_attempt_at=NULL, completed_at=? WHERE id=?",
+        f"UPDATE rule_events SET status='canceled', next_attempt_at=NULL, completed_at=? WHERE id=?"
+        f" AND status IN ({ACTIVE_SQL})",
         [(ts, r["id"]) for r in rows],
     )
     event_ids = sorted({r["event_id"] for r in rows})

@@ -5,7 +5,9 @@ It records every request and answers according to its path, so failures can be s
 - ``/status/<code>``            always answer <code> (e.g. 500, 401, 400, 302)
 - ``/flaky/<n>/<code>``         answer <code> to the first <n> requests of each delivery
                                 (X-Meshes-Delivery-Id), then 200
-- ``/slow/<seconds>``           wait, then answer 200
+- ``/slow/<seconds>[/<code>]``  wait, then answer 200 (or <code>)
+- ``/trickle/<seconds>``        answer 200 at once, then send the 64-byte body one byte every <seconds>
+                                (a receiver that holds a connection open without ever quite answering)
 - anything else                 200 ``{"ok": true}``
 - ``?retry_after=<s>``          add a Retry-After header to the answer
 - a path given to ``stage()``   the staged status, reason phrase, headers and body (a hostile receiver)
@@ -44,6 +46,9 @@ _REASONS = {
     502: "Bad Gateway",
     503: "Service Unavailable",
 }
+
+
+TRICKLE_BYTES = 64
 
 
 @dataclass
@@ -187,9 +192,20 @@ class WebhookReceiver:
                 seen = self._seen.get(key, 0)
                 self._seen[key] = seen + 1
             status = int(segments[2]) if seen < int(segments[1]) else 200
-        elif len(segments) >= 2 and segments[0] == "slow":
+        elif len(segments) >= 2 and segments[0] in ("slow", "trickle"):
             delay = float(segments[1])
+            if len(segments) >= 3:
+                status = int(segments[2])
         return status, delay, extra
+
+    @staticmethod
+    async def _trickle(writer: asyncio.StreamWriter, every: float) -> None:
+        body = b"x" * TRICKLE_BYTES
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        for byte in body:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(every)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -212,6 +228,9 @@ class WebhookReceiver:
                 # Recorded on arrival, so a caller can see a slow request while it is still in flight.
                 with self._lock:
                     self.receipts.append(Receipt(method, urlsplit(target).path, headers, body, status))
+                if target.startswith("/trickle/"):
+                    await self._trickle(writer, delay)
+                    continue
                 if delay:
                     await asyncio.sleep(delay)
                 payload = b'{"ok":true}' if status < 400 else b'{"ok":false,"error":"staged failure"}'

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import sys
 import threading
@@ -15,11 +14,13 @@ from typing import Any
 import uvicorn
 
 from meshes_mcp.sandbox.app import create_app
+from meshes_mcp.sandbox.datadir import ensure_writable
+from meshes_mcp.sandbox.delivery import DEFAULT_PER_CONNECTION
 from meshes_mcp.sandbox.info import SandboxInfo
+from meshes_mcp.sandbox.infofile import announce
 
 log = logging.getLogger("meshes_mcp.sandbox")
 
-INFO_FILE = "sandbox.json"
 START_TIMEOUT = 15.0
 
 
@@ -67,20 +68,11 @@ def _install_scenario(app: Any, name: str | None, host: str, port: int) -> dict[
         return None
     from meshes_mcp.sandbox.scenarios import install
 
-    marker = install(app.state.sandbox, name, _base_url(host, port))
+    with app.state.sandbox.store.patiently():  # no request to answer "busy" to: wait for the lock
+        marker = install(app.state.sandbox, name, _base_url(host, port))
     done = "installed" if marker["installed"] else "already installed"
     log.info("scenario %s %s: workspace %s", name, done, marker["workspace_id"])
     return marker
-
-
-def write_info(data_dir: Path, info: SandboxInfo) -> None:
-    """`sandbox.json`, readable by its owner only: it holds the sandbox's secret key."""
-    path = data_dir / INFO_FILE
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(info.model_dump_json(indent=2))
-    os.replace(tmp, path)
 
 
 async def _wait_started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
@@ -109,6 +101,7 @@ def run_sandbox(
     if data_dir is None:
         raise ValueError("run_sandbox needs a data_dir")
     data_dir = Path(data_dir)
+    ensure_writable(data_dir)
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         # A line per delivery request would flood stderr, and a webhook URL can carry a token in its query.
@@ -127,7 +120,7 @@ def run_sandbox(
             server.should_exit = True
             await task
             raise
-        write_info(data_dir, _info(app, host, bound_port))
+        announce(app, data_dir, _info(app, host, bound_port), bound_port)
         log.info("Meshes sandbox listening on %s (data in %s)", _base_url(host, bound_port), data_dir)
         await task
 
@@ -139,8 +132,9 @@ class EmbeddedSandbox:
     """The sandbox in a background thread on a loopback port (0 = a free one).
 
     ``with EmbeddedSandbox(tmp) as info: ...`` or ``info = sandbox.start(); …; sandbox.stop()``.
-    Extra keywords: `delivery_timeout` (seconds per webhook request, default 10), `concurrency`
-    (deliveries in flight, default 64) and `scenario` (a practice scenario to add; its marker is then in
+    Extra keywords: `delivery_timeout` (seconds a webhook request may take, start to last byte, default
+    10), `concurrency` (deliveries in flight, default 64), `per_connection` (of those, to one connection,
+    default 16) and `scenario` (a practice scenario to add; its marker is then in
     `self.scenario`).
     """
 
@@ -154,6 +148,7 @@ class EmbeddedSandbox:
         *,
         delivery_timeout: float | None = None,
         concurrency: int = 64,
+        per_connection: int = DEFAULT_PER_CONNECTION,
         shutdown_grace: float = 1.0,
         scenario: str | None = None,
     ) -> None:
@@ -165,6 +160,7 @@ class EmbeddedSandbox:
             "max_attempts": max_attempts,
             "delivery_timeout": delivery_timeout,
             "concurrency": concurrency,
+            "per_connection": per_connection,
             "shutdown_grace": shutdown_grace,
         }
         self.scenario_name = scenario
@@ -179,6 +175,7 @@ class EmbeddedSandbox:
     def start(self) -> SandboxInfo:
         if self.info is not None:
             return self.info
+        ensure_writable(self.data_dir)  # a clear refusal before any thread starts
         self._ready.clear()
         self._error = None
         self._thread = threading.Thread(target=self._thread_main, name="meshes-sandbox", daemon=True)
@@ -216,8 +213,9 @@ class EmbeddedSandbox:
             server.should_exit = True
             await task
             raise
-        self.info = _info(app, self.host, sock.getsockname()[1])
-        write_info(self.data_dir, self.info)
+        port = sock.getsockname()[1]
+        self.info = _info(app, self.host, port)
+        announce(app, self.data_dir, self.info, port)
         self._ready.set()
         await task
 

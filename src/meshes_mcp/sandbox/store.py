@@ -1,8 +1,12 @@
-"""SQLite store of the sandbox: one connection, WAL mode, short transactions.
+"""SQLite store of the sandbox: a connection per user, WAL mode, short transactions.
 
-Threading model: the store is opened inside the server's event loop and used only from that
-loop's thread. Every method is synchronous and short (a handful of indexed statements inside one
-transaction), so the loop stays responsive without a thread hop per query.
+Threading model: the HTTP handlers use one `Store` on the server's event loop; every method is
+synchronous and short (a handful of indexed statements inside one transaction), so the loop stays
+responsive without a thread hop per query. What could make it wait is another process holding the
+write lock (a second sandbox, a `sqlite3` shell): so the loop's connection waits at most
+`LOOP_BUSY_MS` for the lock and the HTTP layer retries a refused write asynchronously (see
+`meshes_mcp.sandbox.app.api`), instead of SQLite's busy wait freezing the loop for seconds. The
+delivery engine has its own `Store`, used from a worker thread, where waiting is harmless.
 
 Durability: `synchronous=NORMAL` in WAL mode makes a commit a write to the WAL without an fsync. That
 survives the sandbox process dying at any point (kill -9 included: tests/test_sandbox_crash.py), but
@@ -20,8 +24,10 @@ what they were created from; the API never shows deleted rows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +111,9 @@ CREATE TRIGGER IF NOT EXISTS rules_version_on_delete AFTER DELETE ON rules
     BEGIN UPDATE rules_version SET version = version + 1 WHERE id = 1; END;
 """
 
+PATIENT_BUSY_MS = 5000  # a connection off the loop (the delivery engine's, start-up) waits this long
+LOOP_BUSY_MS = 100  # the event loop's connection: blocks the loop at most this long per try
+
 CATALOG_MEMORY = 10_000  # catalogue marks remembered per process before the memory starts over
 
 
@@ -147,7 +156,7 @@ class Store:
         self.db.row_factory = _row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA busy_timeout=5000")
+        self.wait_for_lock(PATIENT_BUSY_MS)
         self.db.execute("PRAGMA temp_store=MEMORY")
         self.db.executescript(SCHEMA)
         # Active rules per workspace, valid only while `rules_version` still reads `_rules_version`.
@@ -162,14 +171,35 @@ class Store:
         # process because catalogue entries are never removed; recorded only after the commit that
         # wrote them, and bounded, since clients choose the names.
         self._catalog_known: set[tuple[str, str, str]] = set()
+        self.undone_changes = 0  # rows changed inside transactions that were then rolled back
 
     def close(self) -> None:
         self.db.close()
 
+    @property
+    def kept_changes(self) -> int:
+        """Rows this connection has changed and not rolled back: whether a request wrote anything is
+        whether this moved while it ran (SQLite's own count also keeps rolled-back rows)."""
+        return self.db.total_changes - self.undone_changes
+
+    def wait_for_lock(self, milliseconds: int) -> None:
+        """How long a write waits for another connection's write lock before failing with "locked"."""
+        self.db.execute(f"PRAGMA busy_timeout={int(milliseconds)}")
+
+    @contextlib.contextmanager
+    def patiently(self) -> Iterator[None]:
+        """Wait the full `PATIENT_BUSY_MS` for the write lock inside this block (one-off work such as
+        installing a practice scenario, which has no request to answer "busy" to)."""
+        self.wait_for_lock(PATIENT_BUSY_MS)
+        try:
+            yield
+        finally:
+            self.wait_for_lock(LOOP_BUSY_MS)
+
     # -- plumbing ---------------------------------------------------------------------------------
 
     def tx(self) -> _Tx:
-        return _Tx(self.db)
+        return _Tx(self)
 
     def one(self, sql: str, args: tuple[Any, ...] = ()) -> dict[str, Any] | None:
         row: dict[str, Any] | None = self.db.execute(sql, args).fetchone()  # rows are dicts: see _row
@@ -708,20 +738,34 @@ class Store:
 class _Tx:
     """`with store.tx():` — BEGIN IMMEDIATE … COMMIT (ROLLBACK on error); nests as a no-op."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.db = store.db
         self.outer = False
+        self.changes_before = 0
 
     def __enter__(self) -> _Tx:
         if not self.db.in_transaction:
             self.db.execute("BEGIN IMMEDIATE")
             self.outer = True
+            self.changes_before = self.db.total_changes
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if not self.outer:
             return
-        if exc_type is None:
+        if exc_type is not None:
+            self._roll_back()
+            return
+        try:
             self.db.execute("COMMIT")
-        else:
+        except sqlite3.Error:
+            # A commit refused (disk full, lock) may leave the transaction open: end it, so the next
+            # statement does not run inside a transaction that can never commit.
+            self._roll_back()
+            raise
+
+    def _roll_back(self) -> None:
+        self.store.undone_changes += self.db.total_changes - self.changes_before
+        if self.db.in_transaction:  # SQLite ends some transactions itself (SQLITE_FULL, SQLITE_IOERR)
             self.db.execute("ROLLBACK")

@@ -86,6 +86,8 @@ class Failure:
         if status == 429:
             wait = f" Retry after {exc.retry_after:g} s." if exc.retry_after else " Wait a little and retry."
             return f"Rate limited by Meshes (429):{unchanged}{wait}"
+        if status == 507:  # Insufficient Storage: the server could not store it, and its detail says what was kept
+            return f"Out of storage (507): {detail}"
         if status >= 500:
             if self.write:
                 return (

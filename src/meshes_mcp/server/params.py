@@ -29,7 +29,7 @@ Uuid = str
 ConnectionId = Uuid
 RuleId = Annotated[str, Field(description="rule_events[].rule")]
 EventId = Uuid
-EventName = Annotated[str, Field(description="Event name, e.g. user.signup")]
+EventName = Annotated[str, RulesOf(m.EventName), Field(description="Event name, e.g. user.signup")]
 Payload = Annotated[dict[str, Any], Field(description="Event data; include email for person events")]
 Resource = Annotated[str | None, Field(description="Resource type, e.g. user")]
 ResourceKey = Annotated[str, RulesOf(m.ResourceId)] | None
@@ -45,6 +45,8 @@ PageLimit = Annotated[int, RulesOf(m.Limit)] | None
 PageCursor = str | None
 # A filter's name says what it filters; the tool description says what the list holds.
 Filter = str | None
+# An event-name filter: no stored name is longer than an event name may be (`api.models.EVENT_NAME_MAX`).
+EventFilter = Annotated[str, RulesOf(m.EventFilter)] | None
 EventStatus = m.EventStatusFilter | None
 AttemptId = Uuid
 SessionId = str

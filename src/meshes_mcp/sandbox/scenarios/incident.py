@@ -513,6 +513,7 @@ class Generator:
             event=event,
             rule_metadata=rule["metadata"],
             connection=conn,
+            connection_id=conn["id"],
             started=0.0,
         )
 

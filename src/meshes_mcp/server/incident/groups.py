@@ -154,6 +154,8 @@ def check_filters(
         problems.append(Problem("group", 'must be a triage_failures key: 8 hex digits, e.g. "3f9a2c1d"'))
     if event is not None and not event.strip():
         problems.append(Problem("event", 'must not be blank, e.g. "user.signup"'))
+    elif event is not None and len(event) > m.EVENT_NAME_MAX:
+        problems.append(Problem("event", f'must be at most {m.EVENT_NAME_MAX} characters, e.g. "user.signup"'))
     if problems:
         raise InvalidRequest(problems)
     return Filters(workspace, event, connection, rule, outcome_code, group)

@@ -149,7 +149,7 @@ async def windowed_page(fetch: Any, cursor: str | None, window: Window) -> tuple
 async def list_events(
     ctx: ToolContext,
     workspace: p.WorkspaceOrOrg = None,
-    event: p.Filter = None,
+    event: p.EventFilter = None,
     resource: p.Filter = None,
     resource_id: p.Filter = None,
     status: p.EventStatus = None,
@@ -450,7 +450,7 @@ def nothing_found(silent: findings.Findings) -> str:
 async def triage_failures(
     ctx: ToolContext,
     workspace: p.WorkspaceOpt = None,
-    event: p.Filter = None,
+    event: p.EventFilter = None,
     connection: p.Uuid | None = None,
     rule: p.Uuid | None = None,
     since: p.Since = None,
@@ -523,7 +523,7 @@ async def retry_failed(
     confirmation: Annotated[Confirmed, Resolve(confirm_retry)],
     group: Group = None,
     workspace: p.WorkspaceOpt = None,
-    event: p.Filter = None,
+    event: p.EventFilter = None,
     connection: p.Uuid | None = None,
     rule: p.Uuid | None = None,
     outcome_code: OutcomeCode = None,

@@ -17,6 +17,7 @@ from meshes_mcp.api import models as m
 from meshes_mcp.api.models import BULK_LIMIT, BulkResult, EmitEventRequest
 from meshes_mcp.api.problems import InvalidRequest, Problem, check
 from meshes_mcp.server import params as p
+from meshes_mcp.server.bounds import RulesOf
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.failures import Failure, attempt
 from meshes_mcp.server.incident import replay
@@ -355,10 +356,16 @@ async def plan_replay(
     window = Window.of(since, until)
     limit = p.MAX_EVENTS.check("max_events", max_events)
     p.BULK_WAIT.check("wait_seconds", wait_seconds)
-    if event is not None and not event.strip():
-        raise InvalidRequest([Problem("event", 'must not be blank, e.g. "user.signed_up"')])
-    if as_event is not None and (not as_event.strip() or any(ord(c) < 32 or ord(c) == 127 for c in as_event)):
-        rule = 'must be an event name: not blank, no control characters, e.g. "user.signup"'
+    longest = m.EVENT_NAME_MAX
+    if event is not None and (not event.strip() or len(event) > longest):
+        rule = f'must be an event name: not blank, at most {longest} characters, e.g. "user.signed_up"'
+        raise InvalidRequest([Problem("event", rule)])
+    if as_event is not None and (
+        not as_event.strip() or len(as_event) > longest or any(ord(c) < 32 or ord(c) == 127 for c in as_event)
+    ):
+        rule = (
+            f'must be an event name: not blank, at most {longest} characters, no control characters, e.g. "user.signup"'
+        )
         raise InvalidRequest([Problem("as_event", rule)])
     failure = Failure(write=False, not_found="list_workspaces shows the workspaces.")
     progress = Throttle(ctx.report_progress)
@@ -385,10 +392,10 @@ async def replay_events(
     plan: Annotated[replay.ReplayPlan, Resolve(plan_replay)],
     confirmation: Annotated[Confirmed, Resolve(confirm_replay)],
     workspace: p.WorkspaceOpt = None,
-    event: p.Filter = None,
+    event: p.EventFilter = None,
     since: p.Since = None,
     until: p.Until = None,
-    as_event: Annotated[str | None, Field(description="Emit the copies under this name")] = None,
+    as_event: Annotated[str, RulesOf(m.EventName), Field(description="Emit the copies under this name")] | None = None,
     max_events: p.MaxEvents = None,
     dry_run: Annotated[bool | None, Field(description="Count only, send nothing")] = None,
     wait_seconds: p.BulkWait = None,

@@ -57,7 +57,7 @@ async def confirm_delete_rule(rule_id: str, ctx: ToolContext) -> Confirmation | 
 async def list_rules(
     ctx: ToolContext,
     workspace: p.WorkspaceOrOrg = None,
-    event: p.Filter = None,
+    event: p.EventFilter = None,
     resource: p.Filter = None,
     resource_id: p.Filter = None,
     limit: p.PageLimit = None,
