@@ -108,8 +108,7 @@ def build_server(
 
     tools = enabled_tools(parse_toolsets(settings.toolsets), settings.read_only, declared=declared)
     enabled = EnabledTools(t.name for t in tools)
-    per_request = http is not None and http.per_request_credentials
-    runtime = Runtime(settings, client, enabled, per_request_credentials=per_request)
+    runtime = Runtime(settings, client, enabled, http=http)
     server = MeshesServer(
         runtime,
         request_state_security=_request_state_security(http),
