@@ -192,6 +192,8 @@ async def test_well_formed_but_wrong_keys_reach_the_api_and_come_back_as_a_tool_
         text = refused(await client.call_tool("list_workspaces", {}))
     assert "401" in text or "nauthorized" in text
     assert "w" * 43 not in text
+    # Variables are refused in this mode: the advice names the headers the caller sends.
+    assert "X-Meshes-Secret-Key" in text and "MESHES_ACCESS_KEY" not in text
 
 
 # --- the caller's keys drive the tools -----------------------------------------------------------------

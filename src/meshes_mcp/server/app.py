@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.exceptions import (
+    ResourceError,
+    ResourceNotFoundError,
+    ToolError,
+    UnexpectedResourceError,
+    UnexpectedToolError,
+)
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic import ValidationError
 
 from meshes_mcp import __version__
@@ -58,6 +67,14 @@ def instructions(enabled: EnabledTools) -> str:
     return " ".join(parts)
 
 
+# An error names at most this many of a caller's unknown argument names.
+ECHOED_NAMES_MAX = 10
+# A resource's or prompt's error text (which may quote what the caller sent) is cut at this length.
+RESOURCE_ERROR_MAX = 1000
+
+log = logging.getLogger("meshes_mcp")
+
+
 class MeshesServer(MCPServer[Runtime]):
     """MCPServer whose tool errors read well and never carry a secret."""
 
@@ -67,11 +84,18 @@ class MeshesServer(MCPServer[Runtime]):
         self.parameters = {tool.name: set(tool.parameters.get("properties", {})) for tool in kwargs.get("tools", [])}
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
-        unknown = sorted(set(arguments) - self.parameters.get(name, set(arguments)))
+        from meshes_mcp.api.problems import shown_text
+
+        if name not in self.parameters:
+            # The SDK's own answer repeats the whole name, however long the caller made it.
+            raise ToolError(f"Unknown tool: {shown_text(name)}; tools/list shows this server's tools")
+        unknown = sorted(set(arguments) - self.parameters[name])
         if unknown:
             # Silently dropping a misspelt argument would run the call without the caller's intent.
             allowed = ", ".join(sorted(self.parameters[name])) or "none"
-            raise ToolError(f"Unknown argument(s) for {name}: {', '.join(unknown)}; nothing was sent. Takes: {allowed}")
+            named = ", ".join(shown_text(a) for a in unknown[:ECHOED_NAMES_MAX])
+            more = f" and {len(unknown) - ECHOED_NAMES_MAX} more" if len(unknown) > ECHOED_NAMES_MAX else ""
+            raise ToolError(f"Unknown argument(s) for {name}: {named}{more}; nothing was sent. Takes: {allowed}")
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
@@ -92,10 +116,39 @@ class MeshesServer(MCPServer[Runtime]):
                 # The SDK prefixes "Error executing tool <name>: "; isError already says so.
                 message = str(exc).removeprefix(f"Error executing tool {name}: ")
                 if isinstance(cause, FailureError):
-                    message = cause.explain(self.runtime.enabled)  # its hints name only registered tools
+                    # Its hints name only registered tools, its advice the way this server takes keys.
+                    message = cause.explain(self.runtime.enabled, per_request=self.runtime.tenants is not None)
                 raise ToolError(self.runtime.redact_message(message)) from cause
             message = f"Invalid arguments for {name}, nothing was sent:\n{problems_text(problems)}"
             raise ToolError(self.runtime.redact_message(message)) from cause
+
+    async def read_resource(self, uri: Any, context: Any = None) -> Any:
+        """The SDK's, but an error repeats at most the start of the URI (in its text and its data), and the
+        SDK's own log line, which quotes the whole URI, is not written."""
+        try:
+            return await super().read_resource(uri, context)
+        except ResourceError as err:
+            from meshes_mcp.api.problems import shown_text
+
+            shown = shown_text(uri)
+            if isinstance(err, UnexpectedResourceError):
+                log.error("reading resource %s failed", shown, exc_info=err.__cause__)
+                message = f"Error reading resource {shown}"
+            else:
+                message = shown_text(str(err).replace(str(uri), shown), RESOURCE_ERROR_MAX)
+            code = INVALID_PARAMS if isinstance(err, ResourceNotFoundError) else INTERNAL_ERROR
+            raise MCPError(code=code, message=message, data={"uri": shown}) from None
+
+    async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Any = None) -> Any:
+        """The SDK's, but an unknown name or a refused argument is repeated only in part."""
+        from meshes_mcp.api.problems import shown_text
+
+        if self._prompt_manager.get_prompt(name) is None:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {shown_text(name)}")
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as exc:
+            raise ValueError(shown_text(str(exc), RESOURCE_ERROR_MAX)) from None
 
 
 def build_server(
