@@ -155,18 +155,16 @@ class CredentialsGuard(Guard):
         except BadCredentials as exc:  # the text names headers and rules, never a value
             await PlainTextResponse(f"Bad Meshes credentials: {exc}", status_code=400)(scope, receive, send)
             return
+        waiting = waits(scope.get(BODY_SCOPE_KEY, b""))
         try:
-            lease = self.tenants.lease(caller, waits=waits(scope.get(BODY_SCOPE_KEY, b"")))
-            await lease.__aenter__()
-        except CallerBusy as exc:
-            log.info("refused a request with 429: %s", exc)
+            # Checked again by the lease, with no await in between: the lease itself never refuses.
+            self.tenants.admit(caller, waits=waiting)
+        except CallerBusy as exc:  # the access line records the 429; a line more per refusal would flood
             retry = {"Retry-After": str(exc.retry_after)}
             await PlainTextResponse(f"Too many requests: {exc}", status_code=429, headers=retry)(scope, receive, send)
             return
-        try:
+        async with self.tenants.lease(caller, waits=waiting):
             await self.app(scope, receive, send)
-        finally:
-            await lease.__aexit__(None, None, None)
 
 
 def waits(body: bytes) -> bool:
