@@ -12,7 +12,8 @@ caller makes read calls (list_workspaces) one after another:
 - quiet:  the valid caller alone.
 - flood:  --flood workers sending --keys distinct well-formed bogus key sets (each a new caller, each
   call a 401 from the API), round and round.
-- slow:   --slow connections that send nothing and --slow that send headers and then a body byte by byte.
+- slow:   --slow connections that send nothing and --slow that send headers and then a body byte by byte
+  (against the replica's descriptor limit, --replica-descriptors, the common 1,024 by default).
 - waits:  --waits concurrent get_event wait_seconds=10 calls with the valid key, on an event whose
   delivery hangs (beyond the per-key limit of waits they are answered 429).
 
@@ -27,6 +28,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import secrets
 import socket
 import sys
@@ -105,13 +107,15 @@ async def flood(url: str, info: SandboxInfo, until: float, keys: int, workers: i
     return outcomes
 
 
-def slow_connections(url: str, count: int, until: float) -> Counter[str]:
-    """`count` silent connections and `count` that trickle a body; how each ended by `until` (+ 35 s)."""
+def slow_connections(url: str, info: SandboxInfo, count: int, until: float) -> Counter[str]:
+    """`count` silent connections and `count` that trickle a body (with well-formed keys, so that the
+    server reads it); how each ended by `until` (+ 35 s)."""
     address = httpx2.URL(url)
     socks: list[tuple[str, socket.socket]] = []
+    keys = "".join(f"{name}: {value}\r\n" for name, value in bogus(info).items())
     head = (
         f"POST /mcp HTTP/1.1\r\nHost: {address.host}:{address.port}\r\nContent-Type: application/json\r\n"
-        "Content-Length: 100000\r\n\r\n"
+        f"{keys}Content-Length: 100000\r\n\r\n"
     ).encode()
     outcomes: Counter[str] = Counter()
     for kind in ("silent", "trickle"):
@@ -199,6 +203,17 @@ def run_phase(replica: Replica, info: SandboxInfo, seconds: float, load: Any) ->
     return anyio.run(main)
 
 
+def start_with_descriptors(api_url: str, log: Path, descriptors: int) -> Replica:
+    """A replica whose descriptor limit is `descriptors` (it inherits ours for the moment it starts); this
+    process keeps its own, higher one for the connections it opens."""
+    ours = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(descriptors, ours[1]), ours[1]))
+    try:
+        return start_replica(api_url, log)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, ours)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=15)
@@ -207,6 +222,9 @@ def main() -> None:
     parser.add_argument("--slow", type=int, default=600, help="silent connections, and as many trickling a body")
     parser.add_argument("--waits", type=int, default=40, help="concurrent long waits with the valid key")
     parser.add_argument("--phases", default="memory,quiet,flood,slow,waits")
+    parser.add_argument(
+        "--replica-descriptors", type=int, default=1024, help="the replica's descriptor limit (default 1024, common)"
+    )
     args = parser.parse_args()
     phases = args.phases.split(",")
     load_average = os.getloadavg()[0]
@@ -217,7 +235,7 @@ def main() -> None:
         WebhookReceiver() as receiver,
         SandboxApi(info) as api,
     ):
-        replica = start_replica(info.api_url, Path(tmp) / "replica.log")
+        replica = start_with_descriptors(info.api_url, Path(tmp) / "replica.log", args.replica_descriptors)
         try:
             if "memory" in phases:
                 before = memory_kib(replica.proc.pid)[0]
@@ -241,7 +259,7 @@ def main() -> None:
             if "slow" in phases:
 
                 async def slow(until: float) -> Counter[str]:
-                    return await anyio.to_thread.run_sync(slow_connections, replica.url, args.slow, until)
+                    return await anyio.to_thread.run_sync(slow_connections, replica.url, info, args.slow, until)
 
                 report("slow", replica, *run_phase(replica, info, args.seconds, slow))
             if "waits" in phases:

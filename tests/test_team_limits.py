@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,5 +153,20 @@ async def test_a_caller_beyond_its_concurrent_waits_gets_429_but_may_still_call(
         async with httpx2.AsyncClient(timeout=60) as http:
             answer, result = await rpc(http, replica.url, caller_headers(sandbox), "get_event", event_id=hanging_event)
         assert answer.status_code == 200 and result is not None and not result["isError"]
+    finally:
+        stop_replica(replica)
+
+
+def test_a_body_that_never_arrives_is_refused_after_the_keys_are_checked(sandbox: SandboxInfo, tmp_path: Path) -> None:
+    """Without keys: 401 at once, the body never waited for. With keys: 408 once the body deadline passes."""
+    replica = start_replica(sandbox.api_url, tmp_path / "body.log", env={"MESHES_MCP_BODY_TIMEOUT": "1"})
+    address = httpx2.URL(replica.url)
+    try:
+        for keys, status in (({}, b"401"), (bogus_headers(sandbox), b"408")):
+            head = "".join(f"{name}: {value}\r\n" for name, value in {**MCP_HEADERS, **keys}.items())
+            with socket.create_connection((address.host, address.port), timeout=20) as sock:
+                sock.sendall(f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}Content-Length: 500\r\n\r\n{{".encode())
+                assert sock.recv(4096).split(b" ")[1] == status
+        assert "Traceback" not in replica.log.read_text(errors="replace")
     finally:
         stop_replica(replica)

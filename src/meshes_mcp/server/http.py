@@ -10,7 +10,8 @@ address:
     BearerTokenGuard -> 401 unless `Authorization: Bearer <token>` (when a token is configured), first,
                         so a caller without the token learns nothing else, not even the allow-lists
     HostOriginGuard  -> 421 / 403 (the SDK's own matching rules)
-    BodyDeadline     -> 408 unless the body arrives within MESHES_MCP_BODY_TIMEOUT (see `connections.py`)
+    BodyDeadline     -> 408 unless the body arrives within MESHES_MCP_BODY_TIMEOUT (see `connections.py`);
+                        with per-request credentials it runs inside the next guard, after the headers
     CredentialsGuard -> with per-request credentials: 401 / 400 unless the X-Meshes-* headers name a
                         well-formed machine key; 429 when that key already has its limit of requests (or
                         of waits) in progress; the caller's tenant is current for the whole request
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from meshes_mcp.server.app import MeshesServer
 
 log = logging.getLogger("meshes_mcp.http")
+CALLER_SCOPE_KEY = "meshes_mcp.caller"
 
 
 def transport_security(settings: HttpSettings) -> TransportSecuritySettings:
@@ -138,9 +140,12 @@ class CredentialsGuard(Guard):
     429 when the caller is at its limit, else the caller's tenant (API client, redactor) is current while
     the SDK serves the request. The 429 is answered before anything is streamed: never a cut response."""
 
-    def __init__(self, app: ASGIApp, tenants: TenantPool) -> None:
+    def __init__(self, app: ASGIApp, tenants: TenantPool, body_timeout: float) -> None:
         super().__init__(app)
         self.tenants = tenants
+        # The body is read (within its deadline) only once the headers are found in order: a request
+        # without keys is refused at once, however slowly its body would come.
+        self.leased = BodyDeadline(self._leased, body_timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -155,6 +160,11 @@ class CredentialsGuard(Guard):
         except BadCredentials as exc:  # the text names headers and rules, never a value
             await PlainTextResponse(f"Bad Meshes credentials: {exc}", status_code=400)(scope, receive, send)
             return
+        scope[CALLER_SCOPE_KEY] = caller
+        await self.leased(scope, receive, send)
+
+    async def _leased(self, scope: Scope, receive: Receive, send: Send) -> None:
+        caller = scope[CALLER_SCOPE_KEY]
         waiting = waits(scope.get(BODY_SCOPE_KEY, b""))
         try:
             # Checked again by the lease, with no await in between: the lease itself never refuses.
@@ -193,8 +203,9 @@ def build_http_app(server: MeshesServer, settings: HttpSettings) -> ASGIApp:
     # add_middleware puts each new layer outermost: the token check runs first.
     tenants = server.runtime.tenants
     if tenants is not None:
-        app.add_middleware(CredentialsGuard, tenants=tenants)
-    app.add_middleware(BodyDeadline, timeout=settings.body_timeout)
+        app.add_middleware(CredentialsGuard, tenants=tenants, body_timeout=settings.body_timeout)
+    else:
+        app.add_middleware(BodyDeadline, timeout=settings.body_timeout)
     app.add_middleware(HostOriginGuard, security=security)
     if settings.token is not None:
         app.add_middleware(BearerTokenGuard, token=settings.token)
