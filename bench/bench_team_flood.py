@@ -29,7 +29,6 @@ import contextlib
 import json
 import os
 import resource
-import secrets
 import socket
 import sys
 import tempfile
@@ -48,17 +47,10 @@ from meshes_mcp.sandbox import EmbeddedSandbox, SandboxInfo
 from meshes_mcp.sandbox.receiver import WebhookReceiver
 from tests.conftest import SandboxApi
 from tests.test_http_transport import MCP_HEADERS
+from tests.test_team_limits import bogus_headers
 from tests.test_team_server import Replica, caller_headers, start_replica, stop_replica
 
 IDLE_KEYS = 256
-
-
-def bogus(info: SandboxInfo) -> dict[str, str]:
-    return {
-        "X-Meshes-Access-Key": "mk_" + secrets.token_hex(12),
-        "X-Meshes-Secret-Key": secrets.token_urlsafe(33),
-        "X-Meshes-Org-Id": info.organization_id,
-    }
 
 
 async def call(http: httpx2.AsyncClient, url: str, headers: dict[str, str], tool: str, **arguments: Any) -> str:
@@ -90,7 +82,7 @@ async def valid_caller(url: str, info: SandboxInfo, until: float) -> tuple[list[
 
 
 async def flood(url: str, info: SandboxInfo, until: float, keys: int, workers: int) -> Counter[str]:
-    pool = [bogus(info) for _ in range(keys)]
+    pool = [bogus_headers(info) for _ in range(keys)]
     outcomes: Counter[str] = Counter()
     limits = httpx2.Limits(max_connections=workers)
     async with httpx2.AsyncClient(timeout=60, limits=limits) as http:
@@ -112,7 +104,7 @@ def slow_connections(url: str, info: SandboxInfo, count: int, until: float) -> C
     server reads it); how each ended by `until` (+ 35 s)."""
     address = httpx2.URL(url)
     socks: list[tuple[str, socket.socket]] = []
-    keys = "".join(f"{name}: {value}\r\n" for name, value in bogus(info).items())
+    keys = "".join(f"{name}: {value}\r\n" for name, value in bogus_headers(info).items())
     head = (
         f"POST /mcp HTTP/1.1\r\nHost: {address.host}:{address.port}\r\nContent-Type: application/json\r\n"
         f"{keys}Content-Length: 100000\r\n\r\n"
@@ -243,7 +235,7 @@ def main() -> None:
                 async def idle_keys() -> None:
                     async with httpx2.AsyncClient(timeout=60) as http:
                         for _ in range(IDLE_KEYS):
-                            await call(http, replica.url, bogus(info), "list_workspaces")
+                            await call(http, replica.url, bogus_headers(info), "list_workspaces")
 
                 anyio.run(idle_keys)
                 after = memory_kib(replica.proc.pid)[0]

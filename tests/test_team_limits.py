@@ -7,6 +7,7 @@ import json
 import secrets
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +43,22 @@ async def rpc(http: httpx2.AsyncClient, url: str, headers: dict[str, str], tool:
     return answer, result
 
 
+@contextmanager
+def replica_with(sandbox: SandboxInfo, tmp_path: Path, **variables: str) -> Iterator[Replica]:
+    """A team replica with MESHES_MCP_* `variables` (`idle_tenants="4"`), stopped afterwards."""
+    env = {f"MESHES_MCP_{name.upper()}": value for name, value in variables.items()}
+    replica = start_replica(sandbox.api_url, tmp_path / "stderr.log", env=env)
+    try:
+        yield replica
+    finally:
+        stop_replica(replica)
+
+
 @pytest.fixture
 def small_pool_replica(sandbox: SandboxInfo, tmp_path: Path) -> Iterator[Replica]:
     """A replica that keeps 4 idle tenants: every few requests of a flood evict some."""
-    replica = start_replica(sandbox.api_url, tmp_path / "stderr.log", env={"MESHES_MCP_IDLE_TENANTS": "4"})
-    yield replica
-    stop_replica(replica)
+    with replica_with(sandbox, tmp_path, idle_tenants="4") as replica:
+        yield replica
 
 
 @pytest.mark.anyio
@@ -125,8 +136,7 @@ async def refused_while_one_waits(replica: Replica, sandbox: SandboxInfo, event_
 async def test_a_caller_beyond_its_concurrent_calls_gets_429_with_retry_after(
     sandbox: SandboxInfo, tmp_path: Path, hanging_event: str
 ) -> None:
-    replica = start_replica(sandbox.api_url, tmp_path / "calls.log", env={"MESHES_MCP_CALLER_CALLS": "1"})
-    try:
+    with replica_with(sandbox, tmp_path, caller_calls="1") as replica:
         second = {"tool": "list_workspaces", "arguments": {}}
         refusal = await refused_while_one_waits(replica, sandbox, hanging_event, **second)
         assert refusal is not None, "a second request beside the first was served"
@@ -135,16 +145,13 @@ async def test_a_caller_beyond_its_concurrent_calls_gets_429_with_retry_after(
         async with httpx2.AsyncClient(timeout=60) as http:
             other = await rpc(http, replica.url, bogus_headers(sandbox), "list_workspaces")
         assert other[0].status_code == 200, "another key is not limited by this one's calls"
-    finally:
-        stop_replica(replica)
 
 
 @pytest.mark.anyio
 async def test_a_caller_beyond_its_concurrent_waits_gets_429_but_may_still_call(
     sandbox: SandboxInfo, tmp_path: Path, hanging_event: str
 ) -> None:
-    replica = start_replica(sandbox.api_url, tmp_path / "waits.log", env={"MESHES_MCP_CALLER_WAITS": "1"})
-    try:
+    with replica_with(sandbox, tmp_path, caller_waits="1") as replica:
         second = {"tool": "get_event", "arguments": {"event_id": hanging_event, "wait_seconds": 1}}
         refusal = await refused_while_one_waits(replica, sandbox, hanging_event, **second)
         assert refusal is not None, "a second wait beside the first was served"
@@ -153,20 +160,15 @@ async def test_a_caller_beyond_its_concurrent_waits_gets_429_but_may_still_call(
         async with httpx2.AsyncClient(timeout=60) as http:
             answer, result = await rpc(http, replica.url, caller_headers(sandbox), "get_event", event_id=hanging_event)
         assert answer.status_code == 200 and result is not None and not result["isError"]
-    finally:
-        stop_replica(replica)
 
 
 def test_a_body_that_never_arrives_is_refused_after_the_keys_are_checked(sandbox: SandboxInfo, tmp_path: Path) -> None:
     """Without keys: 401 at once, the body never waited for. With keys: 408 once the body deadline passes."""
-    replica = start_replica(sandbox.api_url, tmp_path / "body.log", env={"MESHES_MCP_BODY_TIMEOUT": "1"})
-    address = httpx2.URL(replica.url)
-    try:
+    with replica_with(sandbox, tmp_path, body_timeout="1") as replica:
+        address = httpx2.URL(replica.url)
         for keys, status in (({}, b"401"), (bogus_headers(sandbox), b"408")):
             head = "".join(f"{name}: {value}\r\n" for name, value in {**MCP_HEADERS, **keys}.items())
             with socket.create_connection((address.host, address.port), timeout=20) as sock:
                 sock.sendall(f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}Content-Length: 500\r\n\r\n{{".encode())
                 assert sock.recv(4096).split(b" ")[1] == status
         assert "Traceback" not in replica.log.read_text(errors="replace")
-    finally:
-        stop_replica(replica)
