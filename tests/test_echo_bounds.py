@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
 from meshes_mcp.config import Settings
 from meshes_mcp.server.app import build_server
@@ -45,9 +46,11 @@ async def test_huge_tool_and_argument_names_are_echoed_in_part() -> None:
     async with Client(server()) as client:
         unknown_tool = refused(await client.call_tool("t" * HUGE, {}))
         unknown_arguments = refused(await client.call_tool("list_workspaces", arguments))
+        unknown_value = refused(await client.call_tool("list_integrations", {"type": "i" * HUGE}))
     assert len(unknown_tool) < SHORT_ENOUGH and unknown_tool.startswith("Unknown tool: ttt") and "…" in unknown_tool
     assert len(unknown_arguments) < SHORT_ENOUGH
     assert "and 41 more; nothing was sent" in unknown_arguments
+    assert len(unknown_value) < SHORT_ENOUGH and 'unknown integration "iii' in unknown_value
 
 
 @pytest.mark.anyio
@@ -57,3 +60,12 @@ async def test_a_huge_prompt_name_is_echoed_in_part() -> None:
             await client.get_prompt("p" * HUGE, {})
     assert len(refusal.value.error.message) < SHORT_ENOUGH
     assert refusal.value.error.message.startswith("Unknown prompt: ppp")
+
+
+@pytest.mark.anyio
+async def test_a_prompt_missing_an_argument_is_the_callers_error_not_the_servers() -> None:
+    async with Client(server()) as client:
+        with pytest.raises(MCPError) as refusal:
+            await client.get_prompt("wire_integration", {"event": "e" * HUGE})
+    assert refusal.value.error.code == INVALID_PARAMS
+    assert refusal.value.error.message == "Missing required arguments: {'integration'}"

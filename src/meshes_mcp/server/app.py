@@ -72,8 +72,9 @@ def instructions(enabled: EnabledTools, *, per_request: bool = False) -> str:
 
 # An error names at most this many of a caller's unknown argument names.
 ECHOED_NAMES_MAX = 10
-# A resource's or prompt's error text (which may quote what the caller sent) is cut at this length.
-RESOURCE_ERROR_MAX = 1000
+# A resource's or prompt's error text, and each line of a tool's, is cut at this length: it may quote
+# what the caller sent.
+RESOURCE_ERROR_MAX = ERROR_LINE_MAX = 1000
 
 log = logging.getLogger("meshes_mcp")
 
@@ -121,9 +122,9 @@ class MeshesServer(MCPServer[Runtime]):
                 if isinstance(cause, FailureError):
                     # Its hints name only registered tools, its advice the way this server takes keys.
                     message = cause.explain(self.runtime.enabled, per_request=self.runtime.tenants is not None)
-                raise ToolError(self.runtime.redact_message(message)) from cause
+                raise ToolError(bounded(self.runtime.redact_message(message))) from cause
             message = f"Invalid arguments for {name}, nothing was sent:\n{problems_text(problems)}"
-            raise ToolError(self.runtime.redact_message(message)) from cause
+            raise ToolError(bounded(self.runtime.redact_message(message))) from cause
 
     async def read_resource(self, uri: Any, context: Any = None) -> Any:
         """The SDK's, but an error repeats at most the start of the URI (in its text and its data), and the
@@ -150,8 +151,15 @@ class MeshesServer(MCPServer[Runtime]):
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {shown_text(name)}")
         try:
             return await super().get_prompt(name, arguments, context)
-        except ValueError as exc:
-            raise ValueError(shown_text(str(exc), RESOURCE_ERROR_MAX)) from None
+        except ValueError as exc:  # the caller's arguments (a missing one, say): theirs to fix, not a crash
+            raise MCPError(code=INVALID_PARAMS, message=shown_text(str(exc), RESOURCE_ERROR_MAX)) from None
+
+
+def bounded(message: str) -> str:
+    """A tool error with each line cut at ERROR_LINE_MAX: whatever of the caller's input a message quotes
+    (a metadata key, a value), it stays readable. Applied after redaction, so no secret is cut in two."""
+    lines = message.split("\n")
+    return "\n".join(line if len(line) <= ERROR_LINE_MAX else line[:ERROR_LINE_MAX] + "…" for line in lines)
 
 
 def build_server(
