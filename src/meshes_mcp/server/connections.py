@@ -96,8 +96,9 @@ def guarded_protocol(max_connections: int, header_timeout: float) -> type[asynci
             self._header_timer = None
             waiting = self.cycle is None or self.cycle.response_complete  # no request is being served
             if waiting and not self.transport.is_closing():
-                # Part of a request arrived (h11 holds incomplete headers unparsed): say why it ends.
-                if self.conn.their_state is not h11.IDLE or self.conn.trailing_data[0]:
+                # Part of a request's headers arrived (h11 holds them unparsed): say why it ends. After an
+                # answered request whose body was left unread, there is nothing more to say.
+                if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
                     self.transport.write(LATE_RESPONSE)
                 self.transport.close()
 
