@@ -96,27 +96,44 @@ def test_a_body_that_never_arrives_gets_408_and_the_connection_ends(tmp_path: Pa
 
 def test_half_open_connections_beyond_the_descriptor_limit_leave_the_server_serving(tmp_path: Path) -> None:
     """A replica allowed 128 descriptors, 300 connections that send nothing: the ones beyond the cap are
-    answered 503 and closed at once, accept() never runs out, nothing floods the log, and once the header
-    deadline has closed the silent ones a valid call answers."""
+    answered 503 at once, nothing floods the log, and a valid caller connecting while the rest are still
+    held is served (it replaces the oldest silent connection) instead of waiting for their deadline."""
     log = tmp_path / "stderr.log"
-    proc, port = serve(log, descriptors=128, header_timeout="2")
+    proc, port = serve(log, descriptors=128, header_timeout="5")
     held: list[socket.socket] = []
     try:
-        refused = 0
         for _ in range(300):
-            try:
-                held.append(connect(port))
-            except OSError:
-                refused += 1  # the backlog is full: the kernel refuses, which costs the server nothing
-        time.sleep(0.5)  # let the server accept what it will
-        answers = [closed_by_server(sock) for sock in held]
-        capped = [a for a in answers if a.startswith(b"HTTP/1.1 503")]
-        assert capped, "no connection was refused by the cap"
-        assert all(a == b"" or a.startswith(b"HTTP/1.1 503") for a in answers)
+            held.append(connect(port))
+        time.sleep(1.5)  # the silent ones are now "silent a while": each new connection may replace one
         assert valid_call(port).status_code == 200
+        answers = [closed_by_server(sock) for sock in held]
+        assert all(a == b"" or a.startswith(b"HTTP/1.1 503") for a in answers)
         text = log.read_text(errors="replace")
-        assert text.count("out of system resource") <= 1, "accept() ran out of descriptors"
+        # A burst faster than the server may briefly use the last descriptors: one line says so, no traceback.
+        assert text.count("out of system resource") <= 1
         assert "Traceback" not in text
+    finally:
+        for sock in held:
+            sock.close()
+        stop(proc)
+
+
+def test_when_every_connection_is_serving_a_request_the_next_gets_503_with_retry_after(tmp_path: Path) -> None:
+    """Requests whose bodies trickle hold their connections (up to the body deadline); beyond the cap a new
+    connection is answered 503 at once rather than queued, and served again once the deadline frees them."""
+    proc, port = serve(tmp_path / "stderr.log", descriptors=128, body_timeout="3")
+    held: list[socket.socket] = []
+    head = b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+    try:
+        for _ in range(120):
+            sock = connect(port)
+            sock.sendall(head)
+            held.append(sock)
+        answers = [closed_by_server(sock) for sock in held]
+        busy = [a for a in answers if a.startswith(b"HTTP/1.1 503")]
+        assert busy and all(b"Retry-After: 1" in a for a in busy)
+        assert all(a.startswith((b"HTTP/1.1 503", b"HTTP/1.1 408")) for a in answers)
+        assert valid_call(port).status_code == 200
     finally:
         for sock in held:
             sock.close()

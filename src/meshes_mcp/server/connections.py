@@ -6,10 +6,13 @@ cap connections: `limit_concurrency` answers 503 only once a whole request has a
 directly, enough such connections exhaust the descriptor limit; then every accept fails, a valid caller
 waits, and asyncio logs a traceback per failed accept. Here:
 
-- `guarded_protocol`: uvicorn's h11 protocol with a connection cap (the next connection is answered 503
-  and closed at once, so descriptors never run out) and a header deadline (a connection with no
-  request in progress that has not completed a request's headers within `header_timeout` is closed:
-  a fresh connection, or an idle keep-alive one).
+- `guarded_protocol`: uvicorn's h11 protocol with a connection cap and a header deadline. At the cap, the
+  oldest connection that never sent a whole request is closed to make room (so half-open connections
+  cannot lock valid callers out); when none has been silent for a second, the new one is answered 503
+  and closed at once, its descriptor given back. (A burst of connections faster than the server runs can
+  still use the last descriptors for a moment; asyncio then pauses accepting for a second.) A connection
+  with no request in progress that has not completed a request's headers within `header_timeout` is
+  closed: a fresh connection, or an idle keep-alive one.
 - `BodyDeadline`: an ASGI layer that reads a request's body within `body_timeout` (else 408) and at most
   the SDK's body limit (else 413), before any handler runs.
 - `quiet_accept_errors`: one log line per interval, with a count, for accept() failures.
@@ -46,6 +49,9 @@ BUSY_RESPONSE = (
     b"Too many open connections to this server; retry in a second.\n"
 )
 ACCEPT_LOG_INTERVAL = 10.0
+# At the cap, a connection silent for this long may be closed to make room (a younger one may simply not
+# have been read yet).
+UNASKED_GRACE_SECONDS = 1.0
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
@@ -65,16 +71,39 @@ def guarded_protocol(max_connections: int, header_timeout: float) -> type[asynci
 
     class GuardedH11Protocol(H11Protocol):
         _header_timer: asyncio.TimerHandle | None = None
+        _opened_at = 0.0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            if len(self.connections) > max_connections:
+            self._opened_at = self.loop.time()
+            if len(self.connections) > max_connections and not self._make_room():
                 # Refused before a byte is read: the descriptor is given back at once.
                 self.connections.discard(self)
                 transport.write(BUSY_RESPONSE)
                 transport.close()
                 return
             self._arm_header_deadline()
+
+        def _make_room(self) -> bool:
+            """At the cap, the connection that has waited longest without ever sending a whole request
+            (a half-open or slow one) makes room for the new one: a valid caller connecting during a
+            flood of such connections is served at once, not after their header deadline."""
+            idle = [
+                c for c in self.connections if c is not self and isinstance(c, GuardedH11Protocol) and c._never_asked()
+            ]
+            if not idle:
+                return False  # every connection is serving a request: the new one is refused
+            oldest = min(idle, key=lambda c: c._opened_at)
+            self.connections.discard(oldest)
+            oldest._close_unasked()
+            return True
+
+        def _never_asked(self) -> bool:
+            """Open a while (not one whose request is still on its way) and never sent a whole request."""
+            settled = self.loop.time() - self._opened_at >= UNASKED_GRACE_SECONDS
+            return (
+                settled and self.cycle is None and self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+            )
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -96,11 +125,14 @@ def guarded_protocol(max_connections: int, header_timeout: float) -> type[asynci
             self._header_timer = None
             waiting = self.cycle is None or self.cycle.response_complete  # no request is being served
             if waiting and not self.transport.is_closing():
-                # Part of a request's headers arrived (h11 holds them unparsed): say why it ends. After an
-                # answered request whose body was left unread, there is nothing more to say.
-                if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
-                    self.transport.write(LATE_RESPONSE)
-                self.transport.close()
+                self._close_unasked()
+
+        def _close_unasked(self) -> None:
+            # Part of a request's headers arrived (h11 holds them unparsed): say why it ends. After an
+            # answered request whose body was left unread, there is nothing more to say.
+            if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
+                self.transport.write(LATE_RESPONSE)
+            self.transport.close()
 
     return GuardedH11Protocol
 
