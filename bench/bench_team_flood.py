@@ -13,7 +13,8 @@ caller makes read calls (list_workspaces) one after another:
 - flood:  --flood workers sending --keys distinct well-formed bogus key sets (each a new caller, each
   call a 401 from the API), round and round.
 - slow:   --slow connections that send nothing and --slow that send headers and then a body byte by byte
-  (against the replica's descriptor limit, --replica-descriptors, the common 1,024 by default).
+  (against the replica's descriptor limit, --replica-descriptors, the common 1,024 by default); the
+  valid caller opens a new connection for every call, as a caller arriving meanwhile would.
 - waits:  --waits concurrent get_event wait_seconds=10 calls with the valid key, on an event whose
   delivery hangs (beyond the per-key limit of waits they are answered 429).
 
@@ -72,13 +73,15 @@ async def call(http: httpx2.AsyncClient, url: str, headers: dict[str, str], tool
     return "no result"
 
 
-async def valid_caller(url: str, info: SandboxInfo, until: float) -> tuple[list[float], Counter[str]]:
+async def valid_caller(url: str, info: SandboxInfo, until: float, fresh: bool) -> tuple[list[float], Counter[str]]:
+    """`fresh`: a new connection for every call (what a caller arriving during the phase meets)."""
     latencies: list[float] = []
     outcomes: Counter[str] = Counter()
+    headers = {**caller_headers(info), **({"Connection": "close"} if fresh else {})}
     async with httpx2.AsyncClient(timeout=60) as http:
         while time.monotonic() < until:
             started = time.perf_counter()
-            outcomes[await call(http, url, caller_headers(info), "list_workspaces")] += 1
+            outcomes[await call(http, url, headers, "list_workspaces")] += 1
             latencies.append(time.perf_counter() - started)
     return latencies, outcomes
 
@@ -186,18 +189,20 @@ def report(name: str, replica: Replica, latencies: list[float], outcomes: Counte
         f"{name:<6} valid calls {len(latencies):>5}  p50 {p50:>6.0f} ms  p99 {p99:>6.0f} ms  errors {errors:>3}  "
         f"RSS {rss // 1024} MiB (peak {peak // 1024})  tracebacks {tracebacks}"
     )
+    if errors:
+        print(f"       valid caller's errors: {dict(sorted((k, n) for k, n in outcomes.items() if k != 'ok'))}")
     if load:
         print(f"       load: {dict(sorted(load.items()))}")
 
 
-def run_phase(replica: Replica, info: SandboxInfo, seconds: float, load: Any) -> None:
+def run_phase(replica: Replica, info: SandboxInfo, seconds: float, load: Any, fresh: bool = False) -> Any:
     async def main() -> tuple[list[float], Counter[str], Counter[str]]:
         until = time.monotonic() + seconds
         result: dict[str, Any] = {}
         async with anyio.create_task_group() as group:
 
             async def measure() -> None:
-                result["valid"] = await valid_caller(replica.url, info, until)
+                result["valid"] = await valid_caller(replica.url, info, until, fresh)
 
             async def loaded() -> None:
                 result["load"] = await load(until) if load else Counter()
@@ -267,7 +272,7 @@ def main() -> None:
                 async def slow(until: float) -> Counter[str]:
                     return await anyio.to_thread.run_sync(slow_connections, replica.url, info, args.slow, until)
 
-                report("slow", replica, *run_phase(replica, info, args.seconds, slow))
+                report("slow", replica, *run_phase(replica, info, args.seconds, slow, fresh=True))
             if "waits" in phases:
                 api.webhook_rule(f"{receiver.url}/slow/600", "bench.hang", name="bench hang")
                 hang = {"workspace": info.workspace_id, "event": "bench.hang", "payload": {}}
