@@ -192,6 +192,8 @@ async def test_well_formed_but_wrong_keys_reach_the_api_and_come_back_as_a_tool_
         text = refused(await client.call_tool("list_workspaces", {}))
     assert "401" in text or "nauthorized" in text
     assert "w" * 43 not in text
+    # Variables are refused in this mode: the advice names the headers the caller sends.
+    assert "X-Meshes-Secret-Key" in text and "MESHES_ACCESS_KEY" not in text
 
 
 # --- the caller's keys drive the tools -----------------------------------------------------------------
@@ -202,11 +204,13 @@ async def test_tools_act_with_the_callers_keys_and_default_workspace(replica: Re
     async with session(replica.url, caller_headers(sandbox)) as client:
         workspaces = ok(await client.call_tool("list_workspaces", {}))
         triage = ok(await client.call_tool("triage_failures", {}))  # no workspace: the header's
+        instructions = client.instructions or ""
     async with session(replica.url, caller_headers(sandbox, workspace=False)) as client:
         text = refused(await client.call_tool("triage_failures", {}))
     assert sandbox.workspace_id in {w["id"] for w in workspaces["workspaces"]}
     assert triage["events_scanned"] == 0 and triage["window"]["complete"]
     assert "X-Meshes-Workspace-Id" in text and "MESHES_WORKSPACE_ID" not in text
+    assert "X-Meshes-Workspace-Id header" in instructions and "MESHES_WORKSPACE_ID" not in instructions
 
 
 @pytest.mark.anyio
@@ -317,6 +321,8 @@ async def test_sigterm_lets_an_in_flight_call_finish_then_exits(sandbox: Sandbox
         (("--transport", "http"), {"MESHES_MCP_STATE_KEY": "short"}, "at least 32"),
         (("--transport", "http", "--drain-seconds", "nan"), {}, "--drain-seconds must be a number"),
         (("--transport", "http"), {"MESHES_ORG_ID": "not-a-uuid"}, "MESHES_ORG_ID must be a UUID"),
+        (("--transport", "http", "--caller-calls", "0"), {}, "--caller-calls must be a whole number from 1"),
+        (("--transport", "http"), {"MESHES_MCP_HEADER_TIMEOUT": "nan"}, "MESHES_MCP_HEADER_TIMEOUT must be a number"),
     ],
 )
 def test_bad_team_configuration_stops_with_one_line(args: tuple[str, ...], env: dict[str, str], says: str) -> None:

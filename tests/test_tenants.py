@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from meshes_mcp.api.auth import MachineKey
@@ -10,6 +11,7 @@ from meshes_mcp.server.tenants import (
     BadCredentials,
     Caller,
     MissingCredentials,
+    Tenant,
     TenantPool,
     caller_from_headers,
     current_caller,
@@ -25,6 +27,7 @@ class Closable:
         self.caller, self.redactor, self.closed = caller, redactor, False
 
     async def aclose(self) -> None:
+        await anyio.sleep(0)  # as a real close does: other requests run meanwhile
         self.closed = True
 
 
@@ -32,8 +35,8 @@ def caller(secret: str = "s" * 43, access: str = ACCESS, workspace: str | None =
     return Caller(MachineKey(access, secret, ORG), workspace)
 
 
-def pool(max_idle: int = 256) -> TenantPool:
-    return TenantPool(Closable, max_idle=max_idle)  # type: ignore[arg-type]
+def pool(max_idle: int = 256, **limits: int) -> TenantPool:
+    return TenantPool(Closable, max_idle, **limits)  # type: ignore[arg-type]
 
 
 @pytest.mark.anyio
@@ -66,6 +69,53 @@ async def test_idle_clients_beyond_the_bound_are_closed_oldest_first_but_never_o
     assert len(tenants) == 2
     survivors = {t.client.caller.key.secret_key[0] for t in tenants._tenants.values()}  # type: ignore[attr-defined]
     assert survivors == {"4", "0"}  # the newest idle one, and the busy one although it is the oldest
+
+
+@pytest.mark.anyio
+async def test_requests_ending_together_at_the_bound_never_fail_nor_drop_a_tenant_in_use() -> None:
+    """Many distinct keys at once, each request ending while others evict: every lease ends cleanly and a
+    tenant is never removed (nor closed) while a request holds it."""
+    tenants = pool(max_idle=2)
+    seen: list[Tenant] = []
+
+    async def request(n: int) -> None:
+        who = caller(secret=f"{n:043d}")
+        for _ in range(3):
+            async with tenants.lease(who) as tenant:
+                seen.append(tenant)
+                for _ in range(n % 4):
+                    await anyio.sleep(0)
+                    assert tenants._tenants.get(who.fingerprint) is tenant, "a leased tenant was evicted"
+                    assert not tenant.client.closed  # type: ignore[attr-defined]
+
+    async with anyio.create_task_group() as group:
+        for n in range(64):
+            group.start_soon(request, n)
+    assert len(tenants) == 2
+    assert not any(t.client.closed for t in tenants._tenants.values())  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+async def test_a_caller_at_its_limit_is_refused_before_anything_is_leased() -> None:
+    from meshes_mcp.server.tenants import CallerBusy
+
+    tenants = pool(max_calls=2, max_waits=1)
+    async with tenants.lease(caller(), waits=True), tenants.lease(caller()):
+        with pytest.raises(CallerBusy, match="already has 2 requests in progress") as busy:
+            async with tenants.lease(caller()):
+                pass
+        assert busy.value.retry_after == 1
+        async with tenants.lease(caller(secret="t" * 43)):
+            pass  # another key has its own count
+    async with tenants.lease(caller(), waits=True):
+        with pytest.raises(CallerBusy, match="1 tool calls waiting") as busy:
+            async with tenants.lease(caller(), waits=True):
+                pass
+        assert busy.value.retry_after == 5
+        async with tenants.lease(caller()):
+            pass  # a call that does not wait still goes
+    (tenant,) = [t for t in tenants._tenants.values() if t.client.caller == caller()]  # type: ignore[attr-defined]
+    assert (tenant.leases, tenant.waits) == (0, 0)
 
 
 @pytest.mark.anyio

@@ -145,9 +145,32 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
         default=d,
         help="HTTP: on SIGTERM, how long in-flight requests may finish (MESHES_MCP_DRAIN_SECONDS, default 150)",
     )
+    add_limit_options(parser)
     parser.add_argument("-v", "--verbose", action="store_true", default=d, help="debug logging on stderr")
     add_delivery_options(parser)
     add_scenario_option(parser)
+
+
+LIMIT_HELP = {
+    "caller_calls": "team mode: requests in progress at once per Meshes key, beyond them 429",
+    "caller_waits": "team mode: tool calls with wait_seconds in progress at once per Meshes key, beyond them 429",
+    "idle_tenants": "team mode: idle callers' API clients kept for reuse",
+    "max_connections": "open connections at once (never more than the file-descriptor limit allows)",
+    "header_timeout": "seconds a connection may take to send a request's headers (idle ones close too)",
+    "body_timeout": "seconds a request may take to send its body, beyond them 408",
+}
+
+
+def add_limit_options(parser: argparse.ArgumentParser) -> None:
+    from meshes_mcp.limits import HTTP_LIMITS
+
+    for name, (flag, variable, default, _low, _high, integer) in HTTP_LIMITS.items():
+        parser.add_argument(
+            flag,
+            type=int if integer else float,
+            default=argparse.SUPPRESS,
+            help=f"HTTP: {LIMIT_HELP[name]} ({variable}, default {default:g})",
+        )
 
 
 def add_scenario_option(parser: argparse.ArgumentParser) -> None:
@@ -229,8 +252,10 @@ def http_settings_from(options: dict[str, Any]) -> Any:
 def _http_configured(options: dict[str, Any]) -> bool:
     """Whether doctor should check the HTTP transport: asked for, or configured by flag or variable."""
     from meshes_mcp.config import HTTP_VARIABLES
+    from meshes_mcp.limits import HTTP_LIMITS
 
-    flags = ("http_token", "allowed_hosts", "allowed_origins", "stateless", "credentials", "state_key", "drain_seconds")
+    flags: tuple[str, ...] = ("http_token", "allowed_hosts", "allowed_origins", "stateless", "credentials")
+    flags += ("state_key", "drain_seconds", *HTTP_LIMITS)
     return (
         options.get("transport") == "http"
         or any(flag in options for flag in flags)

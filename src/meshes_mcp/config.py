@@ -20,6 +20,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from meshes_mcp.api.auth import MachineKey, credential_problems, mask
+from meshes_mcp.limits import HTTP_LIMITS
 
 DEFAULT_API_URL = "https://api.meshes.io"
 _VERSIONED = re.compile(r"/api/v\d+$")
@@ -145,6 +146,7 @@ HTTP_VARIABLES = (
     CREDENTIALS_VARIABLE,
     STATE_KEY_VARIABLE,
     DRAIN_VARIABLE,
+    *(variable for _, variable, *_ in HTTP_LIMITS.values()),
 )
 MIN_STATE_KEY_LENGTH = 32
 # Long enough for the longest call to finish (retry_failed may wait 120 s for outcomes).
@@ -284,6 +286,23 @@ def parse_drain_seconds(value: float | str | None, source: str = DRAIN_VARIABLE)
     return seconds
 
 
+def parse_limit(name: str, flag_value: float | str | None, environ: Mapping[str, str]) -> Any:
+    """One of HTTP_LIMITS, from its flag or else its variable; a one-line error naming the source and range."""
+    flag, variable, default, low, high, integer = HTTP_LIMITS[name]
+    source = flag if flag_value is not None else variable
+    value = _first_set(None if flag_value is None else str(flag_value), environ.get(variable))
+    if value is None:
+        return default
+    try:
+        number = int(value) if integer else float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and low <= number <= high):
+        kind = "a whole number" if integer else "a number of seconds"
+        raise ValueError(f"{source} must be {kind} from {low:g} to {high:g}, e.g. {variable}={default:g}")
+    return number
+
+
 def check_state_key(key: str, source: str = STATE_KEY_VARIABLE) -> str:
     """The secret that seals confirmation state: shared by every replica, never logged."""
     if len(key.encode()) < MIN_STATE_KEY_LENGTH or not key.isprintable() or key != key.strip():
@@ -314,6 +333,12 @@ class HttpSettings:
     credentials: str = "env"
     state_key: str | None = field(default=None, repr=False)
     drain_seconds: float = DEFAULT_DRAIN_SECONDS
+    caller_calls: int = int(HTTP_LIMITS["caller_calls"][2])
+    caller_waits: int = int(HTTP_LIMITS["caller_waits"][2])
+    idle_tenants: int = int(HTTP_LIMITS["idle_tenants"][2])
+    max_connections: int = int(HTTP_LIMITS["max_connections"][2])
+    header_timeout: float = HTTP_LIMITS["header_timeout"][2]
+    body_timeout: float = HTTP_LIMITS["body_timeout"][2]
 
     @property
     def per_request_credentials(self) -> bool:
@@ -351,6 +376,7 @@ class HttpSettings:
                 _first_set(flags.get("drain_seconds"), environ.get(DRAIN_VARIABLE)),
                 "--drain-seconds" if flags.get("drain_seconds") is not None else DRAIN_VARIABLE,
             ),
+            **{name: parse_limit(name, flags.get(name), environ) for name in HTTP_LIMITS},
         )
         settings.check_exposure()
         return settings
@@ -397,6 +423,15 @@ class HttpSettings:
             "credentials": "per request (X-Meshes-* headers)" if self.per_request_credentials else "env",
             "state_key": "set" if self.state_key else "(not set: per-process key)",
             "drain_seconds": f"{self.drain_seconds:g}",
+            "limits": (
+                f"{self.max_connections} connections, headers within {self.header_timeout:g} s, bodies within "
+                f"{self.body_timeout:g} s"
+                + (
+                    f"; per Meshes key {self.caller_calls} requests, {self.caller_waits} waits at once"
+                    if self.per_request_credentials
+                    else ""
+                )
+            ),
         }
 
 

@@ -32,6 +32,10 @@ READ_METHODS = (
 READ_TIMEOUT_SECONDS = 180
 # The MCP SDK refuses bodies over 4 MiB; nginx answers 413 first, without waking a replica.
 MAX_BODY = "4m"
+# Connections at once from one client address: the replicas know keys, not addresses, so a client that
+# invents a key per request or opens hundreds of connections is bounded here. A team behind one NAT
+# address shares it: raise it for them.
+CONNECTIONS_PER_ADDRESS = 128
 _ADDRESS = re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}")
 
 
@@ -64,6 +68,9 @@ upstream meshes_mcp {{
     keepalive 32;
 }}
 
+# One bound per client address (answered 429); request rates (limit_req) are left to the operator.
+limit_conn_zone $binary_remote_addr zone=meshes_mcp_addresses:10m;
+
 # Which requests may be sent again to another replica when one fails under them (see the README).
 map "$http_mcp_method:$http_mcp_name" $meshes_mcp_route {{
     default write;
@@ -77,6 +84,11 @@ server {{
     # Meshes keys or a bearer token in its headers.
     server_name {server_name};
     client_max_body_size {MAX_BODY};
+    # The replicas' own deadlines, enforced here first: headers within 10 s, a body within 30 s.
+    client_header_timeout 10s;
+    client_body_timeout 30s;
+    limit_conn meshes_mcp_addresses {CONNECTIONS_PER_ADDRESS};
+    limit_conn_status 429;
 
     location = /mcp {{
         rewrite ^ /_meshes_mcp_$meshes_mcp_route last;

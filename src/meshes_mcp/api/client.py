@@ -32,7 +32,15 @@ from meshes_mcp.api.errors import (
 from meshes_mcp.api.models import require_bulk_size, require_session_id, require_uuid
 
 # `require_uuid` lives with the models (validation has one home); it stays importable from here.
-__all__ = ["MeshesClient", "iterate_pages", "require_uuid", "retry_after_seconds", "retry_delay", "should_retry"]
+__all__ = [
+    "MeshesClient",
+    "SharedTransport",
+    "iterate_pages",
+    "require_uuid",
+    "retry_after_seconds",
+    "retry_delay",
+    "should_retry",
+]
 
 USER_AGENT = f"meshes-mcp/{__version__} (+https://pypi.org/project/meshes-mcp/)"
 RETRYABLE_READ_STATUSES = frozenset({429, 502, 503, 504})
@@ -73,14 +81,18 @@ class MeshesClient:
         )
 
     @classmethod
-    def from_settings(cls, settings: Any, machine_key: MachineKey | None = None) -> MeshesClient:
-        """A client for the configured API; `machine_key` acts for a caller instead of the configured key."""
+    def from_settings(
+        cls, settings: Any, machine_key: MachineKey | None = None, transport: httpx2.AsyncBaseTransport | None = None
+    ) -> MeshesClient:
+        """A client for the configured API; `machine_key` acts for a caller instead of the configured key;
+        `transport`: connections shared with other clients (a `SharedTransport`)."""
         return cls(
             settings.base_url,
             machine_key=machine_key if machine_key is not None else settings.machine_key(),
             publishable_key=settings.publishable_key.get_secret_value() if settings.publishable_key else None,
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
+            transport=transport,
         )
 
     async def aclose(self) -> None:
@@ -359,6 +371,27 @@ class MeshesClient:
     async def revoke_session(self, session_id: str) -> m.RevokedSession:
         require_session_id(session_id)
         return m.RevokedSession.model_validate(await self._request("DELETE", f"/sessions/{session_id}"))
+
+
+class SharedTransport(httpx2.AsyncBaseTransport):
+    """One connection pool (and one TLS context) for many clients: one client per caller would otherwise
+    build its own, about 0.8 MiB each, and keep its connections open while idle.
+
+    Requests go where a client of our own would send them (its pool, or the proxy the environment names
+    for the URL). Closing a client that uses it leaves it open; its owner closes it with `close`."""
+
+    def __init__(self, *, max_connections: int = 100) -> None:
+        limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections // 5)
+        self._router = httpx2.AsyncClient(limits=limits)  # honours HTTPS_PROXY / NO_PROXY like any client
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        return await self._router._transport_for_url(request.url).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """A client closing: the pool stays for the others."""
+
+    async def close(self) -> None:
+        await self._router.aclose()
 
 
 async def iterate_pages(

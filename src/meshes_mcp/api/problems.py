@@ -488,13 +488,22 @@ def text_problem(text: str) -> str | None:
     return None
 
 
+# The most of a caller's own text (a tool, prompt or argument name, a resource URI) an error repeats.
+ECHO_SHOWN_MAX = 120
+
+
 def shown_key(key: Any) -> str:
     """A dict key as a path segment: printable keys as they are, others escaped (never raw control
     characters or surrogates, which would break the message itself), long ones cut."""
-    text = str(key)
+    return shown_text(key, KEY_SHOWN_MAX)
+
+
+def shown_text(value: Any, limit: int = ECHO_SHOWN_MAX) -> str:
+    """A caller's text as an error repeats it: escaped when not printable, cut to `limit` characters."""
+    text = str(value)
     if not text.isprintable():
         text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
-    return text if len(text) <= KEY_SHOWN_MAX else text[:KEY_SHOWN_MAX] + "…"
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def is_plain_json(value: Any) -> bool:

@@ -19,6 +19,7 @@ from meshes_mcp.api import errors as e
 from meshes_mcp.api.problems import InvalidRequest
 from meshes_mcp.config import CREDENTIALS_HELP
 from meshes_mcp.server.render import bound_lines
+from meshes_mcp.server.tenants import CREDENTIAL_HEADERS_HELP
 
 if TYPE_CHECKING:
     from meshes_mcp.server.registry import EnabledTools
@@ -34,28 +35,39 @@ class Failure:
         self.not_found = not_found  # what to call to find valid ids
         self.verify = verify  # how to check whether a write of unknown fate took effect
         self.enabled: EnabledTools | None = None  # hints name only these tools (None: any)
+        # Keys come with each request (team mode): the caller fixes its headers; variables are the operator's.
+        self.per_request = False
 
     def hint(self, text: str | None) -> str | None:
         """`text`, unless it names a tool this server did not register."""
         return self.enabled.hint(text) if self.enabled is not None else text
 
-    def explain(self, exc: BaseException, enabled: EnabledTools | None = None) -> str:
+    def explain(self, exc: BaseException, enabled: EnabledTools | None = None, *, per_request: bool = False) -> str:
         # A copy knows the enabled tools: a Failure may be shared by many calls (a module constant).
         bound = copy.copy(self)
         bound.enabled = enabled
+        bound.per_request = per_request
         return bound._explain(exc)
+
+    @property
+    def credentials_help(self) -> str:
+        if self.per_request:
+            return f"Check the machine key this request carries: {CREDENTIAL_HEADERS_HELP}."
+        return CREDENTIALS_HELP
 
     def _explain(self, exc: BaseException) -> str:
         verify = self.hint(self.verify) or "check"
         if isinstance(exc, InvalidRequest):
             return "Invalid arguments, nothing was sent:\n" + str(exc)
         if isinstance(exc, e.ConfigurationError):
-            return f"{exc} {CREDENTIALS_HELP}"
+            return f"{exc} {self.credentials_help}"
         if isinstance(exc, e.APIStatusError):
             return self._status(exc)
         if isinstance(exc, e.APIConnectionError):
             if not exc.sent or not self.write:
-                return f"{exc}. Nothing was changed; check MESHES_API_URL and try again."
+                # Only the operator can change where this server sends API calls.
+                where = "try again shortly" if self.per_request else "check MESHES_API_URL and try again"
+                return f"{exc}. Nothing was changed; {where}."
             return f"{exc}. The change may or may not have been applied: {verify} before repeating it."
         raise exc
 
@@ -66,7 +78,7 @@ class Failure:
         if status == 400:
             return f"Meshes rejected the request (400):{unchanged}\n{detail}"
         if status == 401:
-            return f"Meshes refused the credentials (401): {detail}. {CREDENTIALS_HELP}"
+            return f"Meshes refused the credentials (401): {detail}. {self.credentials_help}"
         if status == 403:
             return f"Not permitted (403): {detail}. The machine key lacks the permission or workspace scope for this."
         if status == 404:
@@ -107,8 +119,8 @@ class FailureError(ToolError):
         self.failure = failure
         self.cause = cause
 
-    def explain(self, enabled: EnabledTools) -> str:
-        return self.failure.explain(self.cause, enabled)
+    def explain(self, enabled: EnabledTools, *, per_request: bool = False) -> str:
+        return self.failure.explain(self.cause, enabled, per_request=per_request)
 
 
 async def attempt(call: Awaitable[T], failure: Failure) -> T:

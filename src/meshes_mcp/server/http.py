@@ -10,14 +10,21 @@ address:
     BearerTokenGuard -> 401 unless `Authorization: Bearer <token>` (when a token is configured), first,
                         so a caller without the token learns nothing else, not even the allow-lists
     HostOriginGuard  -> 421 / 403 (the SDK's own matching rules)
+    BodyDeadline     -> 408 unless the body arrives within MESHES_MCP_BODY_TIMEOUT (see `connections.py`);
+                        with per-request credentials it runs inside the next guard, after the headers
     CredentialsGuard -> with per-request credentials: 401 / 400 unless the X-Meshes-* headers name a
-                        well-formed machine key; the caller's tenant is current for the whole request
+                        well-formed machine key; 429 when that key already has its limit of requests (or
+                        of waits) in progress; the caller's tenant is current for the whole request
     the SDK's streamable-HTTP app (/mcp), stateful or stateless
+
+Below ASGI, uvicorn runs our h11 protocol (`connections.guarded_protocol`): a connection cap and a
+deadline for each request's headers.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import math
 import signal
@@ -30,12 +37,21 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from meshes_mcp.config import HOSTS_VARIABLE, ORIGINS_VARIABLE, HttpSettings
-from meshes_mcp.server.tenants import HEADERS, BadCredentials, MissingCredentials, TenantPool, caller_from_headers
+from meshes_mcp.server.connections import BODY_SCOPE_KEY, BodyDeadline
+from meshes_mcp.server.tenants import (
+    HEADERS,
+    BadCredentials,
+    CallerBusy,
+    MissingCredentials,
+    TenantPool,
+    caller_from_headers,
+)
 
 if TYPE_CHECKING:
     from meshes_mcp.server.app import MeshesServer
 
 log = logging.getLogger("meshes_mcp.http")
+CALLER_SCOPE_KEY = "meshes_mcp.caller"
 
 
 def transport_security(settings: HttpSettings) -> TransportSecuritySettings:
@@ -121,11 +137,15 @@ def _bearer_credentials(values: list[str]) -> bytes | None:
 
 class CredentialsGuard(Guard):
     """Per-request Meshes credentials: 401 without the X-Meshes-* headers, 400 when they are malformed,
-    else the caller's tenant (API client, redactor) is current while the SDK serves the request."""
+    429 when the caller is at its limit, else the caller's tenant (API client, redactor) is current while
+    the SDK serves the request. The 429 is answered before anything is streamed: never a cut response."""
 
-    def __init__(self, app: ASGIApp, tenants: TenantPool) -> None:
+    def __init__(self, app: ASGIApp, tenants: TenantPool, body_timeout: float) -> None:
         super().__init__(app)
         self.tenants = tenants
+        # The body is read (within its deadline) only once the headers are found in order: a request
+        # without keys is refused at once, however slowly its body would come.
+        self.leased = BodyDeadline(self._leased, body_timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -140,8 +160,35 @@ class CredentialsGuard(Guard):
         except BadCredentials as exc:  # the text names headers and rules, never a value
             await PlainTextResponse(f"Bad Meshes credentials: {exc}", status_code=400)(scope, receive, send)
             return
-        async with self.tenants.lease(caller):
+        scope[CALLER_SCOPE_KEY] = caller
+        await self.leased(scope, receive, send)
+
+    async def _leased(self, scope: Scope, receive: Receive, send: Send) -> None:
+        caller = scope[CALLER_SCOPE_KEY]
+        waiting = waits(scope.get(BODY_SCOPE_KEY, b""))
+        try:
+            # Checked again by the lease, with no await in between: the lease itself never refuses.
+            self.tenants.admit(caller, waits=waiting)
+        except CallerBusy as exc:  # the access line records the 429; a line more per refusal would flood
+            retry = {"Retry-After": str(exc.retry_after)}
+            await PlainTextResponse(f"Too many requests: {exc}", status_code=429, headers=retry)(scope, receive, send)
+            return
+        async with self.tenants.lease(caller, waits=waiting):
             await self.app(scope, receive, send)
+
+
+def waits(body: bytes) -> bool:
+    """Whether a request body is a tool call that waits for outcomes (`wait_seconds` above 0)."""
+    if b'"wait_seconds"' not in body:
+        return False  # most bodies: no parse
+    try:
+        message = json.loads(body)
+    except (ValueError, RecursionError):
+        return False  # the SDK answers it
+    params = message.get("params") if isinstance(message, dict) else None
+    arguments = params.get("arguments") if isinstance(params, dict) else None
+    wait = arguments.get("wait_seconds") if isinstance(arguments, dict) else None
+    return message.get("method") == "tools/call" and isinstance(wait, int | float) and wait > 0
 
 
 def build_http_app(server: MeshesServer, settings: HttpSettings) -> ASGIApp:
@@ -156,7 +203,9 @@ def build_http_app(server: MeshesServer, settings: HttpSettings) -> ASGIApp:
     # add_middleware puts each new layer outermost: the token check runs first.
     tenants = server.runtime.tenants
     if tenants is not None:
-        app.add_middleware(CredentialsGuard, tenants=tenants)
+        app.add_middleware(CredentialsGuard, tenants=tenants, body_timeout=settings.body_timeout)
+    else:
+        app.add_middleware(BodyDeadline, timeout=settings.body_timeout)
     app.add_middleware(HostOriginGuard, security=security)
     if settings.token is not None:
         app.add_middleware(BearerTokenGuard, token=settings.token)
@@ -184,12 +233,18 @@ def serve_http(server: MeshesServer, settings: HttpSettings) -> None:
     import uvicorn
 
     from meshes_mcp.server.access import configure_access_log
+    from meshes_mcp.server.connections import connection_cap, guarded_protocol, quiet_accept_errors
 
     configure_access_log()
+    quiet_accept_errors()
+    cap = connection_cap(settings.max_connections)
+    if cap < settings.max_connections:
+        log.info("at most %d connections at once: the file-descriptor limit leaves no room for more", cap)
     config = uvicorn.Config(
         build_http_app(server, settings),
         host=settings.host,
         port=settings.port,
+        http=guarded_protocol(cap, settings.header_timeout),
         log_config=None,  # keep our handlers and levels; uvicorn's own config would reset them
         log_level=None,
         timeout_graceful_shutdown=math.ceil(settings.drain_seconds),  # 0 cancels at once; None would wait forever

@@ -248,9 +248,13 @@ def unknown_tool_message(name: str, registered: Iterable[str]) -> str:
             else f"its toolset {off.toolset.value} is off (--toolsets / MESHES_TOOLSETS)"
         )
         return f"Tool {name} is not enabled on this server: {why}."
-    close = closest_names(name, registered)
+    from meshes_mcp.api.problems import shown_text
+
+    shown = shown_text(name)
+    # A name longer than any tool's is no typo of one: it is echoed bounded and not compared.
+    close = closest_names(name, registered) if shown == name else []
     hint = f"did you mean {' or '.join(close)}?" if close else f"tools/list shows the {len(registered)} tools."
-    return f"Unknown tool: {name}; {hint}"
+    return f"Unknown tool: {shown}; {hint}"
 
 
 def closest_names(word: str, names: Iterable[str], limit: int = 3) -> list[str]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
-from meshes_mcp.config import CREDENTIALS_HELP, Settings
+from meshes_mcp.config import CREDENTIALS_HELP, HttpSettings, Settings
 from meshes_mcp.server.registry import EnabledTools, every_tool_enabled
 from meshes_mcp.server.render import Redactor, prune, redact_logs, tool_result
 from meshes_mcp.server.tenants import CREDENTIAL_HEADERS_HELP, Caller, TenantPool, current_caller, current_tenant
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from mcp_types import CallToolResult
 
     from meshes_mcp.api.catalog import Catalog
-    from meshes_mcp.api.client import MeshesClient
+    from meshes_mcp.api.client import MeshesClient, SharedTransport
     from meshes_mcp.api.problems import Problem
 
 log = logging.getLogger("meshes_mcp")
@@ -30,7 +30,7 @@ class Runtime:
         client: MeshesClient | None = None,
         enabled: EnabledTools | None = None,
         *,
-        per_request_credentials: bool = False,
+        http: HttpSettings | None = None,
     ) -> None:
         self.settings = settings
         # The tools this server registered: hints in results name no other (see `result`).
@@ -41,8 +41,13 @@ class Runtime:
         self._catalog_live = False
         self._secret_keys: dict[tuple[int, str | None], frozenset[str]] = {}
         self._client = self._learning(client, self._own_redactor) if client is not None else None
-        # Per-request credentials: each caller's client and redactor, leased by the HTTP layer.
-        self.tenants = TenantPool(self._tenant_client) if per_request_credentials else None
+        # Per-request credentials: each caller's client and redactor, leased by the HTTP layer. The callers'
+        # clients share one connection pool, so an idle caller costs a few KiB, not a pool and TLS context.
+        self._shared_transport: SharedTransport | None = None
+        self.tenants = None
+        if http is not None and http.per_request_credentials:
+            limits = {"max_calls": http.caller_calls, "max_waits": http.caller_waits}
+            self.tenants = TenantPool(self._tenant_client, http.idle_tenants, **limits)
         for secret in (settings.secret_key, settings.access_key):
             if secret is not None:
                 self._own_redactor.add(secret.get_secret_value())
@@ -73,9 +78,12 @@ class Runtime:
         return self._client
 
     def _tenant_client(self, caller: Caller, redactor: Redactor) -> MeshesClient:
-        from meshes_mcp.api.client import MeshesClient
+        from meshes_mcp.api.client import MeshesClient, SharedTransport
 
-        return self._learning(MeshesClient.from_settings(self.settings, caller.key), redactor)
+        if self._shared_transport is None:
+            self._shared_transport = SharedTransport()
+        client = MeshesClient.from_settings(self.settings, caller.key, transport=self._shared_transport)
+        return self._learning(client, redactor)
 
     def _learning(self, client: MeshesClient, redactor: Redactor) -> MeshesClient:
         """The client as the tools use it: every connection secret that passes through goes to `redactor`."""
@@ -102,7 +110,10 @@ class Runtime:
 
     async def aclose(self) -> None:
         if self.tenants is not None:
-            await self.tenants.aclose()
+            self.tenants.clear()
+        if self._shared_transport is not None:
+            transport, self._shared_transport = self._shared_transport, None
+            await transport.close()
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()

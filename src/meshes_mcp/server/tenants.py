@@ -20,9 +20,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from meshes_mcp.api.auth import MachineKey, credential_problems
+from meshes_mcp.limits import HTTP_LIMITS
 from meshes_mcp.server.render import Redactor, redact_logs
 
 if TYPE_CHECKING:
@@ -45,8 +47,14 @@ CREDENTIAL_HEADERS_HELP = (
     f"send your Meshes machine key in {ACCESS_KEY_HEADER}, {SECRET_KEY_HEADER} and {ORG_ID_HEADER} "
     f"(optionally {WORKSPACE_ID_HEADER} for a default workspace)"
 )
-# Idle callers' clients are closed beyond this many; a caller whose client is in use is never evicted.
-MAX_IDLE_TENANTS = 256
+# Idle callers' tenants are dropped beyond this many; a caller whose tenant is in use is never dropped.
+MAX_IDLE_TENANTS = int(HTTP_LIMITS["idle_tenants"][2])
+# Per caller (machine key): requests in progress at once, and of those, tool calls that wait (wait_seconds).
+MAX_CALLER_CALLS = int(HTTP_LIMITS["caller_calls"][2])
+MAX_CALLER_WAITS = int(HTTP_LIMITS["caller_waits"][2])
+# Seconds a refused caller is told to wait: a call ends within a request's time; a wait lasts longer.
+CALLS_RETRY_AFTER = 1
+WAITS_RETRY_AFTER = 5
 
 
 class MissingCredentials(Exception):
@@ -55,6 +63,14 @@ class MissingCredentials(Exception):
 
 class BadCredentials(Exception):
     """Credential headers present but malformed or repeated: the answer is 400."""
+
+
+class CallerBusy(Exception):
+    """The caller already has its limit of requests (or waits) in progress: the answer is 429."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, repr=False)
@@ -98,7 +114,8 @@ class Tenant:
 
     client: MeshesClient  # a LearningClient, which passes every call through to the caller's MeshesClient
     redactor: Redactor
-    leases: int = field(default=0)
+    leases: int = field(default=0)  # requests in progress with this key
+    waits: int = field(default=0)  # of those, tool calls that wait for outcomes
 
 
 # The caller and tenant of the request being served (unset outside per-request mode). The caller is per
@@ -108,21 +125,57 @@ current_tenant: ContextVar[Tenant | None] = ContextVar("meshes_current_tenant", 
 
 
 class TenantPool:
-    """Tenants by key fingerprint; idle ones beyond `max_idle` are closed, least recently used first."""
+    """Tenants by key fingerprint, least recently used first; idle ones beyond `max_idle` are dropped.
 
-    def __init__(self, build: Callable[[Caller, Redactor], MeshesClient], max_idle: int = MAX_IDLE_TENANTS) -> None:
+    `build` must return clients that own no connections (they share one `SharedTransport`): dropping a
+    tenant is then just forgetting it, with nothing to close. So eviction never awaits: choosing the idle
+    tenants and removing them is one step that no other request can interleave with, a tenant leased
+    again is never removed, and nothing in a lease's cleanup can fail after its response has begun.
+    """
+
+    def __init__(
+        self,
+        build: Callable[[Caller, Redactor], MeshesClient],
+        max_idle: int = MAX_IDLE_TENANTS,
+        *,
+        max_calls: int = MAX_CALLER_CALLS,
+        max_waits: int = MAX_CALLER_WAITS,
+    ) -> None:
         self._build = build
         self._max_idle = max_idle
+        self.max_calls = max_calls
+        self.max_waits = max_waits
         self._tenants: OrderedDict[str, Tenant] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._tenants)
 
+    def admit(self, caller: Caller, *, waits: bool = False) -> None:
+        """Raises CallerBusy when the caller is at its limit of concurrent requests (or of waits)."""
+        tenant = self._tenants.get(caller.fingerprint)
+        if tenant is None:
+            return
+        if tenant.leases >= self.max_calls:
+            raise CallerBusy(
+                f"this Meshes key already has {tenant.leases} requests in progress on this server, its limit; "
+                f"retry in {CALLS_RETRY_AFTER} s",
+                CALLS_RETRY_AFTER,
+            )
+        if waits and tenant.waits >= self.max_waits:
+            raise CallerBusy(
+                f"this Meshes key already has {tenant.waits} tool calls waiting (wait_seconds) on this server, "
+                f"its limit; retry in {WAITS_RETRY_AFTER} s, or call without wait_seconds and check later",
+                WAITS_RETRY_AFTER,
+            )
+
     @asynccontextmanager
-    async def lease(self, caller: Caller) -> AsyncIterator[Tenant]:
-        """The caller's tenant, current for the body of the `async with` (the whole HTTP request)."""
+    async def lease(self, caller: Caller, *, waits: bool = False) -> AsyncIterator[Tenant]:
+        """The caller's tenant, current for the body of the `async with` (the whole HTTP request).
+        Raises CallerBusy, before anything is leased, when the caller is at its limit."""
+        self.admit(caller, waits=waits)
         tenant = self._tenant(caller)
         tenant.leases += 1
+        tenant.waits += waits
         tenant_token, caller_token = current_tenant.set(tenant), current_caller.set(caller)
         try:
             yield tenant
@@ -130,7 +183,8 @@ class TenantPool:
             current_caller.reset(caller_token)
             current_tenant.reset(tenant_token)
             tenant.leases -= 1
-            await self._close_idle_beyond_bound()
+            tenant.waits -= waits
+            self._drop_idle_beyond_bound()
 
     def _tenant(self, caller: Caller) -> Tenant:
         fingerprint = caller.fingerprint
@@ -143,16 +197,17 @@ class TenantPool:
         self._tenants.move_to_end(fingerprint)
         return tenant
 
-    async def _close_idle_beyond_bound(self) -> None:
+    def _drop_idle_beyond_bound(self) -> None:
+        # No await from here to the end: the choice and the removal see the same pool.
         excess = len(self._tenants) - self._max_idle
-        for fingerprint in [f for f, t in self._tenants.items() if t.leases == 0][: max(excess, 0)]:
-            tenant = self._tenants.pop(fingerprint)
-            await tenant.client.aclose()
+        if excess <= 0:
+            return
+        idle = (fingerprint for fingerprint, tenant in self._tenants.items() if tenant.leases == 0)
+        for fingerprint in list(islice(idle, excess)):
+            del self._tenants[fingerprint]
 
-    async def aclose(self) -> None:
-        tenants, self._tenants = list(self._tenants.values()), OrderedDict()
-        for tenant in tenants:
-            await tenant.client.aclose()
+    def clear(self) -> None:
+        self._tenants.clear()
 
 
 def caller_principal(_ctx: object) -> str | None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from mcp_types import CallToolResult
 from pydantic import BaseModel, ConfigDict, Field
 
-from meshes_mcp.api.problems import InvalidRequest, Problem
+from meshes_mcp.api.problems import InvalidRequest, Problem, shown_text
 from meshes_mcp.server.registry import Toolset, tool
 from meshes_mcp.server.runtime import ToolContext, runtime_of
 
@@ -23,7 +23,7 @@ def find_record(records: list[dict[str, Any]], type_: str) -> dict[str, Any]:
         if record.get("type") == type_:
             return record
     known = ", ".join(sorted(r.get("type", "") for r in records))
-    raise InvalidRequest([Problem("type", f'unknown integration "{type_}"; one of: {known}')])
+    raise InvalidRequest([Problem("type", f'unknown integration "{shown_text(type_)}"; one of: {known}')])
 
 
 def secret_fields(record: dict[str, Any] | None) -> frozenset[str]:
