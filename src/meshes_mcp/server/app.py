@@ -64,7 +64,13 @@ class MeshesServer(MCPServer[Runtime]):
     def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.runtime = runtime
-        self.parameters = {tool.name: set(tool.parameters.get("properties", {})) for tool in kwargs.get("tools", [])}
+        # Every tool's parameter names: the listed tools' and those an extension adds (the incident view's).
+        names = [tool.name for tool in kwargs.get("tools", [])] + [
+            binding.kwargs.get("name", binding.fn.__name__)
+            for extension in kwargs.get("extensions") or ()
+            for binding in extension.tools()
+        ]
+        self.parameters = {name: set((self._tool_input_schema(name) or {}).get("properties", {})) for name in names}
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         unknown = sorted(set(arguments) - self.parameters.get(name, set(arguments)))
@@ -104,14 +110,17 @@ def build_server(
     """The server. Its tools are listed from the packaged manifest and their handlers imported on first
     call; `declared` builds every tool from its handler up front instead (how the manifest is made).
     `http`: the HTTP transport's settings when serving HTTP (per-request credentials, the state key)."""
-    from meshes_mcp.server import prompts, resources
+    from meshes_mcp.server import apps, prompts, resources
 
     tools = enabled_tools(parse_toolsets(settings.toolsets), settings.read_only, declared=declared)
     enabled = EnabledTools(t.name for t in tools)
     per_request = http is not None and http.per_request_credentials
     runtime = Runtime(settings, client, enabled, per_request_credentials=per_request)
+    view = apps.extension(enabled)  # the incident view, for hosts with MCP Apps
     server = MeshesServer(
         runtime,
+        extensions=[view] if view is not None else None,
+        middleware=[apps.HiddenFromOtherClients()],
         request_state_security=_request_state_security(http),
         name="meshes",
         title="Meshes",

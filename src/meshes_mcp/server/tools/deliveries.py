@@ -19,6 +19,7 @@ from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest, Problem
 from meshes_mcp.server import params as p
 from meshes_mcp.server import triage as t
+from meshes_mcp.server.apps import INCIDENT_META
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.diagnosis import NEEDS_ATTENTION, NOT_FOUND, diagnose
 from meshes_mcp.server.failures import Failure, attempt
@@ -421,7 +422,7 @@ async def announce_cancel(ctx: ToolContext, run: t.RetryRun) -> None:
             pass
 
 
-@tool(Toolset.DELIVERIES, read_only=True, idempotent=True, title="Triage failures")
+@tool(Toolset.DELIVERIES, read_only=True, idempotent=True, title="Triage failures", meta=INCIDENT_META)
 async def triage_failures(
     ctx: ToolContext,
     workspace: p.Filter = None,

@@ -1,0 +1,120 @@
+"""The incident view's chart: each triage group's failing deliveries counted per time bucket.
+
+`triage_timeline` (a tool for the view only, `visibility: ["app"]`) answers it over the same window and
+filters as the triage_failures call the view shows, through the same scan and grouping, so its group keys
+and totals are triage_failures' own. The model never needs per-bucket counts; the person's chart does.
+
+Buckets fit the window: a whole number of minutes, hours or days each, at most `buckets` of them (48 by
+default), aligned to that size in UTC so two refreshes of one window draw the same bars.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from meshes_mcp.api import models as m
+from meshes_mcp.server import params as p
+from meshes_mcp.server import triage as t
+from meshes_mcp.server.failures import attempt
+from meshes_mcp.server.runtime import runtime_of
+
+if TYPE_CHECKING:
+    from mcp_types import CallToolResult
+
+    from meshes_mcp.server.runtime import ToolContext
+
+MINUTE, HOUR, DAY = 60, 3600, 86400
+# Bucket sizes a person reads at a glance, smallest first.
+SIZES = (MINUTE, 2 * MINUTE, 5 * MINUTE, 10 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 3 * HOUR,
+         6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY, 30 * DAY)  # fmt: skip
+BUCKETS_MIN, BUCKETS_MAX, BUCKETS_DEFAULT = 6, 96, 48
+
+
+@dataclass(frozen=True)
+class Buckets:
+    origin: datetime
+    size: int  # seconds
+    count: int
+
+    @classmethod
+    def fit(cls, start: datetime, end: datetime, most: int) -> Buckets:
+        """The smallest size that covers start..end in at most `most` buckets, aligned to that size."""
+        end = max(end, start + timedelta(seconds=1))
+        for size in SIZES:
+            origin = datetime.fromtimestamp(math.floor(start.timestamp() / size) * size, UTC)
+            count = math.ceil((end - origin).total_seconds() / size)
+            if count <= most:
+                return cls(origin, size, max(count, 1))
+        size = SIZES[-1] * math.ceil((end - start).total_seconds() / (SIZES[-1] * most))
+        origin = datetime.fromtimestamp(math.floor(start.timestamp() / size) * size, UTC)
+        return cls(origin, size, max(1, math.ceil((end - origin).total_seconds() / size)))
+
+    @property
+    def end(self) -> datetime:
+        return self.origin + timedelta(seconds=self.size * self.count)
+
+    def index(self, moment: datetime) -> int:
+        at = int((moment - self.origin).total_seconds() // self.size)
+        return min(max(at, 0), self.count - 1)  # the window's edges hold what the scan found on them
+
+    def starts(self) -> list[str]:
+        return [t.iso(self.origin + timedelta(seconds=self.size * i)) for i in range(self.count)]
+
+
+def per_bucket(moments: list[datetime], buckets: Buckets) -> list[int]:
+    counts = [0] * buckets.count
+    for moment in moments:
+        counts[buckets.index(moment)] += 1
+    return counts
+
+
+async def timeline_result(
+    ctx: ToolContext,
+    workspace: str | None,
+    event: str | None,
+    connection: str | None,
+    since: str | None,
+    until: str | None,
+    max_events: int | None,
+    buckets: int | None,
+) -> CallToolResult:
+    """triage_timeline's answer: checked as triage_failures checks the same arguments."""
+    from meshes_mcp.server.tools.deliveries import DEFAULT_MAX_EVENTS, MAX_EVENTS, SCAN_FAILURE
+
+    rt = runtime_of(ctx)
+    client = rt.client()
+    ws = p.workspace_arg(rt, workspace)
+    filters = t.check_filters(ws, event=event, connection=connection)
+    window = t.Window.of(since, until)
+    limit = t.check_range("max_events", max_events, 1, MAX_EVENTS, 5000, DEFAULT_MAX_EVENTS)
+    most = t.check_range("buckets", buckets, BUCKETS_MIN, BUCKETS_MAX, BUCKETS_DEFAULT, BUCKETS_DEFAULT)
+    catalog = await rt.catalog()
+    moments: dict[str, list[datetime]] = defaultdict(list)
+
+    def seen(group: t.Group, failing: m.Event) -> None:
+        moment = t.created(failing)
+        if moment is not None:
+            moments[group.key].append(moment)
+
+    scan = t.triage(client, catalog, filters, window, limit, t.Throttle(ctx.report_progress), on_delivery=seen)
+    groups, summary = await attempt(scan, SCAN_FAILURE)
+    shown = [g for g in groups[: t.GROUPS_SHOWN] if moments[g.key]]
+    result: dict[str, Any] = {"groups": [], "window": summary.window(window)}
+    if shown:
+        start = window.since or min(min(moments[g.key]) for g in shown)
+        end = window.until or datetime.now(UTC)
+        fitted = Buckets.fit(start, max(end, max(max(moments[g.key]) for g in shown)), most)
+        result.update(
+            {
+                "from": t.iso(fitted.origin),
+                "to": t.iso(fitted.end),
+                "bucket_seconds": fitted.size,
+                "buckets": fitted.starts(),
+                "groups": [{"key": g.key, "counts": per_bucket(moments[g.key], fitted)} for g in shown],
+            }
+        )
+    return rt.result(result)
