@@ -56,11 +56,14 @@ function licences(metafile) {
     if (dir) packages.add(dir);
   }
   const blocks = [];
+  const written = new Map(); // licence text -> the package it was first written for
   for (const dir of [...packages].sort()) {
     const meta = JSON.parse(readFileSync(join(here, dir, "package.json"), "utf8"));
     const file = ["LICENSE", "LICENSE.md", "LICENSE.txt", "license"].map((f) => join(here, dir, f)).find(existsSync);
     const text = file ? readFileSync(file, "utf8").trim() : `Licence: ${meta.license} (no licence file shipped)`;
-    blocks.push(`${meta.name} ${meta.version} (${meta.license})\n\n${text}`);
+    const same = written.get(text);
+    blocks.push(`${meta.name} ${meta.version} (${meta.license})\n\n${same ? `The same licence text as ${same}, above.` : text}`);
+    if (!same) written.set(text, meta.name);
   }
   return blocks;
 }
