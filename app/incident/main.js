@@ -347,12 +347,15 @@ function card(group, colour) {
           (group.calls || []).length ? el("ul", { "aria-label": "Calls that make the fix" }, group.calls.map((c) => el("li", {}, el("code", {}, c)))) : null,
         ),
     untrusted(group),
-    el(
-      "div",
-      { class: "actions" },
-      el("button", { type: "button", class: "dry-run", onclick: () => dryRun(group, result) }, "Dry run"),
-      el("button", { type: "button", class: "primary retry", onclick: () => retry(group, node, counts, result) }, "Retry this group"),
-    ),
+    // The server offers the group's retry (`then`) only when retry_failed is registered and can help.
+    group.then
+      ? el(
+          "div",
+          { class: "actions" },
+          el("button", { type: "button", class: "dry-run", onclick: () => dryRun(group, result) }, "Dry run"),
+          el("button", { type: "button", class: "primary retry", onclick: () => retry(group, node, counts, result) }, "Retry this group"),
+        )
+      : null,
     result,
     samples(group),
   );
@@ -379,7 +382,7 @@ function samples(group) {
       const panel = el("div", { class: "diagnosis", hidden: true, id: `diag-${group.key}-${eventId}` });
       const button = el(
         "button",
-        { type: "button", class: "link sample", "aria-expanded": "false", "aria-controls": panel.id, "data-event": eventId },
+        { type: "button", class: "link sample", "aria-expanded": "false", "aria-controls": panel.id, "data-event": eventId, "aria-label": `Diagnose event ${eventId}` },
         eventId.slice(0, 8),
       );
       button.addEventListener("click", () => toggleDiagnosis(eventId, button, panel));
