@@ -8,7 +8,8 @@ call the view makes to a real MCP client session over streamable HTTP, served on
 three causes). Confirmations the server asks for reach the session's elicitation callback.
 
 With MESHES_APP_SCREENSHOT=<path.png> set, the browser test writes the rendered view there (light theme)
-beside it as <path>-dark.png, and after the retries as <path>-after.png: the README's picture comes from this.
+beside it as <path>-dark.png, after the retries as <path>-after.png, and a result with findings as
+<path>-findings.png: the README's picture comes from this.
 """
 
 from __future__ import annotations
@@ -296,6 +297,7 @@ async def test_the_incident_view_in_a_real_browser(served, tmp_path):
             await retries_mailchimp_from_its_card(page, session, served, groups[0], calls)
             await retries_the_webhook_into_the_inbox(page, session, served, groups[1])
             await screenshot(page, "after")
+            await shows_fields_it_does_not_know_yet_as_text(await browser.new_page(), relay, groups[0], html)
         finally:
             await browser.close()
 
@@ -361,6 +363,41 @@ async def shows_markup_from_outside_as_text(page: Any, session: Client) -> None:
     await expect(probe.locator(".untrusted pre")).to_contain_text(MARKUP)
     assert await view.locator("img").count() == 0
     assert await page.frames[1].evaluate("() => document.title") == "Meshes incident"  # no handler ran
+
+
+async def shows_fields_it_does_not_know_yet_as_text(page: Any, relay: Any, group: dict[str, Any], html: str) -> None:
+    """Parts of a triage result the view renders generically (a fix already in, silent findings and their
+    kind-specific fields, `untrusted_*` text), each carrying markup: text, all of it."""
+    from playwright.async_api import expect
+
+    fixed = {**group, "fix_in": {"what": f"update_connection {MARKUP}", "at": group["last_seen"]}, "calls": []}
+    fixed["untrusted_answer"] = {"body": MARKUP}
+    finding = {"kind": "unrouted_event", "event": "order.paid", "count": 3, "first_seen": group["first_seen"],
+               "last_seen": group["last_seen"], "reason": f"no rule routes it {MARKUP}", "fix": "create_rule",
+               "calls": [f"create_rule event=order.paid {MARKUP}"], "rules_for_other_events": MARKUP}  # fmt: skip
+    result = {"groups": [fixed], "count": 1, "failing": group["failed"], "events_scanned": 1, "findings": [finding]}
+    await page.expose_function("mcpCallTool", relay)
+    await page.goto(HOST_PAGE.as_uri())
+    start = {"html": html, "toolInput": {}, "toolResult": as_wire_dict(result), "theme": "dark", "width": 600}
+    await page.evaluate("args => window.hostStart(args)", start)
+    view = page.frame_locator("iframe")
+    await expect(view.locator(".fix.in")).to_contain_text(f"Fix already in: update_connection {MARKUP}")
+    await expect(view.locator(".card .untrusted pre")).to_contain_text(MARKUP)
+    findings = view.locator("li.finding")
+    await expect(findings).to_have_count(1)
+    for text in (f"no rule routes it {MARKUP}", f"create_rule event=order.paid {MARKUP}", "3 events"):
+        await expect(findings).to_contain_text(text)
+    await expect(findings.locator("dd")).to_have_text(MARKUP)  # a field the view knows nothing about
+    await expect(view.locator("#summary")).to_contain_text("1 silent finding")
+    assert await view.locator("img").count() == 0
+    await screenshot(page, "findings")
+    await page.close()
+
+
+def as_wire_dict(structured: dict[str, Any]) -> dict[str, Any]:
+    """A tool result as a host hands it to the view: its text and its structured content."""
+    text = json.dumps(structured, separators=(",", ":"), ensure_ascii=False)
+    return {"content": [{"type": "text", "text": text}], "structuredContent": structured}
 
 
 async def retries_mailchimp_from_its_card(

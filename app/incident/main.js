@@ -42,7 +42,7 @@ function fill(node, ...children) {
 }
 
 function append(node, children) {
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -525,7 +525,7 @@ function findingsSection(findings) {
   return el(
     "section",
     { "aria-labelledby": "findings-title" },
-    el("h2", { id: "findings-title" }, "Silent causes (nothing failed, but events went nowhere)"),
+    el("h2", { id: "findings-title" }, `Silent findings (${findings.length})`),
     el(
       "ul",
       { class: "findings" },
