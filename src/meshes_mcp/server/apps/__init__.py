@@ -34,7 +34,6 @@ TIMELINE_TOOL = "triage_timeline"
 # What triage_failures carries: the link a host follows, in the current form and the older flat key that
 # hosts built on the first drafts still read (the official TypeScript server helper writes both).
 INCIDENT_META: dict[str, Any] = {"ui": {"resourceUri": INCIDENT_URI}, "ui/resourceUri": INCIDENT_URI}
-BUCKETS_DEFAULT = 48
 
 
 def extension(enabled: EnabledTools) -> Apps | None:
@@ -58,7 +57,11 @@ def extension(enabled: EnabledTools) -> Apps | None:
         name=TIMELINE_TOOL,
         title="Incident timeline",
         annotations=ToolAnnotations(
-            title="Incident timeline", read_only_hint=True, idempotent_hint=True, destructive_hint=False
+            title="Incident timeline",
+            read_only_hint=True,
+            destructive_hint=False,
+            idempotent_hint=True,
+            open_world_hint=True,  # it reads the Meshes API, like every tool
         ),
     )(triage_timeline)
     return apps
