@@ -133,9 +133,9 @@ def main() -> None:
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # a line per request would be measured too
     if args.in_flight:
-        from meshes_mcp.server import triage
+        from meshes_mcp.server.incident import retry
 
-        triage.RETRIES_IN_FLIGHT = args.in_flight
+        retry.RETRIES_IN_FLIGHT = args.in_flight
     with tempfile.TemporaryDirectory() as tmp, WebhookReceiver() as rx:
         process, info = start_sandbox(Path(tmp))
         try:

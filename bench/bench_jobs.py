@@ -10,7 +10,10 @@ calls made, the bytes of text returned, the failed calls and the wall time:
 - debug one event: a webhook delivery refused by its receiver, diagnosed, fixed, retried, delivered;
 - incident: the Incident workspace of the scenario (2,000 failing events, three causes), from "what is
   failing?" to "all delivered": triage → fix each cause (two through the API, HubSpot's reconnect as the
-  person's step, which is not a tool call) → retry_failed with wait_seconds → triage shows nothing left.
+  person's step, which is not a tool call) → retry_failed with wait_seconds → triage shows nothing left;
+- silent: 300 signups emitted as `user.signed_up` while the webhook rule listens for `user.signup` (no
+  failed delivery anywhere), from "why didn't signups reach it?" to "all delivered": triage_failures
+  event=user.signup → the finding's calls → its `then` (replay_events with wait_seconds).
 
 Then the incident's figures: triage time, retry_failed rate, and the rule events retried twice (counted
 from the store and at the sandbox's inbox; must be zero). Targets: incident ≤ 6 tool calls, ≤ 12 KB.
@@ -39,6 +42,7 @@ from meshes_mcp.sandbox.scenarios.incident import INBOX_PATH
 from meshes_mcp.sandbox.scenarios.practice import reconnect_from_cli
 
 CALLS_TARGET, BYTES_TARGET = 6, 12 * 1024
+SILENT_EVENTS, SILENT_CALLS_TARGET, SILENT_BYTES_TARGET = 300, 4, 4 * 1024
 TRIAGE_TARGET, RATE_TARGET = 10.0, 200
 NEW_MAILCHIMP_KEY = "5b3c9e0d7a214f68a1c2-us21"
 
@@ -216,6 +220,8 @@ async def incident(client: Any, info: SandboxInfo, data_dir: Path, figures: dict
     figures["groups"] = [(g.get("connection", {}).get("type"), g.get("outcome_code"), g.get("failed"))
                          for g in triage.get("groups", [])]  # fmt: skip
     figures["scanned"] = triage.get("events_scanned")
+    figures["findings"] = [(f.get("kind"), f.get("event"), f.get("count")) for f in triage.get("findings", [])]
+    figures["findings_scan"] = triage.get("findings_scan")
     fixed: set[str] = set()
     for group in triage.get("groups", []):
         conn = group.get("connection") or {}
@@ -257,6 +263,57 @@ async def fix(agent: Agent, tally: Tally, info: SandboxInfo, data_dir: Path, gro
         tally.notes.append(f"no scripted fix for group {group.get('key')}: {text[:200]}")
 
 
+async def silent(client: Any, info: SandboxInfo, figures: dict[str, Any]) -> Tally:
+    """Follow the hints from triage_failures to the replay's outcome, running each call as written."""
+    tally = Tally("silent")
+    agent = Agent(client, tally)
+    started = time.perf_counter()
+    triage = await agent.call("triage_failures", {"event": "user.signup"})
+    figures["silent_triage_seconds"] = time.perf_counter() - started
+    found = next((f for f in triage.get("findings", []) if f.get("kind") == "unrouted"), {})
+    for call in found.get("calls", []):
+        await agent.call(*parse_call(call))
+    replay_started = time.perf_counter()
+    replayed = await agent.call(*parse_call(found["then"])) if found.get("then") else {}
+    figures["silent_replay_seconds"] = time.perf_counter() - replay_started
+    tally.seconds = time.perf_counter() - started
+    figures["silent_outcome"] = replayed.get("outcome")
+    figures["silent_inbox"] = inbox(info, "silent")
+    return tally
+
+
+def parse_call(call: str) -> tuple[str, dict[str, Any]]:
+    """`create_rule connection=… metadata={"action":"send_webhook"}` → the tool and its typed arguments."""
+    name, *parts = call.split(" ")
+    args: dict[str, Any] = {}
+    for part in parts:
+        key, _, value = part.partition("=")
+        args[key] = json.loads(value) if value[:1] in "{[" or value.isdigit() else value
+    return name, args
+
+
+def stage_silent(info: SandboxInfo) -> str:
+    """Outside the job: a workspace whose webhook rule listens for `user.signup`, and 300 signups the app
+    emitted as `user.signed_up`: none routed, none failed."""
+    from meshes_mcp.api.auth import MachineKey
+
+    key = MachineKey(info.access_key, info.secret_key, info.organization_id)
+    with httpx2.Client(base_url=info.api_url, trust_env=False, timeout=30) as http:
+        ws = http.post("/workspaces", headers=key.headers(), json={"name": "Silent"}).json()
+        ws = ws.get("workspace", ws)["id"]
+        conn = http.post("/connections", headers=key.headers(), json={
+            "workspace": ws, "type": "webhook", "name": "Signups",
+            "metadata": {"url": f"{base(info)}/sandbox/inbox/silent"}}).json()["connection"]  # fmt: skip
+        http.post("/rules", headers=key.headers(), json={
+            "workspace": ws, "connection": conn["id"], "event": "user.signup",
+            "metadata": {"action": "send_webhook"}}).raise_for_status()  # fmt: skip
+        for start in range(0, SILENT_EVENTS, 100):
+            batch = [{"workspace": ws, "event": "user.signed_up", "payload": {"email": f"u{n}@example.com"}}
+                     for n in range(start, start + 100)]  # fmt: skip
+            http.post("/events/bulk", headers=key.headers(), json=batch).raise_for_status()
+    return ws
+
+
 def retried_twice(data_dir: Path, since: float) -> tuple[int, int]:
     """(rule events with more than one attempt since `since`, rule events with any) — from the store."""
     from meshes_mcp.sandbox.clock import iso
@@ -296,12 +353,13 @@ def run_jobs(info: SandboxInfo, data_dir: Path) -> None:
             anyio.run(session, info, info.workspace_id, wire),
             anyio.run(session, info, info.workspace_id, debug_one, receiver),
             anyio.run(session, info, marker["workspace_id"], incident, data_dir, figures),
+            anyio.run(session, info, stage_silent(info), silent, figures),
         ]
     for tally in tallies:
         print(tally.line())
         for note in tally.notes:
             print(f"    {note}")
-    job = tallies[-1]
+    job, quiet = tallies[2], tallies[3]
     twice, touched = retried_twice(data_dir, figures.get("retry_from", time.time()))
     counts = inbox(info, "signups")
     summary = marker["summary"]
@@ -319,7 +377,8 @@ def run_jobs(info: SandboxInfo, data_dir: Path) -> None:
     )
     print(f"  retried twice: {twice} of {touched} rule events (store); webhook inbox: {counts['deliveries']} "
           f"deliveries, {counts['duplicates']} duplicates")  # fmt: skip
-    print(f"  after: {figures.get('left')} groups left")
+    print(f"  after: {figures.get('left')} groups left; findings {figures.get('findings')}, "
+          f"window read {figures.get('findings_scan')}")  # fmt: skip
     checks = {
         f"incident ≤ {CALLS_TARGET} tool calls": job.calls <= CALLS_TARGET,
         f"incident ≤ {BYTES_TARGET // 1024} KB text": job.bytes <= BYTES_TARGET,
@@ -331,6 +390,18 @@ def run_jobs(info: SandboxInfo, data_dir: Path) -> None:
         f"retry_failed ≥ {RATE_TARGET} rule events/s": rate >= RATE_TARGET,
     }  # fmt: skip
     for name, met in checks.items():
+        print(f"  target {name}: {'met' if met else 'NOT met'}")
+    got = figures.get("silent_inbox") or {}
+    print(f"silent: {SILENT_EVENTS} events under a near-miss name; replay outcome "
+          f"{json.dumps(figures.get('silent_outcome'))}; inbox {got.get('deliveries')} deliveries, "
+          f"{got.get('duplicates')} duplicates; triage {figures.get('silent_triage_seconds', 0):.2f} s, "
+          f"replay_events {figures.get('silent_replay_seconds', 0):.2f} s")  # fmt: skip
+    silent_checks = {
+        f"silent ≤ {SILENT_CALLS_TARGET} tool calls": quiet.calls <= SILENT_CALLS_TARGET,
+        f"silent ≤ {SILENT_BYTES_TARGET // 1024} KB text": quiet.bytes <= SILENT_BYTES_TARGET,
+        "silent: all delivered, once": got.get("deliveries") == SILENT_EVENTS and got.get("duplicates") == 0,
+    }
+    for name, met in silent_checks.items():
         print(f"  target {name}: {'met' if met else 'NOT met'}")
 
 

@@ -1,13 +1,15 @@
 """Cold start of the stdio server as a client sees it: process start → `initialize` answered →
-`tools/list` answered, and the resident memory then.
+`tools/list` answered → a request only the SDK answers, and the resident memory then.
 
 Spawns `python -m meshes_mcp` (and `--sandbox` on a fresh data dir), writes `initialize`, then
-`notifications/initialized` and `tools/list`, and times each answer. Prints medians of N runs.
+`notifications/initialized` and `tools/list`, and times each answer (the stdio front answers these
+while the SDK loads); then a `tools/list` with a progress token, which the front leaves to the SDK, so
+its answer times the SDK's import and our build. Prints medians of N runs.
 
 Our share is measured two ways, each against the SDK in the same run:
 - the whole path: a bare SDK server (`MCPServer` with one tool, on the SDK's own stdio transport,
   importing the same SDK modules) is timed the same way, interleaved with ours; our share is the
-  difference to `tools/list` answered (imports, building the server, listing), the SDK's is the bare
+  difference to the SDK answering (imports, building the server, listing), the SDK's is the bare
   server's time minus Python's own start;
 - imports alone, in one process with `-X importtime`: the SDK modules the server uses are imported first
   (with everything they pull in: pydantic, anyio, ...), then the server runs as `python -m meshes_mcp`
@@ -18,6 +20,16 @@ PYTHONDONTWRITEBYTECODE is dropped from the children's environment, else every r
 compiling our sources.
 
     python bench/bench_startup.py [--runs 10]
+
+Side by side with any other stdio MCP server (`--peer`), e.g. the official one built by the peers'
+build script: both are pointed at one embedded sandbox (MESHES_ACCESS_KEY, MESHES_SECRET_KEY,
+MESHES_ORG_ID, MESHES_API_URL), spawned alternately pair by pair (which goes first alternates too), and
+timed from spawn to `initialize` answered, to `tools/list` answered, to the first `tools/call` answered,
+and from stdin closed to the process gone; with the CPU time the process used and its peak RSS.
+Prints each side's medians and the median of the pairwise ratios (ours / peer: below 1 is faster).
+
+    python bench/bench_startup.py --peer 'node DIR/meshes-mcp-server/dist/index.js' \
+        --peer-call meshes_list_workspaces [--pairs 10]
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -45,6 +58,8 @@ INITIALIZE = {
 }
 INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 TOOLS_LIST = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+# The front answers plain lists; one with a progress token is the SDK's.
+SDK_TOOLS_LIST = {"jsonrpc": "2.0", "id": 9, "method": "tools/list", "params": {"_meta": {"progressToken": 1}}}
 
 
 def child_env() -> dict[str, str]:
@@ -66,6 +81,7 @@ def resident_mb(pid: int) -> float | None:
 class Start(NamedTuple):
     initialize_ms: float
     tools_list_ms: float
+    sdk_ms: float
     tools: int
     rss_mb: float | None
 
@@ -84,6 +100,18 @@ def answer(proc: subprocess.Popen[bytes]) -> dict[str, object]:
     return json.loads(line)
 
 
+def handshake_and_list(proc: subprocess.Popen[bytes], started: float) -> tuple[float, float, dict[str, object]]:
+    """`initialize`, then `notifications/initialized` and `tools/list`: seconds from `started` to each
+    answer, and the tool list."""
+    send(proc, INITIALIZE)
+    answer(proc)
+    initialized = time.perf_counter() - started
+    send(proc, INITIALIZED)
+    send(proc, TOOLS_LIST)
+    listed = answer(proc)
+    return initialized, time.perf_counter() - started, listed
+
+
 def one_run(command: list[str]) -> Start:
     """Start the server, ask what a client asks first, and time each answer from the process start."""
     started = time.perf_counter()
@@ -91,15 +119,12 @@ def one_run(command: list[str]) -> Start:
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=child_env()
     )
     try:
-        send(proc, INITIALIZE)
-        answer(proc)
-        initialized = time.perf_counter() - started
-        send(proc, INITIALIZED)
-        send(proc, TOOLS_LIST)
-        listed = answer(proc)
-        tools_listed = time.perf_counter() - started
+        initialized, tools_listed, listed = handshake_and_list(proc, started)
         tools = len(listed["result"]["tools"])  # type: ignore[index]
-        return Start(initialized * 1000, tools_listed * 1000, tools, resident_mb(proc.pid))
+        send(proc, SDK_TOOLS_LIST)
+        answer(proc)
+        served = time.perf_counter() - started
+        return Start(initialized * 1000, tools_listed * 1000, served * 1000, tools, resident_mb(proc.pid))
     finally:
         assert proc.stdin
         proc.stdin.close()
@@ -115,7 +140,8 @@ def summary(label: str, starts: list[Start]) -> str:
     return (
         f"{label}: initialize median {statistics.median(init):.0f} ms (min {min(init):.0f}), "
         f"tools/list ({starts[0].tools} tools) median {statistics.median(listed):.0f} ms "
-        f"(min {min(listed):.0f}) over {len(starts)} runs{mem}"
+        f"(min {min(listed):.0f}), the SDK serving median {statistics.median(s.sdk_ms for s in starts):.0f} ms "
+        f"over {len(starts)} runs{mem}"
     )
 
 
@@ -162,10 +188,10 @@ runpy.run_module("meshes_mcp", run_name="__main__", alter_sys=True)
 
 
 def import_split() -> tuple[float, float, list[tuple[float, str]]]:
-    """(SDK ms, our ms, our top-level imports by cost) for one cold start to `initialize`."""
+    """(SDK ms, our ms, our top-level imports by cost) for one cold start to the SDK serving."""
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", SPLIT_PRELUDE],
-        input=(json.dumps(INITIALIZE) + "\n").encode(),
+        input=(json.dumps(INITIALIZE) + "\n" + json.dumps(SDK_TOOLS_LIST) + "\n").encode(),
         capture_output=True,
         env=child_env(),
         timeout=60,
@@ -204,17 +230,17 @@ def measure_path_split(runs: int) -> None:
         ours.append(one_run(ours_cmd))
         bare.append(one_run(bare_cmd))
     python_ms = bare_python_ms(runs)
-    ours_ms = statistics.median(s.tools_list_ms for s in ours)
-    bare_ms = statistics.median(s.tools_list_ms for s in bare)
+    ours_ms = statistics.median(s.sdk_ms for s in ours)
+    bare_ms = statistics.median(s.sdk_ms for s in bare)
     print(summary("stdio, no credentials", ours))
     print(summary("bare SDK server (yardstick)", bare))
     print(f"python itself (-c pass): median {python_ms:.0f} ms")
     print(
-        f"start to tools/list answered: SDK {bare_ms - python_ms:.0f} ms (bare server minus python), "
+        f"start to the SDK answering: SDK {bare_ms - python_ms:.0f} ms (bare server minus python), "
         f"ours {ours_ms - bare_ms:.0f} ms ({(ours_ms - bare_ms) / (bare_ms - python_ms):.1%} of the SDK's)"
     )
     # On a loaded machine the medians wander; the fastest runs are the least disturbed ones.
-    ours_min, bare_min = min(s.tools_list_ms for s in ours), min(s.tools_list_ms for s in bare)
+    ours_min, bare_min = min(s.sdk_ms for s in ours), min(s.sdk_ms for s in bare)
     print(
         f"  by the fastest runs: SDK {bare_min - python_ms:.0f} ms, ours {ours_min - bare_min:.0f} ms "
         f"({(ours_min - bare_min) / (bare_min - python_ms):.1%} of the SDK's)"
@@ -234,11 +260,90 @@ def measure_split(runs: int) -> None:
     print("  our biggest top-level imports (last run): " + ", ".join(f"{n} {ms:.1f} ms" for ms, n in biggest[:5]))
 
 
+class Session(NamedTuple):
+    """One server's start-up as a client sees it, in ms from spawn (exit: from stdin closed)."""
+
+    initialize_ms: float
+    tools_list_ms: float
+    tools_call_ms: float
+    exit_ms: float
+    cpu_ms: float
+    peak_rss_mb: float
+
+
+STAGES = ("initialize_ms", "tools_list_ms", "tools_call_ms", "exit_ms", "cpu_ms", "peak_rss_mb")
+
+
+def one_session(command: list[str], env: dict[str, str], tool: str) -> Session:
+    """Spawn, handshake, list the tools, call `tool` with no arguments, close stdin, wait for the exit."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    try:
+        initialized, listed, _ = handshake_and_list(proc, started)
+        send(proc, {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": tool, "arguments": {}}})
+        called_answer = answer(proc)
+        called = time.perf_counter() - started
+        if called_answer["result"].get("isError"):  # type: ignore[union-attr]
+            raise RuntimeError(f"{tool} failed: {json.dumps(called_answer)[:300]}")
+        assert proc.stdin
+        closing = time.perf_counter()
+        proc.stdin.close()
+        _, status, usage = os.wait4(proc.pid, 0)  # the child's own CPU time and peak RSS
+        exited = time.perf_counter() - closing
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+    return Session(
+        initialized * 1000,
+        listed * 1000,
+        called * 1000,
+        exited * 1000,
+        (usage.ru_utime + usage.ru_stime) * 1000,
+        usage.ru_maxrss / 1024,
+    )
+
+
+def side_by_side(peer: list[str], peer_call: str, pairs: int) -> None:
+    from meshes_mcp.sandbox import EmbeddedSandbox
+
+    ours = [sys.executable, "-m", "meshes_mcp"]
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedSandbox(Path(tmp)) as info:
+        env = child_env() | {
+            "MESHES_ACCESS_KEY": info.access_key,
+            "MESHES_SECRET_KEY": info.secret_key,
+            "MESHES_ORG_ID": info.organization_id,
+            "MESHES_API_URL": info.api_url,
+        }
+        one_session(ours, env, "list_workspaces"), one_session(peer, env, peer_call)  # warm-up, untimed
+        mine: list[Session] = []
+        theirs: list[Session] = []
+        for pair in range(pairs):
+            runs = [(ours, "list_workspaces", mine), (peer, peer_call, theirs)]
+            for command, tool, into in runs if pair % 2 == 0 else runs[::-1]:
+                into.append(one_session(command, env, tool))
+    print(f"side by side, {pairs} pairs alternated; load average {os.getloadavg()[0]:.2f} at the end")
+    print(f"  ours: {shlex.join(ours)}\n  peer: {shlex.join(peer)}")
+    print(f"  {'':<16}{'ours':>10}{'peer':>10}{'ratio (median of pairs)':>26}")
+    for stage in STAGES:
+        a = [getattr(s, stage) for s in mine]
+        b = [getattr(s, stage) for s in theirs]
+        ratio = statistics.median(x / y for x, y in zip(a, b, strict=True))
+        print(f"  {stage:<16}{statistics.median(a):>10.1f}{statistics.median(b):>10.1f}{ratio:>26.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--peer", help="another stdio MCP server's command, to run side by side")
+    parser.add_argument("--peer-call", default="list_workspaces", help="the peer's tool to call first")
+    parser.add_argument("--pairs", type=int, default=10)
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]} on {os.cpu_count()} cores")
+    if args.peer:
+        side_by_side(shlex.split(args.peer), args.peer_call, args.pairs)
+        return
     measure_path_split(args.runs)
     measure_split(args.runs)
     with tempfile.TemporaryDirectory() as tmp:

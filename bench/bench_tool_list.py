@@ -1,6 +1,6 @@
 """How many bytes the tool list costs an agent: tools/list measured through a real MCP session.
 
-The model-visible part of a tool is its name, description and input schema; that is what every
+The model-visible part of a tool is its name, title, description and input schema; that is what every
 conversation pays for, so it is what the budget (DESIGN §6) is about. The full listing, with output
 schemas and annotations, is printed for information.
 
@@ -19,7 +19,7 @@ from mcp import Client
 from meshes_mcp.config import Settings
 from meshes_mcp.server.app import build_server
 
-MODEL_VISIBLE = ("name", "description", "inputSchema")
+MODEL_VISIBLE = ("name", "title", "description", "inputSchema")
 
 
 def compact(value: Any) -> str:
@@ -58,9 +58,9 @@ def main() -> None:
     report = measure(anyio.run(list_tools, args.toolsets))
     print(f"toolsets: {args.toolsets}")
     print(f"tools: {report['tools']}")
-    print(f"model-visible bytes (name+description+inputSchema): {report['total_bytes']}")
+    print(f"model-visible bytes (name+title+description+inputSchema): {report['total_bytes']}")
     print(f"bytes/tool: {report['bytes_per_tool']:.1f}")
-    print(f"full tools/list bytes (with outputSchema, annotations, title): {report['full_bytes']}")
+    print(f"full tools/list bytes (with outputSchema and annotations): {report['full_bytes']}")
     print("largest tools:")
     for name, size in sorted(report["sizes"].items(), key=lambda item: -item[1])[: args.top]:
         print(f"  {size:5d}  {name}")

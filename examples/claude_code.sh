@@ -11,3 +11,7 @@ claude mcp add meshes \
   -e MESHES_ORG_ID="$MESHES_ORG_ID" \
   -e MESHES_WORKSPACE_ID="$MESHES_WORKSPACE_ID" \
   -- uvx meshes-mcp
+
+# 3. From a clone, until the package is published (run in the clone, after
+#    `python3 -m venv .venv && .venv/bin/pip install -e .`): the clone's executable, by absolute path.
+claude mcp add meshes -- "$PWD/.venv/bin/meshes-mcp" --sandbox

@@ -355,12 +355,15 @@ async def shows_markup_from_outside_as_text(page: Any, session: Client) -> None:
     cards = view.locator("article.card")
     await expect(cards).to_have_count(4)
     probe = cards.filter(has_text="Markup probe")
-    await expect(probe.locator(".cause")).to_contain_text(f"answered HTTP 422 {MARKUP}")
+    # The receiver's words are shown apart from ours, labelled as coming from outside.
+    reason = probe.locator(":scope > .untrusted")
+    await expect(reason.locator(".label")).to_have_text("reason (from outside, shown as text)")
+    await expect(reason.locator("pre")).to_contain_text(f"answered HTTP 422 {MARKUP}")
     sample = probe.locator("button.sample").first
     assert await sample.get_attribute("data-event") == emitted["id"]
     await sample.click()
     await probe.locator("button.show-payload").click()
-    await expect(probe.locator(".untrusted pre")).to_contain_text(MARKUP)
+    await expect(probe.locator(".diagnosis .untrusted pre").last).to_contain_text(MARKUP)
     assert await view.locator("img").count() == 0
     assert await page.frames[1].evaluate("() => document.title") == "Meshes incident"  # no handler ran
 
@@ -382,7 +385,8 @@ async def shows_fields_it_does_not_know_yet_as_text(page: Any, relay: Any, group
     await page.evaluate("args => window.hostStart(args)", start)
     view = page.frame_locator("iframe")
     await expect(view.locator(".fix.in")).to_contain_text(f"Fix already in: update_connection {MARKUP}")
-    await expect(view.locator(".card .untrusted pre")).to_contain_text(MARKUP)
+    answer = view.locator(".card .untrusted").filter(has_text="answer (from outside, shown as text)")
+    await expect(answer.locator("pre")).to_contain_text(MARKUP)
     findings = view.locator("li.finding")
     await expect(findings).to_have_count(1)
     for text in (f"no rule routes it {MARKUP}", f"create_rule event=order.paid {MARKUP}", "3 events"):
@@ -408,7 +412,10 @@ async def retries_mailchimp_from_its_card(
 
     metadata = {"data_center": "us21", "api_key": "0a1b2c3d4e-us21"}
     await tool(session, "update_connection", connection_id=mailchimp["connection"]["id"], metadata=metadata)
-    card = page.frame_locator("iframe").locator("article.card").filter(has_text=title(mailchimp))
+    view = page.frame_locator("iframe")
+    await view.locator("#refresh").click()  # the triage now sees the fix in
+    card = view.locator("article.card").filter(has_text=title(mailchimp))
+    await expect(card.locator(".fix.in")).to_contain_text("Fix already in: the Mailchimp connection was updated")
     failed = mailchimp["failed"]
     await card.locator("button.dry-run").click()
     await expect(card.locator(".result")).to_contain_text(f"would retry {failed} deliveries")

@@ -112,7 +112,21 @@ def test_doctor_sandbox_checks_the_sandbox_instead_of_ignoring_the_flag(tmp_path
     assert "API reachable: 1 workspace(s)" in done.stderr
     assert info["api_url"] in done.stderr  # the sandbox's own address was checked, not api.meshes.io
     assert info["secret_key"] not in done.stderr and info["access_key"] not in done.stderr
+    # The sandbox's publishable key is configured too, shown masked: its start and its length.
+    (shown,) = [line.split()[1] for line in done.stderr.splitlines() if line.startswith("publishable_key ")]
+    assert shown == f"{info['publishable_key'][:5]}…({len(info['publishable_key'])})"
+    assert info["publishable_key"] not in done.stderr
     assert done.stdout == ""
+
+
+def test_sandbox_help_shows_defaults_and_an_optional_action():
+    done = run_cli("sandbox", "--help")
+    assert done.returncode == 0
+    help_text = " ".join(done.stdout.split())
+    assert "usage: meshes-mcp sandbox [options] [ACTION ...]" in help_text
+    assert "--host HOST address to listen on (default: 127.0.0.1)" in help_text
+    assert "--port PORT port to listen on (default: 8787)" in help_text
+    assert "optional: without one, the sandbox is served" in help_text
 
 
 def test_every_flag_with_a_variable_names_it_in_its_help():

@@ -32,7 +32,7 @@ from meshes_mcp.api import models as m
 from meshes_mcp.api.client import MeshesClient
 from meshes_mcp.sandbox import EmbeddedSandbox
 from meshes_mcp.server.app import build_server
-from meshes_mcp.server.triage import cause_signature, group_key
+from meshes_mcp.server.incident.groups import cause_signature, group_key
 from tests.support import ok, refused, settings_for
 
 SEND = {"action": "send_webhook"}
@@ -153,13 +153,15 @@ async def test_two_thousand_failures_are_one_group_and_the_scan_is_bounded(one_a
 
     triage = out["triage"]
     assert triage["count"] == 2 and triage["failing"] == 2030 and triage["events_scanned"] == 2030
-    assert out["default"]["events_scanned"] <= 2000 and "max_events=" not in out["default"]["next"]
-    assert out["default"]["next"].startswith("triage_failures until=")  # 2,000 events by default: go further
+    # 5,000 failing events are scanned by default: the 2,030 are counted whole, nothing is left to continue.
+    assert out["default"]["events_scanned"] == 2030 and out["default"]["window"]["complete"] is True
+    assert "capped" not in out["default"] and not out["default"]["next"].startswith("triage_failures")
     assert triage["window"] == {"from": "start of history", "to": "now", "complete": True}
     big, auth = triage["groups"]  # largest first
     assert big["failed"] == 2000 and big["retrying"] == 0 and big["outcome_code"] == "network_error"
     assert big["connection"]["name"] == "Orders hook" and big["connection"]["active"] is True
-    assert "127.0.0.1:9" in big["cause"] and len(big["samples"]) == 3 and big["first_seen"] <= big["last_seen"]
+    assert big["cause"] == "the receiver could not be reached (network error)"  # our words, not the error text
+    assert len(big["samples"]) == 3 and big["first_seen"] <= big["last_seen"]
     assert "could not be reached" in big["fix"] and big["calls"][0].startswith("get_connection connection_id=")
     assert big["then"].startswith(f"retry_failed group={big['key']} event=order.placed")
     assert "wait_seconds=60" in big["then"]
@@ -168,17 +170,19 @@ async def test_two_thousand_failures_are_one_group_and_the_scan_is_bounded(one_a
 
     cut, rest = out["cut"], out["rest"]
     assert cut["events_scanned"] <= 500 and cut["window"]["complete"] is False and "until=" in cut["next"]
+    assert "count here is a lower bound" in cut["capped"] and "max_events=500" in cut["capped"]
     assert cut["events_scanned"] + rest["events_scanned"] == 2030 and rest["window"]["complete"] is True
     assert out["future"]["count"] == 0 and out["future"]["summary"].startswith("No failing deliveries")
     assert out["past"]["count"] == 0 and out["past"]["events_scanned"] == 0
     assert out["last_hour"]["count"] == 1 and out["last_hour"]["failing"] == 30
 
     dry = out["dry"]
-    # max_retries (1,000 by default) cuts the scan between two timestamps, so at most 1,000.
-    assert dry["dry_run"] is True and 900 <= dry["would_retry"] <= 1000 and dry["window"]["complete"] is False
+    # A group key with no max_retries takes the whole group (up to 10,000): nothing is cut.
+    assert dry["dry_run"] is True and dry["would_retry"] == 2000 and dry["window"]["complete"] is True
+    assert "capped" not in dry and "until=" not in dry["next"]
     assert "Not retried" in out["declined"] and len(user.questions) == 1
     assert f"{dry['would_retry']:,} failed deliveries" in user.questions[0] and '"Orders hook"' in user.questions[0]
-    assert "127.0.0.1:9" in user.questions[0]
+    assert "(cause: the receiver could not be reached (network error))" in user.questions[0]  # our words
     assert out["unchanged"]["groups"][0]["failed"] == 2000  # neither the dry run nor the refusal sent anything
 
 
@@ -260,7 +264,8 @@ async def test_credentials_quoted_in_causes_never_show(one_attempt):
             texts.append((await client.call_tool(tool, arguments)).content[0].text)
 
     assert all(password not in text and key not in text for text in texts), texts
-    assert "could not reach " in texts[0] and "127.0.0.1:9" in texts[0]  # the cause still names the host
+    assert "could not be reached" in texts[0]  # the group's cause is ours; the diagnosis quotes the failure as data
+    assert '"untrusted_reason":"could not reach 127.0.0.1:9' in texts[1]
 
 
 # --- 425, 429, skipped, cancellation: a forwarding proxy in front of the sandbox ----------------
@@ -268,7 +273,8 @@ async def test_credentials_quoted_in_causes_never_show(one_attempt):
 
 class RetryGate:
     """Forwards every request to the sandbox, except that retries can be delayed, answered 429 (with
-    Retry-After) the first `rate_limited` times, or answered 425 for chosen events."""
+    Retry-After) the first `rate_limited` times, or answered 425 for chosen events; with `hold_attempts`,
+    reads of a delivery's attempts wait until `release` is set (`attempts_asked` says one came)."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.removesuffix("/api/v1")
@@ -276,6 +282,9 @@ class RetryGate:
         self.too_early: set[str] = set()
         self.delay = 0.0
         self.retries: list[str] = []  # event ids, in the order retries arrived
+        self.hold_attempts = False
+        self.attempts_asked = threading.Event()
+        self.release = threading.Event()
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/api/v1"
         app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET", "POST", "PUT", "DELETE"])])
@@ -296,6 +305,9 @@ class RetryGate:
 
     async def _handle(self, request: Request) -> Response:
         path = "/" + request.path_params["path"]
+        if self.hold_attempts and request.method == "GET" and path.endswith("/attempts"):
+            self.attempts_asked.set()
+            await asyncio.to_thread(self.release.wait, 30)
         if request.method == "POST" and path.endswith("/retry"):
             event_id = path.split("/")[4]
             self.retries.append(event_id)
@@ -355,7 +367,7 @@ async def test_retry_counts_already_due_honours_429_skips_completed_and_waits_ho
     outcome = result["outcome"]
     # The 425s were staged by the proxy: no attempt ran for them, so they are reported as still failing.
     assert outcome["delivered"] == 8 and outcome["still_failing"] == 2 and outcome["settled"] is True
-    assert "HTTP 500" in outcome["top_cause"] and outcome["top_cause"].endswith("(2)")
+    assert "HTTP 500" in outcome["untrusted_top_cause"] and outcome["top_cause_count"] == 2
 
 
 @pytest.mark.anyio

@@ -75,6 +75,10 @@ def test_client_examples_are_json_that_launch_meshes_mcp(name):
     config = json.loads((ROOT / "examples" / name).read_text())
     servers = config.get("mcpServers") or config.get("servers")
     assert servers["meshes"]["command"] == "uvx" and servers["meshes"]["args"][0] == "meshes-mcp"
+    # Until the package is published: a clone's own executable, by absolute path, on the sandbox.
+    from_clone = servers["meshes-sandbox-from-clone"]
+    assert from_clone["command"].startswith("/") and from_clone["command"].endswith("/.venv/bin/meshes-mcp")
+    assert from_clone["args"] == ["--sandbox"]
 
 
 def test_python_example_drives_the_server_end_to_end():

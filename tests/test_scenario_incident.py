@@ -328,7 +328,7 @@ def test_cli_reconnect_and_scenario_flag_need_their_context(incident, tmp_path, 
         text=True,
         timeout=60,
     )
-    assert missing.returncode == 2 and "no running sandbox found" in missing.stderr
+    assert missing.returncode == 2 and f"no sandbox data in {tmp_path}" in missing.stderr
     assert "Traceback" not in missing.stderr
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["--scenario", "incident"])

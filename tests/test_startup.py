@@ -34,7 +34,7 @@ INITIALIZE = {
 CALL_TIME_MODULES = {
     "meshes_mcp.api.models",
     "meshes_mcp.api.client",
-    "meshes_mcp.server.triage",
+    "meshes_mcp.server.incident.scan",
     "meshes_mcp.server.diagnosis",
     "meshes_mcp.server.views",
     "meshes_mcp.server.params",

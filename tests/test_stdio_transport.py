@@ -37,12 +37,12 @@ class RpcError(NamedTuple):
 class StdioServer:
     """`python -m meshes_mcp` with a reader thread, so every read has a deadline."""
 
-    def __init__(self) -> None:
+    def __init__(self, *args: str, stderr: Any = subprocess.DEVNULL) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "meshes_mcp"],
+            [sys.executable, "-m", "meshes_mcp", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=stderr,
             env={"PATH": "/usr/bin:/bin"},
         )
         self.lines: queue.Queue[bytes] = queue.Queue()

@@ -95,7 +95,8 @@ async def test_webhook_connection_get_update_and_refusals(sandbox, webhook_recei
     assert fetched["metadata"]["url"].endswith("/orders") and fetched["metadata"]["auth_token"] != SECRET
     assert "created_by" not in fetched
     assert updated["name"] == "Orders hook v2" and updated["metadata"]["url"].endswith("/v2")
-    assert "retry_rule_event" in updated["next"]
+    assert updated["next"].startswith(f"triage_failures connection={created['id']}")
+    assert "retry_failed" in updated["next"]
     assert kept_name["name"] == "Orders hook v2"  # name defaults to the current one
     assert "metadata.url" in public_http and "https://" in public_http
     assert "metadata.urll" in unknown_key and "url" in unknown_key

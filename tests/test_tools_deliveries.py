@@ -147,7 +147,9 @@ async def test_diagnose_names_cause_and_exact_fix_for_each_failed_delivery(sandb
     assert hub["next"][1] == f"delete_rule rule_id={hub['rule']}" and hub["next"][2].startswith("create_rule")
     assert "emit_event" in hub["next"][3] and "other rule(s)" in hub["fix"]  # re-emitting reaches the others too
 
-    assert webhook_4xx["http_status"] == 422 and "receiver answered 422" in webhook_4xx["fix"]
+    assert webhook_4xx["http_status"] == 422 and "answered 422" in webhook_4xx["fix"]
+    # The fix quotes the URL that failed.
+    assert f"The receiver at {webhook_receiver.url}/status/422 answered 422" in webhook_4xx["fix"]
     assert webhook_4xx["next"][0].startswith("get_rule_attempt") and "include_response=true" in webhook_4xx["next"][0]
     assert webhook_4xx["next"][-1] == f"retry_rule_event event_id={event['id']} rule_id={webhook_4xx['rule']}"
     assert evidence["outcome_code"] == "rejected_client_error" and evidence["http_status"] == 422
@@ -280,7 +282,8 @@ async def test_diagnose_a_mapping_error_points_at_the_mapping(sandbox):
         diagnosis = ok(await client.call_tool("diagnose_event", {"event_id": emitted["id"]}))
 
     (delivery,) = diagnosis["deliveries"]
-    assert delivery["outcome_code"] == "mapping_error" and "email" in delivery["cause"]
+    assert delivery["outcome_code"] == "mapping_error" and "email" in delivery["untrusted_reason"]
+    assert delivery["cause"] == "the event's payload could not be mapped to hubspot's fields"
     assert delivery["next"][:2] == [
         f"get_connection_mappings connection_id={hubspot}",
         f"update_connection_mappings connection_id={hubspot}",

@@ -117,6 +117,7 @@ async def test_every_documented_endpoint_is_reached_by_its_tool(sandbox, webhook
         await call("diagnose_event", event_id=failed["id"])
         await call("triage_failures", event="tour.stop")
         await call("retry_failed", event="tour.stop", dry_run=True)
+        await call("replay_events", event="tour.other", dry_run=True)
         await call("retry_rule_event", event_id=sent["id"], rule_id=rule)
         # Whether these land before or after the retried attempt, the endpoint answers (200 or 409).
         await call.client.call_tool("cancel_rule_event", {"event_id": sent["id"], "rule_id": rule})
@@ -146,6 +147,7 @@ async def test_every_documented_endpoint_is_reached_by_its_tool(sandbox, webhook
     await recorder.inner.aclose()
     called = call.called | call_org.called
 
-    # diagnose and the incident tools read (and retry through) others' endpoints
-    assert called == ALL_TOOLS == set(ENDPOINTS.values()) | {"diagnose_event", "triage_failures", "retry_failed"}
+    # diagnose and the incident tools read (and retry or emit through) others' endpoints
+    incidents = {"diagnose_event", "triage_failures", "retry_failed", "replay_events"}
+    assert called == ALL_TOOLS == set(ENDPOINTS.values()) | incidents
     assert set(recorder.reached) == set(ENDPOINTS), sorted(set(ENDPOINTS) ^ set(recorder.reached))

@@ -39,7 +39,9 @@ async def test_emit_event_then_refusal_names_field_rule_and_example(sandbox):
             )
         )  # fmt: skip
         assert sent["event"] == "user.signup" and sent["resource_id"] == "usr_1"
-        assert sent["next"].startswith(f"get_event event_id={sent['id']}")
+        # No rule in the workspace takes it yet: said plainly, with the step that would route it.
+        assert sent["matched_no_rule"] is True and "no active rule listens for `user.signup`" in sent["warning"]
+        assert sent["next"].startswith("create_rule event=user.signup") and "replay_events" in sent["next"]
         bad = refused(await client.call_tool("emit_event", {"event": "user.signup", "payload": {"email": "x"}}))
         assert "payload.email" in bad and "email address" in bad and "jane@example.com" in bad
 

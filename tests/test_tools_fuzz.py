@@ -65,6 +65,7 @@ TOOLS = [
     "list_integrations",
     "emit_event",
     "emit_events",
+    "replay_events",
     "list_connections",
     "get_connection",
     "create_connection",

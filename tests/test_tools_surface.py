@@ -23,13 +23,15 @@ from meshes_mcp.server.app import build_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
-BYTES_PER_TOOL_BUDGET = 347
+# Model-visible bytes (name, title, description, input schema) per tool, all toolsets: 0.6x the official server.
+BYTES_PER_TOOL_BUDGET = 420
+PARAM_DESCRIPTION_MAX = 60
 HINTS = ("read_only_hint", "destructive_hint", "idempotent_hint", "open_world_hint")
 
 # DESIGN §3: the tools of each toolset.
 TOOLSETS: dict[str, set[str]] = {
     "integrations": {"list_integrations"},
-    "events": {"emit_event", "emit_events"},
+    "events": {"emit_event", "emit_events", "replay_events"},
     "connections": {
         "list_connections", "get_connection", "create_connection", "update_connection", "delete_connection",
         "get_connection_actions", "get_connection_fields", "get_connection_mappings", "update_connection_mappings",
@@ -53,7 +55,7 @@ DESTRUCTIVE = CONFIRMED | {"update_connection", "update_connection_mappings", "u
 # Writes that are not idempotent: each call creates, sends or retries once more.
 NOT_IDEMPOTENT = {
     "emit_event", "emit_events", "create_connection", "create_rule", "create_workspace", "create_session",
-    "refresh_session", "retry_rule_event", "retry_failed",
+    "refresh_session", "retry_rule_event", "retry_failed", "replay_events",
 }  # fmt: skip
 
 # The 38 documented endpoints (API reference §4.7) and the tool that reaches each.
@@ -136,7 +138,8 @@ def test_every_tool_sets_all_four_annotations_and_a_title(all_tools):
         for hint in HINTS:
             assert getattr(tool.annotations, hint) is not None, (name, hint)
         assert tool.annotations.open_world_hint is True, name  # every tool reaches Meshes
-        assert tool.annotations.title or tool.title, name
+        # Clients show the top-level title; the annotation's is the older place for it.
+        assert tool.title and tool.title == tool.annotations.title, name
 
 
 def test_annotations_tell_the_truth(all_tools):
@@ -187,6 +190,20 @@ def test_tool_list_fits_the_byte_budget(all_tools):
         f"{report['bytes_per_tool']:.1f} bytes/tool; largest: "
         + ", ".join(f"{n} {s}" for n, s in sorted(report["sizes"].items(), key=lambda kv: -kv[1])[:5])
     )
+
+
+def test_parameter_descriptions_are_short(all_tools):
+    for name, tool in all_tools.items():
+        for param, schema in tool.input_schema["properties"].items():
+            assert len(schema.get("description", "")) <= PARAM_DESCRIPTION_MAX, (name, param)
+
+
+def test_time_windows_say_their_format(all_tools):
+    for name, tool in all_tools.items():
+        properties = tool.input_schema["properties"]
+        if "since" in properties:
+            assert "ISO 8601" in properties["since"]["description"] and "24h" in properties["since"]["description"]
+            assert "since" in properties["until"]["description"], name
 
 
 def test_descriptions_are_one_short_paragraph(all_tools):

@@ -9,7 +9,7 @@ const TIMELINE_TOOL = "triage_timeline"; // app-only: per-bucket counts the mode
 const WAIT_SECONDS = 60;
 const MAX_RETRIES = 10000; // retry_failed's own ceiling
 // The triage call's window and filters, passed on to every call the view makes for the same incident.
-const SCOPE = ["workspace", "event", "connection", "since", "until", "max_events"];
+const SCOPE = ["workspace", "event", "connection", "rule", "since", "until", "max_events"];
 // Distinct in both themes; a group keeps its colour (by start order) in the chart, the legend and its card.
 const PALETTE = {
   light: ["#d1495b", "#2e86ab", "#e39b17", "#6a4c93", "#2a9d8f", "#8d6e63", "#c2185b", "#546e7a"],

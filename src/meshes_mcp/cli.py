@@ -7,11 +7,12 @@ Only argparse is imported up front: a stdio server is judged by how fast it answ
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 # Settings a flag can set. Flags override the environment; unset flags leave it alone.
 SETTING_FLAGS = ("access_key", "secret_key", "org_id", "api_url", "workspace_id", "publishable_key", "toolsets")
@@ -40,13 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve MCP (default command)")
     add_server_options(serve)
 
-    sandbox = commands.add_parser("sandbox", help="serve the local Meshes sandbox API alone (for curl and SDKs)")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8787)
+    about = "serve the local Meshes sandbox API alone (for curl and SDKs)"
+    sandbox = commands.add_parser("sandbox", help=about, description=about[0].upper() + about[1:] + ".")
+    sandbox.usage = "%(prog)s [options] [ACTION ...]"
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    sandbox.add_argument("--port", type=int, default=8787, help="port to listen on (default: %(default)s)")
     sandbox.add_argument("--data-dir", type=Path, help="where the sandbox keeps its database")
     add_delivery_options(sandbox)
     add_scenario_option(sandbox)
-    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION")
+    sandbox_commands = sandbox.add_subparsers(
+        dest="sandbox_command", metavar="ACTION", title="actions (optional: without one, the sandbox is served)"
+    )
     reconnect = sandbox_commands.add_parser(
         "reconnect", help="a person's dashboard step: reconnect an OAuth connection of the running sandbox"
     )
@@ -89,6 +94,11 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--sandbox", action="store_true", default=d, help="run against the embedded local sandbox")
     parser.add_argument("--data-dir", type=Path, default=d, help="sandbox data directory (with --sandbox)")
+    parser.add_argument(
+        "--sandbox-port",
+        default=d,
+        help="with --sandbox: a fixed loopback port, so its URLs stay valid across restarts (MESHES_MCP_SANDBOX_PORT)",
+    )
     parser.add_argument("--transport", choices=("stdio", "http"), default=d, help="stdio (default) or streamable HTTP")
     parser.add_argument("--host", default=d, help="HTTP host (default 127.0.0.1; others need a token)")
     parser.add_argument("--port", type=int, default=d, help="HTTP port (default 8000)")
@@ -236,41 +246,66 @@ def http_settings_or_error(options: dict[str, Any]) -> Any:
         return str(exc)
 
 
+class Prepared(NamedTuple):
+    """A server ready to serve, and the embedded sandbox it runs on (with --sandbox)."""
+
+    server: Any
+    sandbox: Any
+
+
 def serve(options: dict[str, Any]) -> None:
-    log = logging.getLogger("meshes_mcp")
     # Checked before anything starts: an exposed server without a token must not come up at all.
     http = http_settings_from(options) if options.get("transport") == "http" else None
-    if http is None and (options.get("stateless") or options.get("credentials") == "request"):
-        raise ValueError("--stateless and --credentials request are HTTP modes: add --transport http")
+    if http is None:
+        if options.get("stateless") or options.get("credentials") == "request":
+            raise ValueError("--stateless and --credentials request are HTTP modes: add --transport http")
+        check_sandbox_options(options)
+        from meshes_mcp.server.front import serve_fronted
+
+        # Answers the first requests while the SDK loads on another thread (see server/front.py).
+        serve_fronted(options, lambda: prepare_server(options, None), serve_prepared_stdio)
+        return
+    prepared = prepare_server(options, http)
+    try:
+        from meshes_mcp.server.http import serve_http
+
+        serve_http(prepared.server, http)
+    finally:
+        if prepared.sandbox is not None:
+            prepared.sandbox.stop()
+
+
+def serve_prepared_stdio(prepared: Prepared, handover: Any) -> None:
+    from meshes_mcp.server.stdio import serve_stdio
+
+    serve_stdio(prepared.server, handover)
+
+
+def prepare_server(options: dict[str, Any], http: Any) -> Prepared:
+    """Settings checked, the sandbox started (with --sandbox), the server built."""
+    log = logging.getLogger("meshes_mcp")
     per_request = http is not None and http.per_request_credentials
     sandbox, overrides = start_sandbox(options, keys=not per_request)
-    settings = settings_from(options, **overrides)
-    check_credentials(settings, http)
-    from meshes_mcp.server.app import build_server, parse_toolsets
-
-    parse_toolsets(settings.toolsets)  # fail fast on a typo, before a client connects
-    log.info("%s: %s", _version(), settings.describe())
-    if per_request:
-        log.info("Meshes keys come with each request (X-Meshes-* headers); the server holds none")
-    elif not settings.machine_key():
-        log.warning("no Meshes credentials: tools will explain how to configure them (or use --sandbox)")
-    if http is not None and http.stateless and http.state_key is None:
-        log.warning(
-            "stateless, without MESHES_MCP_STATE_KEY: a confirmation must be answered by the replica that asked"
-        )
-    server = build_server(settings, http=http)
     try:
-        if http is not None:
-            from meshes_mcp.server.http import serve_http
+        settings = settings_from(options, **overrides)
+        check_credentials(settings, http)
+        from meshes_mcp.server.app import build_server, parse_toolsets
 
-            serve_http(server, http)
-        else:
-            from meshes_mcp.server.stdio import serve_stdio
-
-            serve_stdio(server)
-    finally:
+        parse_toolsets(settings.toolsets)  # fail fast on a typo, before a client connects
+        log.info("%s: %s", _version(), settings.describe())
+        if per_request:
+            log.info("Meshes keys come with each request (X-Meshes-* headers); the server holds none")
+        elif not settings.machine_key():
+            log.warning("no Meshes credentials: tools will explain how to configure them (or use --sandbox)")
+        if http is not None and http.stateless and http.state_key is None:
+            log.warning(
+                "stateless, without MESHES_MCP_STATE_KEY: a confirmation must be answered by the replica that asked"
+            )
+        return Prepared(build_server(settings, http=http), sandbox)
+    except BaseException:
         if sandbox is not None:
             sandbox.stop()
+        raise
 
 
 def check_credentials(settings: Any, http: Any) -> None:
@@ -292,36 +327,77 @@ def check_credentials(settings: Any, http: Any) -> None:
             )
 
 
+def check_sandbox_options(options: dict[str, Any]) -> None:
+    """Options that only mean something with --sandbox: refused without it, before anything starts."""
+    if options.get("scenario") and not options.get("sandbox"):
+        raise ValueError("--scenario adds practice history to the local sandbox: use it with --sandbox")
+    if "sandbox_port" in options and not options.get("sandbox"):
+        raise ValueError("--sandbox-port pins the embedded sandbox's port: use it with --sandbox")
+
+
 def start_sandbox(options: dict[str, Any], *, keys: bool = True) -> tuple[Any, dict[str, Any]]:
     """With --sandbox: the running embedded sandbox and the settings that point at it; else (None, {}).
     `keys=False` (per-request credentials): only the API URL points at the sandbox; callers bring keys."""
-    if options.get("scenario") and not options.get("sandbox"):
-        raise ValueError("--scenario adds practice history to the local sandbox: use it with --sandbox")
+    check_sandbox_options(options)
+    from meshes_mcp.config import sandbox_port
+
+    port = sandbox_port(options.get("sandbox_port"), os.environ)
     if not options.get("sandbox"):
         return None, {}
     from meshes_mcp.sandbox import EmbeddedSandbox
 
-    data_dir = options.get("data_dir") or default_data_dir()
+    data_dir = Path(options.get("data_dir") or default_data_dir())
     sandbox = EmbeddedSandbox(
-        Path(data_dir),
+        data_dir,
+        port=port or 0,
         retry_base=options.get("retry_base"),
         max_attempts=options.get("max_attempts"),
         scenario=options.get("scenario"),
     )
-    info = sandbox.start()
+    try:
+        info = sandbox.start()
+    except RuntimeError as exc:
+        cause = exc.__cause__
+        if port is not None and isinstance(cause, OSError):  # the port could not be bound
+            if cause.errno == errno.EADDRINUSE:
+                raise ValueError(port_taken(port)) from None
+            raise ValueError(f"--sandbox-port {port}: cannot listen on 127.0.0.1:{port} ({cause.strerror})") from None
+        raise
     # Practising a scenario: its workspace is the default one, unless --workspace says otherwise.
     practice = sandbox.scenario["workspace_id"] if sandbox.scenario else None
     logging.getLogger("meshes_mcp").info("sandbox at %s (data in %s)", info.api_url, data_dir)
+    log_info_file(data_dir)
     if not keys:
         return sandbox, {"api_url": info.api_url}
+    workspace = options.get("workspace_id") or practice or info.workspace_id
     overrides = {
         "api_url": info.api_url,
         "access_key": info.access_key,
         "secret_key": info.secret_key,
         "org_id": info.organization_id,
-        "workspace_id": options.get("workspace_id") or practice or info.workspace_id,
+        "workspace_id": workspace,
     }
+    # The sandbox's publishable key belongs to its own workspace: it is the default only with that workspace.
+    if not options.get("publishable_key") and workspace == info.workspace_id:
+        overrides["publishable_key"] = info.publishable_key
     return sandbox, overrides
+
+
+def port_taken(port: int, flag: str = "--sandbox-port", host: str = "127.0.0.1") -> str:
+    """One line for a sandbox port already bound: which, by what likely, and the flag that moves it."""
+    other = port + 1 if port < 65535 else 8788
+    return (
+        f"{flag} {port}: {host}:{port} is already in use (another meshes-mcp sandbox on this port, or another "
+        f"program); close it, or pick a free port, e.g. {flag} {other}"
+    )
+
+
+def log_info_file(data_dir: Path) -> None:
+    """Where the sandbox's API URL and keys are written, for curl and the SDKs."""
+    from meshes_mcp.sandbox.server import INFO_FILE
+
+    path = data_dir.resolve() / INFO_FILE
+    logging.getLogger("meshes_mcp").info("sandbox.json (API URL and keys, for curl and the SDKs): %s", path)
 
 
 def doctor(options: dict[str, Any]) -> int:
@@ -356,14 +432,23 @@ def run_sandbox_command(options: dict[str, Any]) -> None:
         return
     from meshes_mcp.sandbox import run_sandbox
 
-    run_sandbox(
-        host=options.get("host") or "127.0.0.1",
-        port=8787 if options.get("port") is None else options["port"],  # 0 asks for a free port
-        data_dir=Path(options.get("data_dir") or default_data_dir()),
-        retry_base=options.get("retry_base"),
-        max_attempts=options.get("max_attempts"),
-        scenario=options.get("scenario"),
-    )
+    data_dir = Path(options.get("data_dir") or default_data_dir())
+    host = options.get("host") or "127.0.0.1"
+    port = 8787 if options.get("port") is None else options["port"]  # 0 asks for a free port
+    log_info_file(data_dir)  # written once the sandbox listens
+    try:
+        run_sandbox(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            retry_base=options.get("retry_base"),
+            max_attempts=options.get("max_attempts"),
+            scenario=options.get("scenario"),
+        )
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ValueError(port_taken(port, "--port", host)) from None
 
 
 def _version() -> str:

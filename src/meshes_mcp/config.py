@@ -102,10 +102,29 @@ class Settings(BaseSettings):
             "secret_key": "set" if self.secret_key else "(not set)",
             "org_id": self.org_id or "(not set)",
             "workspace_id": self.workspace_id or "(not set)",
-            "publishable_key": "set" if self.publishable_key else "(not set)",
+            # Masked like the access key: a publishable key is meant for browsers, but still names a workspace.
+            "publishable_key": mask(self.publishable_key.get_secret_value() if self.publishable_key else None),
             "toolsets": self.toolsets or "default",
             "read_only": str(self.read_only).lower(),
         }
+
+
+# --- the embedded sandbox ------------------------------------------------------------------------
+
+SANDBOX_PORT_VARIABLE = "MESHES_MCP_SANDBOX_PORT"
+
+
+def sandbox_port(flag: str | int | None, environ: Mapping[str, str]) -> int | None:
+    """`--sandbox-port` (or MESHES_MCP_SANDBOX_PORT): the embedded sandbox's fixed loopback port, so URLs made
+    against it (a practice inbox) stay valid across restarts; None for a free port chosen at each start."""
+    source = "--sandbox-port" if flag is not None else SANDBOX_PORT_VARIABLE
+    value = flag if flag is not None else environ.get(SANDBOX_PORT_VARIABLE)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip()
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{source} must be a port from 1 to 65535, e.g. {source}{' ' if flag else '='}8788")
+    return int(text)
 
 
 # --- HTTP transport exposure -------------------------------------------------------------------

@@ -94,6 +94,11 @@ FIELD_HINTS: dict[str, FieldHint] = {
     "payload": FieldHint({"email": "jane@example.com"}),
     "events": FieldHint([{"event": "user.signup", "payload": {"email": "jane@example.com"}}]),
     "status": FieldHint("failed"),
+    # Inside every tool's range (the schemas state each range; tests check these examples fit them).
+    "wait_seconds": FieldHint(10),
+    "max_events": FieldHint(5000),
+    "max_retries": FieldHint(500),
+    "expected_version": FieldHint(3, "must be a positive integer"),
     "active": FieldHint(True),
     "hidden": FieldHint(False),
     "force_delete": FieldHint(True),
@@ -111,7 +116,6 @@ FIELD_HINTS: dict[str, FieldHint] = {
     "timezone": FieldHint("Europe/Paris"),
     "start": FieldHint(0, "must be an integer ≥ 0"),
     "length": FieldHint(10, "must be an integer > 0"),
-    "expected_version": FieldHint(3, "must be a positive integer"),
     # sessions
     "role": FieldHint("member"),
     "session_type": FieldHint("workspace"),
@@ -127,6 +131,7 @@ FIELD_HINTS: dict[str, FieldHint] = {
 MODEL_FIELD_HINTS: dict[str, FieldHint] = {
     "CreateConnectionRequest.metadata": FieldHint({"url": "https://example.com/hooks/meshes"}),
     "UpdateConnectionRequest.metadata": FieldHint({"url": "https://example.com/hooks/meshes"}),
+    "CreateConnectionRequest.type": FieldHint("webhook"),
     "CreateConnectionRequest.name": FieldHint("HubSpot Production", _NAME_RULE),
     "UpdateConnectionRequest.name": FieldHint("HubSpot Production", _NAME_RULE),
     "LiteralSource.value": FieldHint("pro"),
@@ -359,7 +364,10 @@ def _rule_for(err: Mapping[str, Any], loc: _Loc, hint: FieldHint | None) -> tupl
     if kind in _RANGE_RULES:
         return (hint.rule if hint and hint.rule else _RANGE_RULES[kind].format(**ctx)), example
     if kind in ("literal_error", "enum"):
-        return _expected_values(str(ctx.get("expected", ""))), None
+        # The choices are the rule; with several, a field's own example shows the likely one.
+        expected = str(ctx.get("expected", ""))
+        several = " or " in expected or "," in expected
+        return _expected_values(expected), (hint.example if hint and several else None)
     if kind in _TYPE_RULES:
         return f"{_TYPE_RULES[kind]} (got {json_type_name(err.get('input'))})", example
     if kind == "extra_forbidden":

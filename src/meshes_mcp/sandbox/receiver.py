@@ -8,6 +8,7 @@ It records every request and answers according to its path, so failures can be s
 - ``/slow/<seconds>``           wait, then answer 200
 - anything else                 200 ``{"ok": true}``
 - ``?retry_after=<s>``          add a Retry-After header to the answer
+- a path given to ``stage()``   the staged status, reason phrase, headers and body (a hostile receiver)
 
 Runs in a background thread on its own asyncio loop (``with WebhookReceiver() as rx: rx.url``);
 the HTTP/1.1 handling is deliberately minimal (Content-Length bodies, keep-alive).
@@ -77,6 +78,16 @@ def verify_signature(body: bytes, header_value: str | None, secret: str) -> bool
     return hmac.compare_digest(expected, received)
 
 
+@dataclass
+class Staged:
+    """An answer chosen in full by the caller, to play a destination that says whatever it likes."""
+
+    status: int
+    reason: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
 class WebhookReceiver:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
@@ -84,6 +95,7 @@ class WebhookReceiver:
         self.receipts: list[Receipt] = []
         self._lock = threading.Lock()
         self._seen: dict[tuple[str, str], int] = {}
+        self._staged: dict[str, Staged] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
@@ -112,6 +124,20 @@ class WebhookReceiver:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def stage(
+        self,
+        path: str,
+        status: int,
+        *,
+        reason: str | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+    ) -> str:
+        """Answer every request to `path` with exactly this status line, headers and body; returns its URL."""
+        with self._lock:
+            self._staged[path] = Staged(status, reason, dict(headers or {}), body)
+        return self.url + path
 
     def matching(self, path_prefix: str = "", event_id: str | None = None) -> list[Receipt]:
         with self._lock:
@@ -180,15 +206,21 @@ class WebhookReceiver:
                         name, _, value = line.partition(":")
                         headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
-                status, delay, extra = self._answer(method, target, headers)
+                with self._lock:
+                    staged = self._staged.get(urlsplit(target).path)
+                status, delay, extra = (staged.status, 0.0, {}) if staged else self._answer(method, target, headers)
                 # Recorded on arrival, so a caller can see a slow request while it is still in flight.
                 with self._lock:
                     self.receipts.append(Receipt(method, urlsplit(target).path, headers, body, status))
                 if delay:
                     await asyncio.sleep(delay)
                 payload = b'{"ok":true}' if status < 400 else b'{"ok":false,"error":"staged failure"}'
+                reason = _REASONS.get(status, "Status")
+                if staged is not None:
+                    payload, reason = staged.body, staged.reason or reason
+                    extra = staged.headers
                 out = [
-                    f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+                    f"HTTP/1.1 {status} {reason}",
                     "Content-Type: application/json",
                     f"Content-Length: {len(payload)}",
                 ]

@@ -13,7 +13,14 @@ from pydantic import ValidationError
 
 from meshes_mcp import __version__
 from meshes_mcp.config import HttpSettings, Settings
-from meshes_mcp.server.registry import DEFAULT_TOOLSETS, TOOLSETS, EnabledTools, enabled_tools, parse_toolsets
+from meshes_mcp.server.registry import (
+    DEFAULT_TOOLSETS,
+    TOOLSETS,
+    EnabledTools,
+    enabled_tools,
+    parse_toolsets,
+    unknown_tool_message,
+)
 from meshes_mcp.server.runtime import Runtime, problems_text
 
 if TYPE_CHECKING:
@@ -31,7 +38,7 @@ WIRE_STEPS: tuple[tuple[str, ...], ...] = (
     ("create_rule",),
     ("emit_event wait_seconds=30",),
 )
-TRIAGE = "triage_failures (every failure grouped by cause, with the fix)"
+TRIAGE = "triage_failures (failures grouped by cause, and events no rule took, with the fix)"
 RETRY = "retry_failed group=<key> wait_seconds=60"
 DIAGNOSE = "diagnose_event for one event"
 COMMON = (
@@ -72,8 +79,16 @@ class MeshesServer(MCPServer[Runtime]):
         ]
         self.parameters = {name: set((self._tool_input_schema(name) or {}).get("properties", {})) for name in names}
 
+    async def _handle_read_resource(self, ctx: Any, params: Any) -> Any:
+        from meshes_mcp.server.caching import read_hint
+
+        return read_hint(str(params.uri), await super()._handle_read_resource(ctx, params))
+
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
-        unknown = sorted(set(arguments) - self.parameters.get(name, set(arguments)))
+        if name not in self.parameters:
+            # The SDK's "Unknown tool: X" leaves the agent to guess; the closest names let it retry at once.
+            raise ToolError(unknown_tool_message(name, self.parameters))
+        unknown = sorted(set(arguments) - self.parameters[name])
         if unknown:
             # Silently dropping a misspelt argument would run the call without the caller's intent.
             allowed = ", ".join(sorted(self.parameters[name])) or "none"
@@ -110,7 +125,7 @@ def build_server(
     """The server. Its tools are listed from the packaged manifest and their handlers imported on first
     call; `declared` builds every tool from its handler up front instead (how the manifest is made).
     `http`: the HTTP transport's settings when serving HTTP (per-request credentials, the state key)."""
-    from meshes_mcp.server import apps, prompts, resources
+    from meshes_mcp.server import apps, caching, prompts, resources
 
     tools = enabled_tools(parse_toolsets(settings.toolsets), settings.read_only, declared=declared)
     enabled = EnabledTools(t.name for t in tools)
@@ -128,6 +143,11 @@ def build_server(
         instructions=instructions(enabled),
         tools=[t.to_sdk_tool() for t in tools],
         lifespan=_lifespan(runtime),
+        # Lists fixed for the process's life send no change notifications and resources publish no updates:
+        # without a `subscriptions/listen` stream, `server/discover` advertises no listChanged/subscribe,
+        # the same truth `initialize` tells.
+        subscriptions=False,
+        cache_hints=caching.LIST_HINTS,
     )
     resources.register(server, runtime)
     prompts.register(server, enabled)

@@ -15,11 +15,16 @@ import anyio
 from meshes_mcp.api import errors as e
 from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest, Problem
+from meshes_mcp.server import fixes
 from meshes_mcp.server.failures import Failure, attempt
-from meshes_mcp.server.render import is_header_error
+from meshes_mcp.server.fixes import OAUTH_REASONS, auth_type, failure_time, reconnect_text, recorded_failure
+from meshes_mcp.server.incident.window import timestamp
+from meshes_mcp.server.render import bound_text, is_header_error
 
 if TYPE_CHECKING:
-    from meshes_mcp.api.catalog import Catalog
+    from datetime import datetime
+
+    from meshes_mcp.api.catalog import Catalog, IntegrationSpec
     from meshes_mcp.api.client import MeshesClient
     from meshes_mcp.server.registry import EnabledTools
     from meshes_mcp.server.runtime import Runtime
@@ -30,7 +35,6 @@ EVENT_SUMMARY_FIELDS = {
     "id", "event", "resource", "resource_id", "status", "total_rules", "completed_count", "failed_count",
     "created_at", "completed_at",
 }  # fmt: skip
-OAUTH_REASONS = frozenset({"oauth_authorization_revoked", "oauth_reauthorization_required"})
 ATTEMPTS_READ = 200  # far more than any retry schedule makes: the last one is on the first page
 
 
@@ -40,9 +44,15 @@ class Evidence:
     def __init__(self, event: m.Event, rule_event: m.RuleEvent) -> None:
         self.event = event
         self.rule_event = rule_event
+        # The recorded failure: the latest attempt that failed (never one still open or delivered since).
         self.latest: m.Attempt | None = None
-        self.connection: m.Connection | None = None
+        self.connection: m.Connection | None = None  # as it is now
+        self.spec: IntegrationSpec | None = None  # the integration, for its authentication type
+        self.request_url: str | None = None  # where the recorded failure's request went (captured response)
+        # When the delivery (for a group: its newest-failing delivery) last failed; None: the failure's own time.
+        self.last_failure: datetime | None = None
         self.rule_problems: list[Problem] = []
+        self.rule_off: str | None = None  # "deleted" or "inactive": the rule as it is now
         # A group retries all its deliveries with one retry_failed call; 1 means a single delivery.
         self.group_retry: str | None = None
         self.group_size = 1
@@ -64,9 +74,52 @@ class Evidence:
         return (self.latest.model_extra or {}).get("http_status") if self.latest else None
 
     @property
-    def cause(self) -> str | None:
+    def reported(self) -> str | None:
+        """The failure as Meshes recorded it: it may quote the destination, so it is shown only as
+        `untrusted_reason` and read here only for its shape (a refused header)."""
         message = (self.latest.model_extra or {}).get("message") if self.latest else None
-        return message or self.rule_event.last_error
+        return message if isinstance(message, str) and message else self.rule_event.last_error
+
+    @property
+    def header_refused(self) -> bool:
+        """No request could be formed (a header value with a line break): only when nothing answered, so a
+        destination cannot pass its own words off as our transport's refusal."""
+        no_answer = self.http_status is None
+        return self.code in ("network_error", "rejected_client_error") and no_answer and is_header_error(self.reported)
+
+    @property
+    def untrusted_reason(self) -> str | None:
+        return bound_text(self.reported)
+
+    @property
+    def cause(self) -> str:
+        """What happened, in our words: from the outcome code, the HTTP status and the connection's state."""
+        return what_happened(self)
+
+    @property
+    def failed_at(self) -> datetime | None:
+        return self.last_failure or failure_time(self.latest, self.rule_event, self.event)
+
+    @property
+    def failed_url(self) -> str | None:
+        """The URL the failing request went to: captured with the failure, or the connection's own when it
+        has not changed since (then it is the same one). None when neither can be known."""
+        if self.request_url:
+            return self.request_url
+        conn = self.connection
+        url = conn.metadata.get("url") if conn is not None else None
+        updated = timestamp(conn.updated_at) if conn is not None else None
+        failed = self.failed_at
+        if isinstance(url, str) and updated is not None and failed is not None and updated <= failed:
+            return url
+        return None
+
+    @property
+    def fix_in(self) -> dict[str, str] | None:
+        """What changed since the last failure, when the connection now carries the fix (None otherwise)."""
+        if self.rule_problems or self.rule_off:
+            return None  # a refused or switched-off rule is fixed by a new rule, never by the connection
+        return fixes.fix_in(self.connection, self.spec, self.code, self.failed_at, self.failed_url)
 
     def calls(self) -> dict[str, str]:
         ids = self.rule_event
@@ -84,12 +137,37 @@ class Evidence:
         }
 
 
-def latest_attempt(attempts: list[m.Attempt]) -> m.Attempt | None:
-    def number(item: m.Attempt) -> int:
-        value = (item.model_extra or {}).get("attempt_number")
-        return value if isinstance(value, int) else 0
-
-    return max(attempts, key=number) if attempts else None
+def what_happened(ev: Evidence) -> str:
+    """Our own one-line account of a troubled delivery, e.g. "HTTP 503 from the receiver". Built only from
+    codes, statuses and states, so nothing a destination wrote can pass for our diagnosis."""
+    kind = ev.rule_event.integration_type or "destination"
+    who = "the receiver" if kind == "webhook" else kind
+    status = ev.http_status if isinstance(ev.http_status, int) else None
+    http = f"HTTP {status} from {who}" if status else None
+    code = ev.code
+    conn = ev.connection
+    if ev.header_refused:
+        return f"no request could be sent to {who}: a header of the connection holds a character HTTP forbids"
+    accounts = {
+        "auth_failed": f"{who} rejected the connection's credentials" + (f" (HTTP {status})" if status else ""),
+        "rejected_client_error": http or f"no request could be sent to {who}",
+        "rejected_server_error": http or f"{who} failed on its side",
+        "rate_limited": f"{http or who}: rate limited",
+        "timeout": f"no answer from {who} in time",
+        "network_error": f"{who} could not be reached (network error)",
+        "mapping_error": f"the event's payload could not be mapped to {kind}'s fields",
+        "internal_error": "Meshes failed internally while delivering",
+    }
+    if code in accounts:
+        said = accounts[code]
+    elif code is not None:
+        said = f"attempt outcome {code}" + (f", {http}" if http else "")
+    elif ev.rule_event.status == "retrying":
+        said = "waiting for its next automatic attempt"
+    else:
+        said = f"{ev.rule_event.status} with no attempt recorded"
+    state = connection_state(conn)
+    return f"{said}; the connection is {state}" if state else said
 
 
 def advice(ev: Evidence) -> tuple[str, list[str]]:
@@ -98,20 +176,38 @@ def advice(ev: Evidence) -> tuple[str, list[str]]:
     calls = ev.calls()
     retrying = ev.retrying
     conn = ev.connection
-    if conn is not None and conn.active is False:
-        if conn.inactive_reason in OAUTH_REASONS:
-            return f"Reconnect the {kind} account in the Meshes dashboard (OAuth), then retry.", [calls["retry"]]
-        if conn.inactive_reason == "manually_inactivated":
-            return "The connection was switched off in the dashboard: reactivate it there, then retry.", [
-                calls["retry"]
-            ]
+    if ev.rule_off:
+        # A retry re-runs the rule as it is now: one switched off since must not deliver again unasked.
+        return (
+            f"The rule is {ev.rule_off} now: no retry is offered, since it would re-run a rule that is off. If these"
+            " events must still arrive, route them with an active rule and re-emit them.",
+            [f'list_rules event="{ev.event.event}"'],
+        )
+    fixed = ev.fix_in
+    if fixed is not None:
+        return f"The fix is in: {fixed['what']}. Nothing left to fix: retry.", [calls["retry"]]
+    auth = auth_type(ev.spec)
     code = ev.code
-    if code == "auth_failed" or (conn is not None and conn.inactive_reason == "authentication_invalid"):
+    inactive = conn is not None and conn.active is False
+    reason = conn.inactive_reason if conn is not None and inactive else None
+    if reason == "manually_inactivated":
+        return "The connection was switched off in the dashboard: reactivate it there, then retry.", [calls["retry"]]
+    if (auth == "oauth" and (code == "auth_failed" or inactive)) or reason in OAUTH_REASONS:
+        # No API call renews an OAuth grant: the person's step, then the retry.
+        return f"The OAuth grant needs renewing: {reconnect_text(ev.spec, kind)}, then retry.", [calls["retry"]]
+    if auth == "none" and code == "auth_failed":
+        where = f" at {ev.failed_url}" if ev.failed_url else ""
+        return (
+            f"The receiver{where} refused the request's authentication{_http(ev)}: update the connection's auth"
+            " fields (auth_scheme and its values) to what it expects, then retry.",
+            [calls["connection"], calls["credentials"], calls["retry"]],
+        )
+    if code == "auth_failed" or reason == "authentication_invalid":
         return f"{kind} rejected the connection's credentials: update them, then retry.", [
             calls["credentials"],
             calls["retry"],
         ]
-    if code in ("network_error", "rejected_client_error") and is_header_error(ev.cause):
+    if ev.header_refused:
         # No request could be formed (a header value with a line break saved before such values were refused):
         # the receiver is fine, the connection is not.
         return (
@@ -133,8 +229,7 @@ def advice(ev: Evidence) -> tuple[str, list[str]]:
             ],
         )
     if code in ("timeout", "network_error"):
-        url = conn.metadata.get("url") if conn is not None else None
-        where = f" {url}" if isinstance(url, str) else ""
+        where = f" {ev.failed_url}" if ev.failed_url else ""
         auto = " Meshes is still retrying." if retrying else ""
         return (
             f"The destination{where} could not be reached in time: check the URL and that the receiver is up.{auto}",
@@ -146,7 +241,8 @@ def advice(ev: Evidence) -> tuple[str, list[str]]:
         if retrying:
             return f"{cause}; Meshes retries automatically, nothing to fix yet.", []
         if kind == "webhook" and code == "rejected_server_error":
-            return f"The receiver answered{_status(ev)}: fix the receiver, then retry.", [
+            where = f" at {ev.failed_url}" if ev.failed_url else ""
+            return f"The receiver{where} answered{_status(ev)}: fix the receiver, then retry.", [
                 calls["response"],
                 calls["retry"],
             ]
@@ -158,6 +254,10 @@ def advice(ev: Evidence) -> tuple[str, list[str]]:
     return "See the cause and the captured response.", [calls["response"], calls["retry"]]
 
 
+def _http(ev: Evidence) -> str:
+    return f" (HTTP {ev.http_status})" if ev.http_status else ""
+
+
 def _status(ev: Evidence) -> str:
     return f" {ev.http_status}" if ev.http_status else " an error"
 
@@ -165,8 +265,9 @@ def _status(ev: Evidence) -> str:
 def client_error_advice(ev: Evidence, kind: str, calls: dict[str, str]) -> tuple[str, list[str]]:
     status = f" {ev.http_status}" if ev.http_status else " a 4xx"
     if kind == "webhook":
+        where = f" at {ev.failed_url}" if ev.failed_url else ""
         return (
-            f"The receiver answered{status}: check that it accepts the request (path, auth, body), then retry.",
+            f"The receiver{where} answered{status}: check that it accepts the request (path, auth, body), then retry.",
             [calls["response"], calls["connection"], calls["retry"]],
         )
     if not ev.rule_problems:
@@ -207,6 +308,8 @@ def replace_rule_advice(ev: Evidence, kind: str, calls: dict[str, str]) -> tuple
 
 def retry_helps(ev: Evidence) -> bool:
     """Whether retrying re-runs something that can now succeed (not when the rule itself must be replaced)."""
+    if ev.rule_off:
+        return False
     return not (ev.code == "rejected_client_error" and ev.rule_problems and ev.rule_event.integration_type != "webhook")
 
 
@@ -226,7 +329,9 @@ def delivery_report(ev: Evidence, enabled: EnabledTools) -> dict[str, Any]:
         "outcome_code": ev.code,
         "http_status": ev.http_status,
         "cause": ev.cause,
+        "untrusted_reason": ev.untrusted_reason,
         "connection_state": connection_state(ev.connection),
+        "fix_in": ev.fix_in,
         "next_attempt_at": (ev.rule_event.model_extra or {}).get("next_attempt_at"),
         "fix": fix,
         "next": enabled.calls(next_calls),
@@ -247,33 +352,67 @@ def summary_line(event: m.Event, troubled: list[Evidence], enabled: EnabledTools
     return f"{len(troubled)} of {len(rule_events)} deliveries need attention: {causes}."
 
 
-async def read_latest_attempt(client: MeshesClient, ev: Evidence) -> None:
+async def read_recorded_failure(client: MeshesClient, ev: Evidence) -> None:
     try:
         page = await client.list_rule_attempts(ev.event.id, ev.rule_event.rule, limit=ATTEMPTS_READ)
-        ev.latest = latest_attempt(page.records)
+        ev.latest = recorded_failure(page.records)
     except (e.MeshesError, InvalidRequest):
         ev.latest = None  # the diagnosis still stands on the rule event's last_error
+
+
+async def read_request_url(client: MeshesClient, ev: Evidence) -> None:
+    """For a webhook, where the failing request went, from its captured response (when one was kept)."""
+    failure = ev.latest
+    if failure is None or ev.rule_event.integration_type != "webhook":
+        return
+    if (failure.model_extra or {}).get("has_response_details") is False:
+        return
+    try:
+        details = await client.get_attempt_response(ev.event.id, ev.rule_event.rule, failure.id)
+    except (e.MeshesError, InvalidRequest):
+        return
+    request = (details.model_extra or {}).get("request")
+    url = request.get("url") if isinstance(request, dict) else None
+    ev.request_url = url if isinstance(url, str) and url else None
 
 
 async def gather_evidence(
     client: MeshesClient, catalog: Catalog, ev: Evidence, connections: dict[str, m.Connection | None]
 ) -> None:
-    """The latest attempt, and for a refused rule the metadata problems against live data."""
+    """The recorded failure, the connection and rule as they are now, and for a refused rule the metadata
+    problems against live data."""
     from meshes_mcp.api.catalog import validate_rule_metadata
 
     rule_event = ev.rule_event
     if ev.latest is None:
-        await read_latest_attempt(client, ev)
+        await read_recorded_failure(client, ev)
+    await read_request_url(client, ev)
     ev.connection = connections.get(rule_event.connection or "")
-    spec = catalog.get(rule_event.integration_type or "")
+    spec = ev.spec = catalog.get(rule_event.integration_type or "") or offline_spec(rule_event.integration_type)
+    try:
+        rule = await client.get_rule(rule_event.rule)
+    except e.APIStatusError as exc:
+        ev.rule_off = "deleted" if exc.status == 404 else None
+        return
+    except (e.MeshesError, InvalidRequest):
+        return
+    if rule.active is False:
+        ev.rule_off = "inactive"
+        return
     if ev.code != "rejected_client_error" or spec is None or rule_event.integration_type == "webhook":
         return
     try:
-        rule = await client.get_rule(rule_event.rule)
         live = await client.get_connection_actions(rule_event.connection or "")
     except (e.MeshesError, InvalidRequest):
         return
     ev.rule_problems = validate_rule_metadata(spec, rule.metadata, live)
+
+
+def offline_spec(type_: str | None) -> IntegrationSpec | None:
+    """The integration from the catalogue shipped with this server, when the live one lacks it."""
+    from meshes_mcp.api.catalog import load_catalog
+
+    return load_catalog().get(type_ or "")
 
 
 async def load_connections(client: MeshesClient, connection_ids: set[str]) -> dict[str, m.Connection | None]:

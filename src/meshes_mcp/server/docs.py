@@ -1,5 +1,6 @@
 """Regenerate what is written from the tool list: the README's tool table, the tools/list snapshot and
-the manifest the server lists its tools from, and the example nginx config (its reads that may be retried
+the manifest the server lists its tools from, the stdio front's early answers (`server/answers.py`), and
+the example nginx config (its reads that may be retried
 on another replica).
 
     python -m meshes_mcp.server.docs          # rewrite them (run from the repository root)
@@ -25,6 +26,7 @@ SNAPSHOT = Path("tests/snapshots/tools_list.json")
 NGINX_EXAMPLE = Path("examples/deploy/nginx.conf")
 EXAMPLE_REPLICAS = ["127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"]
 MANIFEST = Path("src/meshes_mcp/server/tools/manifest.json")
+ANSWERS = Path("src/meshes_mcp/server/tools/answers.json")
 
 
 def readme_with_table(readme: str) -> str:
@@ -79,11 +81,14 @@ def generated(root: Path) -> dict[Path, str]:
     readme = (root / README).read_text(encoding="utf-8")
     tools = anyio.run(listed_tools)
     from meshes_mcp.deploy import nginx_config
+    from meshes_mcp.server.answers import all_answers, answers_text
 
+    answers = anyio.run(lambda: all_answers(declared=True))
     return {
         README: readme_with_table(readme),
         SNAPSHOT: snapshot_text(tools),
         MANIFEST: manifest_text(tools),
+        ANSWERS: answers_text(answers),
         NGINX_EXAMPLE: nginx_config(EXAMPLE_REPLICAS, "127.0.0.1:8080", "mcp.example.com"),
     }
 

@@ -18,6 +18,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from meshes_mcp.api import errors as e
 from meshes_mcp.api.problems import InvalidRequest
 from meshes_mcp.config import CREDENTIALS_HELP
+from meshes_mcp.server.render import bound_lines
 
 if TYPE_CHECKING:
     from meshes_mcp.server.registry import EnabledTools
@@ -60,7 +61,7 @@ class Failure:
 
     def _status(self, exc: e.APIStatusError) -> str:
         status = exc.status
-        detail = str(exc)
+        detail = bound_lines(str(exc))
         unchanged = " Nothing was changed." if self.write else ""
         if status == 400:
             return f"Meshes rejected the request (400):{unchanged}\n{detail}"

@@ -1,8 +1,9 @@
-"""Parameters shared by many tools, described once so every schema reuses the same few words.
+"""Parameters shared by many tools, described once so every schema reuses the same few words and rules.
 
-Ids are plain strings here and checked by the API layer (`api.models`: the request models and
-`require_uuid`), whose messages name the field and give an example; a JSON-schema `pattern` would only
-produce a regex dump on failure.
+Ids are plain strings, checked by the API layer (`api.models`: the request models and `require_uuid`),
+whose messages name the field, the rule and the tool that lists valid ids. They are the one rule the
+schemas leave out: some 34 id parameters would pay `"format":"uuid"` (15 bytes/tool on average) to say
+what every id a result hands over already is.
 """
 
 from __future__ import annotations
@@ -11,40 +12,56 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from meshes_mcp.api import models as m
 from meshes_mcp.api.models import EventListQuery, require_uuid
 from meshes_mcp.api.problems import check
+from meshes_mcp.server.bounds import IntRange, RulesOf
 
 if TYPE_CHECKING:
     from meshes_mcp.server.runtime import Runtime
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
-# An id parameter's name says what it is; a description would repeat it on every tool.
-ConnectionId = str
+# A parameter's rules are in its schema (see `server.bounds`), taken from the check that enforces them. A
+# description is there only when the name and type do not say it: every word is paid for on every turn.
+
+Uuid = str
+ConnectionId = Uuid
 RuleId = Annotated[str, Field(description="rule_events[].rule")]
-EventId = str
+EventId = Uuid
 EventName = Annotated[str, Field(description="Event name, e.g. user.signup")]
 Payload = Annotated[dict[str, Any], Field(description="Event data; include email for person events")]
 Resource = Annotated[str | None, Field(description="Resource type, e.g. user")]
+ResourceKey = Annotated[str, RulesOf(m.ResourceId)] | None
 
-# With every toolset on, each of these is repeated in many schemas, and a parameter named `workspace`
-# or `cursor` needs no more words than its default. A bad value is answered with the field, the rule
-# and an example, so ranges need not be spelled out up front.
-
-WorkspaceOpt = Annotated[str | None, Field(description="Default MESHES_WORKSPACE_ID")]
+# Left out, the configured default workspace: the server instructions say so once for every tool (and
+# the default is per deployment: MESHES_WORKSPACE_ID, or a team server's X-Meshes-Workspace-Id).
+WorkspaceOpt = Uuid | None
 # Lists that also work organisation-wide: without a workspace and with no default, they span the org.
-WorkspaceOrOrg = Annotated[str | None, Field(description="Default MESHES_WORKSPACE_ID, else all")]
-# The pattern is enforced with a message that shows it; the schema need not carry it.
-ResourceKey = str | None
-# `limit` needs no words in a list tool; out of range, the answer says "1 to 200, e.g. 50".
-PageLimit = int | None
+WorkspaceOrOrg = Annotated[str | None, Field(description="Omit: the default, else all")]
+# Checked by the list query models (`check_paging`); out of range, the answer says "1 to 200, e.g. 50".
+PageLimit = Annotated[int, RulesOf(m.Limit)] | None
 # Every list result names the exact call for its next page, cursor included.
 PageCursor = str | None
 # A filter's name says what it filters; the tool description says what the list holds.
 Filter = str | None
-EventStatus = Literal["pending", "processing", "completed", "failed"] | None
-AttemptId = str
+EventStatus = m.EventStatusFilter | None
+AttemptId = Uuid
 SessionId = str
+
+# Time windows, parsed by `incident.window.parse_moment`.
+Since = Annotated[str | None, Field(description="ISO 8601 or a duration back: 90m, 24h, 7d")]
+Until = Annotated[str | None, Field(description="Like since")]
+
+# How long a call may wait for delivery outcomes, in seconds.
+WAIT = IntRange(0, 60, example=10)
+Wait = Annotated[int, WAIT] | None
+# A bulk run's outcomes (a whole group's retries, a replay) are awaited longer than one delivery.
+BULK_WAIT = IntRange(0, 120, example=30)
+BulkWait = Annotated[int, BULK_WAIT] | None
+# Events read by one incident scan (triage_failures, replay_events): bounded so a call stays quick.
+MAX_EVENTS = IntRange(1, 20_000, example=5000, default=5_000)
+MaxEvents = Annotated[int, MAX_EVENTS] | None
 
 
 @overload

@@ -16,12 +16,12 @@ from what the handlers declare.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,27 +30,17 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import ConfigDict
 
+# Re-exported: tool modules declare their toolset with these, the server parses `--toolsets` with them.
+from meshes_mcp.server.toolsets import DEFAULT_TOOLSETS as DEFAULT_TOOLSETS
+from meshes_mcp.server.toolsets import TOOLSETS as TOOLSETS
+from meshes_mcp.server.toolsets import Toolset as Toolset
+from meshes_mcp.server.toolsets import parse_toolsets as parse_toolsets
+
 if TYPE_CHECKING:
     from mcp.server.mcpserver.context import Context
 
 MANIFEST = Path(__file__).with_name("tools") / "manifest.json"
 
-
-class Toolset(StrEnum):
-    """The toolsets, in the order their tools are listed (`--toolsets` / `MESHES_TOOLSETS` names)."""
-
-    INTEGRATIONS = "integrations"
-    EVENTS = "events"
-    CONNECTIONS = "connections"
-    RULES = "rules"
-    DELIVERIES = "deliveries"
-    WORKSPACES = "workspaces"
-    SESSIONS = "sessions"
-
-
-TOOLSETS: tuple[Toolset, ...] = tuple(Toolset)
-# Embed sessions mint end-user tokens: an operator turns them on on purpose.
-DEFAULT_TOOLSETS: tuple[Toolset, ...] = tuple(t for t in Toolset if t is not Toolset.SESSIONS)
 
 # Handlers take the request's typed context and the tool's arguments and answer with a rendered result.
 Handler = Callable[..., Awaitable[CallToolResult]]
@@ -92,7 +82,11 @@ class ServerTool:
         from meshes_mcp.server.schema import compact_schema
 
         sdk_tool = Tool.from_function(
-            self.handler, description=self.description, annotations=self.annotations, meta=self.meta
+            self.handler,
+            title=self.title,
+            description=self.description,
+            annotations=self.annotations,
+            meta=self.meta,
         )
         sdk_tool.parameters = compact_schema(sdk_tool.parameters)
         return sdk_tool
@@ -216,20 +210,6 @@ def enabled_tools(
     return tuple(t for t in inventory if t.toolset in wanted and (t.read_only or not read_only))
 
 
-def parse_toolsets(value: str | None) -> tuple[Toolset, ...]:
-    """`MESHES_TOOLSETS` / `--toolsets`: a comma list of toolset names, or `all`."""
-    if not value or not value.strip():
-        return DEFAULT_TOOLSETS
-    names = [n.strip().lower() for n in value.split(",") if n.strip()]
-    if "all" in names:
-        return TOOLSETS
-    known = [t.value for t in Toolset]
-    unknown = sorted(set(names) - set(known))
-    if unknown:
-        raise ValueError(f"unknown toolset(s) {', '.join(unknown)}; choose from {', '.join(known)} or all")
-    return tuple(t for t in Toolset if t.value in names)
-
-
 # A tool name is a whole word of the text: one of these runs that is the name of a tool.
 _WORD = re.compile(r"\w+")
 
@@ -260,6 +240,41 @@ class EnabledTools:
 
 def every_tool_enabled() -> EnabledTools:
     return EnabledTools(t.name for t in listed_tools())
+
+
+def unknown_tool_message(name: str, registered: Iterable[str]) -> str:
+    """What a call to a tool this server does not have answers: the closest registered names, or why a tool
+    of that name is not here (its toolset is off, or it writes and the server is read-only)."""
+    registered = sorted(registered)
+    listed = {t.name: t for t in listed_tools()}
+    if name in listed:
+        off = listed[name]
+        why = (
+            "it changes things and this server is read-only (--read-only / MESHES_READ_ONLY)"
+            if off.toolset.value in _enabled_toolsets(registered) and not off.read_only
+            else f"its toolset {off.toolset.value} is off (--toolsets / MESHES_TOOLSETS)"
+        )
+        return f"Tool {name} is not enabled on this server: {why}."
+    close = closest_names(name, registered)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"tools/list shows the {len(registered)} tools."
+    return f"Unknown tool: {name}; {hint}"
+
+
+def closest_names(word: str, names: Iterable[str], limit: int = 3) -> list[str]:
+    """Up to `limit` names a mistyped `word` most likely meant: names that contain it (or that it contains:
+    `triage` → `triage_failures`), then the closest spellings."""
+    names = list(names)
+    needle = word.strip().lower()
+    if not needle:
+        return []
+    containing = sorted((n for n in names if needle in n or (len(n) > 3 and n in needle)), key=len)
+    spelled = difflib.get_close_matches(needle, names, n=limit, cutoff=0.6)
+    return list(dict.fromkeys(containing + spelled))[:limit]
+
+
+def _enabled_toolsets(registered: Iterable[str]) -> set[str]:
+    by_name = {t.name: t.toolset.value for t in listed_tools()}
+    return {by_name[n] for n in registered if n in by_name}
 
 
 def tool_table(tools: Iterable[ServerTool] | None = None) -> str:

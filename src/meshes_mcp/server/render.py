@@ -362,3 +362,135 @@ def dumps(value: Any) -> str:
 def tool_result(data: dict[str, Any]) -> CallToolResult:
     """`data` is already redacted and pruned (list results carry `count`, so an empty list still says so)."""
     return CallToolResult(content=[TextContent(type="text", text=dumps(data))], structured_content=data)
+
+
+# --- a destination's words ---------------------------------------------------------------------------
+# What a destination answered (its reason phrase, body and headers) and any error text that quotes it reaches
+# the model only under `untrusted_*` fields and only this large: a receiver controls every byte of it, so it is
+# data that could read like instructions, and a 60 KB reason phrase must not make a 60 KB result. Our own
+# `cause` and `fix` say what happened from codes and statuses, never by quoting it.
+UNTRUSTED_PHRASE_CHARS = 300  # a reason phrase, an attempt message, a `last_error` quoting a destination
+UNTRUSTED_RESPONSE_BYTES = 4096  # a captured response: headers and body together (UTF-8 bytes)
+UNTRUSTED_HEADER_SHARE = UNTRUSTED_RESPONSE_BYTES // 2  # headers alone never crowd the body out entirely
+# Fields of an attempt or a captured response that carry the destination's own text (or quote it).
+DESTINATION_TEXT_KEYS = ("message", "error", "reason", "reason_phrase", "last_error")
+
+
+def cut_marker(size: int, unit: str) -> str:
+    return f" …[cut: {size:,} {unit} in all]"
+
+
+def bound_text(text: Any, limit: int = UNTRUSTED_PHRASE_CHARS) -> str | None:
+    """`text` at most `limit` characters; a longer one is cut and ends with a marker giving its original size."""
+    if text is None:
+        return None
+    text = text if isinstance(text, str) else str(text)
+    if len(text) <= limit:
+        return text
+    marker = cut_marker(len(text), "characters")
+    return text[: max(0, limit - len(marker))] + marker
+
+
+def bound_lines(text: str) -> str:
+    """Each line of an API error cut to a phrase: such an error may quote a destination (a webhook URL test
+    answered with a 60 KB reason phrase) and a tool error has no field to set it apart, only its size."""
+    return "\n".join(bound_text(line) or "" for line in text.split("\n"))
+
+
+def utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def cut_bytes(text: str, limit: int) -> str:
+    """The longest start of `text` whose UTF-8 form fits in `limit` bytes (no character split)."""
+    return text.encode("utf-8", "surrogatepass")[: max(0, limit)].decode("utf-8", "ignore")
+
+
+def bound_headers(headers: Any, budget: int) -> tuple[Any, int, bool]:
+    """Headers kept in order while they fit `budget` bytes (each value also cut to a phrase): (kept, bytes
+    used, whether any were dropped or cut)."""
+    if isinstance(headers, str):
+        kept = bound_text(cut_bytes(headers, budget), UNTRUSTED_PHRASE_CHARS) or ""
+        return kept, utf8_size(kept), kept != headers
+    if isinstance(headers, list):  # [[name, value], ...] or ["Name: value", ...]
+        headers = {str(i): item for i, item in enumerate(headers)}
+        as_list = True
+    elif isinstance(headers, dict):
+        as_list = False
+    else:
+        return headers, 0, False
+    out: dict[str, Any] = {}
+    used, cut = 2, False  # the braces
+    for name, value in headers.items():
+        shown_name = bound_text(str(name), 100) or ""
+        shown = bound_text(value if isinstance(value, str) else dumps(value)) or ""
+        size = utf8_size(dumps({shown_name: shown})) - 1  # as the model reads it: `"name":"value",`
+        if used + size > budget:
+            cut = True
+            break
+        cut = cut or shown_name != str(name) or (isinstance(value, str) and shown != value)
+        out[shown_name] = shown
+        used += size
+    return (list(out.values()) if as_list else out), used, cut
+
+
+def bound_captured(captured: dict[str, Any], budget: int = UNTRUSTED_RESPONSE_BYTES) -> dict[str, Any]:
+    """A captured answer `{status, headers, body, ...}` within `budget` bytes for headers and body together,
+    each cut part marked: `headers_truncated` with `headers_size` (bytes received), the body ending in a
+    marker with `body_truncated` and `body_size`. Other text fields are cut to a phrase."""
+    out = {key: bound_value(value) for key, value in captured.items() if key not in ("headers", "body")}
+    body = captured.get("body")
+    body_text = body if isinstance(body, str) or body is None else dumps(body)
+    headers = captured.get("headers")
+    if headers is not None:
+        share = UNTRUSTED_HEADER_SHARE if body_text else budget
+        headers_size = utf8_size(headers if isinstance(headers, str) else dumps(headers))
+        out["headers"], used, headers_cut = bound_headers(headers, min(share, budget))
+        if headers_cut:
+            out["headers_truncated"] = True
+            out["headers_size"] = headers_size
+        budget -= used
+    if body_text is not None:
+        size = utf8_size(body_text)
+        if size <= budget:
+            out["body"] = body_text if isinstance(body, str) else body
+        else:
+            # The size the destination sent when the API says so (it may have kept only the start already).
+            known = captured.get("body_size")
+            original = known if isinstance(known, int) and known > size else size
+            marker = cut_marker(original, "bytes")
+            out["body"] = cut_bytes(body_text, budget - utf8_size(marker)) + marker
+            out["body_truncated"] = True
+            out["body_size"] = original
+    return out
+
+
+def bound_value(value: Any) -> Any:
+    """Any shape a destination's answer may take: strings cut to a phrase, captured answers bounded."""
+    if isinstance(value, str):
+        return bound_text(value)
+    if isinstance(value, dict):
+        if "headers" in value or "body" in value:
+            return bound_captured(value)
+        return {key: bound_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [bound_value(item) for item in value]
+    return value
+
+
+def bound_response(details: dict[str, Any]) -> dict[str, Any]:
+    """An attempt's captured response as the API sends it (schema undocumented): the answer (`response`, or
+    the top level when it holds `headers`/`body`) within UNTRUSTED_RESPONSE_BYTES, every other text cut to a
+    phrase."""
+    return bound_value(details)  # type: ignore[no-any-return]
+
+
+def untrusted_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` with each field that carries a destination's words renamed `untrusted_<name>` and bounded."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key in DESTINATION_TEXT_KEYS or key.startswith("response"):
+            out[f"untrusted_{key}"] = bound_value(value)
+        else:
+            out[key] = value
+    return out

@@ -19,6 +19,10 @@ client as the answer to one of its own requests. Those are logged and dropped.
 Messages that parse are the SDK's business: unknown methods, bad tool arguments and the like get the
 SDK's own -32601 / -32602 answers. Lines are not length-limited (neither are the SDK's): the client is
 the parent process.
+
+Usually the session starts behind the stdio front (`server/front.py`), which answers the first requests
+while the SDK loads: `serve_stdio` then gets its wire (the lines the front did not answer still to read)
+and drops the SDK's answers to the requests the front replays to open the same session.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import anyio
 import mcp_types as types
 from pydantic import ValidationError
+
+from meshes_mcp.server.front import Handover, claim_stdin
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -234,61 +240,74 @@ class _NoLines:
 
 
 def _claim_stdin() -> tuple[BinaryIO, Callable[[], None]]:
-    """Read the wire from a private duplicate of fd 0 and point fd 0 at the null device while serving,
-    as the SDK's own stdio_server does (it skips that when handed a stdin): handlers and child
-    processes then read EOF instead of stealing protocol bytes. Where that cannot be done (Windows, a
-    replaced sys.stdin), the wire is read in place."""
-    in_place = sys.stdin.buffer, lambda: None
-    if sys.platform == "win32":
-        return in_place
-    import fcntl
-
-    try:
-        if sys.stdin.buffer.fileno() != 0:
-            return in_place
-        private = fcntl.fcntl(0, fcntl.F_DUPFD_CLOEXEC, 3)
-    except (AttributeError, OSError, ValueError):
-        return in_place
-    try:
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-    except OSError:
-        os.close(private)
-        return in_place
-
-    def restore() -> None:
-        with suppress(OSError):
-            os.dup2(private, 0)
-
+    """Read the wire from a private duplicate of fd 0 (see `front.claim_stdin`); where that cannot be
+    done (Windows, a replaced sys.stdin), the wire is read in place."""
+    claimed = claim_stdin()
+    if claimed is None:
+        return sys.stdin.buffer, lambda: None
+    private, restore = claimed
     # closefd=False: a worker thread may still block in readline on it after the session ends.
     return os.fdopen(private, "rb", closefd=False), restore
 
 
 @asynccontextmanager
-async def checked_stdio_server() -> AsyncIterator[tuple[Any, Any]]:
-    """The SDK's stdio_server for stdout, our `read_lines` for stdin: (read_stream, write_stream)."""
+async def checked_stdio_server(handover: Handover | None = None) -> AsyncIterator[tuple[Any, Any]]:
+    """The SDK's stdio_server for stdout, our `read_lines` for stdin: (read_stream, write_stream).
+    With a `handover`, stdin is the front's wire (already claimed), and the answers to the requests it
+    replays are dropped: the client has had them from the front."""
     from mcp.server.stdio import stdio_server
     from mcp.shared.message import SessionMessage
 
-    source, restore = _claim_stdin()
+    source: Any
+    if handover is None:
+        source, restore = _claim_stdin()
+    else:
+        source, restore = handover.wire, lambda: None
     session_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     try:
         no_lines: Any = _NoLines()  # all of AsyncFile[str] that stdio_server uses: it only iterates its stdin
         async with stdio_server(stdin=no_lines) as (unused_reader, write_stream), anyio.create_task_group() as tg:
             await unused_reader.aclose()
             tg.start_soon(read_lines, anyio.wrap_file(source), session_writer, write_stream)
+            if handover is not None and handover.replayed_ids:
+                write_stream = _Dropping(write_stream, set(handover.replayed_ids))
             yield read_stream, write_stream
     finally:
         restore()
 
 
-def serve_stdio(server: MCPServer[Runtime]) -> None:
-    anyio.run(_serve, server)
+class _Dropping:
+    """The SDK's write stream, less the answers to the given request ids (each dropped once)."""
+
+    def __init__(self, inner: Any, ids: set[str]) -> None:
+        self.inner = inner
+        self.ids = ids
+
+    async def send(self, item: Any) -> None:
+        message = item.message
+        if isinstance(message, types.JSONRPCResponse | types.JSONRPCError) and message.id in self.ids:
+            self.ids.discard(message.id)  # type: ignore[arg-type]
+            if isinstance(message, types.JSONRPCError):
+                log.warning("the SDK refused a request the front had answered: %s", message.error.message)
+            return
+        await self.inner.send(item)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def __aenter__(self) -> _Dropping:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
-async def _serve(server: MCPServer[Runtime]) -> None:
+def serve_stdio(server: MCPServer[Runtime], handover: Handover | None = None) -> None:
+    anyio.run(_serve, server, handover)
+
+
+async def _serve(server: MCPServer[Runtime], handover: Handover | None) -> None:
     # What MCPServer.run_stdio_async does, with our stdin; the SDK offers no public hook for it.
     lowlevel = server._lowlevel_server
-    async with checked_stdio_server() as (read_stream, write_stream):
+    async with checked_stdio_server(handover) as (read_stream, write_stream):
         await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())

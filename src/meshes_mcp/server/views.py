@@ -14,6 +14,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field
 
 from meshes_mcp.api import models as m
+from meshes_mcp.server.render import bound_text
 from meshes_mcp.server.schema import compact_schema
 
 
@@ -151,15 +152,20 @@ class RuleEventView(View):
     status: str
     attempt_count: int | None = None
     completed_at: str | None = None
-    last_error: str | None = None
+    # The last error may quote the destination (its reason phrase, its body): data, bounded, never our words.
+    untrusted_last_error: str | None = None
     next_attempt_at: str | None = None  # while Meshes retries by itself (not a documented field)
 
     @classmethod
     def of(cls, rule_event: m.RuleEvent) -> Self:
         fields = {"id", "connection", "rule", "integration_type", "status", "attempt_count", "completed_at"}
-        view = rule_event.model_dump(mode="json", include=fields | {"last_error"})
+        view = rule_event.model_dump(mode="json", include=fields)
         next_attempt_at = (rule_event.model_extra or {}).get("next_attempt_at")
-        return cls(**view, next_attempt_at=next_attempt_at if isinstance(next_attempt_at, str) else None)
+        return cls(
+            **view,
+            untrusted_last_error=bound_text(rule_event.last_error),
+            next_attempt_at=next_attempt_at if isinstance(next_attempt_at, str) else None,
+        )
 
 
 class EventRow(View):

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from meshes_mcp.sandbox.store import Store
 INBOX_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 INBOX_BODY_LIMIT = 1024 * 1024
 TRACKED_DELIVERIES = 200_000  # distinct delivery ids remembered per inbox; beyond that only requests count
+NOT_OAUTH = "connections authenticate with credentials, not OAuth: nothing to reconnect"
 
 
 @dataclass
@@ -122,7 +122,7 @@ async def reconnect(request: Request, sb: Sandbox, p: Any) -> Any:
     spec = sb.spec(row["type"])
     if not spec.is_oauth:
         raise bad_request(
-            f"{spec.name} connections authenticate with credentials, not OAuth: nothing to reconnect",
+            f"{spec.name} {NOT_OAUTH}",
             "connection_id",
             f"update its credentials instead: PUT /api/v1/connections/{row['id']} (update_connection) with new "
             "metadata reactivates it",
@@ -151,35 +151,44 @@ ROUTES = [
 
 
 def reconnect_from_cli(data_dir: Path, connection_id: str) -> dict[str, Any]:
-    """`meshes-mcp sandbox reconnect <id>`: call the running sandbox of `data_dir` (found through its
-    sandbox.json) with its machine key. Raises ValueError with a one-line reason on failure."""
-    import httpx2
+    """`meshes-mcp sandbox reconnect <id>`: the person's step, written into `data_dir`'s database directly, so
+    it works whether the sandbox is stopped or running. Reading the connection and reactivating it is one
+    `BEGIN IMMEDIATE` transaction: SQLite serialises it with a sandbox that runs or starts meanwhile (they
+    read connection state from the database for every delivery, so the change is seen at once). Never
+    creates a database. Raises ValueError with a one-line reason on failure."""
+    import sqlite3
 
-    from meshes_mcp.api.auth import MachineKey
-    from meshes_mcp.sandbox.info import SandboxInfo
+    from meshes_mcp.api.catalog import load_catalog
+    from meshes_mcp.api.models import require_uuid
+    from meshes_mcp.api.problems import InvalidRequest
 
-    info_path = Path(data_dir) / "sandbox.json"
     try:
-        info = SandboxInfo.model_validate_json(info_path.read_text())
-    except (OSError, ValueError):
-        raise ValueError(f"no running sandbox found in {data_dir} (start it with `meshes-mcp sandbox`)") from None
-    key = MachineKey(info.access_key, info.secret_key, info.organization_id)
-    base = info.api_url.removesuffix("/api/v1")
+        require_uuid("connection_id", connection_id)
+    except InvalidRequest as exc:
+        raise ValueError(str(exc).replace("\n", " ")) from None
+    database = Path(data_dir) / "sandbox.db"
+    if not database.is_file():
+        start = f"meshes-mcp sandbox --data-dir {data_dir}"
+        raise ValueError(f"no sandbox data in {data_dir}: start the sandbox once with `{start}`")
     try:
-        with httpx2.Client(trust_env=False, timeout=10) as client:
-            response = client.post(f"{base}/sandbox/connections/{connection_id}/reconnect", headers=key.headers())
-    except httpx2.TransportError:
-        raise ValueError(f"the sandbox at {base} is not answering: is it running?") from None
-    body: dict[str, Any]
+        store = Store(database)
+    except sqlite3.Error as exc:
+        raise ValueError(f"cannot open the sandbox database in {data_dir}: {exc}") from None
     try:
-        body = response.json()
-    except json.JSONDecodeError:
-        body = {}
-    if response.status_code != 200:
-        error = body.get("error") or {}
-        hint = "; ".join(d.get("msg", "") for d in error.get("data", []))
-        raise ValueError(
-            f"reconnect refused ({response.status_code}): {error.get('message', response.text[:200])}"
-            + (f" — {hint}" if hint and hint != error.get("message") else "")
-        )
-    return body
+        with store.tx():
+            row = store.get_connection(None, connection_id)
+            if row is None:
+                where = f"the sandbox in {data_dir}"
+                raise ValueError(f"no connection {connection_id} in {where} (list_connections shows the ids)")
+            spec = load_catalog().get(row["type"])
+            if spec is None or not spec.is_oauth:
+                name = spec.name if spec is not None else row["type"]
+                raise ValueError(f"{name} {NOT_OAUTH}; update_connection with new credentials reactivates it")
+            was_inactive = not row["active"]
+            if was_inactive:
+                reconnect_connection(store, connection_id)  # inside this transaction (tx nests)
+    except sqlite3.Error as exc:
+        raise ValueError(f"cannot write to the sandbox database in {data_dir}: {exc}") from None
+    finally:
+        store.close()
+    return {"reconnected": was_inactive, "connection": {"id": row["id"], "name": row["name"], "type": row["type"]}}

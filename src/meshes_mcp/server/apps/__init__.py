@@ -72,6 +72,7 @@ async def triage_timeline(
     workspace: str | None = None,
     event: str | None = None,
     connection: str | None = None,
+    rule: str | None = None,
     since: str | None = None,
     until: str | None = None,
     max_events: int | None = None,
@@ -79,9 +80,9 @@ async def triage_timeline(
 ) -> CallToolResult:
     """For the incident view: failing deliveries per time bucket and triage_failures group, over the same
     window and filters."""
-    from meshes_mcp.server.incident_view import timeline_result
+    from meshes_mcp.server.incident.timeline import timeline_result
 
-    return await timeline_result(ctx, workspace, event, connection, since, until, max_events, buckets)
+    return await timeline_result(ctx, workspace, event, connection, rule, since, until, max_events, buckets)
 
 
 class HiddenFromOtherClients:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types import CallToolResult
@@ -13,8 +13,10 @@ from meshes_mcp.api import errors as e
 from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest, Problem, check
 from meshes_mcp.server import params as p
+from meshes_mcp.server.bounds import RulesOf
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.failures import Failure, attempt
+from meshes_mcp.server.fixes import inactive_warning
 from meshes_mcp.server.registry import Toolset, tool
 from meshes_mcp.server.render import REDACTED, contains_mask
 from meshes_mcp.server.resources import MAPPING_SCHEMA_URI
@@ -22,7 +24,15 @@ from meshes_mcp.server.runtime import Runtime, ToolContext, runtime_of
 from meshes_mcp.server.tools.integrations import find_record, secret_fields
 from meshes_mcp.server.views import ConnectionRow, ConnectionView
 
+if TYPE_CHECKING:
+    from meshes_mcp.api.catalog import IntegrationSpec
+
 NOT_FOUND = "list_connections shows the connections and their ids."
+# Checked by the connection request models; the schemas show their rules.
+ConnectionName = Annotated[str, RulesOf(m.ConnectionName)]
+# What the API documents of it: it hides the connection from the Meshes UI.
+Hidden = Annotated[bool | None, Field(description="Hide it from the Meshes UI")]
+ExpectedVersion = RulesOf(m.UpdateMappingsRequest, "expected_version")
 # Collections can be long (hundreds of lists); agents need ids and names, not provider timestamps.
 ACTION_ITEMS_SHOWN = 50
 # A CRM's field catalogue can run to hundreds of fields; the first ones and a count are enough to map.
@@ -108,15 +118,6 @@ class MappingOut(BaseModel):
     next: str | None = None
 
 
-def inactive_warning(connection: m.Connection) -> str | None:
-    if connection.active is not False:
-        return None
-    return (
-        f"inactive ({connection.inactive_reason or 'unknown reason'}): deliveries fail until it is "
-        "reconnected in the Meshes dashboard"
-    )
-
-
 def restore_masked(metadata: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
     """Secrets we showed as "[redacted]" and the agent sent back unchanged keep their stored value.
 
@@ -153,8 +154,8 @@ def restore_header_values(given: Any, stored: Any) -> Any:
     return {name: (stored[name] if value == REDACTED else value) for name, value in given.items()}
 
 
-def connection_view(connection: m.Connection) -> dict[str, Any]:
-    return ConnectionView.of(connection, warning=inactive_warning(connection)).render()
+def connection_view(connection: m.Connection, spec: IntegrationSpec | None) -> dict[str, Any]:
+    return ConnectionView.of(connection, warning=inactive_warning(connection, spec)).render()
 
 
 def connection_summary(connection: m.Connection, *, org_wide: bool) -> dict[str, Any]:
@@ -246,10 +247,17 @@ async def secrets_of(rt: Runtime, type_: str) -> frozenset[str]:
         return frozenset()
 
 
-async def validate_metadata(rt: Runtime, type_: str, metadata: dict[str, Any], *, for_update: bool) -> None:
-    from meshes_mcp.api.catalog import load_catalog, validate_connection_metadata
+async def integration_spec(rt: Runtime, type_: str) -> IntegrationSpec | None:
+    """The integration (live catalogue, else the one shipped with this server); None for an unknown type."""
+    from meshes_mcp.api.catalog import load_catalog
 
-    spec = (await rt.catalog()).get(type_) or load_catalog().get(type_)
+    return (await rt.catalog()).get(type_) or load_catalog().get(type_)
+
+
+async def validate_metadata(rt: Runtime, type_: str, metadata: dict[str, Any], *, for_update: bool) -> None:
+    from meshes_mcp.api.catalog import validate_connection_metadata
+
+    spec = await integration_spec(rt, type_)
     if spec is None:
         return  # a type the catalogue does not know: the API judges alone
     problems = validate_connection_metadata(spec, metadata, for_update=for_update)
@@ -287,20 +295,21 @@ async def get_connection(ctx: ToolContext, connection_id: p.ConnectionId) -> Ann
     rt = runtime_of(ctx)
     client = rt.client()
     connection = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
-    return rt.result(connection_view(connection), secret_keys=await secrets_of(rt, connection.type))
+    view = connection_view(connection, await integration_spec(rt, connection.type))
+    return rt.result(view, secret_keys=await secrets_of(rt, connection.type))
 
 
 @tool(Toolset.CONNECTIONS, read_only=False, idempotent=False, title="Create connection")
 async def create_connection(
     ctx: ToolContext,
-    type: Annotated[str, Field(description="e.g. mailchimp (list_integrations)")],
-    name: Annotated[str, Field(description="1-128 letters, digits, space, _ or -")],
-    metadata: Annotated[dict[str, Any], Field(description="Fields from list_integrations type=X")],
+    type: Annotated[str, RulesOf(m.IntegrationType)],
+    name: ConnectionName,
+    metadata: Annotated[dict[str, Any], Field(description="The integration's connection fields")],
     workspace: p.WorkspaceOpt = None,
-    hidden: bool | None = None,
+    hidden: Hidden = None,
 ) -> Annotated[CallToolResult, ConnectionView]:
-    """Connect an API-key or no-auth integration (webhook, mailchimp...); OAuth ones are connected in the
-    Meshes dashboard. Metadata is checked first."""
+    """Connect an API-key or no-auth integration; OAuth ones are connected in the Meshes dashboard.
+    Metadata is checked first (list_integrations type=X)."""
     rt = runtime_of(ctx)
     client = rt.client()
     rt.redactor.learn_metadata(metadata, rt.secret_keys(type))  # an error echoing them is masked too
@@ -316,7 +325,7 @@ async def create_connection(
     await validate_metadata(rt, type, metadata, for_update=False)
     failure = Failure(write=True, verify="list_connections shows whether it exists")
     created = await attempt(client.create_connection(request), failure)
-    view = connection_view(created)
+    view = connection_view(created, await integration_spec(rt, created.type))
     view["next"] = f"get_connection_actions connection_id={created.id}, then create_rule"
     return rt.result(view, secret_keys=secret_fields(await integration_record(rt, type)))
 
@@ -326,18 +335,19 @@ async def update_connection(
     ctx: ToolContext,
     connection_id: p.ConnectionId,
     metadata: Annotated[dict[str, Any], Field(description="All fields (replaces them); masked ones kept")],
-    name: str | None = None,
-    hidden: bool | None = None,
+    name: ConnectionName | None = None,
+    hidden: Hidden = None,
 ) -> Annotated[CallToolResult, ConnectionView]:
-    """Replace a connection's metadata (e.g. new credentials), checked first. Then retry_rule_event what
-    failed."""
+    """Replace a connection's metadata (e.g. new credentials), checked first. Then triage_failures
+    connection=<id>."""
     rt = runtime_of(ctx)
     client = rt.client()
     current = await attempt(client.get_connection(connection_id), Failure(write=False, not_found=NOT_FOUND))
     rt.redactor.learn_metadata(metadata, rt.secret_keys(current.type))  # an error echoing them is masked too
     metadata = restore_masked(metadata, current.metadata)
-    # An omitted name keeps the current one, which the API accepted already: only a new name is checked.
-    body: dict[str, Any] = {"name": name or "placeholder", "metadata": metadata}
+    # An omitted name keeps the current one, which the API accepted already: only a new name is checked
+    # (an empty one too: it is refused, never taken for "omitted").
+    body: dict[str, Any] = {"name": "Unchanged" if name is None else name, "metadata": metadata}
     if hidden is not None:
         body["hidden"] = hidden
     request = check(m.UpdateConnectionRequest, body)
@@ -346,8 +356,12 @@ async def update_connection(
     await validate_metadata(rt, current.type, metadata, for_update=True)
     failure = Failure(write=True, not_found=NOT_FOUND, verify=f"get_connection connection_id={connection_id}")
     updated = await attempt(client.update_connection(connection_id, request), failure)
-    view = connection_view(updated)
-    view["next"] = "diagnose_event or list_events status=failed, then retry_rule_event for failed deliveries"
+    view = connection_view(updated, await integration_spec(rt, updated.type))
+    # What failed through it is now fix-aware: its groups say the fix is in and hand over the retry.
+    view["next"] = (
+        f"triage_failures connection={connection_id} shows what failed through it; then each group's `then` "
+        "(retry_failed group=<key>) retries it"
+    )
     return rt.result(view, secret_keys=await secrets_of(rt, updated.type))
 
 
@@ -356,9 +370,9 @@ async def delete_connection(
     ctx: ToolContext,
     connection_id: p.ConnectionId,
     confirmation: Annotated[Confirmed, Resolve(confirm_delete_connection)],
-    force_delete: bool | None = None,
+    force_delete: Annotated[bool | None, Field(description="Even while active rules use it")] = None,
 ) -> Annotated[CallToolResult, DeletedOut]:
-    """Delete a connection. Refused while it has active rules unless force_delete."""
+    """Delete a connection; refused while active rules use it."""
     rt = runtime_of(ctx)
     require_yes(confirmation, "Not deleted")
     client = rt.client()
@@ -373,8 +387,8 @@ async def delete_connection(
 async def get_connection_actions(
     ctx: ToolContext, connection_id: p.ConnectionId
 ) -> Annotated[CallToolResult, ActionDataOut]:
-    """A connection's live data (lists, tags, properties, channels...) and what each action needs: the ids
-    for create_rule metadata."""
+    """A connection's live data (lists, tags, channels...) and what each action needs: ids for create_rule
+    metadata."""
     from meshes_mcp.api.catalog import describe_action
 
     rt = runtime_of(ctx)
@@ -389,7 +403,7 @@ async def get_connection_actions(
         "type": connection.type,
         "actions": actions,
         "data": compact_action_data(data),
-        "warning": inactive_warning(connection),
+        "warning": inactive_warning(connection, spec),
     }
     return rt.result(result)
 
@@ -398,10 +412,9 @@ async def get_connection_actions(
 async def get_connection_fields(
     ctx: ToolContext,
     connection_id: p.ConnectionId,
-    refresh: bool | None = None,
+    refresh: Annotated[bool | None, Field(description="Re-read them from the destination")] = None,
 ) -> Annotated[CallToolResult, FieldCatalogOut]:
-    """The destination's fields (key, type, constraints): the dest keys for mappings. refresh re-reads
-    them."""
+    """The destination's fields (key, type, constraints): the dest keys for mappings."""
     rt = runtime_of(ctx)
     client = rt.client()
     failure = Failure(write=False, not_found=NOT_FOUND)
@@ -442,9 +455,14 @@ async def update_connection_mappings(
     ctx: ToolContext,
     connection_id: p.ConnectionId,
     schema: Annotated[dict[str, Any], Field(description=f"Format: {MAPPING_SCHEMA_URI}")],
-    expected_version: Annotated[int | None, Field(description="version from get_connection_mappings")] = None,
-    mapping_id: str | None = None,
-    name: str | None = None,
+    expected_version: Annotated[
+        int,
+        RulesOf(m.UpdateMappingsRequest, "expected_version"),
+        Field(description="version from get_connection_mappings"),
+    ]
+    | None = None,
+    mapping_id: p.Uuid | None = None,
+    name: Annotated[str, RulesOf(m.UpdateMappingsRequest, "name")] | None = None,
 ) -> Annotated[CallToolResult, MappingOut]:
     """Save the connection's default field mapping (payload paths or literals to fields), checked first."""
     rt = runtime_of(ctx)

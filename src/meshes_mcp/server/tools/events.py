@@ -1,29 +1,42 @@
-"""events toolset: emit_event, emit_events."""
+"""events toolset: emit_event, emit_events, replay_events."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio
+from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types import CallToolResult
 from pydantic import BaseModel, ConfigDict, Field
 
 from meshes_mcp.api import errors as e
+from meshes_mcp.api import models as m
 from meshes_mcp.api.models import BULK_LIMIT, BulkResult, EmitEventRequest
-from meshes_mcp.api.problems import InvalidRequest, check
+from meshes_mcp.api.problems import InvalidRequest, Problem, check
 from meshes_mcp.server import params as p
+from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.failures import Failure, attempt
+from meshes_mcp.server.incident import replay
+from meshes_mcp.server.incident.census import matched_no_rule
+from meshes_mcp.server.incident.norule import WorkspaceRules, listened_for, no_rule_note
+from meshes_mcp.server.incident.outcomes import wait_for_event
+from meshes_mcp.server.incident.progress import Throttle
+from meshes_mcp.server.incident.window import Window, call_text
 from meshes_mcp.server.registry import Toolset, tool
 from meshes_mcp.server.runtime import Runtime, ToolContext, runtime_of
-from meshes_mcp.server.triage import Throttle, Wait, check_range, wait_for_event
 
-WAIT_MAX = 60
+if TYPE_CHECKING:
+    from meshes_mcp.api.client import MeshesClient
+
 # Four bulk requests in flight keep ingestion fast without one agent hogging the API's rate limit.
 PARALLEL_CHUNKS = 4
 # Event ids are worth listing for a handful of events; for thousands the count says it all.
 IDS_SHOWN_UP_TO = 50
 REJECTIONS_SHOWN = 100
+NAMES_NOTED = 20  # distinct event names of one emit_events checked for a rule at most
 
 Status = Literal["accepted", "rejected", "unknown", "not_sent"]
 
@@ -33,6 +46,9 @@ class EmittedEvent(BaseModel):
     id: str
     event: str
     workspace: str | None = None
+    matched_no_rule: bool | None = None  # no active rule takes it: nothing is delivered
+    warning: str | None = None
+    closest_rule_events: list[str] | None = None
     next: str
 
 
@@ -163,71 +179,14 @@ def bulk_summary(run: BulkRun, workspace: str | None) -> dict[str, Any]:
     return summary
 
 
-def target_workspace(rt: Runtime, workspace: str | None) -> str | None:
-    # A publishable key implies its workspace; a machine key needs one named.
-    publishable_only = rt.settings.machine_key() is None and rt.settings.publishable_key is not None
-    return workspace if publishable_only else p.workspace_arg(rt, workspace)
-
-
-@tool(Toolset.EVENTS, read_only=False, idempotent=False, title="Emit event")
-async def emit_event(
-    event: p.EventName,
-    payload: Annotated[dict[str, Any], Field(description="Event data; email for people")],
-    ctx: ToolContext,
-    workspace: p.WorkspaceOpt = None,
-    resource: p.Resource = None,
-    resource_id: p.ResourceKey = None,
-    wait_seconds: Wait = None,
-) -> Annotated[CallToolResult, EmittedEvent]:
-    """Emit one event to every active rule matching its name; wait_seconds awaits delivery."""
-    rt = runtime_of(ctx)
-    wait = check_range("wait_seconds", wait_seconds, 0, WAIT_MAX, 10)
-    client = rt.client(publishable_ok=True)
-    ws = target_workspace(rt, workspace)
-    body = {"event": event, "payload": payload, "workspace": ws, "resource": resource, "resource_id": resource_id}
-    request = p.check_given(EmitEventRequest, body)
-    failure = Failure(write=True, verify="list_events shows whether it arrived")
-    created = await attempt(client.emit_event(request), failure)
-    result: dict[str, Any] = {
-        "id": created.id,
-        "event": created.event,
-        "workspace": created.workspace,
-        "resource": created.resource,
-        "resource_id": created.resource_id,
-        "next": f"get_event event_id={created.id} shows its delivery to each rule",
-    }
-    if wait and rt.settings.machine_key() is None:
-        result["waited"] = "not waited: reading deliveries needs a machine key (MESHES_ACCESS_KEY, MESHES_SECRET_KEY)"
-    elif wait:
-        from meshes_mcp.server.tools.deliveries import event_view
-
-        settled, result["waited"] = await wait_for_event(client, created.id, wait, Throttle(ctx.report_progress))
-        if settled is not None:
-            view = event_view(settled)
-            result.update({"status": view.get("status"), "rule_events": view["rule_events"]})
-            result["next"] = view.get("next") or result["next"]
-    return rt.result(result)
-
-
-@tool(Toolset.EVENTS, read_only=False, idempotent=False, title="Emit events")
-async def emit_events(
-    events: Annotated[
-        list[dict[str, Any]], Field(description="Each {event, payload, resource?, resource_id?, workspace?}")
-    ],
-    ctx: ToolContext,
-    workspace: p.Filter = None,
-) -> Annotated[CallToolResult, BulkEmitted]:
-    """Emit any number of events in bulk, with progress; invalid items are reported by index, not sent."""
-    rt = runtime_of(ctx)
-    client = rt.client(publishable_ok=True)
-    ws = target_workspace(rt, workspace)
-    run = BulkRun(total=len(events))
-    valid: list[tuple[int, EmitEventRequest]] = []
-    for index, item in enumerate(events):
-        try:
-            valid.append((index, prepare(index, item, ws)))
-        except InvalidRequest as exc:
-            run.outcomes[index] = Outcome("rejected", reason=str(exc).replace("\n", "; "))
+async def send_bulk(
+    client: MeshesClient,
+    valid: list[tuple[int, EmitEventRequest]],
+    run: BulkRun,
+    report: Callable[[float, float | None, str], Awaitable[None]],
+) -> None:
+    """Send checked events in bulk requests of up to 100, PARALLEL_CHUNKS at a time, recording each item's
+    outcome in `run` by its index; a request whose fate is unknown is never sent again."""
     chunks = [valid[start : start + BULK_LIMIT] for start in range(0, len(valid), BULK_LIMIT)]
     limiter = anyio.CapacityLimiter(PARALLEL_CHUNKS)
 
@@ -239,7 +198,7 @@ async def emit_events(
             else:
                 await send_now(chunk, indexes)
         run.done += len(chunk)
-        await ctx.report_progress(run.done, len(valid), f"{run.done}/{len(valid)} events sent")
+        await report(run.done, len(valid), f"{run.done}/{len(valid)} events sent")
 
     async def send_now(chunk: list[tuple[int, EmitEventRequest]], indexes: list[int]) -> None:
         answer: BulkResult | None
@@ -266,7 +225,249 @@ async def emit_events(
     async with anyio.create_task_group() as group:
         for chunk in chunks:
             group.start_soon(send, chunk)
-    return rt.result(bulk_summary(run, ws))
 
 
-TOOLS = (emit_event, emit_events)
+def target_workspace(rt: Runtime, workspace: str | None) -> str | None:
+    # A publishable key implies its workspace; a machine key needs one named.
+    publishable_only = rt.settings.machine_key() is None and rt.settings.publishable_key is not None
+    return workspace if publishable_only else p.workspace_arg(rt, workspace)
+
+
+@tool(Toolset.EVENTS, read_only=False, idempotent=False, title="Emit event")
+async def emit_event(
+    event: p.EventName,
+    payload: Annotated[dict[str, Any], Field(description="Event data; email for people")],
+    ctx: ToolContext,
+    workspace: p.WorkspaceOpt = None,
+    resource: p.Resource = None,
+    resource_id: p.ResourceKey = None,
+    wait_seconds: p.Wait = None,
+) -> Annotated[CallToolResult, EmittedEvent]:
+    """Emit one event to every active rule matching its name; wait_seconds awaits delivery."""
+    rt = runtime_of(ctx)
+    wait = p.WAIT.check("wait_seconds", wait_seconds)
+    client = rt.client(publishable_ok=True)
+    ws = target_workspace(rt, workspace)
+    body = {"event": event, "payload": payload, "workspace": ws, "resource": resource, "resource_id": resource_id}
+    request = p.check_given(EmitEventRequest, body)
+    failure = Failure(write=True, verify="list_events shows whether it arrived")
+    created = await attempt(client.emit_event(request), failure)
+    result: dict[str, Any] = {
+        "id": created.id,
+        "event": created.event,
+        "workspace": created.workspace,
+        "resource": created.resource,
+        "resource_id": created.resource_id,
+        "next": f"get_event event_id={created.id} shows its delivery to each rule",
+    }
+    if wait and rt.settings.machine_key() is None:
+        result["waited"] = "not waited: reading deliveries needs a machine key (MESHES_ACCESS_KEY, MESHES_SECRET_KEY)"
+    elif wait:
+        from meshes_mcp.server.tools.deliveries import event_view
+
+        settled, result["waited"] = await wait_for_event(client, created.id, wait, Throttle(ctx.report_progress))
+        if settled is not None:
+            view = event_view(settled)
+            result.update({"status": view.get("status"), "rule_events": view["rule_events"]})
+            result["next"] = view.get("next") or result["next"]
+            if matched_no_rule(settled):
+                result["waited"] = "nothing to wait for: it matched no rule"
+    if rt.settings.machine_key() is not None and created.workspace:
+        rules = await WorkspaceRules(client, created.workspace).get()
+        settled_unrouted = result.get("waited") == "nothing to wait for: it matched no rule"
+        if rules is not None and (settled_unrouted or not listened_for(rules, created.event)):
+            note = no_rule_note(created.event, rules, workspace=workspace, since=created.created_at)
+            result.update(note)
+    return rt.result(result)
+
+
+@tool(Toolset.EVENTS, read_only=False, idempotent=False, title="Emit events")
+async def emit_events(
+    events: Annotated[
+        list[dict[str, Any]], Field(description="Each {event, payload, resource?, resource_id?, workspace?}")
+    ],
+    ctx: ToolContext,
+    workspace: p.Filter = None,
+) -> Annotated[CallToolResult, BulkEmitted]:
+    """Emit any number of events in bulk, with progress; invalid items are reported by index, not sent."""
+    rt = runtime_of(ctx)
+    client = rt.client(publishable_ok=True)
+    ws = target_workspace(rt, workspace)
+    run = BulkRun(total=len(events))
+    valid: list[tuple[int, EmitEventRequest]] = []
+    for index, item in enumerate(events):
+        try:
+            valid.append((index, prepare(index, item, ws)))
+        except InvalidRequest as exc:
+            run.outcomes[index] = Outcome("rejected", reason=str(exc).replace("\n", "; "))
+    await send_bulk(client, valid, run, ctx.report_progress)
+    summary = bulk_summary(run, ws)
+    if rt.settings.machine_key() is not None and ws is not None:
+        unrouted = await unrouted_names(WorkspaceRules(client, ws), valid, run, workspace)
+        summary["unrouted"] = unrouted or None  # each with its own next step
+    return rt.result(summary)
+
+
+async def unrouted_names(
+    rules: WorkspaceRules, valid: list[tuple[int, EmitEventRequest]], run: BulkRun, workspace: str | None
+) -> list[dict[str, Any]]:
+    """The accepted events' names no active rule listens for, each with its count and closest rule names."""
+    accepted = Counter(
+        request.event for index, request in valid if run.outcomes.get(index, Outcome("unknown")).status == "accepted"
+    )
+    listed = await rules.get() if accepted else None
+    if listed is None:
+        return []
+    notes = []
+    for name, count in accepted.most_common(NAMES_NOTED):
+        if not listened_for(listed, name):
+            note = no_rule_note(name, listed, workspace=workspace, since=None, count=count)
+            notes.append({"event": name, "count": count, **{k: v for k, v in note.items() if k != "matched_no_rule"}})
+    return notes
+
+
+# --- replay_events ----------------------------------------------------------------------------------
+
+ASK_ABOVE = 10  # re-emitting more events than this asks the user first (when the client can be asked)
+
+
+class ReplayOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    unrouted: int = 0
+    replayed: int = 0
+    next: str | None = None
+
+
+async def plan_replay(
+    ctx: ToolContext,
+    workspace: str | None = None,
+    event: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    as_event: str | None = None,
+    max_events: int | None = None,
+    wait_seconds: int | None = None,
+) -> replay.ReplayPlan:
+    """The unrouted events not yet replayed, found (payloads read) before anything is sent or asked."""
+    rt = runtime_of(ctx)
+    client = rt.client()
+    ws = p.workspace_arg(rt, workspace)
+    window = Window.of(since, until)
+    limit = p.MAX_EVENTS.check("max_events", max_events)
+    p.BULK_WAIT.check("wait_seconds", wait_seconds)
+    if event is not None and not event.strip():
+        raise InvalidRequest([Problem("event", 'must not be blank, e.g. "user.signed_up"')])
+    if as_event is not None and (not as_event.strip() or any(ord(c) < 32 or ord(c) == 127 for c in as_event)):
+        rule = 'must be an event name: not blank, no control characters, e.g. "user.signup"'
+        raise InvalidRequest([Problem("as_event", rule)])
+    failure = Failure(write=False, not_found="list_workspaces shows the workspaces.")
+    progress = Throttle(ctx.report_progress)
+    return await attempt(replay.plan_replay(client, ws, window, event, limit, progress), failure)
+
+
+async def confirm_replay(
+    plan: Annotated[replay.ReplayPlan, Resolve(plan_replay)],
+    ctx: ToolContext,
+    dry_run: bool | None = None,
+    as_event: str | None = None,
+) -> Confirmation | Elicit[Confirmation]:
+    if dry_run or len(plan.originals) <= ASK_ABOVE or not can_elicit(ctx):
+        return NOT_ASKED
+    names = ", ".join(f"{n:,} `{name}`" for name, n in plan.names().most_common(3))
+    renamed = f" as `{as_event}`" if as_event else ""
+    question = f"Emit again {len(plan.originals):,} events that matched no rule ({names}){renamed}? Each is sent once."
+    return ask(ctx, runtime_of(ctx).redact_message(question))
+
+
+@tool(Toolset.EVENTS, read_only=False, idempotent=False, title="Replay unrouted events")
+async def replay_events(
+    ctx: ToolContext,
+    plan: Annotated[replay.ReplayPlan, Resolve(plan_replay)],
+    confirmation: Annotated[Confirmed, Resolve(confirm_replay)],
+    workspace: p.WorkspaceOpt = None,
+    event: p.Filter = None,
+    since: p.Since = None,
+    until: p.Until = None,
+    as_event: Annotated[str | None, Field(description="Emit the copies under this name")] = None,
+    max_events: p.MaxEvents = None,
+    dry_run: Annotated[bool | None, Field(description="Count only, send nothing")] = None,
+    wait_seconds: p.BulkWait = None,
+) -> Annotated[CallToolResult, ReplayOut]:
+    """Re-emit, once each, the window's events that matched no rule; as_event renames. dry_run counts."""
+    rt = runtime_of(ctx)
+    ws = p.workspace_arg(rt, workspace)
+    window_args = plan.window.args()
+    same = {"workspace": workspace, "event": event}
+    result: dict[str, Any] = {
+        "unrouted": plan.unrouted,
+        "already_replayed": plan.already_replayed or None,
+        "their_copies_matched_no_rule": plan.copies_unrouted or None,
+        "are_replays": plan.are_copies or None,
+        "unreadable": plan.unreadable or None,
+        "events_read": plan.scan.scanned,
+        "complete": plan.scan.complete,
+    }
+    more = None
+    if not plan.scan.complete:
+        result["note"] = "bounded by max_events: older unrouted events were not read"
+        more = call_text("replay_events", **same, since=window_args["since"], until=plan.scan.cut_at,
+                         as_event=as_event, max_events=max_events)  # fmt: skip
+    if plan.copies.capped:
+        result["not_sent"] = (
+            f"more than {replay.COPY_READS:,} events since the oldest unrouted one: their payloads were not all "
+            "read, so earlier replays cannot be ruled out; nothing was sent. Narrow the window (a later since=)."
+        )
+        return rt.result(result)
+    if dry_run:
+        result.update({"dry_run": True, "would_replay": len(plan.originals)})
+        result["by_event"] = [{"event": n, "count": c} for n, c in plan.names().most_common(10)] or None
+        send = call_text("replay_events", **same, **window_args, as_event=as_event, max_events=max_events)
+        result["next"] = f"to send them: {send}" if plan.originals else None
+        if more:
+            result["next"] = f"{result['next'] or 'nothing to send here'}; then the older ones: {more}"
+        return rt.result(result)
+    require_yes(confirmation, "Not replayed")
+    client = rt.client()
+    if len(plan.originals) > ASK_ABOVE and can_elicit(ctx):
+        # The user took a while to answer: look again for copies another replay made meanwhile.
+        again = await attempt(
+            replay.find_copies(client, ws, plan.originals, Throttle(ctx.report_progress)),
+            Failure(write=False, not_found="list_workspaces shows the workspaces."),
+        )
+        meanwhile = [o for o in plan.originals if again.copied(o.id)]
+        plan.originals = [o for o in plan.originals if not again.copied(o.id)]
+        result["replayed_meanwhile"] = len(meanwhile) or None
+    valid: list[tuple[int, EmitEventRequest]] = []
+    run = BulkRun(total=len(plan.originals))
+    for index, original in enumerate(plan.originals):
+        try:
+            valid.append((index, prepare(index, replay.copy_request(original, ws, as_event), None)))
+        except InvalidRequest as exc:
+            run.outcomes[index] = Outcome("rejected", reason=str(exc).replace("\n", "; "))
+    await send_bulk(client, valid, run, ctx.report_progress)
+    result["replayed"] = sum(1 for o in run.outcomes.values() if o.status == "accepted")
+    result["as_event"] = as_event
+    for status in ("rejected", "unknown", "not_sent"):
+        result[status] = unsent_by_reason(run, plan.originals, status)
+    wait = p.BULK_WAIT.check("wait_seconds", wait_seconds)
+    copies = [o.id for _, o in sorted(run.outcomes.items()) if o.status == "accepted" and o.id]
+    if wait and copies:
+        result["outcome"] = await replay.wait_for_copies(client, copies, wait, Throttle(ctx.report_progress))
+    check_call = call_text("triage_failures", workspace=workspace, event=as_event or event, since=window_args["since"])
+    result["next"] = more or f"{check_call} shows what is left"
+    if result["unknown"] or result["not_sent"]:
+        result["next"] += "; running the same replay_events again sends only what did not arrive"
+    return rt.result(result)
+
+
+def unsent_by_reason(run: BulkRun, originals: list[m.Event], status: Status) -> list[dict[str, Any]]:
+    """The copies of one outcome by reason, each with its count and a few of the originals' ids (an index
+    into this call's own list would mean nothing to the caller)."""
+    by_reason: dict[str, list[str]] = {}
+    for index, outcome in sorted(run.outcomes.items()):
+        if outcome.status == status:
+            by_reason.setdefault(outcome.reason or "", []).append(originals[index].id)
+    return [{"reason": why, "count": len(ids), "originals": ids[:3]} for why, ids in list(by_reason.items())[:10]]
+
+
+TOOLS = (emit_event, emit_events, replay_events)

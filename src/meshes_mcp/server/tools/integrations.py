@@ -87,10 +87,10 @@ def detail(record: dict[str, Any]) -> dict[str, Any]:
 @tool(Toolset.INTEGRATIONS, read_only=True, idempotent=True, title="List integrations")
 async def list_integrations(
     ctx: ToolContext,
-    type: Annotated[str | None, Field(description="One integration's connection fields and actions")] = None,
+    type: str | None = None,
 ) -> Annotated[CallToolResult, IntegrationList]:
-    """Integrations Meshes can deliver to, with auth type and actions. Give type for its connection
-    metadata fields and what each action needs in rule metadata."""
+    """Integrations Meshes delivers to: auth type and actions. With type: its connection metadata fields
+    and each action's rule metadata."""
     rt = runtime_of(ctx)
     rt.client()  # without credentials, say how to configure them (the resource works offline)
     catalog = await rt.catalog()

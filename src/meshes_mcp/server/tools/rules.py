@@ -13,6 +13,7 @@ from meshes_mcp.api.problems import InvalidRequest, Problem, check
 from meshes_mcp.server import params as p
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.failures import Failure, attempt
+from meshes_mcp.server.fixes import inactive_warning
 from meshes_mcp.server.registry import Toolset, tool
 from meshes_mcp.server.runtime import ToolContext, runtime_of
 from meshes_mcp.server.views import RuleRow, RuleView
@@ -86,7 +87,7 @@ async def list_rules(
 
 
 @tool(Toolset.RULES, read_only=True, idempotent=True, title="Get rule")
-async def get_rule(ctx: ToolContext, rule_id: str) -> Annotated[CallToolResult, RuleView]:
+async def get_rule(ctx: ToolContext, rule_id: p.Uuid) -> Annotated[CallToolResult, RuleView]:
     """One rule with its event filter, connection and action metadata."""
     rt = runtime_of(ctx)
     rule = await attempt(rt.client().get_rule(rule_id), Failure(write=False, not_found=NOT_FOUND))
@@ -96,20 +97,20 @@ async def get_rule(ctx: ToolContext, rule_id: str) -> Annotated[CallToolResult, 
 @tool(Toolset.RULES, read_only=False, idempotent=False, title="Create rule")
 async def create_rule(
     ctx: ToolContext,
-    connection: str,
+    connection: p.Uuid,
     event: p.EventName,
     metadata: Annotated[
         dict[str, Any],
-        Field(description='e.g. {"action":"add_to_list","id":"5"}; ids from get_connection_actions'),
+        Field(description='{"action":"add_to_list","id":"5"} via get_connection_actions'),
     ],
-    workspace: str | None = None,
+    workspace: p.Uuid | None = None,
     resource: p.Resource = None,
     resource_id: p.ResourceKey = None,
     active: bool | None = None,
     hidden: bool | None = None,
 ) -> Annotated[CallToolResult, RuleView]:
-    """Route events named `event` to a connection's action. Metadata is checked against its live data
-    (list ids...) first."""
+    """Route events named `event` to a connection's action; metadata is checked against its live data
+    first."""
     from meshes_mcp.api.catalog import validate_rule_metadata
     from meshes_mcp.api.models import require_uuid
 
@@ -148,18 +149,16 @@ async def create_rule(
         Failure(write=True, verify=f"list_rules event={event} shows whether it exists"),
     )
     view = rule_view(created)
-    if conn.active is False:
-        view["warning"] = f"connection is inactive ({conn.inactive_reason}): deliveries fail until reconnected"
+    view["warning"] = inactive_warning(conn, spec)
     view["next"] = f'emit_event event="{event}" with a test payload, then get_event'
     return rt.result(view)
 
 
 @tool(Toolset.RULES, read_only=False, idempotent=True, destructive=True, title="Delete rule")
 async def delete_rule(
-    ctx: ToolContext, rule_id: str, confirmation: Annotated[Confirmed, Resolve(confirm_delete_rule)]
+    ctx: ToolContext, rule_id: p.Uuid, confirmation: Annotated[Confirmed, Resolve(confirm_delete_rule)]
 ) -> Annotated[CallToolResult, DeletedRuleOut]:
-    """Delete a rule: its event stops going to that connection. Rules cannot be edited: delete and
-    create_rule again."""
+    """Delete a rule. Rules cannot be edited: delete, then create_rule again."""
     rt = runtime_of(ctx)
     require_yes(confirmation, "Not deleted")
     failure = Failure(write=True, not_found=NOT_FOUND, verify=f"get_rule rule_id={rule_id}")

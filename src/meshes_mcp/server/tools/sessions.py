@@ -7,7 +7,7 @@ own sessions; these tools are for inspecting and revoking them, and for trying t
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from mcp.server.mcpserver.resolve import Elicit, Resolve
 from mcp_types import CallToolResult
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from meshes_mcp.api import models as m
 from meshes_mcp.server import params as p
+from meshes_mcp.server.bounds import RulesOf
 from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, can_elicit, require_yes
 from meshes_mcp.server.failures import Failure, attempt
 from meshes_mcp.server.registry import Toolset, tool
@@ -61,16 +62,16 @@ async def confirm_revoke_session(session_id: str, ctx: ToolContext) -> Confirmat
 async def create_session(
     ctx: ToolContext,
     workspace_id: p.WorkspaceOpt = None,
-    role: Literal["member", "admin", "owner"] | None = None,
-    session_type: Literal["workspace", "resource", "dashboard"] | None = None,
-    launch_page: Literal["dashboard", "connections", "rules", "events"] | None = None,
+    role: m.SessionRole | None = None,
+    session_type: m.SessionType | None = None,
+    launch_page: m.LaunchPage | None = None,
     resource: str | None = None,
     resource_id: str | None = None,
-    external_user_id: str | None = None,
-    ttl_seconds: int | None = None,
-    launch_ttl_seconds: int | None = None,
-    allowed_origins: list[str] | None = None,
-    scopes: list[Literal["events.payload:read"]] | None = None,
+    external_user_id: Annotated[str, RulesOf(m.CreateSessionRequest, "external_user_id")] | None = None,
+    ttl_seconds: Annotated[int, RulesOf(m.CreateSessionRequest, "ttl_seconds")] | None = None,
+    launch_ttl_seconds: Annotated[int, RulesOf(m.CreateSessionRequest, "launch_ttl_seconds")] | None = None,
+    allowed_origins: Annotated[list[str], RulesOf(m.CreateSessionRequest, "allowed_origins")] | None = None,
+    scopes: Annotated[list[m.SessionScope], RulesOf(m.CreateSessionRequest, "scopes")] | None = None,
 ) -> Annotated[CallToolResult, SessionOut]:
     """Mint an embed session for the workspace UI (default member, type workspace; resource type needs
     resource and resource_id)."""
@@ -99,7 +100,7 @@ async def create_session(
 async def list_sessions(
     ctx: ToolContext,
     workspace_id: p.WorkspaceOpt = None,
-    status: Literal["active", "revoked"] | None = None,
+    status: m.SessionStatus | None = None,
     resource: p.Filter = None,
     resource_id: p.Filter = None,
     limit: p.PageLimit = None,

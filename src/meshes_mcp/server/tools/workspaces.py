@@ -10,12 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest, Problem, check
 from meshes_mcp.server import params as p
+from meshes_mcp.server.bounds import RulesOf
 from meshes_mcp.server.failures import Failure, attempt
 from meshes_mcp.server.registry import Toolset, tool
 from meshes_mcp.server.runtime import ToolContext, runtime_of
 
 NOT_FOUND = "list_workspaces shows the workspaces and their ids."
-WORKSPACE_NAME = "3-50 letters, digits, spaces, _ or -"
+# The request models check these; the schemas show their rules.
+WorkspaceName = Annotated[str, RulesOf(m.WorkspaceName)]
 
 
 class WorkspaceOut(BaseModel):
@@ -84,7 +86,9 @@ async def get_workspace(
 
 @tool(Toolset.WORKSPACES, read_only=False, idempotent=False, title="Create workspace")
 async def create_workspace(
-    ctx: ToolContext, name: Annotated[str, Field(description=WORKSPACE_NAME)], description: str | None = None
+    ctx: ToolContext,
+    name: WorkspaceName,
+    description: Annotated[str, RulesOf(m.CreateWorkspaceRequest, "description")] | None = None,
 ) -> Annotated[CallToolResult, WorkspaceOut]:
     """Create a workspace: a tenant with its own connections, rules and events."""
     rt = runtime_of(ctx)
@@ -101,10 +105,10 @@ async def create_workspace(
 async def update_workspace(
     ctx: ToolContext,
     workspace_id: p.WorkspaceOpt = None,
-    name: str | None = None,
-    description: str | None = None,
+    name: WorkspaceName | None = None,
+    description: Annotated[str, RulesOf(m.UpdateWorkspaceRequest, "description")] | None = None,
 ) -> Annotated[CallToolResult, WorkspaceOut]:
-    """Rename a workspace or change its description; what is omitted stays, "" clears the description."""
+    """Rename a workspace or change its description (what is omitted stays; "" clears it)."""
     rt = runtime_of(ctx)
     if name is None and description is None:
         raise InvalidRequest([Problem("name", 'give name or description, e.g. "Production"')])

@@ -16,22 +16,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from meshes_mcp.api import models as m
-from meshes_mcp.server import params as p
-from meshes_mcp.server import triage as t
-from meshes_mcp.server.failures import attempt
+from meshes_mcp.server.bounds import IntRange
+from meshes_mcp.server.incident.scan import GROUPS_SHOWN
+from meshes_mcp.server.incident.window import created, iso
 from meshes_mcp.server.runtime import runtime_of
 
 if TYPE_CHECKING:
     from mcp_types import CallToolResult
 
+    from meshes_mcp.api import models as m
+    from meshes_mcp.server.incident.groups import Group
     from meshes_mcp.server.runtime import ToolContext
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 # Bucket sizes a person reads at a glance, smallest first.
 SIZES = (MINUTE, 2 * MINUTE, 5 * MINUTE, 10 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 3 * HOUR,
          6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY, 30 * DAY)  # fmt: skip
-BUCKETS_MIN, BUCKETS_MAX, BUCKETS_DEFAULT = 6, 96, 48
+BUCKETS = IntRange(6, 96, example=48, default=48)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Buckets:
         return min(max(at, 0), self.count - 1)  # the window's edges hold what the scan found on them
 
     def starts(self) -> list[str]:
-        return [t.iso(self.origin + timedelta(seconds=self.size * i)) for i in range(self.count)]
+        return [iso(self.origin + timedelta(seconds=self.size * i)) for i in range(self.count)]
 
 
 def per_bucket(moments: list[datetime], buckets: Buckets) -> list[int]:
@@ -77,44 +78,37 @@ async def timeline_result(
     workspace: str | None,
     event: str | None,
     connection: str | None,
+    rule: str | None,
     since: str | None,
     until: str | None,
     max_events: int | None,
     buckets: int | None,
 ) -> CallToolResult:
-    """triage_timeline's answer: checked as triage_failures checks the same arguments."""
-    from meshes_mcp.server.tools.deliveries import DEFAULT_MAX_EVENTS, MAX_EVENTS, SCAN_FAILURE
+    """triage_timeline's answer, from triage_failures' own scan over the same arguments."""
+    from meshes_mcp.server.tools.deliveries import scan_failures
 
-    rt = runtime_of(ctx)
-    client = rt.client()
-    ws = p.workspace_arg(rt, workspace)
-    filters = t.check_filters(ws, event=event, connection=connection)
-    window = t.Window.of(since, until)
-    limit = t.check_range("max_events", max_events, 1, MAX_EVENTS, 5000, DEFAULT_MAX_EVENTS)
-    most = t.check_range("buckets", buckets, BUCKETS_MIN, BUCKETS_MAX, BUCKETS_DEFAULT, BUCKETS_DEFAULT)
-    catalog = await rt.catalog()
+    most = BUCKETS.check("buckets", buckets)
     moments: dict[str, list[datetime]] = defaultdict(list)
 
-    def seen(group: t.Group, failing: m.Event) -> None:
-        moment = t.created(failing)
+    def seen(group: Group, failing: m.Event) -> None:
+        moment = created(failing)
         if moment is not None:
             moments[group.key].append(moment)
 
-    scan = t.triage(client, catalog, filters, window, limit, t.Throttle(ctx.report_progress), on_delivery=seen)
-    groups, summary = await attempt(scan, SCAN_FAILURE)
-    shown = [g for g in groups[: t.GROUPS_SHOWN] if moments[g.key]]
-    result: dict[str, Any] = {"groups": [], "window": summary.window(window)}
+    found = await scan_failures(ctx, workspace, event, connection, rule, since, until, max_events, on_delivery=seen)
+    shown = [g for g in found.groups[:GROUPS_SHOWN] if moments[g.key]]
+    result: dict[str, Any] = {"groups": [], "window": found.summary.window(found.window)}
     if shown:
-        start = window.since or min(min(moments[g.key]) for g in shown)
-        end = window.until or datetime.now(UTC)
-        fitted = Buckets.fit(start, max(end, max(max(moments[g.key]) for g in shown)), most)
+        start = found.window.since or min(min(moments[g.key]) for g in shown)
+        end = max([found.window.until or datetime.now(UTC), *(max(moments[g.key]) for g in shown)])
+        fitted = Buckets.fit(start, end, most)
         result.update(
             {
-                "from": t.iso(fitted.origin),
-                "to": t.iso(fitted.end),
+                "from": iso(fitted.origin),
+                "to": iso(fitted.end),
                 "bucket_seconds": fitted.size,
                 "buckets": fitted.starts(),
                 "groups": [{"key": g.key, "counts": per_bucket(moments[g.key], fitted)} for g in shown],
             }
         )
-    return rt.result(result)
+    return runtime_of(ctx).result(result)
