@@ -21,6 +21,7 @@ import os
 import re
 import socket
 import socketserver
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from typing import Any
 import httpx2
 import pytest
 import uvicorn
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.client.extension import ClientExtension
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.apps import APP_MIME_TYPE
@@ -212,6 +213,22 @@ async def test_a_host_with_apps_gets_the_view_and_its_tool_and_any_other_client_
         )
         listed_resources = {r.uri: r for r in (await host.list_resources()).resources}
         assert listed_resources[INCIDENT_URI].meta == {"ui": {"csp": {}, "prefersBorder": False}}  # no domains
+
+
+@pytest.mark.anyio
+async def test_over_stdio_a_host_with_apps_is_answered_by_the_sdk_from_its_first_line(tmp_path):
+    """The stdio front answers the first lists from a packaged table, made for clients without extensions:
+    a host with Apps (Claude Desktop, VS Code run servers over stdio) must still be listed the view's tool."""
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "meshes_mcp", "--sandbox", "--data-dir", str(tmp_path / "sandbox")],
+        env={"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"},
+    )
+    async with Client(params, extensions=[AppsHost()]) as host:
+        assert TIMELINE_TOOL in {t.name for t in (await host.list_tools()).tools}
+        assert INCIDENT_URI in {r.uri for r in (await host.list_resources()).resources}
+    async with Client(params) as plain:
+        assert TIMELINE_TOOL not in {t.name for t in (await plain.list_tools()).tools}
 
 
 # --- the browser ------------------------------------------------------------------------------------
