@@ -82,7 +82,8 @@ async def triage_timeline(
     window and filters."""
     from meshes_mcp.server.incident.timeline import timeline_result
 
-    return await timeline_result(ctx, workspace, event, connection, rule, since, until, max_events, buckets)
+    scope = {"workspace": workspace, "event": event, "connection": connection, "rule": rule}
+    return await timeline_result(ctx, buckets, **scope, since=since, until=until, max_events=max_events)
 
 
 class HiddenFromOtherClients:

@@ -73,18 +73,8 @@ def per_bucket(moments: list[datetime], buckets: Buckets) -> list[int]:
     return counts
 
 
-async def timeline_result(
-    ctx: ToolContext,
-    workspace: str | None,
-    event: str | None,
-    connection: str | None,
-    rule: str | None,
-    since: str | None,
-    until: str | None,
-    max_events: int | None,
-    buckets: int | None,
-) -> CallToolResult:
-    """triage_timeline's answer, from triage_failures' own scan over the same arguments."""
+async def timeline_result(ctx: ToolContext, buckets: int | None, **scope: Any) -> CallToolResult:
+    """triage_timeline's answer, from triage_failures' own scan over the same arguments (`scope`)."""
     from meshes_mcp.server.tools.deliveries import scan_failures
 
     most = BUCKETS.check("buckets", buckets)
@@ -95,7 +85,7 @@ async def timeline_result(
         if moment is not None:
             moments[group.key].append(moment)
 
-    found = await scan_failures(ctx, workspace, event, connection, rule, since, until, max_events, on_delivery=seen)
+    found = await scan_failures(ctx, on_delivery=seen, **scope)
     shown = [g for g in found.groups[:GROUPS_SHOWN] if moments[g.key]]
     result: dict[str, Any] = {"groups": [], "window": found.summary.window(found.window)}
     if shown:
