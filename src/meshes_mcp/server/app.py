@@ -87,7 +87,8 @@ class MeshesServer(MCPServer[Runtime]):
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         if name not in self.parameters:
             # The SDK's "Unknown tool: X" leaves the agent to guess; the closest names let it retry at once.
-            raise ToolError(unknown_tool_message(name, self.parameters))
+            # Named from the tools every client is listed (not a view's own tool, listed to Apps hosts only).
+            raise ToolError(unknown_tool_message(name, self.runtime.enabled.names))
         unknown = sorted(set(arguments) - self.parameters[name])
         if unknown:
             # Silently dropping a misspelt argument would run the call without the caller's intent.
