@@ -394,7 +394,8 @@ async def shows_fields_it_does_not_know_yet_as_text(page: Any, relay: Any, group
     fixed["untrusted_answer"] = {"body": MARKUP}
     finding = {"kind": "unrouted_event", "event": "order.paid", "count": 3, "first_seen": group["first_seen"],
                "last_seen": group["last_seen"], "reason": f"no rule routes it {MARKUP}", "fix": "create_rule",
-               "calls": [f"create_rule event=order.paid {MARKUP}"], "rules_for_other_events": MARKUP}  # fmt: skip
+               "calls": [f"create_rule event=order.paid {MARKUP}"], "then": f"replay_events {MARKUP}",
+               "rules_for_other_events": MARKUP}  # fmt: skip
     result = {"groups": [fixed], "count": 1, "failing": group["failed"], "events_scanned": 1, "findings": [finding]}
     await page.expose_function("mcpCallTool", relay)
     await page.goto(HOST_PAGE.as_uri())
@@ -406,7 +407,8 @@ async def shows_fields_it_does_not_know_yet_as_text(page: Any, relay: Any, group
     await expect(answer.locator("pre")).to_contain_text(MARKUP)
     findings = view.locator("li.finding")
     await expect(findings).to_have_count(1)
-    for text in (f"no rule routes it {MARKUP}", f"create_rule event=order.paid {MARKUP}", "3 events"):
+    for text in (f"no rule routes it {MARKUP}", f"create_rule event=order.paid {MARKUP}", "3 events",
+                 f"Then: replay_events {MARKUP}"):  # fmt: skip
         await expect(findings).to_contain_text(text)
     await expect(findings.locator("dd")).to_have_text(MARKUP)  # a field the view knows nothing about
     await expect(view.locator("#summary")).to_contain_text("1 silent finding")

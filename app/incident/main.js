@@ -521,7 +521,7 @@ function outcome(answer) {
 }
 
 function findingsSection(findings) {
-  const known = new Set(["kind", "event", "count", "first_seen", "last_seen", "reason", "fix", "calls"]);
+  const known = new Set(["kind", "event", "count", "first_seen", "last_seen", "reason", "fix", "calls", "then"]);
   return el(
     "section",
     { "aria-labelledby": "findings-title" },
@@ -537,6 +537,7 @@ function findingsSection(findings) {
           el("p", { class: "muted" }, [f.count !== undefined ? plural(f.count, "event", "events") : null, f.first_seen ? `first ${when(f.first_seen)}` : null, f.last_seen ? `last ${when(f.last_seen)}` : null].filter(Boolean).join(" · ")),
           f.reason ? el("p", {}, f.reason) : null,
           f.fix ? el("div", { class: "fix" }, el("strong", {}, "Fix: "), f.fix, (f.calls || []).length ? el("ul", {}, f.calls.map((c) => el("li", {}, el("code", {}, c)))) : null) : null,
+          f.then ? el("p", {}, el("strong", {}, "Then: "), el("code", {}, text(f.then))) : null,
           untrusted(f),
           facts(Object.entries(f).filter(([k]) => !known.has(k) && !k.startsWith("untrusted_"))),
         ),
@@ -590,8 +591,19 @@ app.ontoolresult = (result) => {
     fill(view, el("p", { class: "result error" }, words || "triage_failures failed"));
     return;
   }
-  show(result.structuredContent || {});
+  show(result.structuredContent || fromText(result) || {});
 };
+
+// A host that passes on only the text still hands over the whole result: the text is its JSON.
+function fromText(result) {
+  const words = (result.content || []).filter((c) => c.type === "text").map((c) => c.text).join("");
+  try {
+    const parsed = JSON.parse(words);
+    return parsed && typeof parsed === "object" ? parsed : null;
+  } catch {
+    return null;
+  }
+}
 app.onhostcontextchanged = (context) => {
   applyContext(context);
   if (context.theme && state.result) recolour();
