@@ -14,6 +14,7 @@ timeline's scan is imported on its first call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -97,21 +98,30 @@ class HiddenFromOtherClients:
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         result = await call_next(ctx)
-        if ctx.method == "tools/list":
-            keep = lambda item: not app_only(item.get("_meta"))  # noqa: E731
-            field_name = "tools"
-        elif ctx.method == "resources/list":
-            keep = lambda item: item.get("mimeType") != APP_MIME_TYPE  # noqa: E731
-            field_name = "resources"
-        else:
+        listing = LISTINGS.get(ctx.method)
+        if listing is None or client_supports_apps(ctx):
             return result
-        if client_supports_apps(ctx):
-            return result
+        field_name, for_apps_only = listing
         # The handler's answer reaches middleware serialized (a dict) or as its result model.
         wire = result.model_dump(by_alias=True, exclude_none=True) if isinstance(result, BaseModel) else result
         if not isinstance(wire, dict) or not isinstance(wire.get(field_name), list):
             return result
-        return {**wire, field_name: [item for item in wire[field_name] if keep(item)]}
+        return {**wire, field_name: [item for item in wire[field_name] if not for_apps_only(item)]}
+
+
+def app_only_tool(tool: dict[str, Any]) -> bool:
+    return app_only(tool.get("_meta"))
+
+
+def app_document(resource: dict[str, Any]) -> bool:
+    return resource.get("mimeType") == APP_MIME_TYPE
+
+
+# Per list method: the result's field, and which of its entries are for Apps hosts only.
+LISTINGS: dict[str, tuple[str, Callable[[dict[str, Any]], bool]]] = {
+    "tools/list": ("tools", app_only_tool),
+    "resources/list": ("resources", app_document),
+}
 
 
 def app_only(meta: dict[str, Any] | None) -> bool:
