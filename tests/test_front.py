@@ -18,13 +18,10 @@ from meshes_mcp.server import answers, front
 from meshes_mcp.server.toolsets import configuration_key, parse_toolsets
 from tests.test_stdio_transport import StdioServer
 
-# A client declaring everything it can: the answers must not depend on it.
-RICH_CAPABILITIES = {
-    "roots": {"listChanged": True},
-    "elicitation": {"form": {}},
-    "experimental": {"x": {}},
-    "extensions": {"io.modelcontextprotocol/ui": {"mimeTypes": ["text/html;profile=mcp-app"]}},
-}
+# A client declaring everything the table's answers do not depend on. Extensions are not among them: a
+# client with MCP Apps is listed the incident view's tool and document too, so the SDK answers it.
+APPS = {"io.modelcontextprotocol/ui": {"mimeTypes": ["text/html;profile=mcp-app"]}}
+RICH_CAPABILITIES = {"roots": {"listChanged": True}, "elicitation": {"form": {}}, "experimental": {"x": {}}}
 ENVELOPE = {
     front.PROTOCOL_VERSION_KEY: MODERN_PROTOCOL_VERSIONS[-1],
     front.CLIENT_CAPABILITIES_KEY: {},
@@ -216,7 +213,8 @@ def test_lines_the_front_does_not_answer_are_left_to_the_sdk():
     for line in unusual:
         assert not front.Front(key, table).take(line), line
     # Capabilities or client info the SDK might read differently are its to judge, too.
-    for capabilities, info in (({"roots": {"listChanged": "yes"}}, answers.CLIENT_INFO), ({}, {"name": "t"})):
+    odd = ({"roots": {"listChanged": "yes"}}, answers.CLIENT_INFO), ({}, {"name": "t"})
+    for capabilities, info in (*odd, ({"extensions": APPS}, answers.CLIENT_INFO)):
         line = handshake(version)
         line["params"] = {**line["params"], "capabilities": capabilities, "clientInfo": info}
         assert not front.Front(key, table).take(json.dumps(line).encode())

@@ -104,8 +104,15 @@ def test_half_open_connections_beyond_the_descriptor_limit_leave_the_server_serv
     try:
         for _ in range(300):
             held.append(connect(port))
+        held_since = time.monotonic()
         time.sleep(1.5)  # the silent ones are now "silent a while": each new connection may replace one
-        assert valid_call(port).status_code == 200
+        # On a loaded machine the server may still be accepting the last of the 300 (silent for less than a
+        # second: none to replace yet, so a 503 with Retry-After); it must serve well before their deadline.
+        status = valid_call(port).status_code
+        while status != 200 and time.monotonic() - held_since < 4.0:
+            time.sleep(0.3)
+            status = valid_call(port).status_code
+        assert status == 200
         answers = [closed_by_server(sock) for sock in held]
         assert all(a == b"" or a.startswith(b"HTTP/1.1 503") for a in answers)
         text = log.read_text(errors="replace")

@@ -64,6 +64,9 @@ async def test_both_eras_advertise_the_same_capabilities_and_nothing_the_server_
             )
     assert MODERN in advertised and len(advertised) == 2
     legacy, modern = advertised.values()
+    # MCP Apps (the incident view) is an extension: the SDK advertises extensions on the 2026 era only. A
+    # host of the older era finds the view through triage_failures' `_meta.ui`, as the Apps spec has it.
+    assert modern.pop("extensions") == {"io.modelcontextprotocol/ui": {}}
     assert legacy == modern
     # The lists never change while the process runs and no resource publishes updates.
     assert modern["tools"] == {"listChanged": False}

@@ -92,7 +92,13 @@ class MeshesServer(MCPServer[Runtime]):
     def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.runtime = runtime
-        self.parameters = {tool.name: set(tool.parameters.get("properties", {})) for tool in kwargs.get("tools", [])}
+        # Every tool's parameter names: the listed tools' and those an extension adds (the incident view's).
+        names = [tool.name for tool in kwargs.get("tools", [])] + [
+            binding.kwargs.get("name", binding.fn.__name__)
+            for extension in kwargs.get("extensions") or ()
+            for binding in extension.tools()
+        ]
+        self.parameters = {name: set((self._tool_input_schema(name) or {}).get("properties", {})) for name in names}
 
     async def _handle_read_resource(self, ctx: Any, params: Any) -> Any:
         from meshes_mcp.server.caching import read_hint
@@ -104,7 +110,8 @@ class MeshesServer(MCPServer[Runtime]):
 
         if name not in self.parameters:
             # The SDK's "Unknown tool: X" leaves the agent to guess; the closest names let it retry at once.
-            raise ToolError(unknown_tool_message(name, self.parameters))
+            # Named from the tools every client is listed (not a view's own tool, listed to Apps hosts only).
+            raise ToolError(unknown_tool_message(name, self.runtime.enabled.names))
         unknown = sorted(set(arguments) - self.parameters[name])
         if unknown:
             # Silently dropping a misspelt argument would run the call without the caller's intent.
@@ -180,13 +187,16 @@ def build_server(
     """The server. Its tools are listed from the packaged manifest and their handlers imported on first
     call; `declared` builds every tool from its handler up front instead (how the manifest is made).
     `http`: the HTTP transport's settings when serving HTTP (per-request credentials, the state key)."""
-    from meshes_mcp.server import caching, prompts, resources
+    from meshes_mcp.server import apps, caching, prompts, resources
 
     tools = enabled_tools(parse_toolsets(settings.toolsets), settings.read_only, declared=declared)
     enabled = EnabledTools(t.name for t in tools)
     runtime = Runtime(settings, client, enabled, http=http)
+    view = apps.extension(enabled)  # the incident view, for hosts with MCP Apps
     server = MeshesServer(
         runtime,
+        extensions=[view] if view is not None else None,
+        middleware=[apps.HiddenFromOtherClients()],
         request_state_security=_request_state_security(http),
         name="meshes",
         title="Meshes",

@@ -1,7 +1,9 @@
 """How long a 2026-07-28 client may keep what it read (`ttlMs`/`cacheScope`, SEP-2549).
 
 The tool, prompt and resource lists (and what `server/discover` says) are built once from the settings
-and never change while the process runs, and they are the same for every caller: a client may keep them
+and never change while the process runs, and they are the same for every caller (tools/list and
+resources/list differ only by whether the request declares MCP Apps, which it carries in its own
+envelope: the incident view's tool and document are listed to such clients only): a client may keep them
 for an hour (a restart with other toolsets is the only change, and an hour bounds how long a client shows
 the old list). The integration
 catalogue is refreshed from the API at most once per process, on its first read, with the caller's

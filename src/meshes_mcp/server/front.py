@@ -233,8 +233,12 @@ def _refuse(constant: str) -> Any:
 
 def _plain_capabilities(value: Any) -> bool:
     """Client capabilities the SDK surely accepts: an object of objects (`roots.listChanged` a boolean).
-    The answers do not depend on them (the suite checks several); odd ones are the SDK's to judge."""
+    The answers do not depend on them (the suite checks several); odd ones are the SDK's to judge. Nor do
+    they hold for a client declaring extensions: one with MCP Apps is listed the incident view's tool and
+    document too (`server/apps`), so the SDK answers it from the first line."""
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        return False
+    if "extensions" in value:
         return False
     roots = value.get("roots", {})
     return roots.keys() <= {"listChanged"} and isinstance(roots.get("listChanged", True), bool)

@@ -57,6 +57,7 @@ class ServerTool:
     idempotent: bool
     destructive: bool = False
     open_world: bool = True
+    meta: dict[str, Any] | None = None  # `_meta` as listed: an MCP Apps view's link (`server.apps`)
 
     @property
     def name(self) -> str:
@@ -81,7 +82,11 @@ class ServerTool:
         from meshes_mcp.server.schema import compact_schema
 
         sdk_tool = Tool.from_function(
-            self.handler, title=self.title, description=self.description, annotations=self.annotations
+            self.handler,
+            title=self.title,
+            description=self.description,
+            annotations=self.annotations,
+            meta=self.meta,
         )
         sdk_tool.parameters = compact_schema(sdk_tool.parameters)
         return sdk_tool
@@ -95,13 +100,15 @@ def tool(
     idempotent: bool,
     destructive: bool = False,
     open_world: bool = True,
+    meta: dict[str, Any] | None = None,
 ) -> Callable[[Handler], ServerTool]:
     """Declare a module-level handler as a tool. Annotations are required arguments: each is a claim
     a client acts on (auto-approving reads, confirming destructive calls), so none is left to a default
-    that might be wrong, except open_world (every tool talks to the Meshes API)."""
+    that might be wrong, except open_world (every tool talks to the Meshes API). `meta` is listed as the
+    tool's `_meta`."""
 
     def declare(handler: Handler) -> ServerTool:
-        return ServerTool(handler, toolset, title, read_only, idempotent, destructive, open_world)
+        return ServerTool(handler, toolset, title, read_only, idempotent, destructive, open_world, meta)
 
     return declare
 
@@ -144,7 +151,7 @@ class ListedTool:
             resolver_plans={},
             annotations=ToolAnnotations.model_validate(self.wire["annotations"]),
             icons=None,
-            meta=None,
+            meta=self.wire.get("_meta"),
             toolset=self.toolset,
             listed_output_schema=self.wire.get("outputSchema"),
         )

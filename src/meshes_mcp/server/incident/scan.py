@@ -11,7 +11,7 @@ left for the next call), so `until=<that timestamp>` continues exactly where it 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -147,8 +147,16 @@ class ScanSummary:
 
 
 async def triage(
-    client: MeshesClient, catalog: Catalog, filters: Filters, window: Window, max_events: int, progress: Throttle
+    client: MeshesClient,
+    catalog: Catalog,
+    filters: Filters,
+    window: Window,
+    max_events: int,
+    progress: Throttle,
+    on_delivery: Callable[[Group, m.Event], None] | None = None,
 ) -> tuple[list[Group], ScanSummary]:
+    """The window's failing deliveries grouped by cause. `on_delivery` sees each one as it joins its group
+    (the incident view's timeline counts them per time bucket)."""
     classifier = Classifier(client, filters)
     summary = ScanSummary()
     state = ScanState()
@@ -164,6 +172,8 @@ async def triage(
                 group = await classifier.group_of(event, rule_event)
                 if group is not None:
                     group.add(event, rule_event)
+                    if on_delivery is not None:
+                        on_delivery(group, event)
         summary.scanned += len(batch)
         summary.newest = summary.newest or batch[0].created_at
         summary.oldest = batch[-1].created_at
