@@ -1,14 +1,14 @@
 """How long a 2026-07-28 client may keep what it read (`ttlMs`/`cacheScope`, SEP-2549).
 
 The tool, prompt and resource lists (and what `server/discover` says) are built once from the settings
-and never change while the process runs, and they are the same for every caller (tools/list and
-resources/list differ only by whether the request declares MCP Apps, which it carries in its own
-envelope: the incident view's tool and document are listed to such clients only): a client may keep them
-for an hour (a restart with other toolsets is the only change, and an hour bounds how long a client shows
-the old list). The integration
-catalogue is refreshed from the API at most once per process, on its first read, with the caller's
-credentials: after that read it is fixed too, but it stays `private` (per caller). Every other read (events,
-a workspace's history) is live data: immediately stale, and private.
+and never change while the process runs: a client may keep them for an hour (a restart with other
+toolsets is the only change, and an hour bounds how long a client shows the old list). Prompts, resource
+templates and `server/discover` are the same for every caller: `public`. tools/list and resources/list
+are not: a client that declares MCP Apps is also listed the incident view's tool and document, and a
+shared cache is not bound to key its entries by what each request declared, so they stay `private`. The
+integration catalogue is refreshed from the API at most once per process, on its first read, with the
+caller's credentials: after that read it is fixed too, but it stays `private` (per caller). Every other
+read (events, a workspace's history) is live data: immediately stale, and private.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ CATALOG_URI_PREFIX = "meshes://integrations"
 
 LIST_HINTS: dict[CacheableMethod, CacheHint] = {
     "server/discover": CacheHint(ttl_ms=LIST_TTL_MS, scope="public"),  # capabilities and instructions: fixed too
-    "tools/list": CacheHint(ttl_ms=LIST_TTL_MS, scope="public"),
+    "tools/list": CacheHint(ttl_ms=LIST_TTL_MS, scope="private"),  # differs with the client's MCP Apps support
     "prompts/list": CacheHint(ttl_ms=LIST_TTL_MS, scope="public"),
-    "resources/list": CacheHint(ttl_ms=LIST_TTL_MS, scope="public"),
+    "resources/list": CacheHint(ttl_ms=LIST_TTL_MS, scope="private"),  # so does this one
     "resources/templates/list": CacheHint(ttl_ms=LIST_TTL_MS, scope="public"),
     "resources/read": CacheHint(ttl_ms=0, scope="private"),
 }
