@@ -216,9 +216,9 @@ async def test_a_host_with_apps_gets_the_view_and_its_tool_and_any_other_client_
 
 
 @pytest.mark.anyio
-async def test_over_stdio_a_host_with_apps_is_answered_by_the_sdk_from_its_first_line(tmp_path):
-    """The stdio front answers the first lists from a packaged table, made for clients without extensions:
-    a host with Apps (Claude Desktop, VS Code run servers over stdio) must still be listed the view's tool."""
+async def test_over_stdio_a_host_with_apps_is_listed_the_view_and_a_plain_client_is_not(tmp_path):
+    """The stdio front answers the first lists from a packaged table with a view per client kind: a host with
+    Apps (Claude Desktop, VS Code run servers over stdio) is listed the view's tool, a plain client is not."""
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "meshes_mcp", "--sandbox", "--data-dir", str(tmp_path / "sandbox")],

@@ -19,9 +19,10 @@ from meshes_mcp.server.toolsets import configuration_key, parse_toolsets
 from tests.test_stdio_transport import StdioServer
 
 # A client declaring everything the table's answers do not depend on. Extensions are not among them: a
-# client with MCP Apps is listed the incident view's tool and document too, so the SDK answers it.
+# client with MCP Apps is listed the incident view's tool and document too, so its answers are stored apart.
 APPS = {"io.modelcontextprotocol/ui": {"mimeTypes": ["text/html;profile=mcp-app"]}}
 RICH_CAPABILITIES = {"roots": {"listChanged": True}, "elicitation": {"form": {}}, "experimental": {"x": {}}}
+APPS_HOST = {**RICH_CAPABILITIES, "extensions": {**APPS}}
 ENVELOPE = {
     front.PROTOCOL_VERSION_KEY: MODERN_PROTOCOL_VERSIONS[-1],
     front.CLIENT_CAPABILITIES_KEY: {},
@@ -34,13 +35,28 @@ ENVELOPE = {
 async def test_the_packaged_answers_are_the_sdks_own(toolsets, read_only):
     """The real server (its tools from the manifest, as served) against the table, every version, two clients."""
     key = configuration_key(toolsets, read_only)
-    assert set(front.packaged_answers()["configurations"]) == {configuration_key(*c) for c in answers.CONFIGURATIONS}
+    keys = {configuration_key(*c) + view for c in answers.CONFIGURATIONS for view in answers.CLIENT_VIEWS}
+    assert set(front.packaged_answers()["configurations"]) == keys
     server = answers.build(toolsets, read_only, declared=False)
     for version in KNOWN_PROTOCOL_VERSIONS:
-        for capabilities in ({}, RICH_CAPABILITIES):
+        for capabilities in ({}, RICH_CAPABILITIES, {"extensions": APPS}, APPS_HOST):
+            view = front.client_view(capabilities)
+            assert view is not None
             sdk = await answers.sdk_answers(server, version, capabilities)
-            packaged = {method: front.answer_for(key, version, method) for method in sdk}
-            assert packaged == sdk, f"stale answers for {key!r} at {version}: python -m meshes_mcp.server.docs"
+            packaged = {method: front.answer_for(key + view, version, method) for method in sdk}
+            assert packaged == sdk, f"stale answers for {key + view!r} at {version}: python -m meshes_mcp.server.docs"
+
+
+def test_the_apps_view_is_what_the_sdk_calls_an_apps_client():
+    from mcp.server import apps
+
+    assert (front.APPS_EXTENSION, front.APPS_MIME_TYPE) == (apps.EXTENSION_ID, apps.APP_MIME_TYPE)
+    assert front.client_view({"extensions": APPS}) == front.APPS_VIEW
+    # Other extensions, or the Apps extension without its MIME type or with more settings: the SDK judges.
+    assert front.client_view({"extensions": {**APPS, "x.example/other": {}}}) is None
+    assert front.client_view({"extensions": {apps.EXTENSION_ID: {"mimeTypes": ["text/plain"]}}}) is None
+    assert front.client_view({"extensions": {apps.EXTENSION_ID: {"mimeTypes": "text/html;profile=mcp-app"}}}) is None
+    assert front.client_view({"extensions": {apps.EXTENSION_ID: {**APPS[apps.EXTENSION_ID], "x": 1}}}) is None
 
 
 def test_the_configuration_is_read_as_settings_read_it(monkeypatch):
@@ -160,6 +176,19 @@ def test_requests_before_the_sdk_has_loaded_wait_for_it(fronted):
     assert fronted.lines.empty()  # the replayed handshake's answer was not passed on
 
 
+def test_an_apps_host_is_answered_early_with_the_incident_view_listed(fronted):
+    params = {"protocolVersion": HANDSHAKE_PROTOCOL_VERSIONS[-1], "capabilities": {"extensions": APPS},
+              "clientInfo": answers.CLIENT_INFO}  # fmt: skip
+    assert fronted.call({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params})["result"]
+    fronted.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    tools = fronted.call({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})["result"]["tools"]
+    resources = fronted.call({"jsonrpc": "2.0", "id": 2, "method": "resources/list"})["result"]["resources"]
+    assert "triage_timeline" in {t["name"] for t in tools}
+    assert "ui://meshes/incident" in {r["uri"] for r in resources}
+    log = fronted.end()
+    assert "answered tools/list before the SDK loaded" in log and "answered resources/list before" in log
+
+
 def test_stdin_closing_ends_the_process_before_and_after_the_sdk_took_over():
     early = FrontedServer()
     try:
@@ -214,7 +243,8 @@ def test_lines_the_front_does_not_answer_are_left_to_the_sdk():
         assert not front.Front(key, table).take(line), line
     # Capabilities or client info the SDK might read differently are its to judge, too.
     odd = ({"roots": {"listChanged": "yes"}}, answers.CLIENT_INFO), ({}, {"name": "t"})
-    for capabilities, info in (*odd, ({"extensions": APPS}, answers.CLIENT_INFO)):
+    other_extension = {"extensions": {**APPS, "x.example/other": {}}}
+    for capabilities, info in (*odd, (other_extension, answers.CLIENT_INFO)):
         line = handshake(version)
         line["params"] = {**line["params"], "capabilities": capabilities, "clientInfo": info}
         assert not front.Front(key, table).take(json.dumps(line).encode())

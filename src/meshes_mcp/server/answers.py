@@ -23,6 +23,9 @@ from mcp.shared.message import SessionMessage
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from meshes_mcp.server.front import (
+    APPS_EXTENSION,
+    APPS_MIME_TYPE,
+    APPS_VIEW,
     CLIENT_CAPABILITIES_KEY,
     CLIENT_INFO_KEY,
     FRONT_METHODS,
@@ -39,6 +42,11 @@ CONFIGURATIONS: tuple[tuple[tuple[Toolset, ...], bool], ...] = (
     (TOOLSETS, True),
 )
 CLIENT_INFO = {"name": "meshes-mcp-answers", "version": "0"}
+# The client views answered apart (`front.client_view`): a client with no extensions, and an MCP Apps host.
+CLIENT_VIEWS: dict[str, dict[str, Any]] = {
+    "": {},
+    APPS_VIEW: {"extensions": {APPS_EXTENSION: {"mimeTypes": [APPS_MIME_TYPE]}}},
+}
 
 
 def session_lines(version: str, capabilities: dict[str, Any], client_info: dict[str, Any]) -> list[dict[str, Any]]:
@@ -90,12 +98,15 @@ def build(toolsets: tuple[Toolset, ...], read_only: bool, *, declared: bool) -> 
 
 
 async def all_answers(*, declared: bool) -> dict[str, dict[str, dict[str, Any]]]:
-    """configuration key → protocol version → method → answer, for every packaged configuration."""
+    """configuration key (and client view) → protocol version → method → answer, for every packaged
+    configuration and client view."""
     table: dict[str, dict[str, dict[str, Any]]] = {}
+    versions = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
     for toolsets, read_only in CONFIGURATIONS:
         server = build(toolsets, read_only, declared=declared)
-        versions = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
-        table[configuration_key(toolsets, read_only)] = {v: await sdk_answers(server, v) for v in versions}
+        key = configuration_key(toolsets, read_only)
+        for view, capabilities in CLIENT_VIEWS.items():
+            table[key + view] = {v: await sdk_answers(server, v, capabilities) for v in versions}
     return table
 
 

@@ -231,17 +231,34 @@ def _refuse(constant: str) -> Any:
     raise ValueError(constant)  # NaN, Infinity: not JSON to the SDK
 
 
-def _plain_capabilities(value: Any) -> bool:
-    """Client capabilities the SDK surely accepts: an object of objects (`roots.listChanged` a boolean).
-    The answers do not depend on them (the suite checks several); odd ones are the SDK's to judge. Nor do
-    they hold for a client declaring extensions: one with MCP Apps is listed the incident view's tool and
-    document too (`server/apps`), so the SDK answers it from the first line."""
+# A client declaring MCP Apps (what the SDK's `mcp.server.apps.client_supports_apps` looks for: this
+# extension, this MIME type among its `mimeTypes`) is also listed the incident view's tool and document, so
+# its answers are stored apart: under the configuration's key plus APPS_VIEW. The suite checks these
+# constants against the SDK's.
+APPS_EXTENSION = "io.modelcontextprotocol/ui"
+APPS_MIME_TYPE = "text/html;profile=mcp-app"
+APPS_VIEW = "+apps"
+
+
+def client_view(value: Any) -> str | None:
+    """Which stored answers fit a client declaring these capabilities: "" (no extensions), APPS_VIEW (MCP Apps
+    and nothing else), or None when the SDK must judge them. The answers depend on nothing else a client
+    declares (the suite checks several); odd shapes and other extensions are the SDK's."""
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-        return False
-    if "extensions" in value:
-        return False
+        return None
     roots = value.get("roots", {})
-    return roots.keys() <= {"listChanged"} and isinstance(roots.get("listChanged", True), bool)
+    if not (roots.keys() <= {"listChanged"} and isinstance(roots.get("listChanged", True), bool)):
+        return None
+    extensions = value.get("extensions")
+    if extensions is None:
+        return ""
+    settings = extensions.get(APPS_EXTENSION) if extensions.keys() == {APPS_EXTENSION} else None
+    if not isinstance(settings, dict) or settings.keys() != {"mimeTypes"}:
+        return None
+    mime_types = settings["mimeTypes"]
+    if not isinstance(mime_types, list) or not all(isinstance(m, str) for m in mime_types):
+        return None
+    return APPS_VIEW if APPS_MIME_TYPE in mime_types else None
 
 
 def _plain_client_info(value: Any) -> bool:
@@ -254,8 +271,9 @@ def _plain_client_info(value: Any) -> bool:
     )
 
 
-def _plain_envelope(params: dict[str, Any] | None, versions: Mapping[str, Any]) -> str | None:
-    """The protocol version of a plain 2026-07-28 request (`params` only its `_meta` envelope)."""
+def _plain_envelope(params: dict[str, Any] | None, versions: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The protocol version and client view of a plain 2026-07-28 request (`params` only its `_meta`
+    envelope); None when the SDK must judge it."""
     if params is None or params.keys() != {"_meta"} or not isinstance(params["_meta"], dict):
         return None
     meta = params["_meta"]
@@ -264,11 +282,12 @@ def _plain_envelope(params: dict[str, Any] | None, versions: Mapping[str, Any]) 
         return None
     if not isinstance(version, str) or "initialize" in versions.get(version, {"initialize": 0}):
         return None  # unknown here, or a handshake version
-    if not _plain_capabilities(meta.get(CLIENT_CAPABILITIES_KEY)):
+    view = client_view(meta.get(CLIENT_CAPABILITIES_KEY))
+    if view is None:
         return None
     if CLIENT_INFO_KEY in meta and not _plain_client_info(meta[CLIENT_INFO_KEY]):
         return None
-    return version
+    return version, view
 
 
 # --- the front ------------------------------------------------------------------------------------------
@@ -282,6 +301,7 @@ class Front:
         self.configuration = configuration
         self.table = table
         self.version: str | None = None  # the session's protocol version, once the front opened it
+        self.view = ""  # the handshake's client view (a 2026-07-28 request carries its own)
         self.replay: list[bytes] = []  # what recreates that session in the SDK
         self.answered = 0
 
@@ -298,12 +318,15 @@ class Front:
                 self.replay.append(line)
                 return True
             return False
+        view = self.view
         if self.modern:
-            if _plain_envelope(request.params, self.versions) != self.version:
+            opened = _plain_envelope(request.params, self.versions)
+            if opened is None or opened[0] != self.version:
                 return False
+            view = opened[1]
         elif request.params:  # `{}` and none read alike; a cursor or a progress token are the SDK's
             return False
-        return self._answer(request, request.method)
+        return self._answer(request, request.method, view)
 
     @property
     def modern(self) -> bool:
@@ -320,18 +343,18 @@ class Front:
                 params.keys() != {"protocolVersion", "capabilities", "clientInfo"}
                 or not isinstance(version, str)
                 or "initialize" not in self.versions.get(version, {})
-                or not _plain_capabilities(params["capabilities"])
+                or client_view(params["capabilities"]) is None
                 or not _plain_client_info(params["clientInfo"])
             ):
                 return False
-            self.version = version
+            self.version, self.view = version, client_view(params["capabilities"]) or ""
         else:
-            version = _plain_envelope(request.params, self.versions)
-            if version is None:
+            opened = _plain_envelope(request.params, self.versions)
+            if opened is None:
                 return False
-            self.version = version
+            self.version, self.view = opened
         self._record_replay(request)
-        return self._answer(request, request.method)
+        return self._answer(request, request.method, self.view)
 
     def _record_replay(self, request: Request) -> None:
         """What opens the same session in the SDK: the client's `initialize`, or a `server/discover` with
@@ -340,9 +363,9 @@ class Front:
         replayed = {"jsonrpc": "2.0", "id": f"{REPLAY_ID_PREFIX}{len(self.replay)}", "method": method}
         self.replay.append(json.dumps({**replayed, "params": request.params}).encode() + b"\n")
 
-    def _answer(self, request: Request, method: str) -> bool:
+    def _answer(self, request: Request, method: str, view: str) -> bool:
         assert self.version is not None
-        answer = answer_for(self.configuration, self.version, method, self.table)
+        answer = answer_for(self.configuration + view, self.version, method, self.table)
         if answer is None:
             return False
         reply = {"jsonrpc": "2.0", "id": request.id, **answer}
