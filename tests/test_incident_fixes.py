@@ -73,7 +73,8 @@ async def test_each_group_asks_for_its_own_fix_then_says_the_fix_is_in_and_its_r
                                   "metadata=<all fields, valid credentials>"]  # fmt: skip
     assert "reconnect" not in mailchimp["fix"].lower()
     # The webhook's fix quotes the URL that failed: the connection has not changed since, so it is the current one.
-    assert f"The destination {GONE_URL} could not be reached" in webhook["fix"]
+    assert f"The destination {GONE_URL} could not be reached:" in webhook["fix"]
+    assert webhook["outcome_code"] == "network_error" and "in time" not in webhook["fix"]  # that is a timeout
     # diagnose_event says the same per delivery.
     hub_delivery = delivery_to(diagnosed["hubspot"], "hubspot")
     assert "reconnects the HubSpot account" in hub_delivery["fix"]

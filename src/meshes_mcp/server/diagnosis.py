@@ -170,6 +170,10 @@ def what_happened(ev: Evidence) -> str:
     return f"{said}; the connection is {state}" if state else said
 
 
+# How a destination that never answered failed, as the fix says it (the outcome code tells the two apart).
+REACH = {"timeout": "did not answer in time", "network_error": "could not be reached"}
+
+
 def advice(ev: Evidence) -> tuple[str, list[str]]:
     """The fix for a troubled delivery (or group), and the exact calls that carry it out."""
     kind = ev.rule_event.integration_type or "destination"
@@ -228,11 +232,11 @@ def advice(ev: Evidence) -> tuple[str, list[str]]:
                 calls["retry"],
             ],
         )
-    if code in ("timeout", "network_error"):
+    if code in REACH:
         where = f" {ev.failed_url}" if ev.failed_url else ""
         auto = " Meshes is still retrying." if retrying else ""
         return (
-            f"The destination{where} could not be reached in time: check the URL and that the receiver is up.{auto}",
+            f"The destination{where} {REACH[code]}: check the URL and that the receiver is up.{auto}",
             [calls["connection"], calls["retry"]],
         )
     if code in ("rate_limited", "rejected_server_error", "internal_error"):
