@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -33,18 +34,19 @@ def rule_event_settled(rule_event: m.RuleEvent, attempts_before: int) -> bool:
     return rule_event.status != "processing" and (rule_event.attempt_count or 0) > attempts_before
 
 
-async def wait_for_outcomes(
-    client: MeshesClient, targets: list[Target], seconds: float, progress: Throttle
-) -> dict[str, Any]:
-    """Read the retried deliveries back until every one has settled or the time is up."""
+async def read_until_settled(
+    client: MeshesClient,
+    pending: Callable[[], list[str]],
+    take: Callable[[str, m.Event], None],
+    seconds: float,
+    report: Callable[[], Awaitable[None]],
+) -> float:
+    """Read each pending event back (READS_IN_FLIGHT at a time) and hand it to `take`, which settles what it
+    can, round after round until nothing is pending or `seconds` are up, pausing 0.1 s to 1 s between rounds.
+    A read that fails is tried again next round. Returns the seconds waited."""
     started = time.monotonic()
     deadline = started + seconds
-    pending: dict[str, dict[str, Target]] = {}
-    for target in targets:
-        pending.setdefault(target.event_id, {})[target.rule] = target
-    outcome: dict[str, m.RuleEvent] = {}
     pause = 0.1
-    total = len(targets)
     limiter = anyio.CapacityLimiter(READS_IN_FLIGHT)
 
     async def read(event_id: str) -> None:
@@ -53,6 +55,31 @@ async def wait_for_outcomes(
                 event = await client.get_event(event_id)
             except (e.MeshesError, InvalidRequest):
                 return
+        take(event_id, event)
+
+    while pending() and time.monotonic() < deadline:
+        with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
+            async with anyio.create_task_group() as group:
+                for event_id in pending():
+                    group.start_soon(read, event_id)
+        await report()
+        if pending():
+            await anyio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 1.5, 1.0)
+    return time.monotonic() - started
+
+
+async def wait_for_outcomes(
+    client: MeshesClient, targets: list[Target], seconds: float, progress: Throttle
+) -> dict[str, Any]:
+    """Read the retried deliveries back until every one has settled or the time is up."""
+    pending: dict[str, dict[str, Target]] = {}
+    for target in targets:
+        pending.setdefault(target.event_id, {})[target.rule] = target
+    outcome: dict[str, m.RuleEvent] = {}
+    total = len(targets)
+
+    def take(event_id: str, event: m.Event) -> None:
         for rule_event in event.rule_events or []:
             target = pending.get(event_id, {}).get(rule_event.rule)
             if target is not None and rule_event_settled(rule_event, target.attempt_count):
@@ -61,16 +88,11 @@ async def wait_for_outcomes(
         if not pending.get(event_id):
             pending.pop(event_id, None)
 
-    while pending and time.monotonic() < deadline:
-        with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
-            async with anyio.create_task_group() as group:
-                for event_id in list(pending):
-                    group.start_soon(read, event_id)
+    async def report() -> None:
         await progress(len(outcome), total, f"{len(outcome)}/{total} retried deliveries settled")
-        if pending:
-            await anyio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 1.5, 1.0)
-    return settled_view(outcome, sum(len(rules) for rules in pending.values()), time.monotonic() - started)
+
+    waited = await read_until_settled(client, lambda: list(pending), take, seconds, report)
+    return settled_view(outcome, sum(len(rules) for rules in pending.values()), waited)
 
 
 def settled_view(outcome: dict[str, m.RuleEvent], unsettled: int, waited: float) -> dict[str, Any]:

@@ -25,7 +25,6 @@ run again safely once the API has stored them. What this does not cover, and the
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ from meshes_mcp.api import errors as e
 from meshes_mcp.api import models as m
 from meshes_mcp.api.problems import InvalidRequest
 from meshes_mcp.server.incident.census import WindowScan, matched_no_rule, window_events
+from meshes_mcp.server.incident.outcomes import read_until_settled
 from meshes_mcp.server.incident.progress import Throttle
 from meshes_mcp.server.incident.scan import PAGE_SIZE, READS_IN_FLIGHT
 from meshes_mcp.server.incident.window import Window, created
@@ -190,33 +190,18 @@ def copy_request(original: m.Event, workspace: str, as_event: str | None) -> dic
 
 async def wait_for_copies(client: MeshesClient, ids: list[str], seconds: float, progress: Throttle) -> dict[str, Any]:
     """Read the copies back until each has settled (routed and every delivery ended) or the time is up."""
-    started = time.monotonic()
-    deadline = started + seconds
     settled: dict[str, m.Event] = {}
     pending = set(ids)
-    limiter = anyio.CapacityLimiter(READS_IN_FLIGHT)
-    pause = 0.1
 
-    async def read(event_id: str) -> None:
-        async with limiter:
-            try:
-                ev = await client.get_event(event_id)
-            except (e.MeshesError, InvalidRequest):
-                return
-        done = ev.status in m.TERMINAL_STATUSES and all(r.status in m.TERMINAL_STATUSES for r in ev.rule_events or [])
-        if done:
+    def take(event_id: str, ev: m.Event) -> None:
+        if ev.status in m.TERMINAL_STATUSES and all(r.status in m.TERMINAL_STATUSES for r in ev.rule_events or []):
             settled[event_id] = ev
             pending.discard(event_id)
 
-    while pending and time.monotonic() < deadline:
-        with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
-            async with anyio.create_task_group() as group:
-                for event_id in list(pending):
-                    group.start_soon(read, event_id)
+    async def report() -> None:
         await progress(len(settled), len(ids), f"{len(settled)}/{len(ids)} replayed events settled")
-        if pending:
-            await anyio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 1.5, 1.0)
+
+    waited = await read_until_settled(client, lambda: list(pending), take, seconds, report)
     rule_events = [r for ev in settled.values() for r in ev.rule_events or []]
     return {
         "delivered": sum(1 for r in rule_events if r.status == "completed"),
@@ -224,5 +209,5 @@ async def wait_for_copies(client: MeshesClient, ids: list[str], seconds: float, 
         "matched_no_rule": sum(1 for ev in settled.values() if matched_no_rule(ev)),
         "in_progress": len(pending),
         "settled": not pending,
-        "waited_s": round(time.monotonic() - started, 1),
+        "waited_s": round(waited, 1),
     }
