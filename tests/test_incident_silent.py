@@ -136,6 +136,14 @@ async def test_events_sent_to_another_workspace_and_a_quiet_window(sandbox, webh
 
     missing = finding(triage, "no_events", "trial.started")
     assert "none ever" in missing["reason"] and "arrived" not in missing
+    # `next` says only what the findings hold: calls where one has calls, a `then` where one has it.
+    held = [
+        step
+        for step, key in (("run its calls", "calls"), ("`then`", "then"))
+        if any(key in f for f in triage["findings"])
+    ]
+    assert all(step in triage["next"] for step in held)
+    assert ("run its calls" in triage["next"]) == any("calls" in f for f in triage["findings"])
     elsewhere = finding(triage, "other_workspace", "trial.started")
     assert elsewhere["count"] == 4 and elsewhere["workspace"] == {"id": staging, "name": "Staging"}
     assert "Staging" in elsewhere["reason"]

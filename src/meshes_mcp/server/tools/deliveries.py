@@ -546,14 +546,18 @@ async def triage_failures(
     elif not groups and not silent.views:
         result = {"summary": nothing_found(silent), "count": 0, "events_scanned": summary.scanned,
                   "window": result["window"], "next": result["findings_scan"].get("next")}  # fmt: skip
-    elif not groups:
-        result["next"] = "for each finding: run its calls, then its `then` call"
     else:
-        # Said of the groups as they are: some need calls first, some only their retry (the fix is in).
-        steps = [step for step, key in (("run its calls", "calls"), ("its `then` call", "then"))
-                 if any(view.get(key) for view in views)]  # fmt: skip
-        result["next"] = f"for each group: {', then '.join(steps)}" if steps else "nothing to call: see each fix"
+        said = [steps for steps in (next_steps("group", views), next_steps("finding", silent.views)) if steps]
+        result["next"] = "; ".join(said) or "nothing to call: see each fix"
     return rt.result(scrub_failure_text(result))
+
+
+def next_steps(kind: str, views: list[dict[str, Any]]) -> str | None:
+    """What to do with each group (or finding), said of them as they are: some need calls first, some only
+    their `then` (a group whose fix is in, a finding with nothing to fix); None when none has either."""
+    steps = [step for step, key in (("run its calls", "calls"), ("its `then` call", "then"))
+             if any(view.get(key) for view in views)]  # fmt: skip
+    return f"for each {kind}: {', then '.join(steps)}" if steps else None
 
 
 @tool(Toolset.DELIVERIES, read_only=False, idempotent=False, title="Retry failed deliveries")
