@@ -42,11 +42,10 @@ def parse_moment(value: str | None, param: str, now: datetime) -> datetime | Non
         if amount > MAX_LOOKBACK:
             raise InvalidRequest([Problem(param, 'reaches back at most 3660 days, e.g. "7d"')])
         return now - amount
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise InvalidRequest([Problem(param, f"must be {MOMENT_EXAMPLE}")]) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = timestamp(text)
+    if moment is None:
+        raise InvalidRequest([Problem(param, f"must be {MOMENT_EXAMPLE}")])
+    return moment
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from meshes_mcp.server.confirm import NOT_ASKED, Confirmation, Confirmed, ask, c
 from meshes_mcp.server.failures import Failure, attempt
 from meshes_mcp.server.incident import replay
 from meshes_mcp.server.incident.census import matched_no_rule
+from meshes_mcp.server.incident.groups import check_filters
 from meshes_mcp.server.incident.norule import WorkspaceRules, listened_for, no_rule_note
 from meshes_mcp.server.incident.outcomes import wait_for_event
 from meshes_mcp.server.incident.progress import Throttle
@@ -356,10 +357,8 @@ async def plan_replay(
     window = Window.of(since, until)
     limit = p.MAX_EVENTS.check("max_events", max_events)
     p.BULK_WAIT.check("wait_seconds", wait_seconds)
+    check_filters(ws, event=event)  # the event filter's rules, as triage_failures checks them
     longest = m.EVENT_NAME_MAX
-    if event is not None and (not event.strip() or len(event) > longest):
-        rule = f'must be an event name: not blank, at most {longest} characters, e.g. "user.signed_up"'
-        raise InvalidRequest([Problem("event", rule)])
     if as_event is not None and (
         not as_event.strip() or len(as_event) > longest or any(ord(c) < 32 or ord(c) == 127 for c in as_event)
     ):
